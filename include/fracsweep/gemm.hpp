@@ -1,0 +1,36 @@
+#pragma once
+// The one place that calls BLIS: set-up (kernel set, threads) and C = A * W^T.
+#include <cstdint>
+#include <string>
+
+namespace fracsweep {
+
+// Which BLIS kernel set to use. `automatic` picks `skx` (AVX-512) when the CPU has AVX-512F
+// and this BLIS build contains it, otherwise what BLIS dispatches by itself; a BLIS_ARCH_TYPE
+// already in the environment always wins. Must be decided before the first BLIS call.
+enum class BlisKernels { automatic, native, skx, haswell, zen3 };
+
+struct GemmSetup {
+  BlisKernels kernels = BlisKernels::automatic;
+  int threads = 1;  // BLIS threads per rank (ranks = cores beats threads for our shapes)
+};
+
+// What BLIS ended up using, for provenance.
+struct GemmInfo {
+  std::string blis_version;   // e.g. "0.9.0"
+  std::string kernel_set;     // BLIS's name of the active configuration, e.g. "skx"
+  std::string selected_by;    // "auto (avx512f)", "BLIS_ARCH_TYPE from environment", ...
+  int threads = 1;
+};
+
+// Configures BLIS once per process (idempotent when called again with the same setup).
+GemmInfo gemm_init(const GemmSetup& setup);
+GemmInfo gemm_info();
+BlisKernels parse_blis_kernels(const std::string& text);  // throws InputError
+
+// C (m x n) = A (m x k, row stride lda) * W^T, with W (n x k, row stride ldw) row-major;
+// C row stride ldc. beta = 0 overwrites C, beta = 1 accumulates.
+void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
+               int64_t ldw, float* c, int64_t ldc, float beta = 0.0f);
+
+}  // namespace fracsweep

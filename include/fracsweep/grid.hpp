@@ -1,0 +1,35 @@
+#pragma once
+// The trial grid: model x strategy x amount x seed, with stable trial ids. Ids run model-major
+// (then strategy, amount, seed) so one model's trials are contiguous; deterministic strategies
+// have one trial per amount (at the first seed).
+#include <cstdint>
+#include <vector>
+
+#include "fracsweep/job.hpp"
+
+namespace fracsweep {
+
+struct TrialSpec {
+  int64_t id = 0;
+  int32_t model_idx = 0;
+  int32_t strategy_idx = 0;
+  int32_t amount_idx = 0;
+  int32_t seed_idx = 0;
+};
+
+class Grid {
+ public:
+  explicit Grid(const JobConfig& job);
+  int64_t size() const { return static_cast<int64_t>(trials_.size()); }
+  const TrialSpec& trial(int64_t id) const { return trials_.at(static_cast<size_t>(id)); }
+  const std::vector<TrialSpec>& trials() const { return trials_; }
+  // [first, last) trial ids of model m.
+  int64_t model_begin(int32_t m) const { return model_begin_.at(static_cast<size_t>(m)); }
+  int64_t model_end(int32_t m) const { return model_begin_.at(static_cast<size_t>(m) + 1); }
+
+ private:
+  std::vector<TrialSpec> trials_;      // (n_trials) in id order
+  std::vector<int64_t> model_begin_;   // (n_models + 1)
+};
+
+}  // namespace fracsweep

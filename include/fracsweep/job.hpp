@@ -1,0 +1,60 @@
+#pragma once
+// Job files (INI, parsed by Boost.Program_options) into a plain struct: parse, validate, echo.
+// Relative paths inside a job file are resolved against the job file's directory.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fracsweep/perturb.hpp"
+
+namespace fracsweep {
+
+struct ModelSpec {
+  std::string name;            // label in results, unique within the job
+  std::string path;            // model file (absolute after parsing)
+  std::string tokenizer_path;  // llama2.c tokenizer.bin (absolute after parsing)
+};
+
+// One entry of the amount axis: a fraction of in-scope parameters (k = round(f * N)) or an
+// absolute count of sites.
+struct Amount {
+  bool is_count = false;
+  double fraction = 0.0;  // when !is_count, in (0, 1]
+  int64_t count = 0;      // when is_count, >= 1
+  int64_t sites(int64_t n_scope) const;  // k for a scope of n_scope parameters (capped at N)
+  std::string label() const;             // "0.001" or "count=8"
+};
+
+struct JobConfig {
+  std::string path;  // the job file as given
+  std::string text;  // its full text (provenance)
+  std::string name;
+  uint64_t seed = 0;  // job seed: part of every RNG key
+
+  std::vector<ModelSpec> models;
+
+  std::string eval_text;          // text file of paragraphs (absolute after parsing)
+  int64_t eval_paragraphs = 50;
+  int64_t greedy_tokens = 256;    // greedy continuation length (0 disables)
+  std::string greedy_prompt;      // empty: from BOS alone
+
+  std::vector<Amount> amounts;    // fraction axis (fractions, log-spaced fractions, counts)
+  std::vector<StrategySpec> strategies;
+  std::vector<std::string> strategy_texts;  // as written in the job file
+  std::vector<int64_t> seeds;
+
+  std::vector<int64_t> record_sites;  // trial ids whose sites are stored in the results
+};
+
+// Parses and validates; throws InputError naming the file, the key and what was expected.
+JobConfig parse_job_file(const std::string& path);
+// Same, from text (path used for messages and to resolve relative paths).
+JobConfig parse_job_text(const std::string& text, const std::string& path);
+// Human-readable summary of the parsed job (for `plan` and logs).
+std::string echo_job(const JobConfig& job);
+
+// Log-spaced fractions from `from` to `to` inclusive with `per_decade` points per decade;
+// the end points are exact.
+std::vector<double> log_spaced(double from, double to, int64_t per_decade);
+
+}  // namespace fracsweep

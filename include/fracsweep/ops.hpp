@@ -1,0 +1,33 @@
+#pragma once
+// Row-wise kernels of the Llama forward pass. Each has a plain twin in ops_ref.hpp that the
+// tests compare against. Hot loops: no allocation, no exceptions, no logging.
+#include <cstdint>
+
+namespace fracsweep {
+
+// out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight, for r < rows; x, out (rows, d).
+void rmsnorm_rows(const float* x, const float* weight, float* out, int64_t rows, int64_t d,
+                  float eps);
+
+// Rotary embedding on adjacent pairs (llama2.c convention), in place on x (rows, n_heads *
+// head_dim): pair (2i, 2i+1) of each head rotates by positions[r] * theta^(-2i / head_dim).
+void rope_rows(float* x, const int32_t* positions, int64_t rows, int64_t n_heads,
+               int64_t head_dim, float theta);
+
+// Causal grouped-query attention of one sequence of `len` tokens.
+//   q   (len, n_heads * head_dim)    row stride q_stride
+//   k,v (len, n_kv_heads * head_dim) row stride kv_stride
+//   out (len, n_heads * head_dim)    row stride out_stride
+//   scratch: at least attention_scratch_floats(len, head_dim) floats.
+void attention_causal(const float* q, int64_t q_stride, const float* k, const float* v,
+                      int64_t kv_stride, float* out, int64_t out_stride, int64_t len,
+                      int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* scratch);
+int64_t attention_scratch_floats(int64_t len, int64_t head_dim);
+
+// gate[i] = silu(gate[i]) * up[i] for i < n  (SwiGLU).
+void swiglu(float* gate, const float* up, int64_t n);
+
+// x[i] += y[i] for i < n.
+void add_inplace(float* x, const float* y, int64_t n);
+
+}  // namespace fracsweep

@@ -1,0 +1,126 @@
+#pragma once
+// Perturbation strategies: which parameters a trial touches (sites) and what it writes there.
+// Knows nothing about MPI or HDF5.
+//
+// Sites: for a (job seed, model, scope, seed) the sites are the prefix of one random
+// permutation of the in-scope index space, so a smaller fraction's sites are a subset of a
+// larger one's, and every strategy with the same scope and seed touches the same sites
+// (common random numbers). New values at site rank i come from a second stream keyed by the
+// strategy (with its parameters) and the seed, at counter i.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fracsweep/model.hpp"
+#include "fracsweep/rng.hpp"
+
+namespace fracsweep {
+
+// Which tensors a strategy may touch: glob patterns ('*' any run of characters, '?' one
+// character) over tensor names. A tensor is in scope when it matches some include pattern
+// (default "*") and no exclude pattern.
+struct Scope {
+  std::vector<std::string> include;  // empty means {"*"}
+  std::vector<std::string> exclude;
+  bool contains(std::string_view tensor_name) const;
+  std::string canonical() const;  // "include=a,b;exclude=c" ("include=*" by default)
+};
+
+enum class StrategyKind { zero, gaussian, signflip, bitflip, random_value, scale, magnitude };
+// What a magnitude-targeted strategy does to its sites.
+enum class TargetAction { zero, signflip, bitflip };
+// IEEE-754 binary32 bit classes: sign = bit 31, exponent = bits 23..30, exponent-msb = bit 30,
+// mantissa = bits 0..22, any = 0..31, explicit = one given bit.
+enum class BitClass { any, sign, exponent, exponent_msb, mantissa, explicit_bit };
+// Gaussian sigma relative to |w| (w + sigma|w|z), to the tensor's std (w + sigma*std*z), or
+// absolute (w + sigma*z).
+enum class SigmaRelativeTo { abs, std, absolute };
+
+struct StrategySpec {
+  StrategyKind kind = StrategyKind::zero;
+  double sigma = 0.0;                          // gaussian
+  SigmaRelativeTo relative_to = SigmaRelativeTo::abs;
+  double factor = 1.0;                         // scale
+  BitClass bits = BitClass::any;               // bitflip, magnitude then=bitflip
+  int bit = -1;                                // BitClass::explicit_bit
+  TargetAction action = TargetAction::zero;    // magnitude
+  Scope scope;
+
+  // Deterministic strategies (magnitude) run once per fraction whatever the seed axis.
+  bool deterministic() const { return kind == StrategyKind::magnitude; }
+  // Unique label with every parameter and the scope, e.g.
+  // "gaussian(sigma=0.1,relative=abs)" or "bitflip(bits=exponent-msb)[include=layers.*]".
+  // It keys the value stream, so it names the strategy in the results file too.
+  std::string canonical() const;
+  std::string name() const;  // "gaussian", "bitflip", ...
+};
+
+// Parses "NAME key=value ..." (e.g. "gaussian sigma=0.1 relative=std include=layers.*.ffn.*").
+// `where` names the file and field for messages. Throws InputError.
+StrategySpec parse_strategy(std::string_view text, const std::string& where);
+
+// Flat binary32 bit manipulation shared by strategies and tests.
+float flip_bit(float value, int bit);
+
+// One touched parameter: where, and its value before (restore writes it back bitwise).
+struct Touched {
+  int64_t offset;  // index into Model::values
+  float old_value;
+};
+
+// Optional record of what a trial did (for --record-sites and tests).
+struct SiteRecord {
+  int64_t offset;
+  float old_value;
+  float new_value;
+};
+
+// Per-model perturbation engine: caches per-tensor statistics of the unperturbed model and the
+// magnitude ordering of each scope. One per (rank, model); not thread-safe.
+class Perturber {
+ public:
+  Perturber(const Model& model, uint64_t job_seed, std::string model_name);
+
+  // Number of in-scope parameters.
+  int64_t scope_size(const Scope& scope);
+
+  // Sites of a trial: offsets into Model::values, site rank order.
+  std::vector<int64_t> select_sites(const StrategySpec& strategy, int64_t k, int64_t seed);
+
+  // Perturbs `k` sites of `model` in place and appends what it touched to `undo` (cleared
+  // first). When `record` is non-null it receives every site with old and new value.
+  void apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
+             std::vector<Touched>& undo, std::vector<SiteRecord>* record = nullptr);
+
+  // Writes the touched values back bitwise, in reverse order.
+  static void restore(Model& model, const std::vector<Touched>& undo);
+
+  // Key texts (documented in rng.hpp's mirror): sites and values streams of a trial.
+  std::string sites_key_text(const Scope& scope, int64_t seed) const;
+  std::string values_key_text(const StrategySpec& strategy, int64_t seed) const;
+
+ private:
+  struct TensorStats {
+    float min = 0, max = 0;  // over finite values
+    double std = 0;          // population std over finite values
+  };
+  struct ScopeIndex {
+    std::vector<int32_t> tensor_ids;  // (n_in_scope_tensors) model tensor indices, file order
+    std::vector<int64_t> prefix;      // (n_in_scope_tensors + 1) in-scope elements before each
+    std::vector<int64_t> by_magnitude;  // offsets sorted by |w| desc, ties by offset; lazily
+  };
+  ScopeIndex& scope_index(const Scope& scope);
+  float new_value(const StrategySpec& strategy, const KeyedRng& values_rng, int64_t site_rank,
+                  int32_t tensor_id, float old) const;
+  int32_t tensor_of(int64_t offset) const;
+
+  const Model& model_;
+  uint64_t job_seed_;
+  std::string model_name_;
+  std::vector<TensorStats> stats_;            // (n_tensors) of the unperturbed model
+  std::map<std::string, ScopeIndex> scopes_;  // by Scope::canonical()
+};
+
+}  // namespace fracsweep

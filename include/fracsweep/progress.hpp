@@ -1,0 +1,29 @@
+#pragma once
+// Rate-limited progress lines (done/total, trials/s, ETA), printed by rank 0 only.
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace fracsweep {
+
+class Progress {
+ public:
+  // `enabled` is false on every rank but 0; `interval_s` <= 0 disables periodic lines.
+  Progress(int64_t total, double interval_s, bool enabled, std::FILE* out = stderr);
+  void update(int64_t done);  // prints when interval_s has passed since the last line
+  void finish(int64_t done);  // final line (always, when enabled)
+  static std::string format_duration(double seconds);  // "1:02:03", "4:05"
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::string line(int64_t done) const;
+  int64_t total_;
+  double interval_s_;
+  bool enabled_;
+  std::FILE* out_;
+  Clock::time_point start_;
+  Clock::time_point last_print_;
+};
+
+}  // namespace fracsweep

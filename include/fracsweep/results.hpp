@@ -1,0 +1,60 @@
+#pragma once
+// The HDF5 results file (schema "fracsweep-results/1"; layout documented in README.md).
+// Written by one rank, under a temporary name, renamed into place when complete.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fracsweep/evaluator.hpp"
+#include "fracsweep/grid.hpp"
+#include "fracsweep/job.hpp"
+#include "fracsweep/model.hpp"
+#include "fracsweep/trial.hpp"
+
+namespace fracsweep {
+
+constexpr const char* results_schema_version = "fracsweep-results/1";
+
+struct ModelSummary {
+  std::string name;
+  std::string path;
+  std::string format;
+  int64_t n_parameters = 0;
+  std::vector<TensorInfo> tensors;
+  Baseline baseline;
+  std::string greedy_text;  // decoded baseline continuation
+};
+
+struct Provenance {
+  std::string software_version, git_commit, command_line;
+  std::string job_sha256;
+  std::string schedule;  // "dynamic (chunk N)" or "static"
+  int mpi_size = 1;
+  std::vector<std::string> hostnames;  // distinct, sorted
+  std::string blis_version, blis_kernels, blis_kernels_selected_by;
+  int blis_threads = 1;
+  std::string started_utc, finished_utc;  // ISO 8601, "2026-11-26T05:03:13Z"
+};
+
+struct TrialSites {
+  int64_t trial = 0;
+  std::vector<SiteRecord> sites;  // site rank order
+};
+
+struct ResultsContent {
+  const JobConfig* job = nullptr;
+  const Grid* grid = nullptr;
+  std::vector<ModelSummary> models;  // (n_models) job order
+  std::vector<TrialRow> rows;        // completed trials, ascending trial id
+  std::vector<TrialSites> sites;     // recorded trials, ascending trial id
+  Provenance provenance;
+};
+
+// Refuses (InputError, nothing written) when `path` exists and !force, or its directory is
+// not writable. Called before any work so a bad --out fails fast.
+void check_output_path(const std::string& path, bool force);
+
+// Writes the complete file to "<path>.tmp-<pid>", then renames it to `path`.
+void write_results(const std::string& path, const ResultsContent& content, bool force);
+
+}  // namespace fracsweep

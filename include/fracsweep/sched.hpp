@@ -1,0 +1,33 @@
+#pragma once
+// MPI work distribution. Every rank, rank 0 included, computes trials. Dynamic mode hands out
+// chunks of consecutive trial ids through an atomic counter in an MPI window (no coordinator
+// rank); static mode gives each rank one contiguous block. Rows flow to rank 0, the single
+// writer. Trial ids are model-major, so each rank meets each model in one run of chunks.
+#include <mpi.h>
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "fracsweep/progress.hpp"
+#include "fracsweep/trial.hpp"
+
+namespace fracsweep {
+
+struct ScheduleOptions {
+  bool dynamic = true;
+  int64_t chunk = 0;  // trials per grab in dynamic mode; 0 = automatic
+};
+
+// Runs trial ids [0, n_trials) across `comm`. `run_trial` computes one trial on the calling
+// rank. Returns, on rank 0, every result sorted by trial id; empty elsewhere. An exception in
+// `run_trial` propagates (the caller aborts the job).
+std::vector<TrialResult> run_distributed(MPI_Comm comm, int64_t n_trials,
+                                         const ScheduleOptions& options,
+                                         const std::function<TrialResult(int64_t)>& run_trial,
+                                         Progress& progress);
+
+// The automatic chunk size: small enough to balance, large enough to amortise the counter.
+int64_t automatic_chunk(int64_t n_trials, int n_ranks);
+
+}  // namespace fracsweep

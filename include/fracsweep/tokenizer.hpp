@@ -1,0 +1,42 @@
+#pragma once
+// The llama2.c byte-pair tokenizer: encode (dummy leading space, greedy merges by best score,
+// byte fallback to <0xXX> pieces whose ids are byte + 3) and decode.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fracsweep {
+
+class Tokenizer {
+ public:
+  // From a vocabulary: pieces[i] is token i's text, scores[i] its merge score.
+  Tokenizer(std::vector<std::string> pieces, std::vector<float> scores, int32_t bos_id = 1,
+            int32_t eos_id = 2);
+
+  // llama2.c tokenizer.bin: int32 max_token_length, then per token float32 score, int32 length,
+  // bytes. `vocab_size` comes from the model header. Throws InputError naming the file.
+  static Tokenizer load_llama2c(const std::string& path, int64_t vocab_size);
+
+  // Token ids of `text`, with BOS / EOS when asked; exactly llama2.c's `encode`.
+  std::vector<int32_t> encode(std::string_view text, bool add_bos, bool add_eos) const;
+  // Text of `token` following `previous` (llama2.c's `decode`: strips the leading space after
+  // BOS, turns <0xXX> pieces into their byte).
+  std::string decode_piece(int32_t previous, int32_t token) const;
+  // Concatenated decode of a sequence (the first id is decoded as following BOS).
+  std::string decode(const std::vector<int32_t>& ids) const;
+
+  int64_t vocab_size() const { return static_cast<int64_t>(pieces_.size()); }
+  int32_t bos_id() const { return bos_id_; }
+  int32_t eos_id() const { return eos_id_; }
+
+ private:
+  std::vector<std::string> pieces_;       // (vocab) token texts
+  std::vector<float> scores_;             // (vocab) merge scores
+  std::vector<int32_t> sorted_ids_;       // (vocab) ids sorted by piece text, for lookup
+  int32_t bos_id_;
+  int32_t eos_id_;
+  int32_t lookup(std::string_view piece) const;  // id of `piece`, or -1
+};
+
+}  // namespace fracsweep
