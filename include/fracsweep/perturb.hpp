@@ -7,6 +7,22 @@
 // larger one's, and every strategy with the same scope and seed touches the same sites
 // (common random numbers). New values at site rank i come from a second stream keyed by the
 // strategy (with its parameters) and the seed, at counter i.
+//
+// Exact recipe (mirrored in analysis/fracsweep_analysis/rng.py; see rng.hpp for the generator):
+//   sites key text  "fracsweep-sites-v1|job_seed=<u64>|model=<name>|scope=<Scope::canonical>|seed=<i64>"
+//   values key text "fracsweep-values-v1|job_seed=<u64>|model=<name>|strategy=<StrategySpec::canonical>|seed=<i64>"
+//   in-scope index space: the in-scope tensors in model order (ascending offset), concatenated.
+//   sites: permutation_prefix(KeyedRng(key_from_text(sites key)), n_scope, k, lane 0), each
+//          in-scope index mapped to its offset in Model::values. k = Amount::sites(n_scope).
+//   values at site rank i (values stream V):
+//     zero 0; signflip -w; scale w * factor;
+//     bitflip: bit = 31 (sign), 30 (exponent-msb), the explicit bit, 23 + V.below(8, i, 1)
+//              (exponent), V.below(23, i, 1) (mantissa) or V.below(32, i, 1) (any);
+//     gaussian: w + s * V.normal(i, 1), s = sigma |w| (abs), sigma std(tensor) (std), sigma;
+//     random-value: min + V.uniform01(i, 1) * (max - min), over the tensor's finite values.
+//   magnitude: no randomness: the k in-scope parameters of largest |w| (ties: lower offset
+//          first; NaN counts as largest), then zero / signflip / bitflip of one fixed bit.
+//   Statistics (std, min, max) are of the unperturbed tensor.
 #include <cstdint>
 #include <map>
 #include <string>
