@@ -11,6 +11,8 @@
 //   below(n, index, lane): Lemire's multiply-shift with rejection; attempt 0, 1, ... until
 //           the low 64 bits of u64 * n are >= (2^64 - n) mod n; returns the high 64 bits.
 //   uniform01(index, lane) = (u64(index, lane, 0) >> 11) * 2^-53, in [0, 1).
+//   normal(index, lane)    = sqrt(-2 ln(1 - u1)) * cos(2 pi u2), u1 = uniform01(index, lane),
+//                            u2 = uniform01(index, lane + 1)   (Box-Muller, in double).
 #include <array>
 #include <cstdint>
 #include <string_view>
