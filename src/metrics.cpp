@@ -1,0 +1,98 @@
+#include "fracsweep/metrics.hpp"
+
+#include <cmath>
+
+namespace fracsweep {
+
+double log_sum_exp(const float* logits, int64_t vocab) {
+  float max = logits[0];
+  for (int64_t i = 1; i < vocab; ++i) max = std::max(max, logits[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - max);
+  return static_cast<double>(max) + std::log(sum);
+}
+
+bool row_is_finite(const float* logits, int64_t vocab) {
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (!std::isfinite(logits[i])) return false;
+  }
+  return true;
+}
+
+ReferenceRow make_reference_row(const float* logits, int64_t vocab, float* probs_out) {
+  const double lse = log_sum_exp(logits, vocab);
+  ReferenceRow row;
+  row.probs = probs_out;
+  row.argmax = argmax_row(logits, vocab);
+  for (int64_t i = 0; i < vocab; ++i) {
+    probs_out[i] = static_cast<float>(std::exp(static_cast<double>(logits[i]) - lse));
+    const double p = probs_out[i];  // the stored float, so KL is exact for what is stored
+    row.mass += p;
+    if (p > 0) row.sum_p_log_p += p * std::log(p);
+  }
+  return row;
+}
+
+int32_t argmax_row(const float* logits, int64_t vocab) {
+  if (!row_is_finite(logits, vocab)) return -1;
+  int64_t best = 0;
+  for (int64_t i = 1; i < vocab; ++i) {
+    if (logits[i] > logits[best]) best = i;
+  }
+  return static_cast<int32_t>(best);
+}
+
+void MetricAccumulator::add(const float* logits, int64_t vocab, const ReferenceRow& ref,
+                            int32_t target) {
+  ++positions_;
+  const int32_t argmax = argmax_row(logits, vocab);
+  if (argmax < 0) {  // NaN/Inf logits: disagreeing, wrong, NLL and KL undefined
+    ++nonfinite_;
+    nll_sum_ = not_a_number;
+    kl_sum_ = not_a_number;
+    kl_max_ = not_a_number;
+    return;
+  }
+  agree_ += argmax == ref.argmax;
+  correct_ += argmax == target;
+  const double lse = log_sum_exp(logits, vocab);
+  const double nll = lse - static_cast<double>(logits[target]);
+  double p_dot_logits = 0;
+  for (int64_t i = 0; i < vocab; ++i) p_dot_logits += static_cast<double>(ref.probs[i]) * logits[i];
+  // Clamp the rounding residue of an unchanged row (KL >= 0 mathematically).
+  const double kl = std::max(0.0, ref.sum_p_log_p - p_dot_logits + lse * ref.mass);
+  nll_sum_ += nll;
+  nll_finite_sum_ += nll;
+  kl_sum_ += kl;
+  kl_finite_sum_ += kl;
+  if (!std::isnan(kl_max_)) kl_max_ = std::max(kl_max_, kl);
+}
+
+TrialMetrics MetricAccumulator::finish() const {
+  TrialMetrics m;
+  m.positions = positions_;
+  m.nonfinite_positions = nonfinite_;
+  if (positions_ == 0) return m;
+  const auto n = static_cast<double>(positions_);
+  const auto n_finite = static_cast<double>(positions_ - nonfinite_);
+  m.mean_nll = nll_sum_ / n;
+  m.perplexity = std::exp(m.mean_nll);
+  m.accuracy = static_cast<double>(correct_) / n;
+  m.top1_agreement = static_cast<double>(agree_) / n;
+  m.mean_kl = kl_sum_ / n;
+  m.max_kl = kl_max_;
+  if (n_finite > 0) {
+    m.mean_nll_finite = nll_finite_sum_ / n_finite;
+    m.mean_kl_finite = kl_finite_sum_ / n_finite;
+  }
+  return m;
+}
+
+int64_t leading_matches(const float* logits, int64_t vocab, const int32_t* expected, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (argmax_row(logits + i * vocab, vocab) != expected[i]) return i;
+  }
+  return n;
+}
+
+}  // namespace fracsweep

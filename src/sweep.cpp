@@ -1,0 +1,252 @@
+#include "fracsweep/sweep.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <set>
+
+#include "fracsweep/build_info.hpp"
+#include "fracsweep/error.hpp"
+#include "fracsweep/llama2c.hpp"
+#include "fracsweep/sha256.hpp"
+
+namespace fracsweep {
+
+namespace {
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm parts{};
+  gmtime_r(&now, &parts);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return buffer;
+}
+
+// Distinct host names of all ranks, sorted (collective).
+std::vector<std::string> gather_hostnames(MPI_Comm comm) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int length = 0;
+  MPI_Get_processor_name(name, &length);
+  std::vector<char> all(static_cast<size_t>(size) * MPI_MAX_PROCESSOR_NAME);  // (size, max name)
+  MPI_Gather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR,
+             0, comm);
+  std::set<std::string> names;
+  for (int r = 0; rank == 0 && r < size; ++r) {
+    names.insert(std::string(all.data() + static_cast<size_t>(r) * MPI_MAX_PROCESSOR_NAME));
+  }
+  return {names.begin(), names.end()};
+}
+
+// Undoes a trial's perturbation however the trial ends.
+class RestoreOnExit {
+ public:
+  RestoreOnExit(Model& model, const std::vector<Touched>& undo) : model_(model), undo_(undo) {}
+  ~RestoreOnExit() { Perturber::restore(model_, undo_); }
+  RestoreOnExit(const RestoreOnExit&) = delete;
+  RestoreOnExit& operator=(const RestoreOnExit&) = delete;
+
+ private:
+  Model& model_;
+  const std::vector<Touched>& undo_;
+};
+
+std::vector<int32_t> greedy_prompt_ids(const JobConfig& job, const Tokenizer& tokenizer) {
+  if (job.greedy_prompt.empty()) return {tokenizer.bos_id()};
+  return tokenizer.encode(job.greedy_prompt, true, false);
+}
+
+}  // namespace
+
+EvalInputs make_eval_inputs(const JobConfig& job, const Tokenizer& tokenizer,
+                            const std::vector<std::string>& paragraphs, int64_t seq_len) {
+  EvalInputs inputs;
+  inputs.sequences = encode_paragraphs(tokenizer, paragraphs, seq_len);
+  inputs.greedy_prompt = greedy_prompt_ids(job, tokenizer);
+  inputs.greedy_tokens = job.greedy_tokens;
+  return inputs;
+}
+
+void check_job_inputs(const JobConfig& job) {
+  for (const ModelSpec& spec : job.models) {
+    const LlamaConfig config = read_llama2c_header(spec.path);
+    const Tokenizer tokenizer = Tokenizer::load_llama2c(spec.tokenizer_path, config.vocab_size);
+    const auto prompt = greedy_prompt_ids(job, tokenizer);
+    check_input(job.greedy_tokens == 0 ||
+                    static_cast<int64_t>(prompt.size()) + job.greedy_tokens <= config.seq_len,
+                in_file(job.path, "[eval] greedy_prompt (" + std::to_string(prompt.size()) +
+                                      " tokens) plus greedy_tokens (" +
+                                      std::to_string(job.greedy_tokens) + ") exceeds model '" +
+                                      spec.name + "' seq_len " + std::to_string(config.seq_len)));
+    const std::vector<TensorInfo> tensors = llama2c_tensor_table(config);
+    for (size_t s = 0; s < job.strategies.size(); ++s) {
+      const Scope& scope = job.strategies[s].scope;
+      const bool matches = std::any_of(tensors.begin(), tensors.end(),
+                                       [&](const TensorInfo& t) { return scope.contains(t.name); });
+      check_input(matches, in_file(job.path, "[sweep] strategy '" + job.strategy_texts[s] +
+                                                 "': scope " + scope.canonical() +
+                                                 " matches no tensor of model '" + spec.name + "'"));
+    }
+  }
+}
+
+ModelSession::ModelSession(const JobConfig& job, int32_t model_idx,
+                           const std::vector<std::string>& paragraphs)
+    : name_(job.models[static_cast<size_t>(model_idx)].name),
+      model_(load_llama2c(job.models[static_cast<size_t>(model_idx)].path)),
+      tokenizer_(Tokenizer::load_llama2c(job.models[static_cast<size_t>(model_idx)].tokenizer_path,
+                                         model_.config.vocab_size)) {
+  evaluator_ = std::make_unique<LlamaEvaluator>(
+      model_, make_eval_inputs(job, tokenizer_, paragraphs, model_.config.seq_len));
+  perturber_ = std::make_unique<Perturber>(model_, job.seed, name_);
+}
+
+TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec, bool record_sites,
+                                    int rank) {
+  const auto start = std::chrono::steady_clock::now();
+  const StrategySpec& strategy = job.strategies[static_cast<size_t>(spec.strategy_idx)];
+  const Amount& amount = job.amounts[static_cast<size_t>(spec.amount_idx)];
+  const int64_t seed = job.seeds[static_cast<size_t>(spec.seed_idx)];
+  const int64_t n_scope = perturber_->scope_size(strategy.scope);
+  const int64_t k = amount.sites(n_scope);
+
+  TrialResult result;
+  TrialRow& row = result.row;
+  {
+    RestoreOnExit restore(model_, undo_);
+    perturber_->apply(model_, strategy, k, seed, undo_, record_sites ? &result.sites : nullptr);
+    row.metrics = evaluator_->evaluate(model_);
+  }
+  row.trial = spec.id;
+  row.model_idx = spec.model_idx;
+  row.strategy_idx = spec.strategy_idx;
+  row.amount_idx = spec.amount_idx;
+  row.seed_idx = spec.seed_idx;
+  row.fraction = amount.is_count ? static_cast<double>(k) / static_cast<double>(n_scope)
+                                 : amount.fraction;
+  row.seed = seed;
+  row.k = k;
+  row.n_scope = n_scope;
+  row.rank = rank;
+  row.status = row.metrics.nonfinite_positions > 0 ? status_nonfinite : status_ok;
+  row.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+double ModelSession::forward_flops() const {
+  return llama_forward_flops(model_.config, evaluator_->batch());
+}
+
+ModelSummary ModelSession::summary() const {
+  ModelSummary s;
+  s.name = name_;
+  s.path = model_.path;
+  s.format = model_.format;
+  s.n_parameters = model_.n_parameters();
+  s.tensors = model_.tensors;
+  s.baseline = evaluator_->baseline();
+  int32_t previous = evaluator_->greedy_prompt_last();
+  for (int32_t id : s.baseline.greedy_ids) {
+    s.greedy_text += tokenizer_.decode_piece(previous, id);
+    previous = id;
+  }
+  return s;
+}
+
+int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+
+  // Phase 1: inputs and output path, agreed on by every rank before any work.
+  Provenance provenance;
+  provenance.started_utc = utc_now();
+  std::vector<std::string> paragraphs;
+  run_collective_phase(comm, [&] {
+    if (rank == 0) check_output_path(options.out, options.force);
+    check_job_inputs(job);
+    paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
+  });
+  const GemmInfo gemm = gemm_init(options.gemm);
+  provenance.hostnames = gather_hostnames(comm);
+
+  // Phase 2: trials. Each rank keeps one model session; trial ids are model-major and handed
+  // out in increasing order, so a rank loads each model at most once.
+  const Grid grid(job);
+  const std::set<int64_t> recorded(job.record_sites.begin(), job.record_sites.end());
+  std::vector<ModelSummary> summaries(job.models.size());  // rank 0: filled as sessions end
+  std::vector<bool> summarised(job.models.size(), false);
+  std::unique_ptr<ModelSession> session;
+  int32_t session_model = -1;
+  auto close_session = [&] {
+    if (session && rank == 0) {
+      summaries[static_cast<size_t>(session_model)] = session->summary();
+      summarised[static_cast<size_t>(session_model)] = true;
+    }
+    session.reset();
+  };
+  auto open_session = [&](int32_t model_idx) {
+    if (session_model == model_idx) return;
+    close_session();
+    session = std::make_unique<ModelSession>(job, model_idx, paragraphs);
+    session_model = model_idx;
+  };
+  auto run_trial = [&](int64_t id) {
+    const TrialSpec& spec = grid.trial(id);
+    open_session(spec.model_idx);
+    return session->run_trial(job, spec, recorded.count(id) > 0, rank);
+  };
+
+  const std::string schedule =
+      options.schedule.dynamic
+          ? "dynamic (chunk " +
+                std::to_string(options.schedule.chunk > 0 ? options.schedule.chunk
+                                                          : automatic_chunk(grid.size(), size)) +
+                ")"
+          : "static";
+  if (rank == 0) {
+    std::fprintf(stderr, "[fracsweep] job %s: %lld trials, %zu model(s), %d rank(s), %s schedule; "
+                 "BLIS %s kernels=%s threads=%d\n",
+                 job.name.c_str(), static_cast<long long>(grid.size()), job.models.size(), size,
+                 schedule.c_str(), gemm.blis_version.c_str(), gemm.kernel_set.c_str(), gemm.threads);
+  }
+  Progress progress(grid.size(), options.progress_interval_s, rank == 0);
+  std::vector<TrialResult> results =
+      run_distributed(comm, grid.size(), options.schedule, run_trial, progress);
+
+  // Phase 3: rank 0 writes the file (baselines of models it never ran are computed here).
+  if (rank != 0) return exit_ok;
+  close_session();
+  for (size_t m = 0; m < job.models.size(); ++m) {
+    if (!summarised[m]) summaries[m] = ModelSession(job, static_cast<int32_t>(m), paragraphs).summary();
+  }
+  ResultsContent content;
+  content.job = &job;
+  content.grid = &grid;
+  content.models = std::move(summaries);
+  for (TrialResult& result : results) {
+    if (!result.sites.empty()) content.sites.push_back({result.row.trial, std::move(result.sites)});
+    content.rows.push_back(result.row);
+  }
+  provenance.software_version = software_version();
+  provenance.git_commit = git_commit();
+  provenance.command_line = options.command_line;
+  provenance.job_sha256 = sha256_hex(job.text);
+  provenance.schedule = schedule;
+  provenance.mpi_size = size;
+  provenance.blis_version = gemm.blis_version;
+  provenance.blis_kernels = gemm.kernel_set;
+  provenance.blis_kernels_selected_by = gemm.selected_by;
+  provenance.blis_threads = gemm.threads;
+  provenance.finished_utc = utc_now();
+  content.provenance = provenance;
+  write_results(options.out, content, options.force);
+  std::fprintf(stderr, "[fracsweep] wrote %s (%zu trials)\n", options.out.c_str(), content.rows.size());
+  return exit_ok;
+}
+
+}  // namespace fracsweep

@@ -27,27 +27,32 @@ struct Baseline {
 
 class LlamaEvaluator {
  public:
-  // Computes the baseline of `model` as it is now (unperturbed).
-  LlamaEvaluator(const Model& model, EvalInputs inputs);
+  // Computes the baseline of `model` as it is now (unperturbed). Throws InputError when a
+  // sequence is longer than the model's seq_len or holds a token outside its vocabulary.
+  LlamaEvaluator(const Model& model, const EvalInputs& inputs);
 
   const Baseline& baseline() const { return baseline_; }
   const TokenBatch& batch() const { return batch_; }
+  // Last prompt token before the greedy continuation (decoding context of its first token).
+  int32_t greedy_prompt_last() const { return greedy_prompt_last_; }
   // Metrics of `model` (perturbed in place) against the baseline.
   TrialMetrics evaluate(const Model& model);
   // Logits of the last evaluate() / baseline run: (n_tokens, vocab).
   const std::vector<float>& logits() const { return logits_; }
 
  private:
-  EvalInputs inputs_;
-  TokenBatch batch_;               // eval sequences then prompt + greedy continuation, stacked
+  TrialMetrics score() const;  // metrics of logits_ against the reference
+
   int64_t vocab_ = 0;
-  std::vector<int64_t> pred_rows_; // (n_pred) batch rows that predict a next eval token
-  std::vector<int32_t> targets_;   // (n_pred) the token each of those rows predicts
-  int64_t greedy_first_row_ = 0;   // batch row predicting the first continuation token
+  TokenBatch batch_;                    // eval sequences, then prompt + greedy continuation
+  std::vector<int64_t> pred_rows_;      // (n_pred) batch rows that predict a next eval token
+  std::vector<int32_t> targets_;        // (n_pred) the token each of those rows predicts
+  int64_t greedy_first_row_ = 0;        // batch row predicting the first continuation token
+  int32_t greedy_prompt_last_ = 1;      // last prompt token (BOS by default)
   LlamaWorkspace workspace_;
-  std::vector<float> logits_;      // (n_tokens, vocab)
-  std::vector<float> ref_logprobs_;  // (n_pred, vocab) unperturbed log-probabilities
-  std::vector<int32_t> ref_argmax_;  // (n_pred) unperturbed argmax
+  std::vector<float> logits_;           // (n_tokens, vocab)
+  std::vector<float> ref_probs_;        // (n_pred, vocab) unperturbed probabilities
+  std::vector<ReferenceRow> ref_rows_;  // (n_pred) views into ref_probs_ with row constants
   Baseline baseline_;
 };
 

@@ -19,7 +19,6 @@ struct LlamaWorkspace {
   std::vector<float> k;        // (n_tok, kv_dim)     keys after RoPE
   std::vector<float> v;        // (n_tok, kv_dim)     values
   std::vector<float> att;      // (n_tok, dim)        attention output before wo
-  std::vector<float> proj;     // (n_tok, dim)        wo / w2 output before the residual add
   std::vector<float> gate;     // (n_tok, hidden_dim) w1 x, then silu(w1 x) * w3 x
   std::vector<float> up;       // (n_tok, hidden_dim) w3 x
   std::vector<float> scratch;  // attention scratch for the longest sequence

@@ -4,6 +4,7 @@
 // classifier follows), then float32 tensors: tok_embeddings, rms_att, wq, wk, wv, wo, rms_ffn,
 // w1, w2, w3, rms_final, the legacy freq_cis real/imag block (skipped), [classifier].
 #include <string>
+#include <vector>
 
 #include "fracsweep/model.hpp"
 
@@ -12,6 +13,10 @@ namespace fracsweep {
 // Reads and validates the header only (dims positive, heads divide dim, kv heads divide heads,
 // file size equals what the header implies). Throws InputError naming the file and field.
 LlamaConfig read_llama2c_header(const std::string& path);
+
+// Named tensors of a llama2.c model in file order (parameters only, freq_cis excluded), with
+// offsets into the flat parameter array; see load_llama2c for the names.
+std::vector<TensorInfo> llama2c_tensor_table(const LlamaConfig& config);
 
 // Loads and validates the whole model; tensors are named per layer:
 //   tok_embeddings, layers.L.attn_norm, layers.L.attn.{wq,wk,wv,wo}, layers.L.ffn_norm,

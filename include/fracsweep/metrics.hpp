@@ -31,8 +31,20 @@ struct TrialMetrics {
   int64_t greedy_length = 0;         // length of the unperturbed continuation
 };
 
-// log softmax of one row, in double, written as float: out (vocab).
-void log_softmax_row(const float* logits, int64_t vocab, float* out);
+// The unperturbed model at one position, in the form KL needs:
+//   KL(p_ref || p) = sum_i p_ref,i log p_ref,i - sum_i p_ref,i logit_i + lse(logits) sum_i p_ref,i
+// so a trial costs one log-sum-exp and one dot product per position.
+struct ReferenceRow {
+  const float* probs = nullptr;  // (vocab) softmax of the unperturbed logits
+  double sum_p_log_p = 0;        // sum_i probs_i * log(probs_i), over probs_i > 0
+  double mass = 0;               // sum_i probs_i (1 up to rounding)
+  int32_t argmax = 0;            // unperturbed argmax
+};
+
+// Fills probs_out (vocab) and the row constants from finite unperturbed logits.
+ReferenceRow make_reference_row(const float* logits, int64_t vocab, float* probs_out);
+// log(sum_i exp(logits_i)) in double.
+double log_sum_exp(const float* logits, int64_t vocab);
 // First index of the largest logit; -1 when the row has a NaN or Inf.
 int32_t argmax_row(const float* logits, int64_t vocab);
 bool row_is_finite(const float* logits, int64_t vocab);
@@ -40,10 +52,9 @@ bool row_is_finite(const float* logits, int64_t vocab);
 // Accumulates positions of one trial.
 class MetricAccumulator {
  public:
-  // One predicted position: perturbed logits (vocab), the unperturbed log-probabilities
-  // (vocab) and argmax there, and the true next token.
-  void add(const float* logits, int64_t vocab, const float* ref_logprobs, int32_t ref_argmax,
-           int32_t target);
+  // One predicted position: perturbed logits (vocab), the unperturbed reference there, and the
+  // true next token.
+  void add(const float* logits, int64_t vocab, const ReferenceRow& ref, int32_t target);
   TrialMetrics finish() const;
 
  private:

@@ -129,7 +129,7 @@ class Perturber {
   };
   ScopeIndex& scope_index(const Scope& scope);
   float new_value(const StrategySpec& strategy, const KeyedRng& values_rng, int64_t site_rank,
-                  int32_t tensor_id, float old) const;
+                  int64_t offset, float old) const;
   int32_t tensor_of(int64_t offset) const;
 
   const Model& model_;

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "fracsweep/progress.hpp"
@@ -26,6 +28,24 @@ std::vector<TrialResult> run_distributed(MPI_Comm comm, int64_t n_trials,
                                          const ScheduleOptions& options,
                                          const std::function<TrialResult(int64_t)>& run_trial,
                                          Progress& progress);
+
+// Runs `phase` on every rank of `comm` and agrees on the outcome, so a failure on one rank never
+// leaves the others waiting in a later collective call. When any rank failed, every rank throws
+// PhaseFailure with the lowest failing rank's exit code; that rank's carries the message to
+// print (`reported_here`), the others stay silent.
+void run_collective_phase(MPI_Comm comm, const std::function<void()>& phase);
+
+class PhaseFailure : public std::runtime_error {
+ public:
+  PhaseFailure(const std::string& message, int exit_code, bool reported_here)
+      : std::runtime_error(message), exit_code_(exit_code), reported_here_(reported_here) {}
+  int exit_code() const { return exit_code_; }
+  bool reported_here() const { return reported_here_; }
+
+ private:
+  int exit_code_;
+  bool reported_here_;
+};
 
 // The automatic chunk size: small enough to balance, large enough to amortise the counter.
 int64_t automatic_chunk(int64_t n_trials, int n_ranks);
