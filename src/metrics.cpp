@@ -25,10 +25,11 @@ ReferenceRow make_reference_row(const float* logits, int64_t vocab, float* probs
   row.probs = probs_out;
   row.argmax = argmax_row(logits, vocab);
   for (int64_t i = 0; i < vocab; ++i) {
-    probs_out[i] = static_cast<float>(std::exp(static_cast<double>(logits[i]) - lse));
-    const double p = probs_out[i];  // the stored float, so KL is exact for what is stored
-    row.mass += p;
-    if (p > 0) row.sum_p_log_p += p * std::log(p);
+    const double log_p = static_cast<double>(logits[i]) - lse;
+    probs_out[i] = static_cast<float>(std::exp(log_p));
+    // Weights are the stored floats, so an unchanged row gives KL = 0 exactly.
+    row.mass += probs_out[i];
+    row.sum_p_log_p += probs_out[i] * log_p;
   }
   return row;
 }

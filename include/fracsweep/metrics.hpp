@@ -36,7 +36,7 @@ struct TrialMetrics {
 // so a trial costs one log-sum-exp and one dot product per position.
 struct ReferenceRow {
   const float* probs = nullptr;  // (vocab) softmax of the unperturbed logits
-  double sum_p_log_p = 0;        // sum_i probs_i * log(probs_i), over probs_i > 0
+  double sum_p_log_p = 0;        // sum_i probs_i * (logit_i - lse): log p in double
   double mass = 0;               // sum_i probs_i (1 up to rounding)
   int32_t argmax = 0;            // unperturbed argmax
 };
