@@ -1,0 +1,115 @@
+"""Bad input exits with code 2 and one clear message naming the file and the problem; nothing is
+written or overwritten, and no rank is left waiting (every run has a timeout)."""
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from conftest import write_job
+
+
+
+def assert_rejected(result, out, *fragments):
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr  # one message, not one per rank
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    assert not out.exists()
+    assert not list(out.parent.glob(out.name + ".tmp-*"))
+
+
+@pytest.fixture
+def model_copy(tmp_path, shared_dir):
+    path = tmp_path / "model.bin"
+    shutil.copy(shared_dir / "models/stories260K/stories260K.bin", path)
+    return path
+
+
+def job_with_model(tmp_path, shared_dir, model_path):
+    return write_job(tmp_path, shared_dir, model=f"model = m path={model_path} "
+                     f"tokenizer={shared_dir}/models/stories260K/tok512.bin")
+
+
+@pytest.mark.parametrize("override, fragments", [
+    ({"seed": "seed = 7\ncolour = blue"}, ["colour"]),
+    ({"fractions": "fractions = 0.5 1.5"}, ["fractions", "1.5", "(0, 1]"]),
+    ({"fractions": "fractions = 0"}, ["fractions", "(0, 1]"]),
+    ({"strategies": "strategy = melt"}, ["unknown strategy 'melt'"]),
+    ({"strategies": "strategy = bitflip bits=exponent-lsb"}, ["bits", "exponent-lsb"]),
+    ({"text": "text = /nonexistent/eval.txt"}, ["/nonexistent/eval.txt"]),
+    ({"model": "model = m path=/nonexistent/model.bin tokenizer=/nonexistent/tok.bin"},
+     ["/nonexistent/model.bin"]),
+])
+def test_bad_job_file(tmp_path, shared_dir, run_fracsweep, override, fragments):
+    job = write_job(tmp_path, shared_dir, **override)
+    out = tmp_path / "out.h5"
+    result = run_fracsweep(["run", job, "--out", out], ranks=2, timeout=120)
+    assert_rejected(result, out, str(job) if "model" not in override and "text" not in override else "",
+                    *fragments)
+
+
+def test_missing_job_file(tmp_path, run_fracsweep):
+    out = tmp_path / "out.h5"
+    result = run_fracsweep(["run", tmp_path / "nope.ini", "--out", out], ranks=2, timeout=120)
+    assert_rejected(result, out, "nope.ini")
+
+
+@pytest.mark.parametrize("damage, fragments", [
+    ("truncate", ["disagrees with the header"]),
+    ("short", ["28-byte header"]),
+    ("nonsense", ["n_heads"]),
+    ("extra", ["disagrees with the header"]),
+    ("huge", ["overflow"]),
+])
+def test_bad_model_file(tmp_path, shared_dir, run_fracsweep, model_copy, damage, fragments):
+    data = bytearray(model_copy.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) - 1000]
+    elif damage == "short":
+        data = data[:20]
+    elif damage == "nonsense":
+        data[12:16] = struct.pack("<i", 7)  # n_heads 7 does not divide dim 64
+    elif damage == "extra":
+        data += b"\0\0\0\0"
+    elif damage == "huge":
+        data[0:28] = struct.pack("<7i", 1 << 22, 1 << 22, 1 << 22, 2, 2, 1 << 22, 1 << 22)
+    model_copy.write_bytes(bytes(data))
+    job = job_with_model(tmp_path, shared_dir, model_copy)
+    out = tmp_path / "out.h5"
+    result = run_fracsweep(["run", job, "--out", out], ranks=2, timeout=120)
+    assert_rejected(result, out, str(model_copy), *fragments)
+
+
+def test_unreadable_eval_file(tmp_path, shared_dir, run_fracsweep):
+    directory = tmp_path / "eval.txt"
+    directory.mkdir()  # a directory where a text file is expected: unreadable even for root
+    job = write_job(tmp_path, shared_dir, text=f"text = {directory}")
+    out = tmp_path / "out.h5"
+    result = run_fracsweep(["run", job, "--out", out], ranks=2, timeout=120)
+    assert_rejected(result, out, str(directory))
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--schedule", "random"], "--schedule"),
+    (["--bogus"], "bogus"),
+    (["--blis-kernels", "pentium"], "pentium"),
+    (["--chunk", "x"], "chunk"),
+])
+def test_bad_flags(tmp_path, shared_dir, run_fracsweep, flags, fragment):
+    job = write_job(tmp_path, shared_dir)
+    out = tmp_path / "out.h5"
+    result = run_fracsweep(["run", job, "--out", out, *flags], ranks=2, timeout=120)
+    assert_rejected(result, out, fragment)
+
+
+def test_unknown_command(run_fracsweep):
+    result = run_fracsweep(["sweep"])
+    assert result.returncode == 2 and "unknown command 'sweep'" in result.stderr
+
+
+def test_bad_input_without_mpiexec(tmp_path, shared_dir, run_fracsweep):
+    job = write_job(tmp_path, shared_dir, fractions="fractions = 2")
+    out = tmp_path / "out.h5"
+    assert_rejected(run_fracsweep(["run", job, "--out", out], timeout=60), out, str(job), "fractions")
