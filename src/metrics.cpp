@@ -1,22 +1,101 @@
 #include "fracsweep/metrics.hpp"
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 
 namespace fracsweep {
 
+namespace {
+
+// exp(x) for x <= 0 in float, written so the compiler vectorises loops that call it (no libm
+// call): Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, a degree-6 minimax polynomial
+// for exp(r) (Cephes expf coefficients), and 2^n built in the exponent bits. Relative error
+// below 2e-7 (tested against std::exp); arguments below -87 give exp(-87) ~ 1.6e-38, which no
+// sum of a softmax row can notice.
+inline float exp_nonpositive(float x) {
+  x = x > -87.0f ? x : -87.0f;
+  // Round to nearest by adding and removing 1.5 * 2^23 (valid for |value| < 2^22).
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float exp_r = p * r * r + r + 1.0f;
+  const auto scale = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return exp_r * scale;
+}
+
+// Reductions keep kLanes independent partial results so the compiler can vectorise them
+// without reassociating floating-point sums (no -ffast-math); the tail runs scalar.
+constexpr int64_t kLanes = 8;
+
+float row_max(const float* logits, int64_t vocab) {
+  float lanes[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) lanes[j] = logits[0];
+  int64_t i = 0;
+  for (; i + kLanes <= vocab; i += kLanes) {
+    for (int64_t j = 0; j < kLanes; ++j) lanes[j] = logits[i + j] > lanes[j] ? logits[i + j] : lanes[j];
+  }
+  float max = lanes[0];
+  for (int64_t j = 1; j < kLanes; ++j) max = lanes[j] > max ? lanes[j] : max;
+  for (; i < vocab; ++i) max = logits[i] > max ? logits[i] : max;
+  return max;
+}
+
+// sum_i exp(logits_i - shift), in double.
+double sum_exp_shifted(const float* logits, int64_t vocab, float shift) {
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= vocab; i += kLanes) {
+    for (int64_t j = 0; j < kLanes; ++j) lanes[j] += exp_nonpositive(logits[i + j] - shift);
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < kLanes; ++j) sum += lanes[j];
+  for (; i < vocab; ++i) sum += exp_nonpositive(logits[i] - shift);
+  return sum;
+}
+
+// sum_i a_i * b_i, in double.
+double dot(const float* a, const float* b, int64_t n) {
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int64_t j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(a[i + j]) * b[i + j];
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < kLanes; ++j) sum += lanes[j];
+  for (; i < n; ++i) sum += static_cast<double>(a[i]) * b[i];
+  return sum;
+}
+
+}  // namespace
+
+float exp_nonpositive_for_test(float x) { return exp_nonpositive(x); }
+
 double log_sum_exp(const float* logits, int64_t vocab) {
-  float max = logits[0];
-  for (int64_t i = 1; i < vocab; ++i) max = std::max(max, logits[i]);
+  const float max = row_max(logits, vocab);
+  return static_cast<double>(max) + std::log(sum_exp_shifted(logits, vocab, max));
+}
+
+double log_sum_exp_ref(const float* logits, int64_t vocab) {
+  double max = logits[0];
+  for (int64_t i = 1; i < vocab; ++i) max = std::max(max, static_cast<double>(logits[i]));
   double sum = 0;
   for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - max);
-  return static_cast<double>(max) + std::log(sum);
+  return max + std::log(sum);
 }
 
 bool row_is_finite(const float* logits, int64_t vocab) {
+  constexpr uint32_t exponent_bits = 0x7f800000;  // all ones: Inf or NaN
+  uint32_t nonfinite = 0;
   for (int64_t i = 0; i < vocab; ++i) {
-    if (!std::isfinite(logits[i])) return false;
+    nonfinite |= (std::bit_cast<uint32_t>(logits[i]) & exponent_bits) == exponent_bits;
   }
-  return true;
+  return nonfinite == 0;
 }
 
 ReferenceRow make_reference_row(const float* logits, int64_t vocab, float* probs_out) {
@@ -36,11 +115,10 @@ ReferenceRow make_reference_row(const float* logits, int64_t vocab, float* probs
 
 int32_t argmax_row(const float* logits, int64_t vocab) {
   if (!row_is_finite(logits, vocab)) return -1;
-  int64_t best = 0;
-  for (int64_t i = 1; i < vocab; ++i) {
-    if (logits[i] > logits[best]) best = i;
-  }
-  return static_cast<int32_t>(best);
+  const float max = row_max(logits, vocab);
+  int64_t first = 0;
+  while (logits[first] != max) ++first;
+  return static_cast<int32_t>(first);
 }
 
 void MetricAccumulator::add(const float* logits, int64_t vocab, const ReferenceRow& ref,
@@ -58,8 +136,7 @@ void MetricAccumulator::add(const float* logits, int64_t vocab, const ReferenceR
   correct_ += argmax == target;
   const double lse = log_sum_exp(logits, vocab);
   const double nll = lse - static_cast<double>(logits[target]);
-  double p_dot_logits = 0;
-  for (int64_t i = 0; i < vocab; ++i) p_dot_logits += static_cast<double>(ref.probs[i]) * logits[i];
+  const double p_dot_logits = dot(ref.probs, logits, vocab);
   // Clamp the rounding residue of an unchanged row (KL >= 0 mathematically).
   const double kl = std::max(0.0, ref.sum_p_log_p - p_dot_logits + lse * ref.mass);
   nll_sum_ += nll;
