@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the Debian packages (scripts/install-deps.sh) and builds fracsweep into build/.
+# Environment: BUILD_DIR (default <repo>/build), BUILD_TYPE (default Release),
+# FRACSWEEP_SHARED (shared models/data for the tests; default <repo>/../shared).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$repo/build}
+bash "$repo/scripts/install-deps.sh"
+cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" \
+  ${FRACSWEEP_SHARED:+-DFRACSWEEP_SHARED_DIR="$FRACSWEEP_SHARED"} >/dev/null
+cmake --build "$build" -j"$(nproc)"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# README command (a): install, build, and run the default job on 2 MPI ranks, then print a
+# summary. Output: results/<job name>.h5 (an existing file is kept unless FORCE=1).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$repo/build}
+# The default job: the stories260K claims sweep (reads ../shared) until the built-in model exists.
+job=${JOB:-$repo/jobs/stories260K-claims.ini}
+ranks=${RANKS:-2}
+bash "$repo/scripts/build.sh"
+mkdir -p "$repo/results"
+name=$(sed -n 's/^name *= *//p' "$job" | head -n 1)
+flags=()
+[ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
+[ "$ranks" -gt "$(nproc)" ] && flags+=(--oversubscribe)
+mpirun "${flags[@]}" -np "$ranks" "$build/fracsweep" run "$job" --out "$repo/results/$name.h5" \
+  ${FORCE:+--force}
