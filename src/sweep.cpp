@@ -1,6 +1,7 @@
 #include "fracsweep/sweep.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -58,6 +59,55 @@ class RestoreOnExit {
 std::vector<int32_t> greedy_prompt_ids(const JobConfig& job, const Tokenizer& tokenizer) {
   if (job.greedy_prompt.empty()) return {tokenizer.bos_id()};
   return tokenizer.encode(job.greedy_prompt, true, false);
+}
+
+// Index of the fraction entry of the amount axis nearest `target` in log space, or -1.
+int32_t nearest_fraction(const std::vector<Amount>& amounts, double target) {
+  int32_t best = -1;
+  for (size_t i = 0; i < amounts.size(); ++i) {
+    if (amounts[i].is_count) continue;
+    const double distance = std::fabs(std::log(amounts[i].fraction / target));
+    if (best < 0 || distance < std::fabs(std::log(amounts[static_cast<size_t>(best)].fraction / target))) {
+      best = static_cast<int32_t>(i);
+    }
+  }
+  return best;
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return not_a_number;
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return (values[(n - 1) / 2] + values[n / 2]) / 2;
+}
+
+// The headline numbers of the public debate, per model and strategy: top-1 agreement with the
+// unperturbed model (median over seeds) near f = 0.1% and f = 25%.
+void print_summary(const JobConfig& job, const std::vector<ModelSummary>& models,
+                   const std::vector<TrialRow>& rows, std::FILE* out) {
+  const int32_t low = nearest_fraction(job.amounts, 1e-3), high = nearest_fraction(job.amounts, 0.25);
+  for (const ModelSummary& m : models) {
+    std::fprintf(out, "baseline %s: mean NLL %.4f, perplexity %.3f, next-token accuracy %.4f, "
+                 "greedy continuation %lld tokens\n",
+                 m.name.c_str(), m.baseline.metrics.mean_nll, m.baseline.metrics.perplexity,
+                 m.baseline.metrics.accuracy, static_cast<long long>(m.baseline.greedy_ids.size()));
+  }
+  if (low < 0) return;
+  const auto label = [&](int32_t a) { return "f=" + job.amounts[static_cast<size_t>(a)].label(); };
+  std::fprintf(out, "\ntop-1 agreement with the unperturbed model (median over seeds)\n%-14s %-44s %10s %10s\n",
+               "model", "strategy", label(low).c_str(), label(high).c_str());
+  for (size_t m = 0; m < job.models.size(); ++m) {
+    for (size_t s = 0; s < job.strategies.size(); ++s) {
+      std::vector<double> at_low, at_high;
+      for (const TrialRow& row : rows) {
+        if (row.model_idx != static_cast<int32_t>(m) || row.strategy_idx != static_cast<int32_t>(s)) continue;
+        if (row.amount_idx == low) at_low.push_back(row.metrics.top1_agreement);
+        if (row.amount_idx == high) at_high.push_back(row.metrics.top1_agreement);
+      }
+      std::fprintf(out, "%-14s %-44s %10.4f %10.4f\n", job.models[m].name.c_str(),
+                   job.strategies[s].canonical().c_str(), median(at_low), median(at_high));
+    }
+  }
 }
 
 }  // namespace
@@ -246,6 +296,8 @@ int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
   content.provenance = provenance;
   write_results(options.out, content, options.force);
   std::fprintf(stderr, "[fracsweep] wrote %s (%zu trials)\n", options.out.c_str(), content.rows.size());
+  print_summary(job, content.models, content.rows, stdout);
+  std::fflush(stdout);
   return exit_ok;
 }
 
