@@ -233,6 +233,14 @@ StrategySpec parse_strategy(std::string_view text, const std::string& where) {
       throw InputError(where + ": strategy '" + name + "': unknown parameter '" + key + "'");
     }
   }
+  // Equivalent scopes get one label (and so one site stream): sorted, deduplicated, no "*".
+  for (auto* patterns : {&s.scope.include, &s.scope.exclude}) {
+    std::sort(patterns->begin(), patterns->end());
+    patterns->erase(std::unique(patterns->begin(), patterns->end()), patterns->end());
+  }
+  if (std::find(s.scope.include.begin(), s.scope.include.end(), "*") != s.scope.include.end()) {
+    s.scope.include.clear();
+  }
   check_input(s.kind != StrategyKind::gaussian || has_sigma,
               where + ": gaussian needs sigma=<number>");
   check_input(s.kind != StrategyKind::scale || has_factor, where + ": scale needs factor=<number>");

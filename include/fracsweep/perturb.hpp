@@ -36,7 +36,8 @@ namespace fracsweep {
 
 // Which tensors a strategy may touch: glob patterns ('*' any run of characters, '?' one
 // character) over tensor names. A tensor is in scope when it matches some include pattern
-// (default "*") and no exclude pattern.
+// (default "*") and no exclude pattern. parse_strategy normalises scopes (patterns sorted and
+// deduplicated, include=* dropped) so equivalent scopes share a label and a site stream.
 struct Scope {
   std::vector<std::string> include;  // empty means {"*"}
   std::vector<std::string> exclude;
@@ -67,7 +68,7 @@ struct StrategySpec {
   // Deterministic strategies (magnitude) run once per fraction whatever the seed axis.
   bool deterministic() const { return kind == StrategyKind::magnitude; }
   // Unique label with every parameter and the scope, e.g.
-  // "gaussian(sigma=0.1,relative=abs)" or "bitflip(bits=exponent-msb)[include=layers.*]".
+  // "gaussian(sigma=0.1,relative=abs)" or "bitflip(bits=exponent-msb)[include=layers.*;exclude=]".
   // It keys the value stream, so it names the strategy in the results file too.
   std::string canonical() const;
   std::string name() const;  // "gaussian", "bitflip", ...
@@ -127,6 +128,8 @@ class Perturber {
     std::vector<int64_t> prefix;      // (n_in_scope_tensors + 1) in-scope elements before each
     std::vector<int64_t> by_magnitude;  // offsets sorted by |w| desc, ties by offset; lazily
   };
+  // Built on first use from the model's current values: apply() selects sites before it writes,
+  // and every trial restores before the next, so these are always the unperturbed values.
   ScopeIndex& scope_index(const Scope& scope);
   float new_value(const StrategySpec& strategy, const KeyedRng& values_rng, int64_t site_rank,
                   int64_t offset, float old) const;
