@@ -24,8 +24,8 @@ struct TrialCost {
 
 // Cost of model `m`'s trials, measured on a few of them spread over the grid.
 TrialCost measure_trial_cost(const JobConfig& job, const Grid& grid, int32_t m,
-                             const std::vector<std::string>& paragraphs) {
-  ModelSession session(job, m, paragraphs);
+                             const EvalSources& sources) {
+  ModelSession session(job, m, sources);
   const int64_t first = grid.model_begin(m), count = grid.model_end(m) - first;
   const int64_t samples = std::min<int64_t>(5, count);
   double total = 0;
@@ -64,11 +64,11 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
                 job.amounts.size(), job.seeds.size(), static_cast<long long>(grid.size()));
     if (vm.count("no-measure")) return;
     gemm_init(GemmSetup{});
-    const auto paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
+    const EvalSources sources = read_eval_sources(job);
     double total_seconds = 0;
     for (size_t m = 0; m < job.models.size(); ++m) {
       const auto model_idx = static_cast<int32_t>(m);
-      const TrialCost cost = measure_trial_cost(job, grid, model_idx, paragraphs);
+      const TrialCost cost = measure_trial_cost(job, grid, model_idx, sources);
       const int64_t trials = grid.model_end(model_idx) - grid.model_begin(model_idx);
       total_seconds += cost.seconds * static_cast<double>(trials);
       std::printf("model %s: %lld trials, ~%.1f ms/trial measured (%.2f GFLOP per forward pass)\n",

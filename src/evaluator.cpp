@@ -81,7 +81,8 @@ std::vector<int32_t> greedy_continuation(const Model& model, const std::vector<i
 }
 
 LlamaEvaluator::LlamaEvaluator(const Model& model, const EvalInputs& inputs)
-    : vocab_(model.config.vocab_size),
+    : config_(model.config),
+      vocab_(model.config.vocab_size),
       workspace_(model.config, capacity_tokens(checked(model.config, inputs)),
                  capacity_seq_len(inputs)) {
   for (const auto& sequence : inputs.sequences) {
@@ -99,7 +100,6 @@ LlamaEvaluator::LlamaEvaluator(const Model& model, const EvalInputs& inputs)
       greedy_input.insert(greedy_input.end(), baseline_.greedy_ids.begin(),
                           baseline_.greedy_ids.end() - 1);
     }
-    greedy_prompt_last_ = inputs.greedy_prompt.back();
     greedy_first_row_ = batch_.n_tokens() + static_cast<int64_t>(inputs.greedy_prompt.size()) - 1;
     batch_.append(greedy_input);
   }
@@ -131,6 +131,8 @@ TrialMetrics LlamaEvaluator::score() const {
                                                           vocab_, greedy.data(), metrics.greedy_length);
   return metrics;
 }
+
+double LlamaEvaluator::forward_flops() const { return llama_forward_flops(config_, batch_); }
 
 TrialMetrics LlamaEvaluator::evaluate(const Model& model) {
   llama_forward(model, batch_, workspace_, logits_.data());

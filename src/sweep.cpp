@@ -9,7 +9,6 @@
 
 #include "fracsweep/build_info.hpp"
 #include "fracsweep/error.hpp"
-#include "fracsweep/llama2c.hpp"
 #include "fracsweep/sha256.hpp"
 
 namespace fracsweep {
@@ -55,11 +54,6 @@ class RestoreOnExit {
   Model& model_;
   const std::vector<Touched>& undo_;
 };
-
-std::vector<int32_t> greedy_prompt_ids(const JobConfig& job, const Tokenizer& tokenizer) {
-  if (job.greedy_prompt.empty()) return {tokenizer.bos_id()};
-  return tokenizer.encode(job.greedy_prompt, true, false);
-}
 
 // Index of the fraction entry of the amount axis nearest `target` in log space, or -1.
 int32_t nearest_fraction(const std::vector<Amount>& amounts, double target) {
@@ -112,48 +106,14 @@ void print_summary(const JobConfig& job, const std::vector<ModelSummary>& models
 
 }  // namespace
 
-EvalInputs make_eval_inputs(const JobConfig& job, const Tokenizer& tokenizer,
-                            const std::vector<std::string>& paragraphs, int64_t seq_len) {
-  EvalInputs inputs;
-  inputs.sequences = encode_paragraphs(tokenizer, paragraphs, seq_len);
-  inputs.greedy_prompt = greedy_prompt_ids(job, tokenizer);
-  inputs.greedy_tokens = job.greedy_tokens;
-  return inputs;
-}
-
 void check_job_inputs(const JobConfig& job) {
-  for (const ModelSpec& spec : job.models) {
-    const LlamaConfig config = read_llama2c_header(spec.path);
-    const Tokenizer tokenizer = Tokenizer::load_llama2c(spec.tokenizer_path, config.vocab_size);
-    const auto prompt = greedy_prompt_ids(job, tokenizer);
-    check_input(job.greedy_tokens == 0 ||
-                    static_cast<int64_t>(prompt.size()) + job.greedy_tokens <= config.seq_len,
-                in_file(job.path, "[eval] greedy_prompt (" + std::to_string(prompt.size()) +
-                                      " tokens) plus greedy_tokens (" +
-                                      std::to_string(job.greedy_tokens) + ") exceeds model '" +
-                                      spec.name + "' seq_len " + std::to_string(config.seq_len)));
-    const std::vector<TensorInfo> tensors = llama2c_tensor_table(config);
-    for (size_t s = 0; s < job.strategies.size(); ++s) {
-      const Scope& scope = job.strategies[s].scope;
-      const bool matches = std::any_of(tensors.begin(), tensors.end(),
-                                       [&](const TensorInfo& t) { return scope.contains(t.name); });
-      check_input(matches, in_file(job.path, "[sweep] strategy '" + job.strategy_texts[s] +
-                                                 "': scope " + scope.canonical() +
-                                                 " matches no tensor of model '" + spec.name + "'"));
-    }
-  }
+  for (size_t m = 0; m < job.models.size(); ++m) check_model(job, m);
 }
 
-ModelSession::ModelSession(const JobConfig& job, int32_t model_idx,
-                           const std::vector<std::string>& paragraphs)
+ModelSession::ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources)
     : name_(job.models[static_cast<size_t>(model_idx)].name),
-      model_(load_llama2c(job.models[static_cast<size_t>(model_idx)].path)),
-      tokenizer_(Tokenizer::load_llama2c(job.models[static_cast<size_t>(model_idx)].tokenizer_path,
-                                         model_.config.vocab_size)) {
-  evaluator_ = std::make_unique<LlamaEvaluator>(
-      model_, make_eval_inputs(job, tokenizer_, paragraphs, model_.config.seq_len));
-  perturber_ = std::make_unique<Perturber>(model_, job.seed, name_);
-}
+      open_(open_model(job, static_cast<size_t>(model_idx), sources)),
+      perturber_(std::make_unique<Perturber>(open_->model, job.seed, name_)) {}
 
 TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec, bool record_sites,
                                     int rank) {
@@ -167,9 +127,9 @@ TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec,
   TrialResult result;
   TrialRow& row = result.row;
   {
-    RestoreOnExit restore(model_, undo_);
-    perturber_->apply(model_, strategy, k, seed, undo_, record_sites ? &result.sites : nullptr);
-    row.metrics = evaluator_->evaluate(model_);
+    RestoreOnExit restore(open_->model, undo_);
+    perturber_->apply(open_->model, strategy, k, seed, undo_, record_sites ? &result.sites : nullptr);
+    row.metrics = open_->evaluator->evaluate(open_->model);
   }
   row.trial = spec.id;
   row.model_idx = spec.model_idx;
@@ -187,23 +147,16 @@ TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec,
   return result;
 }
 
-double ModelSession::forward_flops() const {
-  return llama_forward_flops(model_.config, evaluator_->batch());
-}
-
 ModelSummary ModelSession::summary() const {
+  const Model& model = open_->model;
   ModelSummary s;
   s.name = name_;
-  s.path = model_.path;
-  s.format = model_.format;
-  s.n_parameters = model_.n_parameters();
-  s.tensors = model_.tensors;
-  s.baseline = evaluator_->baseline();
-  int32_t previous = evaluator_->greedy_prompt_last();
-  for (int32_t id : s.baseline.greedy_ids) {
-    s.greedy_text += tokenizer_.decode_piece(previous, id);
-    previous = id;
-  }
+  s.path = model.path;
+  s.format = model.format;
+  s.n_parameters = model.n_parameters();
+  s.tensors = model.tensors;
+  s.baseline = open_->evaluator->baseline();
+  s.greedy_text = open_->baseline_text;
   return s;
 }
 
@@ -215,11 +168,11 @@ int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
   // Phase 1: inputs and output path, agreed on by every rank before any work.
   Provenance provenance;
   provenance.started_utc = utc_now();
-  std::vector<std::string> paragraphs;
+  EvalSources sources;
   run_collective_phase(comm, [&] {
     if (rank == 0) check_output_path(options.out, options.force);
     check_job_inputs(job);
-    paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
+    sources = read_eval_sources(job);
   });
   const GemmInfo gemm = gemm_init(options.gemm);
   provenance.hostnames = gather_hostnames(comm);
@@ -242,7 +195,7 @@ int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
   auto open_session = [&](int32_t model_idx) {
     if (session_model == model_idx) return;
     close_session();
-    session = std::make_unique<ModelSession>(job, model_idx, paragraphs);
+    session = std::make_unique<ModelSession>(job, model_idx, sources);
     session_model = model_idx;
   };
   auto run_trial = [&](int64_t id) {
@@ -272,7 +225,7 @@ int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
   if (rank != 0) return exit_ok;
   close_session();
   for (size_t m = 0; m < job.models.size(); ++m) {
-    if (!summarised[m]) summaries[m] = ModelSession(job, static_cast<int32_t>(m), paragraphs).summary();
+    if (!summarised[m]) summaries[m] = ModelSession(job, static_cast<int32_t>(m), sources).summary();
   }
   ResultsContent content;
   content.job = &job;

@@ -1,7 +1,6 @@
 #pragma once
-// Runs a Llama model on the evaluation inputs and scores it against its unperturbed self.
-// The unperturbed outputs (log-probabilities, argmax, greedy continuation) are computed once
-// at construction and reused by every trial of the model.
+// Evaluators run a model on the job's evaluation inputs and score it against its unperturbed
+// self. The unperturbed outputs are computed once, at construction, and reused by every trial.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,33 +21,43 @@ struct EvalInputs {
 // The unperturbed model's own behaviour on the evaluation inputs.
 struct Baseline {
   TrialMetrics metrics;              // mean_nll, perplexity, accuracy (agreement/KL trivial)
-  std::vector<int32_t> greedy_ids;   // greedy continuation after the prompt
+  std::vector<int32_t> greedy_ids;   // greedy continuation after the prompt (language models)
 };
 
-class LlamaEvaluator {
+// One architecture's trial path: forward pass on the evaluation inputs + metrics.
+class Evaluator {
+ public:
+  virtual ~Evaluator() = default;
+  virtual const Baseline& baseline() const = 0;
+  // Metrics of `model` (perturbed in place) against the baseline.
+  virtual TrialMetrics evaluate(const Model& model) = 0;
+  // FLOPs of one forward pass over the evaluation inputs (plans and benchmarks).
+  virtual double forward_flops() const = 0;
+};
+
+// Llama-family language models on teacher-forced sequences plus a greedy continuation.
+class LlamaEvaluator : public Evaluator {
  public:
   // Computes the baseline of `model` as it is now (unperturbed). Throws InputError when a
   // sequence is longer than the model's seq_len or holds a token outside its vocabulary.
   LlamaEvaluator(const Model& model, const EvalInputs& inputs);
 
-  const Baseline& baseline() const { return baseline_; }
+  const Baseline& baseline() const override { return baseline_; }
+  TrialMetrics evaluate(const Model& model) override;
+  double forward_flops() const override;
   const TokenBatch& batch() const { return batch_; }
-  // Last prompt token before the greedy continuation (decoding context of its first token).
-  int32_t greedy_prompt_last() const { return greedy_prompt_last_; }
-  // Metrics of `model` (perturbed in place) against the baseline.
-  TrialMetrics evaluate(const Model& model);
   // Logits of the last evaluate() / baseline run: (n_tokens, vocab).
   const std::vector<float>& logits() const { return logits_; }
 
  private:
   TrialMetrics score() const;  // metrics of logits_ against the reference
 
+  LlamaConfig config_;
   int64_t vocab_ = 0;
   TokenBatch batch_;                    // eval sequences, then prompt + greedy continuation
   std::vector<int64_t> pred_rows_;      // (n_pred) batch rows that predict a next eval token
   std::vector<int32_t> targets_;        // (n_pred) the token each of those rows predicts
   int64_t greedy_first_row_ = 0;        // batch row predicting the first continuation token
-  int32_t greedy_prompt_last_ = 1;      // last prompt token (BOS by default)
   LlamaWorkspace workspace_;
   std::vector<float> logits_;           // (n_tokens, vocab)
   std::vector<float> ref_probs_;        // (n_pred, vocab) unperturbed probabilities

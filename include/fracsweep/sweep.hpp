@@ -13,10 +13,10 @@
 #include "fracsweep/grid.hpp"
 #include "fracsweep/job.hpp"
 #include "fracsweep/model.hpp"
+#include "fracsweep/models.hpp"
 #include "fracsweep/perturb.hpp"
 #include "fracsweep/results.hpp"
 #include "fracsweep/sched.hpp"
-#include "fracsweep/tokenizer.hpp"
 
 namespace fracsweep {
 
@@ -29,31 +29,23 @@ struct RunOptions {
   std::string command_line;    // for provenance
 };
 
-// Everything one rank needs to run the trials of one model: the model (perturbed in place),
-// its perturbation engine and its evaluator with the cached unperturbed outputs.
+// Everything one rank needs to run the trials of one model: the opened model (perturbed in
+// place), its perturbation engine, and the undo log reused by every trial.
 class ModelSession {
  public:
-  ModelSession(const JobConfig& job, int32_t model_idx, const std::vector<std::string>& paragraphs);
+  ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources);
   TrialResult run_trial(const JobConfig& job, const TrialSpec& spec, bool record_sites, int rank);
   ModelSummary summary() const;
-  const Model& model() const { return model_; }
-  double forward_flops() const;  // FLOPs of one forward pass over the evaluation batch
+  double forward_flops() const { return open_->evaluator->forward_flops(); }
 
  private:
   std::string name_;
-  Model model_;
-  Tokenizer tokenizer_;
-  std::unique_ptr<LlamaEvaluator> evaluator_;
+  std::unique_ptr<OpenModel> open_;
   std::unique_ptr<Perturber> perturber_;
   std::vector<Touched> undo_;  // (k) reused by every trial
 };
 
-// Evaluation inputs of `job` for a model with this tokenizer and seq_len.
-EvalInputs make_eval_inputs(const JobConfig& job, const Tokenizer& tokenizer,
-                            const std::vector<std::string>& paragraphs, int64_t seq_len);
-
-// Cheap checks of every model, tokenizer and scope before any work (headers, sizes,
-// vocabulary sizes, scopes that match no tensor). Throws InputError.
+// Cheap checks of every model, tokenizer and scope before any work. Throws InputError.
 void check_job_inputs(const JobConfig& job);
 
 // Runs the sweep on every rank of `comm`; rank 0 writes the results file. Returns the exit code.
