@@ -21,6 +21,7 @@ struct LlamaWorkspace {
   std::vector<float> att;      // (n_tok, dim)        attention output before wo
   std::vector<float> gate;     // (n_tok, hidden_dim) w1 x, then silu(w1 x) * w3 x
   std::vector<float> up;       // (n_tok, hidden_dim) w3 x
+  std::vector<float> rope;     // (seq_len, head_dim) rotary cos/sin per position (rope_table)
   std::vector<float> scratch;  // attention scratch for the longest sequence
   int64_t max_tokens = 0;
   int64_t max_seq_len = 0;

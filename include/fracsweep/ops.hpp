@@ -1,6 +1,7 @@
 #pragma once
 // Row-wise kernels of the Llama forward pass. Each has a plain twin in ops_ref.hpp that the
-// tests compare against. Hot loops: no allocation, no exceptions, no logging.
+// tests compare against (rope_table + rope_rows together against ref::rope_rows). Hot loops:
+// no allocation, no exceptions, no logging.
 #include <cstdint>
 
 namespace fracsweep {
@@ -9,10 +10,15 @@ namespace fracsweep {
 void rmsnorm_rows(const float* x, const float* weight, float* out, int64_t rows, int64_t d,
                   float eps);
 
-// Rotary embedding on adjacent pairs (llama2.c convention), in place on x (rows, n_heads *
-// head_dim): pair (2i, 2i+1) of each head rotates by positions[r] * theta^(-2i / head_dim).
-void rope_rows(float* x, const int32_t* positions, int64_t rows, int64_t n_heads,
-               int64_t head_dim, float theta);
+// Rotary embedding on adjacent pairs (llama2.c convention): pair (2i, 2i+1) of each head of
+// row r rotates by positions[r] * theta^(-2i / head_dim). The angles depend on the position
+// only, so they are tabulated once (per model) and looked up for q and k of every layer.
+//   rope_table: table (n_positions, head_dim) for positions 0 .. n_positions - 1: cos of pair
+//               i's angle at column 2i, sin at 2i + 1.
+//   rope_rows:  in place on x (rows, n_heads * head_dim); every positions[r] < the table's rows.
+void rope_table(int64_t n_positions, int64_t head_dim, float theta, float* table);
+void rope_rows(float* x, const int32_t* positions, const float* table, int64_t rows,
+               int64_t n_heads, int64_t head_dim);
 
 // Causal grouped-query attention of one sequence of `len` tokens.
 //   q   (len, n_heads * head_dim)    row stride q_stride

@@ -1,0 +1,137 @@
+// gemm.hpp: set-up records the kernel set BLIS really uses; matmul_nt (BLIS) against the
+// double-accumulating ref::matmul_nt on random shapes with odd sizes and padded strides.
+#define BOOST_TEST_MODULE gemm
+#include <boost/test/unit_test.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fracsweep/error.hpp"
+#include "fracsweep/gemm.hpp"
+#include "fracsweep/ops_ref.hpp"
+
+namespace fs = fracsweep;
+
+namespace {
+
+// Whether the user chose the kernels; read before gemm_init, which may set BLIS_ARCH_TYPE.
+const bool arch_type_from_user = std::getenv("BLIS_ARCH_TYPE") != nullptr;
+
+// BLIS fixes its kernel set at its first call: configure it before any test runs.
+struct BlisSetUp {
+  BlisSetUp() { fs::gemm_init(fs::GemmSetup{}); }
+};
+BOOST_TEST_GLOBAL_FIXTURE(BlisSetUp);
+
+std::vector<float> random_floats(int64_t n, uint32_t seed) {
+  std::mt19937 generator(seed);
+  std::uniform_real_distribution<float> distribution(-1.0f, 1.0f);
+  std::vector<float> values(static_cast<size_t>(n));
+  for (float& value : values) value = distribution(generator);
+  return values;
+}
+
+bool cpu_has_avx512() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(init_records_the_kernel_set) {
+  const fs::GemmInfo info = fs::gemm_info();
+  BOOST_TEST(info.blis_version.find('.') != std::string::npos);  // e.g. "0.9.0"
+  BOOST_TEST(info.threads == 1);
+  BOOST_TEST_MESSAGE("BLIS " << info.blis_version << " kernels " << info.kernel_set << " ("
+                             << info.selected_by << ")");
+  if (arch_type_from_user) {
+    BOOST_TEST(info.selected_by == "BLIS_ARCH_TYPE from environment");
+  } else if (cpu_has_avx512()) {
+    BOOST_TEST(info.selected_by == "auto (avx512f)");
+    BOOST_TEST(info.kernel_set == "skx");
+  } else {
+    BOOST_TEST(info.selected_by == "auto (no avx512f: BLIS's own dispatch)");
+    BOOST_TEST(info.kernel_set != "skx");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(init_is_idempotent_and_kernels_cannot_change) {
+  const fs::GemmInfo again = fs::gemm_init(fs::GemmSetup{});
+  BOOST_TEST(again.kernel_set == fs::gemm_info().kernel_set);
+  BOOST_CHECK_THROW(fs::gemm_init(fs::GemmSetup{fs::BlisKernels::haswell, 1}), fs::InputError);
+  BOOST_CHECK_THROW(fs::gemm_init(fs::GemmSetup{fs::BlisKernels::automatic, 0}), fs::InputError);
+}
+
+BOOST_AUTO_TEST_CASE(parse_kernel_names) {
+  BOOST_TEST((fs::parse_blis_kernels("auto") == fs::BlisKernels::automatic));
+  BOOST_TEST((fs::parse_blis_kernels("native") == fs::BlisKernels::native));
+  BOOST_TEST((fs::parse_blis_kernels("skx") == fs::BlisKernels::skx));
+  BOOST_TEST((fs::parse_blis_kernels("haswell") == fs::BlisKernels::haswell));
+  BOOST_TEST((fs::parse_blis_kernels("zen3") == fs::BlisKernels::zen3));
+  BOOST_CHECK_THROW(fs::parse_blis_kernels("avx512"), fs::InputError);
+}
+
+BOOST_AUTO_TEST_CASE(matmul_nt_matches_reference) {
+  struct Shape {
+    int64_t m, n, k, pad_a, pad_w, pad_c;
+  };
+  // Single rows/columns, odd sizes, the forward's (n_tok, 64 / 32 / 172 / 512) shapes, and
+  // padded row strides (the padding of C must stay untouched).
+  for (const Shape& s :
+       {Shape{1, 1, 1, 0, 0, 0}, Shape{1, 37, 13, 3, 0, 1}, Shape{17, 1, 64, 0, 5, 0},
+        Shape{31, 29, 23, 1, 2, 3}, Shape{300, 64, 64, 0, 0, 0}, Shape{257, 32, 64, 0, 0, 0},
+        Shape{130, 172, 64, 0, 0, 0}, Shape{130, 64, 172, 0, 0, 0}, Shape{100, 512, 64, 0, 0, 0},
+        Shape{65, 33, 300, 7, 9, 11}}) {
+    const int64_t lda = s.k + s.pad_a;
+    const int64_t ldw = s.k + s.pad_w;
+    const int64_t ldc = s.n + s.pad_c;
+    const std::vector<float> a = random_floats(s.m * lda, 1);
+    const std::vector<float> w = random_floats(s.n * ldw, 2);
+    for (float beta : {0.0f, 1.0f}) {
+      // beta = 0 must ignore C entirely, NaNs included; beta = 1 accumulates onto it.
+      const std::vector<float> initial =
+          beta == 0.0f ? std::vector<float>(static_cast<size_t>(s.m * ldc),
+                                            std::numeric_limits<float>::quiet_NaN())
+                       : random_floats(s.m * ldc, 3);
+      std::vector<float> fast = initial;
+      std::vector<float> plain = initial;
+      fs::matmul_nt(s.m, s.n, s.k, a.data(), lda, w.data(), ldw, fast.data(), ldc, beta);
+      fs::ref::matmul_nt(s.m, s.n, s.k, a.data(), lda, w.data(), ldw, plain.data(), ldc, beta);
+      // Per element, float accumulation of k products stays within k * 2^-24 of the sum of
+      // their magnitudes (plus |C| when accumulating); random signs make it far smaller.
+      double worst_ratio = 0.0;  // error / bound
+      for (int64_t i = 0; i < s.m; ++i) {
+        for (int64_t j = 0; j < ldc; ++j) {
+          const size_t at = static_cast<size_t>(i * ldc + j);
+          if (j >= s.n) {  // padding
+            BOOST_TEST((std::isnan(fast[at]) ? std::isnan(initial[at]) : fast[at] == initial[at]));
+            continue;
+          }
+          double magnitude = beta * std::abs(initial[at]);
+          for (int64_t p = 0; p < s.k; ++p) {
+            magnitude += std::abs(static_cast<double>(a[i * lda + p]) * w[j * ldw + p]);
+          }
+          const double bound = static_cast<double>(s.k + 1) * std::ldexp(1.0, -24) * magnitude;
+          worst_ratio = std::max(worst_ratio, std::abs(fast[at] - plain[at]) / bound);
+        }
+      }
+      BOOST_TEST(worst_ratio <= 1.0, "m=" << s.m << " n=" << s.n << " k=" << s.k << " beta=" << beta
+                                          << " error/bound=" << worst_ratio);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(matmul_nt_empty_and_bad_shapes) {
+  std::vector<float> c = {5.0f};
+  const std::vector<float> a = {1.0f};
+  fs::matmul_nt(0, 1, 1, a.data(), 1, a.data(), 1, c.data(), 1);
+  fs::matmul_nt(1, 0, 1, a.data(), 1, a.data(), 1, c.data(), 1);
+  BOOST_TEST(c[0] == 5.0f);
+  fs::matmul_nt(1, 1, 0, a.data(), 1, a.data(), 1, c.data(), 1);  // empty sum, beta 0
+  BOOST_TEST(c[0] == 0.0f);
+  BOOST_CHECK_THROW(fs::matmul_nt(2, 2, 3, a.data(), 2, a.data(), 3, c.data(), 2), fs::RunError);
+  BOOST_CHECK_THROW(fs::matmul_nt(2, 2, 3, a.data(), 3, a.data(), 3, c.data(), 1), fs::RunError);
+}
