@@ -126,6 +126,7 @@ void MetricAccumulator::add(const float* logits, int64_t vocab, const ReferenceR
                             int32_t target) {
   ++positions_;
   const int32_t argmax = argmax_row(logits, vocab);
+  corrupted_ += ref.argmax == target && argmax != target;
   if (argmax < 0) {  // NaN/Inf logits: disagreeing, wrong, NLL and KL undefined
     ++nonfinite_;
     nll_sum_ = not_a_number;
@@ -157,6 +158,7 @@ TrialMetrics MetricAccumulator::finish() const {
   m.mean_nll = nll_sum_ / n;
   m.perplexity = std::exp(m.mean_nll);
   m.accuracy = static_cast<double>(correct_) / n;
+  m.sdc_rate = static_cast<double>(corrupted_) / n;
   m.top1_agreement = static_cast<double>(agree_) / n;
   m.mean_kl = kl_sum_ / n;
   m.max_kl = kl_max_;

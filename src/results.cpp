@@ -687,7 +687,7 @@ std::vector<Column> trial_columns(const ResultsContent& content) {
       seed_idx(n_rows), rank(n_rows), status(n_rows);
   std::vector<std::string> model(n_rows), strategy(n_rows);
   std::vector<double> fraction(n_rows), mean_nll(n_rows), perplexity(n_rows),
-      mean_nll_finite(n_rows), accuracy(n_rows), top1_agreement(n_rows), mean_kl(n_rows),
+      mean_nll_finite(n_rows), accuracy(n_rows), sdc_rate(n_rows), top1_agreement(n_rows), mean_kl(n_rows),
       max_kl(n_rows), mean_kl_finite(n_rows), wall_s(n_rows);
   for (size_t i = 0; i < n_rows; ++i) {
     const TrialRow& row = content.rows[i];
@@ -709,6 +709,7 @@ std::vector<Column> trial_columns(const ResultsContent& content) {
     perplexity[i] = metrics.perplexity;
     mean_nll_finite[i] = metrics.mean_nll_finite;
     accuracy[i] = metrics.accuracy;
+    sdc_rate[i] = metrics.sdc_rate;
     top1_agreement[i] = metrics.top1_agreement;
     mean_kl[i] = metrics.mean_kl;
     max_kl[i] = metrics.max_kl;
@@ -742,6 +743,8 @@ std::vector<Column> trial_columns(const ResultsContent& content) {
                   "mean negative log-likelihood over finite positions", "nats"),
       make_column("accuracy", std::move(accuracy),
                   "fraction of positions whose argmax is the next token", "1"),
+      make_column("sdc_rate", std::move(sdc_rate),
+                  "fraction of positions right before the perturbation and wrong after", "1"),
       make_column("top1_agreement", std::move(top1_agreement),
                   "fraction of positions whose argmax equals the unperturbed argmax", "1"),
       make_column("mean_kl", std::move(mean_kl), "mean KL(unperturbed || perturbed) over positions",

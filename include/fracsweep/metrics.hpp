@@ -4,7 +4,9 @@
 //   mean_nll        token-weighted mean of -log softmax(logits)[next token]
 //   top1_agreement  fraction of positions whose argmax equals the unperturbed argmax
 //   mean_kl/max_kl  mean / max over positions of KL(p_unperturbed || p_perturbed), natural log
-//   accuracy        fraction of positions whose argmax is the next token
+//   accuracy        fraction of positions whose argmax is the next token (or the label)
+//   sdc_rate        silent data corruption: fraction of positions the unperturbed model got
+//                   right (argmax = target) and the perturbed model gets wrong
 //   nonfinite       positions whose logits contain NaN or Inf: they count as disagreeing and
 //                   wrong; their NLL and KL are NaN, so mean_nll/mean_kl/max_kl become NaN
 //                   (mean_nll_finite / mean_kl_finite average the finite positions only).
@@ -23,6 +25,7 @@ struct TrialMetrics {
   double perplexity = not_a_number;  // exp(mean_nll)
   double mean_nll_finite = not_a_number;
   double accuracy = not_a_number;
+  double sdc_rate = not_a_number;
   double top1_agreement = not_a_number;
   double mean_kl = not_a_number;
   double max_kl = not_a_number;
@@ -63,7 +66,7 @@ class MetricAccumulator {
   TrialMetrics finish() const;
 
  private:
-  int64_t positions_ = 0, nonfinite_ = 0, agree_ = 0, correct_ = 0;
+  int64_t positions_ = 0, nonfinite_ = 0, agree_ = 0, correct_ = 0, corrupted_ = 0;
   double nll_sum_ = 0, nll_finite_sum_ = 0, kl_sum_ = 0, kl_finite_sum_ = 0, kl_max_ = 0;
 };
 

@@ -58,6 +58,7 @@ TRIALS = {
     "perplexity": "float64",
     "mean_nll_finite": "float64",
     "accuracy": "float64",
+    "sdc_rate": "float64",
     "top1_agreement": "float64",
     "mean_kl": "float64",
     "max_kl": "float64",
@@ -69,7 +70,7 @@ TRIALS = {
     "status": "int32",
 }
 TRIAL_UNITS = {"mean_nll": "nats", "mean_nll_finite": "nats", "mean_kl": "nats",
-               "max_kl": "nats", "mean_kl_finite": "nats", "wall_s": "s", "accuracy": "1",
+               "max_kl": "nats", "mean_kl_finite": "nats", "wall_s": "s", "accuracy": "1", "sdc_rate": "1",
                "top1_agreement": "1", "perplexity": "1", "fraction": "1"}
 
 BASELINE = {

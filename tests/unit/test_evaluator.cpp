@@ -83,6 +83,7 @@ BOOST_AUTO_TEST_CASE(baseline_matches_reference, *utf::precondition(test::needs_
   BOOST_TEST(close_relative(base.metrics.mean_nll, expected_nll, 1e-4),
              "baseline mean NLL " << base.metrics.mean_nll << " vs reference " << expected_nll);
   BOOST_TEST(base.metrics.top1_agreement == 1.0);
+  BOOST_TEST(base.metrics.sdc_rate == 0.0);
   BOOST_TEST(base.metrics.mean_kl < 1e-9);
   BOOST_TEST(base.greedy_ids == s.fixture.ids("greedy_from_bos.ids"), boost::test_tools::per_element());
   // The batched teacher-forced check of the continuation agrees with step-by-step decoding.
@@ -118,6 +119,12 @@ BOOST_AUTO_TEST_CASE(targeted_oracles, *utf::precondition(test::needs_shared()))
       const auto k = static_cast<int64_t>(s.fixture.number(key + ".sites"));
       const TrialMetrics m = s.trial(c.strategy, k, 0);
       BOOST_TEST(m.positions == static_cast<int64_t>(s.fixture.number(key + ".tokens")));
+      // Silent corruption: right before, wrong after; bounded by the baseline's accuracy and by
+      // the disagreement (a changed-but-still-right answer is impossible for a single argmax).
+      const double base_accuracy = s.evaluator->baseline().metrics.accuracy;
+      BOOST_TEST(m.sdc_rate <= base_accuracy);
+      BOOST_TEST(m.sdc_rate <= 1.0 - m.top1_agreement + 1e-12);
+      BOOST_TEST(m.sdc_rate >= base_accuracy - m.accuracy - 1e-12);
       BOOST_TEST(m.nonfinite_positions ==
                  static_cast<int64_t>(s.fixture.number(key + ".nonfinite_positions")));
       const double agreement = s.fixture.number(key + ".top1_agreement");

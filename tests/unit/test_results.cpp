@@ -123,6 +123,7 @@ TrialRow make_row(const JobConfig& job, const Grid& grid, int64_t trial, size_t 
   metrics.perplexity = std::exp(metrics.mean_nll);
   metrics.mean_nll_finite = metrics.mean_nll;
   metrics.accuracy = 0.375 - 0.03125 * step;
+  metrics.sdc_rate = 0.015625 * step;
   metrics.top1_agreement = 1.0 - 0.0625 * step;
   metrics.mean_kl = 0.01 * step;
   metrics.max_kl = 0.05 * step;
@@ -408,8 +409,8 @@ std::string expected_json(const ResultsContent& content) {
   std::vector<int64_t> trial, seed, k, n_scope, positions, nonfinite, greedy_match, greedy_length;
   std::vector<int32_t> model_idx, strategy_idx, fraction_idx, seed_idx, rank, status;
   std::vector<std::string> model, strategy;
-  std::vector<double> fraction, mean_nll, perplexity, mean_nll_finite, accuracy, agreement, mean_kl,
-      max_kl, mean_kl_finite, wall_s;
+  std::vector<double> fraction, mean_nll, perplexity, mean_nll_finite, accuracy, sdc_rate, agreement,
+      mean_kl, max_kl, mean_kl_finite, wall_s;
   for (const TrialRow& row : content.rows) {
     trial.push_back(row.trial);
     model_idx.push_back(row.model_idx);
@@ -428,6 +429,7 @@ std::string expected_json(const ResultsContent& content) {
     perplexity.push_back(row.metrics.perplexity);
     mean_nll_finite.push_back(row.metrics.mean_nll_finite);
     accuracy.push_back(row.metrics.accuracy);
+    sdc_rate.push_back(row.metrics.sdc_rate);
     agreement.push_back(row.metrics.top1_agreement);
     mean_kl.push_back(row.metrics.mean_kl);
     max_kl.push_back(row.metrics.max_kl);
@@ -455,6 +457,7 @@ std::string expected_json(const ResultsContent& content) {
                                           {"perplexity", json(perplexity)},
                                           {"mean_nll_finite", json(mean_nll_finite)},
                                           {"accuracy", json(accuracy)},
+                                          {"sdc_rate", json(sdc_rate)},
                                           {"top1_agreement", json(agreement)},
                                           {"mean_kl", json(mean_kl)},
                                           {"max_kl", json(max_kl)},
