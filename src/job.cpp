@@ -32,6 +32,13 @@ constexpr const char* key_model = "models.model";
 constexpr const char* key_eval_text = "eval.text";
 constexpr const char* key_paragraphs = "eval.paragraphs";
 constexpr const char* key_greedy_tokens = "eval.greedy_tokens";
+constexpr const char* key_eval_tokens = "eval.tokens";
+constexpr const char* key_eval_inputs = "eval.inputs";
+constexpr const char* key_eval_labels = "eval.labels";
+constexpr const char* key_eval_examples = "eval.examples";
+constexpr const char* key_input_divisor = "eval.input_divisor";
+constexpr const char* key_input_mean = "eval.input_mean";
+constexpr const char* key_input_std = "eval.input_std";
 constexpr const char* key_greedy_prompt = "eval.greedy_prompt";
 constexpr const char* key_fractions = "sweep.fractions";
 constexpr const char* key_fractions_log = "sweep.fractions_log";
@@ -54,6 +61,13 @@ po::options_description job_options() {
       (key_paragraphs, po::value<std::string>(), "paragraphs evaluated")            //
       (key_greedy_tokens, po::value<std::string>(), "greedy continuation length")   //
       (key_greedy_prompt, po::value<std::string>(), "greedy continuation prompt")   //
+      (key_eval_tokens, po::value<std::string>(), "pre-tokenized sequences")        //
+      (key_eval_inputs, po::value<std::string>(), "classifier inputs")              //
+      (key_eval_labels, po::value<std::string>(), "classifier labels")              //
+      (key_eval_examples, po::value<std::string>(), "examples evaluated")           //
+      (key_input_divisor, po::value<std::string>(), "input divisor")                //
+      (key_input_mean, po::value<std::string>(), "per-channel input mean")          //
+      (key_input_std, po::value<std::string>(), "per-channel input std")            //
       (key_fractions, po::value<std::string>(), "explicit fractions")               //
       (key_fractions_log, po::value<std::string>(), "log-spaced fractions")         //
       (key_counts, po::value<std::string>(), "absolute site counts")                //
@@ -258,30 +272,55 @@ ModelSpec parse_model(const JobReader& reader, const std::string& text) {
                                " must be one or more of [A-Za-z0-9._-]");
   }
   const std::string what = "model '" + model.name + "'";
-  std::optional<std::string> path, tokenizer;
+  std::optional<std::string> path, tokenizer, format;
   for (size_t i = 1; i < tokens.size(); ++i) {
     const std::string& token = tokens[i];
     const size_t equals = token.find('=');
     const std::string field = token.substr(0, equals);
     std::optional<std::string>* target = field == "path"        ? &path
                                          : field == "tokenizer" ? &tokenizer
+                                         : field == "format"    ? &format
                                                                 : nullptr;
     if (equals == std::string::npos || target == nullptr) {
-      reader.fail(key_model,
-                  what + ": unexpected '" + token + "'; expected path=FILE and tokenizer=FILE");
+      reader.fail(key_model, what + ": unexpected '" + token +
+                                 "'; expected path=FILE, tokenizer=FILE and format=FORMAT");
     }
     if (target->has_value()) reader.fail(key_model, what + ": '" + field + "' given twice");
     *target = token.substr(equals + 1);
   }
   if (!path) reader.fail(key_model, what + " has no path=FILE");
   model.path = reader.resolve_path(key_model, what + " path", *path);
-  reader.check_readable_file(key_model, what + " path", model.path);
-  // GGUF files carry their vocabulary; llama2.c checkpoints need a separate tokenizer file.
-  const bool is_gguf = fs::path(model.path).extension() == ".gguf";
+  if (format) {
+    const std::pair<const char*, ModelFormat> formats[] = {
+        {"llama2c", ModelFormat::llama2c}, {"gguf", ModelFormat::gguf},
+        {"hf", ModelFormat::huggingface}, {"sequential", ModelFormat::sequential}};
+    const auto found = std::find_if(std::begin(formats), std::end(formats),
+                                    [&](const auto& f) { return *format == f.first; });
+    if (found == std::end(formats)) {
+      reader.fail(key_model, what + ": format '" + *format +
+                                 "' is not one of llama2c, gguf, hf, sequential");
+    }
+    model.format = found->second;
+  } else if (fs::is_directory(model.path)) {
+    model.format = ModelFormat::huggingface;
+  } else {
+    const std::string extension = fs::path(model.path).extension().string();
+    model.format = extension == ".gguf"   ? ModelFormat::gguf
+                   : extension == ".json" ? ModelFormat::sequential
+                                          : ModelFormat::llama2c;
+  }
+  if (model.format == ModelFormat::huggingface) {
+    reader.check_readable_file(key_model, what + " config.json",
+                               (fs::path(model.path) / "config.json").string());
+  } else {
+    reader.check_readable_file(key_model, what + " path", model.path);
+  }
+  // llama2.c checkpoints need a separate tokenizer file; other formats carry their vocabulary
+  // or take pre-tokenized inputs.
   if (tokenizer) {
     model.tokenizer_path = reader.resolve_path(key_model, what + " tokenizer", *tokenizer);
     reader.check_readable_file(key_model, what + " tokenizer", model.tokenizer_path);
-  } else if (!is_gguf) {
+  } else if (model.format == ModelFormat::llama2c) {
     reader.fail(key_model, what + " has no tokenizer=FILE (required for llama2.c models)");
   }
   return model;
@@ -517,9 +556,45 @@ JobConfig parse_job_text(const std::string& text, const std::string& path) {
     reader.fail(key_model, "more than " + std::to_string(max_axis_length) + " models");
   }
 
-  job.eval_text =
-      reader.resolve_path(key_eval_text, "evaluation text", reader.required_text(key_eval_text));
-  reader.check_readable_file(key_eval_text, "evaluation text", job.eval_text);
+  auto optional_file = [&](const char* key, const std::string& what) -> std::string {
+    const std::optional<std::string> written = reader.optional_text(key);
+    if (!written) return "";
+    const std::string resolved = reader.resolve_path(key, what, *written);
+    reader.check_readable_file(key, what, resolved);
+    return resolved;
+  };
+  job.eval_text = optional_file(key_eval_text, "evaluation text");
+  job.eval_tokens = optional_file(key_eval_tokens, "pre-tokenized evaluation file");
+  job.eval_inputs = optional_file(key_eval_inputs, "classifier inputs");
+  job.eval_labels = optional_file(key_eval_labels, "classifier labels");
+  if (job.eval_text.empty() && job.eval_tokens.empty() && job.eval_inputs.empty()) {
+    throw InputError(in_file(path, "missing required key 'eval.text': give eval.text (or "
+                                   "eval.tokens) for language models, or eval.inputs and "
+                                   "eval.labels for classifiers"));
+  }
+  if (!job.eval_inputs.empty() && job.eval_labels.empty()) {
+    reader.fail(key_eval_labels, "missing: [eval] inputs needs labels");
+  }
+  job.eval_examples = reader.integer_at_least(key_eval_examples, job.eval_examples, 0);
+  if (const auto divisor = reader.optional_text(key_input_divisor)) {
+    job.input_divisor = reader.number<double>(
+        key_input_divisor, reader.trimmed_single(key_input_divisor, *divisor, "a number > 0"),
+        "a number > 0");
+    if (!(job.input_divisor > 0) || !std::isfinite(job.input_divisor)) {
+      reader.fail(key_input_divisor, "expected a finite number > 0, found " + *divisor);
+    }
+  }
+  for (const std::string& token : reader.list(key_input_mean, "per-channel means")) {
+    job.input_mean.push_back(reader.number<double>(key_input_mean, token, "a number"));
+  }
+  for (const std::string& token : reader.list(key_input_std, "per-channel standard deviations")) {
+    const double value = reader.number<double>(key_input_std, token, "a number > 0");
+    if (!(value > 0)) reader.fail(key_input_std, "expected numbers > 0, found " + token);
+    job.input_std.push_back(value);
+  }
+  if (job.input_mean.size() != job.input_std.size()) {
+    reader.fail(key_input_std, "input_mean and input_std must list the same number of channels");
+  }
   job.eval_paragraphs = reader.integer_at_least(key_paragraphs, job.eval_paragraphs, 1);
   job.greedy_tokens = reader.integer_at_least(key_greedy_tokens, job.greedy_tokens, 0);
   job.greedy_prompt = reader.optional_text(key_greedy_prompt).value_or("");
@@ -529,6 +604,16 @@ JobConfig parse_job_text(const std::string& text, const std::string& path) {
   job.seeds = parse_seeds(reader);
   job.record_sites = parse_record_sites(reader, job);
   return job;
+}
+
+const char* model_format_name(ModelFormat format) {
+  switch (format) {
+    case ModelFormat::llama2c: return "llama2c";
+    case ModelFormat::gguf: return "gguf";
+    case ModelFormat::huggingface: return "hf";
+    case ModelFormat::sequential: return "sequential";
+  }
+  return "?";
 }
 
 JobConfig parse_job_file(const std::string& path) {
@@ -550,11 +635,18 @@ std::string echo_job(const JobConfig& job) {
   out << "job " << job.name << " (" << job.path << "), job seed " << job.seed << "\n";
   out << "models (" << job.models.size() << "):\n";
   for (const ModelSpec& model : job.models) {
-    out << "  " << model.name << ": " << model.path;
+    out << "  " << model.name << ": " << model.path << " [" << model_format_name(model.format) << "]";
     if (!model.tokenizer_path.empty()) out << " (tokenizer " << model.tokenizer_path << ")";
     out << "\n";
   }
-  out << "eval: first " << job.eval_paragraphs << " paragraphs of " << job.eval_text << "\n";
+  if (!job.eval_text.empty()) {
+    out << "eval: first " << job.eval_paragraphs << " paragraphs of " << job.eval_text << "\n";
+  }
+  if (!job.eval_tokens.empty()) out << "eval: pre-tokenized sequences in " << job.eval_tokens << "\n";
+  if (!job.eval_inputs.empty()) {
+    out << "eval: inputs " << job.eval_inputs << ", labels " << job.eval_labels << "\n";
+  }
+  if (job.eval_examples > 0) out << "eval: first " << job.eval_examples << " examples\n";
   if (job.greedy_tokens == 0) {
     out << "greedy continuation: off\n";
   } else {

@@ -4,6 +4,7 @@
 
 #include "fracsweep/error.hpp"
 #include "fracsweep/llama2c.hpp"
+#include "fracsweep/model_loaders.hpp"
 #include "fracsweep/tokenizer.hpp"
 
 namespace fracsweep {
@@ -14,6 +15,8 @@ std::vector<int32_t> greedy_prompt_ids(const JobConfig& job, const Tokenizer& to
   if (job.greedy_prompt.empty()) return {tokenizer.bos_id()};
   return tokenizer.encode(job.greedy_prompt, true, false);
 }
+
+}  // namespace
 
 void check_scopes(const JobConfig& job, const ModelSpec& spec, const std::vector<TensorInfo>& tensors) {
   for (size_t s = 0; s < job.strategies.size(); ++s) {
@@ -27,7 +30,9 @@ void check_scopes(const JobConfig& job, const ModelSpec& spec, const std::vector
 }
 
 // llama2.c checkpoint + tokenizer.bin, evaluated on text paragraphs.
-void check_llama2c(const JobConfig& job, const ModelSpec& spec) {
+void check_llama2c_model(const JobConfig& job, const ModelSpec& spec) {
+  check_input(!job.eval_text.empty(),
+              in_file(job.path, "model '" + spec.name + "' (llama2.c) needs eval.text"));
   const LlamaConfig config = read_llama2c_header(spec.path);
   const Tokenizer tokenizer = Tokenizer::load_llama2c(spec.tokenizer_path, config.vocab_size);
   const auto prompt = greedy_prompt_ids(job, tokenizer);
@@ -40,8 +45,8 @@ void check_llama2c(const JobConfig& job, const ModelSpec& spec) {
   check_scopes(job, spec, llama2c_tensor_table(config));
 }
 
-std::unique_ptr<OpenModel> open_llama2c(const JobConfig& job, const ModelSpec& spec,
-                                        const EvalSources& sources) {
+std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelSpec& spec,
+                                              const EvalSources& sources) {
   auto open = std::make_unique<OpenModel>();
   open->model = load_llama2c(spec.path);
   const Tokenizer tokenizer = Tokenizer::load_llama2c(spec.tokenizer_path, open->model.config.vocab_size);
@@ -59,22 +64,31 @@ std::unique_ptr<OpenModel> open_llama2c(const JobConfig& job, const ModelSpec& s
   return open;
 }
 
-}  // namespace
-
 EvalSources read_eval_sources(const JobConfig& job) {
   EvalSources sources;
-  sources.paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
+  if (!job.eval_text.empty()) sources.paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
   return sources;
 }
 
 void check_model(const JobConfig& job, size_t m) {
   const ModelSpec& spec = job.models.at(m);
-  check_llama2c(job, spec);
+  switch (spec.format) {
+    case ModelFormat::llama2c: return check_llama2c_model(job, spec);
+    case ModelFormat::gguf: return check_gguf_model(job, spec);
+    case ModelFormat::huggingface: return check_hf_model(job, spec);
+    case ModelFormat::sequential: return check_sequential_model(job, spec);
+  }
 }
 
 std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources) {
   const ModelSpec& spec = job.models.at(m);
-  return open_llama2c(job, spec, sources);
+  switch (spec.format) {
+    case ModelFormat::llama2c: return open_llama2c_model(job, spec, sources);
+    case ModelFormat::gguf: return open_gguf_model(job, spec, sources);
+    case ModelFormat::huggingface: return open_hf_model(job, spec, sources);
+    case ModelFormat::sequential: return open_sequential_model(job, spec, sources);
+  }
+  throw RunError("unknown model format");
 }
 
 }  // namespace fracsweep

@@ -9,10 +9,17 @@
 
 namespace fracsweep {
 
+// Model file formats. `format=` in a model line, or detected: a directory is a Hugging Face
+// model directory (config.json + safetensors), *.gguf is GGUF, *.json a sequential classifier
+// description, anything else a llama2.c checkpoint.
+enum class ModelFormat { llama2c, gguf, huggingface, sequential };
+const char* model_format_name(ModelFormat format);  // "llama2c", "gguf", "hf", "sequential"
+
 struct ModelSpec {
   std::string name;            // label in results, unique within the job
-  std::string path;            // model file (absolute after parsing)
-  std::string tokenizer_path;  // llama2.c tokenizer.bin (absolute after parsing)
+  std::string path;            // model file or directory (absolute after parsing)
+  std::string tokenizer_path;  // llama2.c tokenizer.bin (absolute; llama2c models only)
+  ModelFormat format = ModelFormat::llama2c;
 };
 
 // One entry of the amount axis: a fraction of in-scope parameters (k = round(f * N)) or an
@@ -33,8 +40,19 @@ struct JobConfig {
 
   std::vector<ModelSpec> models;
 
-  std::string eval_text;          // text file of paragraphs (absolute after parsing)
+  // Evaluation inputs (absolute paths; empty when not given). Language models read `eval_text`
+  // (with a tokenizer) or `eval_tokens` (pre-tokenized); classifiers read `eval_inputs` and
+  // `eval_labels`. Which a model needs is checked by its loader (models.cpp).
+  std::string eval_text;          // text file of paragraphs
   int64_t eval_paragraphs = 50;
+  std::string eval_tokens;        // pre-tokenized sequences (.npy, see README)
+  std::string eval_inputs;        // classifier inputs (.npy, or IDX, gzip or plain)
+  std::string eval_labels;        // classifier labels (.npy, or IDX)
+  int64_t eval_examples = 0;      // first N examples of tokens/inputs (0: all)
+  double input_divisor = 1.0;     // inputs are divided by this (255 for bytes) ...
+  std::vector<double> input_mean; // ... then per channel (x - mean) / std (empty: none)
+  std::vector<double> input_std;
+
   int64_t greedy_tokens = 256;    // greedy continuation length (0 disables)
   std::string greedy_prompt;      // empty: from BOS alone
 

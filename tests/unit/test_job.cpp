@@ -427,8 +427,10 @@ BOOST_AUTO_TEST_CASE(bad_models) {
                  "models.model", "'m' is used twice");
   check_rejected(models("model = m tokenizer=tok.bin\n"), "models.model", "no path");
   check_rejected(models("model = m path=model.bin\n"), "models.model", "no tokenizer");
-  check_rejected(models("model = m path=model.bin tokenizer=tok.bin format=gguf\n"), "models.model",
-                 "'format=gguf'");
+  check_rejected(models("model = m path=model.bin tokenizer=tok.bin format=onnx\n"), "models.model",
+                 "format 'onnx' is not one of");
+  check_rejected(models("model = m path=model.bin tokenizer=tok.bin colour=red\n"), "models.model",
+                 "'colour=red'");
   check_rejected(models("model = m path=model.bin path=model.bin tokenizer=tok.bin\n"),
                  "models.model", "given twice");
   check_rejected(models("model = m|x path=model.bin tokenizer=tok.bin\n"), "models.model", "'m|x'");
@@ -436,8 +438,11 @@ BOOST_AUTO_TEST_CASE(bad_models) {
                  "absent.bin' does not exist");
   check_rejected(models("model = m path=model.bin tokenizer=absent-tok.bin\n"), "models.model",
                  "absent-tok.bin' does not exist");
+  // A directory is a Hugging Face model directory, which needs a config.json.
   check_rejected(models("model = m path=. tokenizer=tok.bin\n"), "models.model",
-                 "not a regular file");
+                 "config.json' does not exist");
+  check_rejected(models("model = m path=model.bin tokenizer=tok.bin format=llama2c\n" +
+                        std::string("model = n path=. format=hf\n")), "models.model", "config.json");
 }
 
 BOOST_AUTO_TEST_CASE(bad_eval_files) {
