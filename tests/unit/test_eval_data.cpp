@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 #include "fracsweep/error.hpp"
 #include "fracsweep/eval_data.hpp"
 #include "shared_data.hpp"
@@ -37,35 +38,7 @@ Tokenizer bytes_only_tokenizer() {
   return Tokenizer(std::move(pieces), std::move(scores));
 }
 
-// A fresh directory under the system temp dir, removed with everything in it on destruction.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("fracsweep_test_eval_data_" + std::to_string(::getpid()) + "_" +
-             std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string write(const std::string& name, const std::string& text) const {
-    const std::string path = (path_ / name).string();
-    std::ofstream file(path, std::ios::binary);
-    file << text;
-    BOOST_TEST_REQUIRE(file.good(), "cannot write " << path);
-    return path;
-  }
-  std::string path_of(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using fracsweep::test::TempDir;
 
 // read_paragraphs(path, n) throws InputError whose message contains every one of `parts`.
 void check_read_fails(const std::string& path, int64_t n,
@@ -117,7 +90,7 @@ BOOST_AUTO_TEST_CASE(bad_files_name_file_and_counts) {
   const std::string path = dir.write("messy.txt", messy_text);
   check_read_fails(path, 5, {path, "has 4 paragraphs", "expected at least 5"});
   check_read_fails(dir.write("blank.txt", " \n\n\t\n"), 1, {"blank.txt", "has 0 paragraphs"});
-  check_read_fails(dir.path_of("absent.txt"), 1, {"absent.txt", "cannot open"});
+  check_read_fails(dir.file("absent.txt"), 1, {"absent.txt", "cannot open"});
   check_read_fails(path, -1, {path, "asked for -1 paragraphs"});
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 #include "fixture.hpp"
 #include "fracsweep/error.hpp"
 #include "fracsweep/llama2c.hpp"
@@ -39,26 +40,7 @@ constexpr Header toy_header = {4, 6, 2, 2, 1, 5, 3};
 //   freq_cis seq_len * head_dim = 3*2 = 6; classifier (unshared only) 20.
 constexpr int64_t toy_parameters = 280, toy_freq_cis = 6, toy_classifier = 20;
 
-// A temporary directory removed with everything in it when the test ends.
-class TempDir {
- public:
-  TempDir()
-      : path_(fs::temp_directory_path() /
-              ("fracsweep-test-llama2c-" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using fracsweep::test::TempDir;
 
 // Writes the 7 header ints and `n_floats` floats whose value is their position (0, 1, ...).
 std::string write_model(const TempDir& dir, const std::string& name, const Header& header,

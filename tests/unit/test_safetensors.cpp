@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 #include "fracsweep/error.hpp"
 #include "fracsweep/safetensors.hpp"
 
@@ -29,22 +30,7 @@ namespace {
 
 using Bytes = std::vector<unsigned char>;
 
-// A temporary directory removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "fracsweep_st_XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using fracsweep::test::TempDir;
 
 void write_bytes(const std::string& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary);

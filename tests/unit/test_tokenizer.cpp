@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 #include "fracsweep/error.hpp"
 #include "fracsweep/eval_data.hpp"
 #include "fracsweep/tokenizer.hpp"
@@ -196,35 +197,7 @@ std::string read_bytes(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
 }
 
-// A fresh directory under the system temp dir, removed with everything in it on destruction.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("fracsweep_test_tokenizer_" + std::to_string(::getpid()) + "_" +
-             std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string write(const std::string& name, const std::string& bytes) const {
-    const std::string path = (path_ / name).string();
-    std::ofstream file(path, std::ios::binary);
-    file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    BOOST_TEST_REQUIRE(file.good(), "cannot write " << path);
-    return path;
-  }
-  std::string path_of(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using fracsweep::test::TempDir;
 
 // Loading `path` throws InputError whose message contains every one of `parts`.
 void check_load_fails(const std::string& path, int64_t vocab_size,
@@ -484,7 +457,7 @@ BOOST_AUTO_TEST_CASE(every_malformed_file_names_file_token_and_expectation) {
   const size_t record_260 = token_record_offset(good, 260);
   const size_t record_261 = token_record_offset(good, 261);
 
-  check_load_fails(dir.path_of("absent.bin"), tiny_vocab_size, {"absent.bin", "cannot open"});
+  check_load_fails(dir.file("absent.bin"), tiny_vocab_size, {"absent.bin", "cannot open"});
   check_load_fails(dir.write("short_header.bin", good.substr(0, 2)), tiny_vocab_size,
                    {"short_header.bin", "truncated", "max_token_length"});
   {
