@@ -113,3 +113,22 @@ def test_bad_input_without_mpiexec(tmp_path, shared_dir, run_fracsweep):
     job = write_job(tmp_path, shared_dir, fractions="fractions = 2")
     out = tmp_path / "out.h5"
     assert_rejected(run_fracsweep(["run", job, "--out", out], timeout=60), out, str(job), "fractions")
+
+
+def test_error_during_the_sweep_aborts_every_rank(tmp_path, shared_dir, run_fracsweep, model_copy):
+    """A model whose header and size are fine but whose unperturbed outputs are NaN passes the
+    up-front checks and fails only when a rank opens it mid-sweep: the job must end with that
+    rank's message instead of leaving the other rank waiting."""
+    data = bytearray(model_copy.read_bytes())
+    data[28:28 + 4 * 512 * 64] = b"\xff\xff\xff\x7f" * (512 * 64)  # every embedding NaN
+    model_copy.write_bytes(bytes(data))
+    lines = (f"model = good path={shared_dir}/models/stories260K/stories260K.bin "
+             f"tokenizer={shared_dir}/models/stories260K/tok512.bin\n"
+             f"model = broken path={model_copy} tokenizer={shared_dir}/models/stories260K/tok512.bin")
+    job = write_job(tmp_path, shared_dir, model=lines, record_sites="")
+    out = tmp_path / "out.h5"
+    result = run_fracsweep(["run", job, "--out", out, "--chunk", "1"], ranks=2, timeout=180)
+    assert result.returncode != 0
+    assert "non-finite logits" in result.stderr and str(model_copy) in result.stderr
+    assert "[rank " in result.stderr
+    assert not out.exists() and not list(tmp_path.glob("out.h5.tmp-*"))
