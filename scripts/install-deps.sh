@@ -6,6 +6,7 @@ packages=(
   build-essential cmake pkg-config git
   libopenmpi-dev openmpi-bin
   libhdf5-dev
+  zlib1g-dev
   libblis-openmp-dev
   libboost-program-options-dev libboost-test-dev
   python3-h5py python3-numpy python3-scipy python3-pandas python3-matplotlib

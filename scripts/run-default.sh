@@ -4,8 +4,9 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$repo/build}
-# The default job: the stories260K claims sweep (reads ../shared) until the built-in model exists.
-job=${JOB:-$repo/jobs/stories260K-claims.ini}
+# The default job: the built-in digits classifier (jobs/default/, nothing to download). JOB=FILE
+# runs another, e.g. JOB=jobs/stories260K-claims.ini (reads ../shared).
+job=${JOB:-$repo/jobs/default.ini}
 ranks=${RANKS:-2}
 bash "$repo/scripts/build.sh"
 mkdir -p "$repo/results"

@@ -17,11 +17,14 @@ struct NpyArray {
   int64_t count() const;          // product of shape
   // Converted copies; throw InputError naming the file when the dtype cannot be converted
   // exactly (floats to integers, or integers beyond int64 / float precision are refused).
+  // as_float rounds f8 values to the nearest float.
   std::vector<float> as_float() const;
   std::vector<int64_t> as_int64() const;
 };
 
 // Reads and validates a whole .npy file; InputError naming the file and the field otherwise.
 NpyArray read_npy(const std::string& path);
+// The same checks (the file size included) without reading the data: `data` stays empty.
+NpyArray read_npy_header(const std::string& path);
 
 }  // namespace fracsweep
