@@ -1,9 +1,12 @@
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "commands.hpp"
 #include "fracsweep/error.hpp"
+#include "fracsweep/gguf.hpp"
+#include "fracsweep/hf.hpp"
 #include "fracsweep/llama2c.hpp"
 #include "fracsweep/sched.hpp"
 
@@ -42,22 +45,46 @@ int64_t count_nonfinite(const Model& model, const TensorInfo& t) {
   return n;
 }
 
-void print_text(const Model& model) {
+// Hyper-parameters as (name, value) in the architecture's own vocabulary.
+std::vector<std::pair<std::string, std::string>> config_fields(const Model& model) {
   const LlamaConfig& c = model.config;
-  std::printf("model       %s\nformat      %s\narchitecture llama\n", model.path.c_str(), model.format.c_str());
-  std::printf("dim %lld  hidden_dim %lld  n_layers %lld  n_heads %lld  n_kv_heads %lld  vocab_size %lld  "
-              "seq_len %lld  classifier %s\n",
-              static_cast<long long>(c.dim), static_cast<long long>(c.hidden_dim),
-              static_cast<long long>(c.n_layers), static_cast<long long>(c.n_heads),
-              static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.vocab_size),
-              static_cast<long long>(c.seq_len), c.shared_classifier ? "shared" : "separate");
-  std::printf("\n%-24s %-12s %-8s %12s %12s %10s\n", "tensor", "shape", "dtype", "elements", "offset", "nonfinite");
+  auto integer = [](int64_t v) { return std::to_string(v); };
+  auto real = [](float v) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%g", static_cast<double>(v));
+    return std::string(buffer);
+  };
+  if (model.architecture == "gpt2") {
+    return {{"n_embd", integer(c.dim)},          {"n_inner", integer(c.hidden_dim)},
+            {"n_layer", integer(c.n_layers)},    {"n_head", integer(c.n_heads)},
+            {"vocab_size", integer(c.vocab_size)}, {"n_positions", integer(c.seq_len)},
+            {"layer_norm_epsilon", real(c.norm_eps)}};
+  }
+  return {{"dim", integer(c.dim)},
+          {"hidden_dim", integer(c.hidden_dim)},
+          {"n_layers", integer(c.n_layers)},
+          {"n_heads", integer(c.n_heads)},
+          {"n_kv_heads", integer(c.n_kv_heads)},
+          {"vocab_size", integer(c.vocab_size)},
+          {"seq_len", integer(c.seq_len)},
+          {"norm_eps", real(c.norm_eps)},
+          {"rope_theta", real(c.rope_theta)},
+          {"shared_classifier", c.shared_classifier ? "true" : "false"}};
+}
+
+void print_text(const Model& model) {
+  std::printf("model       %s\nformat      %s\narchitecture %s\n", model.path.c_str(), model.format.c_str(),
+              model.architecture.c_str());
+  std::string config;
+  for (const auto& [name, value] : config_fields(model)) config += (config.empty() ? "" : "  ") + name + " " + value;
+  std::printf("%s\n", config.c_str());
+  std::printf("\n%-32s %-12s %-6s %12s %12s %10s\n", "tensor", "shape", "dtype", "elements", "offset", "nonfinite");
   int64_t nonfinite = 0;
   for (const TensorInfo& t : model.tensors) {
     const int64_t bad = count_nonfinite(model, t);
     nonfinite += bad;
-    std::printf("%-24s %-12s %-8s %12lld %12lld %10lld\n", t.name.c_str(), shape_text(t.shape).c_str(),
-                "f32", static_cast<long long>(t.count), static_cast<long long>(t.offset),
+    std::printf("%-32s %-12s %-6s %12lld %12lld %10lld\n", t.name.c_str(), shape_text(t.shape).c_str(),
+                stored_type_name(t.stored), static_cast<long long>(t.count), static_cast<long long>(t.offset),
                 static_cast<long long>(bad));
   }
   std::printf("\n%zu tensors, %lld parameters, %lld non-finite\n", model.tensors.size(),
@@ -65,29 +92,38 @@ void print_text(const Model& model) {
 }
 
 void print_json(const Model& model) {
-  const LlamaConfig& c = model.config;
-  std::printf("{\n  \"path\": %s,\n  \"format\": %s,\n  \"architecture\": \"llama\",\n",
-              json_string(model.path).c_str(), json_string(model.format).c_str());
-  std::printf("  \"config\": {\"dim\": %lld, \"hidden_dim\": %lld, \"n_layers\": %lld, \"n_heads\": %lld, "
-              "\"n_kv_heads\": %lld, \"vocab_size\": %lld, \"seq_len\": %lld, \"shared_classifier\": %s},\n",
-              static_cast<long long>(c.dim), static_cast<long long>(c.hidden_dim),
-              static_cast<long long>(c.n_layers), static_cast<long long>(c.n_heads),
-              static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.vocab_size),
-              static_cast<long long>(c.seq_len), c.shared_classifier ? "true" : "false");
-  std::printf("  \"tensors\": [\n");
+  std::printf("{\n  \"path\": %s,\n  \"format\": %s,\n  \"architecture\": %s,\n", json_string(model.path).c_str(),
+              json_string(model.format).c_str(), json_string(model.architecture).c_str());
+  std::string config;
+  for (const auto& [name, value] : config_fields(model)) {
+    config += (config.empty() ? "" : ", ") + json_string(name) + ": " + value;
+  }
+  std::printf("  \"config\": {%s},\n  \"tensors\": [\n", config.c_str());
   int64_t nonfinite = 0;
   for (size_t i = 0; i < model.tensors.size(); ++i) {
     const TensorInfo& t = model.tensors[i];
     const int64_t bad = count_nonfinite(model, t);
     nonfinite += bad;
-    std::printf("    {\"name\": %s, \"shape\": %s, \"dtype\": \"f32\", \"elements\": %lld, \"offset\": %lld, "
+    std::printf("    {\"name\": %s, \"shape\": %s, \"dtype\": \"%s\", \"elements\": %lld, \"offset\": %lld, "
                 "\"nonfinite\": %lld}%s\n",
-                json_string(t.name).c_str(), json_shape(t.shape).c_str(), static_cast<long long>(t.count),
-                static_cast<long long>(t.offset), static_cast<long long>(bad),
+                json_string(t.name).c_str(), json_shape(t.shape).c_str(), stored_type_name(t.stored),
+                static_cast<long long>(t.count), static_cast<long long>(t.offset), static_cast<long long>(bad),
                 i + 1 < model.tensors.size() ? "," : "");
   }
   std::printf("  ],\n  \"n_parameters\": %lld,\n  \"n_nonfinite\": %lld\n}\n",
               static_cast<long long>(model.n_parameters()), static_cast<long long>(nonfinite));
+}
+
+// The model at `path` in the format its name implies (as in job files): a directory is a
+// Hugging Face model directory, *.gguf GGUF, anything else a llama2.c checkpoint.
+Model load_any(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return load_hf_model(path);
+  if (path.ends_with(".gguf")) return load_gguf_llama(path);
+  check_input(!path.ends_with(".json"),
+              in_file(path, "inspect reads llama2.c, GGUF and Hugging Face models; sequential descriptions are "
+                            "not supported yet"));
+  return load_llama2c(path);
 }
 
 }  // namespace
@@ -101,9 +137,9 @@ int command_inspect(const std::vector<std::string>& args, MPI_Comm comm) {
     if (rank != 0) return;
     bool help = false;
     const auto vm = parse_command_line("inspect", args, options, {"model"},
-                                       "usage: fracsweep inspect MODEL [--json]", help, rank);
+                                       "usage: fracsweep inspect MODEL [--json]\n  MODEL: llama2.c checkpoint, *.gguf, or a Hugging Face model directory", help, rank);
     if (help) return;
-    const Model model = load_llama2c(vm["model"].as<std::string>());
+    const Model model = load_any(vm["model"].as<std::string>());
     if (vm.count("json")) {
       print_json(model);
     } else {

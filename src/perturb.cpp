@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "fracsweep/error.hpp"
+#include "fracsweep/safetensors.hpp"
 
 namespace fracsweep {
 
@@ -262,6 +263,53 @@ float flip_bit(float value, int bit) {
   return std::bit_cast<float>(std::bit_cast<uint32_t>(value) ^ (uint32_t{1} << bit));
 }
 
+const char* stored_type_name(StoredType type) {
+  switch (type) {
+    case StoredType::f32: return "f32";
+    case StoredType::f16: return "f16";
+    case StoredType::bf16: return "bf16";
+  }
+  return "?";
+}
+
+int stored_bit_width(StoredType type) { return type == StoredType::f32 ? 32 : 16; }
+
+float stored16_to_float(StoredType type, uint16_t bits) {
+  if (type == StoredType::bf16) return std::bit_cast<float>(uint32_t{bits} << 16);
+  const bool nan = (bits & 0x7C00u) == 0x7C00u && (bits & 0x3FFu) != 0;
+  if (!nan) return half_to_float(bits);
+  // NaN: the 10-bit payload moves to the top of the binary32 fraction unchanged (not quieted).
+  return std::bit_cast<float>(uint32_t{bits & 0x8000u} << 16 | 0x7F800000u | uint32_t{bits & 0x3FFu} << 13);
+}
+
+uint16_t float_to_stored16(StoredType type, float widened) {
+  const auto bits = std::bit_cast<uint32_t>(widened);
+  if (type == StoredType::bf16) return static_cast<uint16_t>(bits >> 16);
+  if (std::isnan(widened)) {
+    return static_cast<uint16_t>((bits >> 16 & 0x8000u) | 0x7C00u | (bits >> 13 & 0x3FFu));
+  }
+  return float_to_half(widened);  // exact: a widened value is representable
+}
+
+uint16_t round_to_stored16(StoredType type, float value) {
+  return type == StoredType::bf16 ? float_to_bf16(value) : float_to_half(value);
+}
+
+void check_strategy_fits(const StrategySpec& strategy, const std::vector<TensorInfo>& tensors,
+                         const std::string& where) {
+  const bool explicit_bit = strategy.bits == BitClass::explicit_bit &&
+                            (strategy.kind == StrategyKind::bitflip ||
+                             (strategy.kind == StrategyKind::magnitude && strategy.action == TargetAction::bitflip));
+  if (!explicit_bit) return;
+  for (const TensorInfo& t : tensors) {
+    if (!strategy.scope.contains(t.name)) continue;
+    check_input(strategy.bit < stored_bit_width(t.stored),
+                where + ": bits=" + std::to_string(strategy.bit) + " is outside tensor '" + t.name +
+                    "', stored as " + stored_type_name(t.stored) + " (bits 0.." +
+                    std::to_string(stored_bit_width(t.stored) - 1) + ")");
+  }
+}
+
 Perturber::Perturber(const Model& model, uint64_t job_seed, std::string model_name)
     : model_(model), job_seed_(job_seed), model_name_(std::move(model_name)) {
   stats_.reserve(model.tensors.size());
@@ -303,6 +351,19 @@ Perturber::ScopeIndex& Perturber::scope_index(const Scope& scope) {
 }
 
 int64_t Perturber::scope_size(const Scope& scope) { return scope_index(scope).prefix.back(); }
+
+std::string Perturber::scope_stored_types(const Scope& scope) {
+  bool present[3] = {false, false, false};  // by StoredType
+  for (int32_t t : scope_index(scope).tensor_ids) {
+    present[static_cast<int>(model_.tensors[static_cast<size_t>(t)].stored)] = true;
+  }
+  std::string text;
+  for (StoredType type : {StoredType::f32, StoredType::f16, StoredType::bf16}) {
+    if (!present[static_cast<int>(type)]) continue;
+    text += (text.empty() ? "" : "+") + std::string(stored_type_name(type));
+  }
+  return text;
+}
 
 std::string Perturber::sites_key_text(const Scope& scope, int64_t seed) const {
   return "fracsweep-sites-v1|job_seed=" + std::to_string(job_seed_) + "|model=" + model_name_ +
@@ -355,8 +416,55 @@ int32_t Perturber::tensor_of(int64_t offset) const {
   return static_cast<int32_t>(it - model_.tensors.begin() - 1);
 }
 
+namespace {
+
+// The 16-bit variant of a strategy's new value: bit flips act on the stored pattern, computed
+// values are rounded to the stored type; the result is the exact widening.
+float new_stored16_value(StoredType type, const StrategySpec& s, const KeyedRng& values_rng,
+                         uint64_t i, float old, float float32_result) {
+  const int exponent_low = type == StoredType::bf16 ? 7 : 10;  // also the mantissa width
+  const uint16_t pattern = float_to_stored16(type, old);
+  auto flip = [&](int bit) {
+    check_invariant(bit >= 0 && bit < 16, "bit outside a 16-bit stored value");
+    return stored16_to_float(type, static_cast<uint16_t>(pattern ^ (1u << bit)));
+  };
+  const bool flips = s.kind == StrategyKind::bitflip ||
+                     (s.kind == StrategyKind::magnitude && s.action == TargetAction::bitflip);
+  if (flips) {
+    switch (s.bits) {
+      case BitClass::sign: return flip(15);
+      case BitClass::exponent_msb: return flip(14);
+      case BitClass::explicit_bit: return flip(s.bit);
+      case BitClass::exponent:
+        return flip(exponent_low + static_cast<int>(values_rng.below(static_cast<uint64_t>(15 - exponent_low), i, 1)));
+      case BitClass::mantissa:
+        return flip(static_cast<int>(values_rng.below(static_cast<uint64_t>(exponent_low), i, 1)));
+      case BitClass::any: return flip(static_cast<int>(values_rng.below(16, i, 1)));
+    }
+  }
+  if (s.kind == StrategyKind::signflip ||
+      (s.kind == StrategyKind::magnitude && s.action == TargetAction::signflip)) {
+    return stored16_to_float(type, static_cast<uint16_t>(pattern ^ 0x8000u));
+  }
+  return stored16_to_float(type, round_to_stored16(type, float32_result));
+}
+
+}  // namespace
+
 float Perturber::new_value(const StrategySpec& s, const KeyedRng& values_rng, int64_t site_rank,
                            int64_t offset, float old) const {
+  const StoredType stored = model_.tensors[static_cast<size_t>(tensor_of(offset))].stored;
+  if (stored == StoredType::f32) return new_float32_value(s, values_rng, site_rank, offset, old);
+  // Bit flips draw from the stream themselves; the float32 result is only used by computed
+  // strategies (and never draws for flips).
+  const bool flips = s.kind == StrategyKind::bitflip ||
+                     (s.kind == StrategyKind::magnitude && s.action == TargetAction::bitflip);
+  const float float32_result = flips ? old : new_float32_value(s, values_rng, site_rank, offset, old);
+  return new_stored16_value(stored, s, values_rng, static_cast<uint64_t>(site_rank), old, float32_result);
+}
+
+float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values_rng, int64_t site_rank,
+                                   int64_t offset, float old) const {
   const auto i = static_cast<uint64_t>(site_rank);
   auto flip = [&](BitClass bits) {
     switch (bits) {

@@ -24,17 +24,26 @@ struct LlamaConfig {
   int64_t kv_dim() const { return head_dim() * n_kv_heads; }
 };
 
+// The number format a tensor is stored in by its file. Model::values always hold float32
+// working values; for 16-bit tensors they are the exact widening of the stored 16-bit patterns
+// (NaN payloads included), so the stored bits are recovered losslessly from them and the model
+// is held once. Perturbations act on the stored format (perturb.hpp).
+enum class StoredType : uint8_t { f32, f16, bf16 };
+const char* stored_type_name(StoredType type);  // "f32", "f16", "bf16"
+
 // One named tensor: a contiguous row-major view into Model::values.
 struct TensorInfo {
   std::string name;            // e.g. "layers.3.attn.wq", "tok_embeddings", "norm_final"
   std::vector<int64_t> shape;  // row-major, e.g. {dim, dim}
   int64_t offset = 0;          // first element in Model::values
   int64_t count = 0;           // product of shape
+  StoredType stored = StoredType::f32;  // number format in the model file
 };
 
 struct Model {
   std::string path;                 // file it was loaded from
-  std::string format;               // e.g. "llama2c-v0"
+  std::string format;               // e.g. "llama2c-v0", "gguf-v3", "hf-llama", "hf-gpt2"
+  std::string architecture = "llama";  // "llama" or "gpt2" (`config` read as in gpt2.hpp)
   LlamaConfig config;
   std::vector<float> values;        // (n_parameters) every parameter, perturbed in place by trials
   std::vector<TensorInfo> tensors;  // sorted by offset; disjoint; together they cover `values`

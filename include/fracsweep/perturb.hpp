@@ -23,6 +23,16 @@
 //   magnitude: no randomness: the k in-scope parameters of largest |w| (ties: lower offset
 //          first; NaN counts as largest), then zero / signflip / bitflip of one fixed bit.
 //   Statistics (std, min, max) are of the unperturbed tensor.
+//
+// Stored number format (TensorInfo::stored). A site in an f16 or bf16 tensor is perturbed on
+// its 16-bit pattern, then its float32 working value is refreshed by exact widening:
+//   bit classes  f16:  sign 15, exponent 10..14, exponent-msb 14, mantissa 0..9, any 0..15
+//                bf16: sign 15, exponent 7..14,  exponent-msb 14, mantissa 0..6, any 0..15
+//                drawn as exponent_low + V.below(n_exponent, i, 1), V.below(n_mantissa, i, 1),
+//                V.below(16, i, 1); explicit bits must be 0..15 (check_strategy_fits).
+//   zero, signflip: exact in every format. gaussian, scale, random-value: the float32 result
+//                above, rounded to the stored type (round to nearest even).
+// f32 tensors behave exactly as before.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -81,6 +91,22 @@ StrategySpec parse_strategy(std::string_view text, const std::string& where);
 // Flat binary32 bit manipulation shared by strategies and tests.
 float flip_bit(float value, int bit);
 
+// 16-bit stored formats (f16 = IEEE binary16, bf16 = bfloat16). Widening is exact and keeps
+// NaN payloads bit for bit, so float_to_stored16(t, stored16_to_float(t, b)) == b for every
+// pattern b: the float32 working values encode the stored bits losslessly.
+float stored16_to_float(StoredType type, uint16_t bits);
+// The stored pattern of a working value (defined on widened values; `type` is f16 or bf16).
+uint16_t float_to_stored16(StoredType type, float widened);
+// A new float32 value rounded to the stored type (round to nearest even; NaN stays NaN).
+uint16_t round_to_stored16(StoredType type, float value);
+// Bits of one stored element: 32 for f32, 16 for f16 and bf16.
+int stored_bit_width(StoredType type);
+
+// Throws InputError (naming `where`) when `strategy` cannot act on some tensor in its scope:
+// an explicit bit beyond a 16-bit tensor's width.
+void check_strategy_fits(const StrategySpec& strategy, const std::vector<TensorInfo>& tensors,
+                         const std::string& where);
+
 // One touched parameter: where, and its value before (restore writes it back bitwise).
 struct Touched {
   int64_t offset;  // index into Model::values
@@ -102,6 +128,8 @@ class Perturber {
 
   // Number of in-scope parameters.
   int64_t scope_size(const Scope& scope);
+  // Stored types of the in-scope tensors, e.g. "f32", "bf16" or "f32+bf16" (per-trial record).
+  std::string scope_stored_types(const Scope& scope);
 
   // Sites of a trial: offsets into Model::values, site rank order.
   std::vector<int64_t> select_sites(const StrategySpec& strategy, int64_t k, int64_t seed);
@@ -131,8 +159,11 @@ class Perturber {
   // Built on first use from the model's current values: apply() selects sites before it writes,
   // and every trial restores before the next, so these are always the unperturbed values.
   ScopeIndex& scope_index(const Scope& scope);
+  // New value of a site in the tensor's stored format; new_float32_value is the binary32 rule.
   float new_value(const StrategySpec& strategy, const KeyedRng& values_rng, int64_t site_rank,
                   int64_t offset, float old) const;
+  float new_float32_value(const StrategySpec& strategy, const KeyedRng& values_rng,
+                          int64_t site_rank, int64_t offset, float old) const;
   int32_t tensor_of(int64_t offset) const;
 
   const Model& model_;
