@@ -1,3 +1,4 @@
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -7,7 +8,9 @@
 #include "fracsweep/error.hpp"
 #include "fracsweep/gguf.hpp"
 #include "fracsweep/hf.hpp"
+#include "fracsweep/classifier.hpp"
 #include "fracsweep/llama2c.hpp"
+#include "fracsweep/sequential.hpp"
 #include "fracsweep/sched.hpp"
 
 namespace po = boost::program_options;
@@ -33,6 +36,15 @@ std::string json_string(const std::string& text) {
   return out + "\"";
 }
 
+// A config value as JSON: numbers and booleans as they are, anything else as a string.
+std::string json_scalar(const std::string& text) {
+  if (text == "true" || text == "false") return text;
+  double number = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
+  const bool is_number = error == std::errc() && end == text.data() + text.size() && std::isfinite(number);
+  return is_number ? text : json_string(text);
+}
+
 std::string json_shape(const std::vector<int64_t>& shape) {
   std::string out = "[";
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
@@ -45,8 +57,15 @@ int64_t count_nonfinite(const Model& model, const TensorInfo& t) {
   return n;
 }
 
-// Hyper-parameters as (name, value) in the architecture's own vocabulary.
-std::vector<std::pair<std::string, std::string>> config_fields(const Model& model) {
+using ConfigFields = std::vector<std::pair<std::string, std::string>>;
+
+// A loaded model and its hyper-parameters as (name, value) in the architecture's vocabulary.
+struct Inspected {
+  Model model;
+  ConfigFields config;
+};
+
+ConfigFields config_fields(const Model& model) {
   const LlamaConfig& c = model.config;
   auto integer = [](int64_t v) { return std::to_string(v); };
   auto real = [](float v) {
@@ -72,11 +91,12 @@ std::vector<std::pair<std::string, std::string>> config_fields(const Model& mode
           {"shared_classifier", c.shared_classifier ? "true" : "false"}};
 }
 
-void print_text(const Model& model) {
+void print_text(const Inspected& inspected) {
+  const Model& model = inspected.model;
   std::printf("model       %s\nformat      %s\narchitecture %s\n", model.path.c_str(), model.format.c_str(),
               model.architecture.c_str());
   std::string config;
-  for (const auto& [name, value] : config_fields(model)) config += (config.empty() ? "" : "  ") + name + " " + value;
+  for (const auto& [name, value] : inspected.config) config += (config.empty() ? "" : "  ") + name + " " + value;
   std::printf("%s\n", config.c_str());
   std::printf("\n%-32s %-12s %-6s %12s %12s %10s\n", "tensor", "shape", "dtype", "elements", "offset", "nonfinite");
   int64_t nonfinite = 0;
@@ -91,12 +111,13 @@ void print_text(const Model& model) {
               static_cast<long long>(model.n_parameters()), static_cast<long long>(nonfinite));
 }
 
-void print_json(const Model& model) {
+void print_json(const Inspected& inspected) {
+  const Model& model = inspected.model;
   std::printf("{\n  \"path\": %s,\n  \"format\": %s,\n  \"architecture\": %s,\n", json_string(model.path).c_str(),
               json_string(model.format).c_str(), json_string(model.architecture).c_str());
   std::string config;
-  for (const auto& [name, value] : config_fields(model)) {
-    config += (config.empty() ? "" : ", ") + json_string(name) + ": " + value;
+  for (const auto& [name, value] : inspected.config) {
+    config += (config.empty() ? "" : ", ") + json_string(name) + ": " + json_scalar(value);
   }
   std::printf("  \"config\": {%s},\n  \"tensors\": [\n", config.c_str());
   int64_t nonfinite = 0;
@@ -114,16 +135,39 @@ void print_json(const Model& model) {
               static_cast<long long>(model.n_parameters()), static_cast<long long>(nonfinite));
 }
 
+// The sequential description: input shape, classes and the layer types in order.
+ConfigFields sequential_fields(const SequentialSpec& spec) {
+  std::string layers;
+  for (const LayerSpec& layer : spec.layers) {
+    layers += (layers.empty() ? "" : ",") + std::string(layer_kind_name(layer.kind));
+  }
+  return {{"input_shape", shape_text(spec.input_shape)},
+          {"classes", std::to_string(spec.classes)},
+          {"layers", layers}};
+}
+
 // The model at `path` in the format its name implies (as in job files): a directory is a
-// Hugging Face model directory, *.gguf GGUF, anything else a llama2.c checkpoint.
-Model load_any(const std::string& path) {
+// Hugging Face model directory, *.gguf GGUF, *.json a sequential classifier, anything else a
+// llama2.c checkpoint.
+Inspected load_any(const std::string& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return load_hf_model(path);
-  if (path.ends_with(".gguf")) return load_gguf_llama(path);
-  check_input(!path.ends_with(".json"),
-              in_file(path, "inspect reads llama2.c, GGUF and Hugging Face models; sequential descriptions are "
-                            "not supported yet"));
-  return load_llama2c(path);
+  Inspected inspected;
+  if (path.ends_with(".json") && !std::filesystem::is_directory(path, ec)) {
+    const SequentialSpec spec = read_sequential_spec(path);
+    inspected.model = load_sequential_model(spec);
+    build_network(spec, inspected.model);  // shapes must chain, as in a sweep
+    inspected.config = sequential_fields(spec);
+    return inspected;
+  }
+  if (std::filesystem::is_directory(path, ec)) {
+    inspected.model = load_hf_model(path);
+  } else if (path.ends_with(".gguf")) {
+    inspected.model = load_gguf_llama(path);
+  } else {
+    inspected.model = load_llama2c(path);
+  }
+  inspected.config = config_fields(inspected.model);
+  return inspected;
 }
 
 }  // namespace
@@ -137,13 +181,14 @@ int command_inspect(const std::vector<std::string>& args, MPI_Comm comm) {
     if (rank != 0) return;
     bool help = false;
     const auto vm = parse_command_line("inspect", args, options, {"model"},
-                                       "usage: fracsweep inspect MODEL [--json]\n  MODEL: llama2.c checkpoint, *.gguf, or a Hugging Face model directory", help, rank);
+                                       "usage: fracsweep inspect MODEL [--json]\n  MODEL: llama2.c checkpoint, *.gguf, a Hugging Face "
+                                       "model directory, or a sequential classifier *.json", help, rank);
     if (help) return;
-    const Model model = load_any(vm["model"].as<std::string>());
+    const Inspected inspected = load_any(vm["model"].as<std::string>());
     if (vm.count("json")) {
-      print_json(model);
+      print_json(inspected);
     } else {
-      print_text(model);
+      print_text(inspected);
     }
   });
   return exit_ok;

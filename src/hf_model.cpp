@@ -92,14 +92,7 @@ const HfCheckpoint::Entry* HfCheckpoint::find(const std::string& name) const {
 }
 
 StoredType HfCheckpoint::stored_type(const Entry& entry) const {
-  switch (entry.tensor->dtype) {
-    case DType::f32: return StoredType::f32;
-    case DType::f16: return StoredType::f16;
-    case DType::bf16: return StoredType::bf16;
-    default:
-      throw InputError(in_file(entry.file->path(), "tensor '" + entry.tensor->name + "', field 'dtype': expected F32, "
-                                                   "F16 or BF16, found " + dtype_name(entry.tensor->dtype)));
-  }
+  return stored_type_of(entry.tensor->dtype, entry.file->path(), entry.tensor->name);
 }
 
 void HfCheckpoint::read_as_float(const Entry& entry, float* out) const {

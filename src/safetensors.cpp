@@ -401,4 +401,15 @@ uint16_t float_to_bf16(float value) {
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
 
+StoredType stored_type_of(DType dtype, const std::string& path, const std::string& tensor) {
+  switch (dtype) {
+    case DType::f32: return StoredType::f32;
+    case DType::f16: return StoredType::f16;
+    case DType::bf16: return StoredType::bf16;
+    default:
+      throw InputError(in_file(path, "tensor '" + tensor + "', field 'dtype': expected F32, F16 or "
+                                     "BF16, found " + dtype_name(dtype)));
+  }
+}
+
 }  // namespace fracsweep

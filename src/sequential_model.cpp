@@ -50,10 +50,12 @@ Model load_sequential_model(const SequentialSpec& spec) {
   Model model;
   model.path = spec.path;
   model.format = "sequential";
+  model.architecture = "sequential";
   int64_t total = 0;
   for (size_t t = 0; t < layout.tensor_names.size(); ++t) {
     const SafetensorsTensor& stored = weights.at(layout.tensor_names[t]);
-    model.tensors.push_back(TensorInfo{stored.name, stored.shape, total, stored.count});
+    model.tensors.push_back(TensorInfo{stored.name, stored.shape, total, stored.count,
+                                       stored_type_of(stored.dtype, weights.path(), stored.name)});
     total += stored.count;
   }
   model.values.resize(static_cast<size_t>(total));

@@ -43,7 +43,8 @@ struct TensorInfo {
 struct Model {
   std::string path;                 // file it was loaded from
   std::string format;               // e.g. "llama2c-v0", "gguf-v3", "hf-llama", "hf-gpt2"
-  std::string architecture = "llama";  // "llama" or "gpt2" (`config` read as in gpt2.hpp)
+  std::string architecture = "llama";  // "llama", "gpt2" (`config` read as in gpt2.hpp) or
+                                       // "sequential" (`config` unused)
   LlamaConfig config;
   std::vector<float> values;        // (n_parameters) every parameter, perturbed in place by trials
   std::vector<TensorInfo> tensors;  // sorted by offset; disjoint; together they cover `values`

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "fracsweep/model.hpp"
+
 namespace fracsweep {
 
 enum class DType { f32, f16, bf16, f64, i64, i32, i16, i8, u8, boolean };
@@ -67,6 +69,10 @@ class SafetensorsFile {
   std::vector<SafetensorsTensor> tensors_;
   std::map<std::string, std::string> metadata_;
 };
+
+// The stored number format a float tensor is perturbed in; InputError naming `tensor` in
+// `path` for dtypes other than F32, F16 and BF16.
+StoredType stored_type_of(DType dtype, const std::string& path, const std::string& tensor);
 
 // IEEE binary16 and bfloat16 <-> float32 (round to nearest even; NaN stays NaN).
 float half_to_float(uint16_t bits);

@@ -57,3 +57,13 @@ def test_help_and_version(run_fracsweep):
     assert "--blis-kernels" in run_fracsweep(["run", "--help"]).stdout
     version = run_fracsweep(["--version"])
     assert version.returncode == 0 and version.stdout.startswith("fracsweep 0.1.0")
+
+
+def test_inspect_sequential_classifier(run_fracsweep):
+    result = run_fracsweep(["inspect", SOURCE_DIR / "jobs/default/digits-mlp.json", "--json"])
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["architecture"] == "sequential" and info["config"]["classes"] == 10
+    assert info["config"]["layers"] == "flatten,linear,relu,linear"
+    assert [t["name"] for t in info["tensors"]] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert info["n_parameters"] == 64 * 64 + 64 + 10 * 64 + 10 == 4810
