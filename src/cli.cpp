@@ -11,14 +11,21 @@ po::variables_map parse_command_line(const std::string& command,
                                      const std::vector<std::string>& args,
                                      const po::options_description& options,
                                      const std::vector<std::string>& positional,
-                                     const std::string& usage, bool& help, int rank) {
+                                     const std::string& usage, bool& help, int rank,
+                                     bool last_repeats) {
   po::options_description all;
   all.add(options);
   po::options_description hidden;
   po::positional_options_description order;
-  for (const std::string& name : positional) {
-    hidden.add_options()(name.c_str(), po::value<std::string>());
-    order.add(name.c_str(), 1);
+  for (size_t i = 0; i < positional.size(); ++i) {
+    const std::string& name = positional[i];
+    if (last_repeats && i + 1 == positional.size()) {
+      hidden.add_options()(name.c_str(), po::value<std::vector<std::string>>());
+      order.add(name.c_str(), -1);
+    } else {
+      hidden.add_options()(name.c_str(), po::value<std::string>());
+      order.add(name.c_str(), 1);
+    }
   }
   all.add(hidden);
   po::variables_map vm;

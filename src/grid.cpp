@@ -37,4 +37,9 @@ Grid::Grid(const JobConfig& job) {
   model_begin_.push_back(size());
 }
 
+TrialRange shard_range(int64_t n_trials, int64_t index, int64_t count) {
+  check_invariant(count >= 1 && index >= 0 && index < count, "shard index outside 0..count-1");
+  return {n_trials * index / count, n_trials * (index + 1) / count};
+}
+
 }  // namespace fracsweep

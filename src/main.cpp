@@ -18,12 +18,14 @@ constexpr const char* usage_text =
     "\n"
     "usage:\n"
     "  fracsweep run JOB.ini [--out FILE.h5] [options]   run a sweep (under mpirun/srun for several ranks)\n"
+    "  fracsweep merge --out FILE.h5 SHARD.h5 ...        combine the shard files of one sweep\n"
     "  fracsweep plan JOB.ini [options]                  grid size, trial count and rough cost\n"
     "  fracsweep inspect MODEL [--json]                  tensors, shapes and counts of a model file\n"
     "  fracsweep --help | --version\n"
     "\n"
     "`fracsweep COMMAND --help` lists a command's options. Exit codes: 0 done, 1 run failure,\n"
-    "2 bad input (job file, model file, eval data or flags; nothing written).\n";
+    "2 bad input (job file, model file, eval data or flags; nothing written), 75 stopped by\n"
+    "SIGTERM/SIGINT/SIGUSR1: incomplete but resumable (run the same command again).\n";
 
 // MPI_Init / MPI_Finalize for the process.
 class MpiRuntime {
@@ -54,10 +56,11 @@ int dispatch(const std::vector<std::string>& args, MPI_Comm comm, int rank) {
   }
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (args[0] == "run") return fracsweep::command_run(rest, comm);
+  if (args[0] == "merge") return fracsweep::command_merge(rest, comm);
   if (args[0] == "plan") return fracsweep::command_plan(rest, comm);
   if (args[0] == "inspect") return fracsweep::command_inspect(rest, comm);
   throw fracsweep::InputError("unknown command '" + args[0] +
-                              "'; expected run, plan or inspect (see fracsweep --help)");
+                              "'; expected run, merge, plan or inspect (see fracsweep --help)");
 }
 
 }  // namespace

@@ -621,6 +621,12 @@ void write_root_attributes(const ResultsFileWriter& writer, const ResultsContent
   writer.write_text_attribute(root, "finished_utc", provenance.finished_utc);
   writer.write_numeric_attribute(root, "n_trials", content.grid->size());
   writer.write_numeric_attribute(root, "n_trials_done", static_cast<int64_t>(content.rows.size()));
+  writer.write_numeric_attribute(root, "shard_index", provenance.shard_index);
+  writer.write_numeric_attribute(root, "shard_count", provenance.shard_count);
+  writer.write_numeric_attribute(root, "resume_count", provenance.resume_count);
+  std::string sessions;
+  for (const std::string& session : provenance.sessions) sessions += session + "\n";
+  writer.write_text_attribute(root, "sessions", sessions);
 }
 
 // /grid: the four axes, each its own dimension scale.
@@ -934,6 +940,295 @@ class CreatedFile {
   std::string path_;
 };
 
+
+// ------------------------------------------------------------------ reading a file back
+
+// Reads datasets and root attributes of an existing results file. A missing or malformed
+// object throws InputError naming the file and the object.
+class ResultsFileReader {
+ public:
+  explicit ResultsFileReader(std::string file_path) : file_path_(std::move(file_path)) {
+    file_ = FileHandle(H5Fopen(file_path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    if (file_.get() < 0) {
+      const std::string detail = innermost_hdf5_error();
+      throw InputError(in_file(file_path_, "cannot open as an HDF5 file" +
+                                               (detail.empty() ? "" : " (" + detail + ")")));
+    }
+  }
+
+  bool has_attribute(const std::string& name) const {
+    return H5Aexists(file_.get(), name.c_str()) > 0;
+  }
+
+  std::string text_attribute(const std::string& name) const {
+    const AttributeHandle attribute = open_attribute(name);
+    const DatatypeHandle stored(check_id(H5Aget_type(attribute.get()), "attribute " + name));
+    if (H5Tget_class(stored.get()) != H5T_STRING) fail("attribute " + name, "expected a string");
+    if (H5Tis_variable_str(stored.get()) > 0) {
+      const DatatypeHandle memory = variable_text_type();
+      char* value = nullptr;
+      check_status(H5Aread(attribute.get(), memory.get(), &value), "attribute " + name);
+      std::string text = value == nullptr ? "" : value;
+      H5free_memory(value);
+      return text;
+    }
+    std::string text(H5Tget_size(stored.get()), '\0');
+    check_status(H5Aread(attribute.get(), stored.get(), text.data()), "attribute " + name);
+    return text.substr(0, text.find('\0'));
+  }
+
+  template <typename T>
+  T numeric_attribute(const std::string& name) const {
+    const AttributeHandle attribute = open_attribute(name);
+    T value{};
+    check_status(H5Aread(attribute.get(), NumericType<T>::memory(), &value), "attribute " + name);
+    return value;
+  }
+
+  bool has_object(const std::string& path) const {
+    return H5Lexists(file_.get(), path.c_str(), H5P_DEFAULT) > 0;
+  }
+
+  // Every element of a numeric dataset, row-major; `extent` receives its shape.
+  template <typename T>
+  std::vector<T> numeric(const std::string& path, std::vector<hsize_t>* extent = nullptr) const {
+    const DatasetHandle dataset = open_dataset(path);
+    const std::vector<hsize_t> shape = dataset_extent(dataset, path);
+    if (extent != nullptr) *extent = shape;
+    size_t n = 1;
+    for (const hsize_t length : shape) n *= static_cast<size_t>(length);
+    std::vector<T> values(n);  // (product of shape)
+    if (n > 0) {
+      check_status(H5Dread(dataset.get(), NumericType<T>::memory(), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                           values.data()),
+                   path);
+    }
+    return values;
+  }
+
+  // Every element of a 1-D variable-length string dataset.
+  std::vector<std::string> strings(const std::string& path) const {
+    const DatasetHandle dataset = open_dataset(path);
+    const std::vector<hsize_t> shape = dataset_extent(dataset, path);
+    if (shape.size() != 1) fail(path, "expected a 1-D dataset");
+    std::vector<char*> pointers(static_cast<size_t>(shape[0]), nullptr);  // (n) owned by HDF5
+    std::vector<std::string> values;                                     // (n)
+    if (pointers.empty()) return values;
+    const DatatypeHandle memory = variable_text_type();
+    check_status(H5Dread(dataset.get(), memory.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                         pointers.data()),
+                 path);
+    for (char* pointer : pointers) values.emplace_back(pointer == nullptr ? "" : pointer);
+    const DataspaceHandle space(check_id(H5Dget_space(dataset.get()), path));
+    H5Dvlen_reclaim(memory.get(), space.get(), H5P_DEFAULT, pointers.data());
+    return values;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& object, const std::string& problem) const {
+    const std::string detail = innermost_hdf5_error();
+    throw InputError(in_file(file_path_, object + ": " + problem +
+                                             (detail.empty() ? "" : " (" + detail + ")")));
+  }
+  hid_t check_id(hid_t id, const std::string& object) const {
+    if (id < 0) fail(object, "cannot be read");
+    return id;
+  }
+  void check_status(herr_t status, const std::string& object) const {
+    if (status < 0) fail(object, "cannot be read");
+  }
+  AttributeHandle open_attribute(const std::string& name) const {
+    if (!has_attribute(name)) fail("root attribute " + name, "missing");
+    return AttributeHandle(check_id(H5Aopen(file_.get(), name.c_str(), H5P_DEFAULT),
+                                    "attribute " + name));
+  }
+  DatasetHandle open_dataset(const std::string& path) const {
+    if (!has_object(path)) fail(path, "missing");
+    return DatasetHandle(check_id(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), path));
+  }
+  std::vector<hsize_t> dataset_extent(const DatasetHandle& dataset, const std::string& path) const {
+    const DataspaceHandle space(check_id(H5Dget_space(dataset.get()), path));
+    const int rank = H5Sget_simple_extent_ndims(space.get());
+    if (rank < 0) fail(path, "cannot read its shape");
+    std::vector<hsize_t> shape(static_cast<size_t>(rank));  // (rank)
+    H5Sget_simple_extent_dims(space.get(), shape.data(), nullptr);
+    return shape;
+  }
+  DatatypeHandle variable_text_type() const {
+    DatatypeHandle text(check_id(H5Tcopy(H5T_C_S1), "string type"));
+    check_status(H5Tset_size(text.get(), H5T_VARIABLE), "string type");
+    check_status(H5Tset_cset(text.get(), H5T_CSET_UTF8), "string type");
+    return text;
+  }
+
+  std::string file_path_;
+  FileHandle file_;
+};
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(separator, start);
+    if (end == std::string::npos) end = text.size();
+    parts.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+// "64x512" -> {64, 512}; "" -> {}.
+std::vector<int64_t> parse_shape(const std::string& text) {
+  std::vector<int64_t> shape;
+  for (const std::string& part : split(text, 'x')) shape.push_back(std::stoll(part));
+  return shape;
+}
+
+void read_provenance(const ResultsFileReader& file, StoredResults& stored) {
+  Provenance& p = stored.provenance;
+  p.software_version = file.text_attribute("software_version");
+  p.git_commit = file.text_attribute("git_commit");
+  p.command_line = file.text_attribute("command_line");
+  p.job_sha256 = file.text_attribute("job_sha256");
+  p.schedule = file.text_attribute("schedule");
+  p.mpi_size = file.numeric_attribute<int32_t>("mpi_size");
+  p.hostnames = split(file.text_attribute("hostnames"), ',');
+  p.blis_version = file.text_attribute("blis_version");
+  p.blis_kernels = file.text_attribute("blis_kernels");
+  p.blis_kernels_selected_by = file.text_attribute("blis_kernels_selected_by");
+  p.blis_threads = file.numeric_attribute<int32_t>("blis_threads");
+  p.started_utc = file.text_attribute("started_utc");
+  p.finished_utc = file.text_attribute("finished_utc");
+  if (file.has_attribute("shard_index")) {  // files from before sharding: one whole run
+    p.shard_index = file.numeric_attribute<int64_t>("shard_index");
+    p.shard_count = file.numeric_attribute<int64_t>("shard_count");
+    p.resume_count = file.numeric_attribute<int32_t>("resume_count");
+    p.sessions = split(file.text_attribute("sessions"), '\n');
+  }
+  stored.job_name = file.text_attribute("job_name");
+  stored.job_path = file.text_attribute("job_path");
+  stored.job_text = file.text_attribute("job_text");
+  stored.n_trials = file.numeric_attribute<int64_t>("n_trials");
+}
+
+void read_models(const ResultsFileReader& file, StoredResults& stored) {
+  const std::vector<std::string> names = file.strings("/grid/model");
+  const std::vector<std::string> paths = file.strings("/grid/model_path");
+  const std::vector<std::string> formats = file.strings("/grid/model_format");
+  const std::vector<int64_t> n_parameters = file.numeric<int64_t>("/grid/model_n_parameters");
+  const std::vector<double> mean_nll = file.numeric<double>("/baseline/mean_nll");
+  const std::vector<double> perplexity = file.numeric<double>("/baseline/perplexity");
+  const std::vector<double> accuracy = file.numeric<double>("/baseline/accuracy");
+  const std::vector<int64_t> positions = file.numeric<int64_t>("/baseline/positions");
+  const std::vector<int64_t> nonfinite = file.numeric<int64_t>("/baseline/nonfinite_positions");
+  const std::vector<int64_t> greedy_length = file.numeric<int64_t>("/baseline/greedy_length");
+  const std::vector<std::string> greedy_text = file.strings("/baseline/greedy_text");
+  std::vector<hsize_t> greedy_extent;  // (n_models, longest greedy continuation)
+  const std::vector<int32_t> greedy_ids = file.numeric<int32_t>("/baseline/greedy_ids", &greedy_extent);
+  const size_t n_models = names.size();
+  const bool consistent =
+      paths.size() == n_models && formats.size() == n_models && n_parameters.size() == n_models &&
+      mean_nll.size() == n_models && greedy_text.size() == n_models &&
+      greedy_length.size() == n_models && greedy_extent.size() == 2 && greedy_extent[0] == n_models;
+  check_input(consistent, in_file(stored.source_path, "/grid and /baseline disagree on the models"));
+  const auto longest = static_cast<size_t>(greedy_extent[1]);
+  stored.models.resize(n_models);
+  for (size_t m = 0; m < n_models; ++m) {
+    ModelSummary& model = stored.models[m];
+    model.name = names[m];
+    model.path = paths[m];
+    model.format = formats[m];
+    model.n_parameters = n_parameters[m];
+    model.baseline.metrics.mean_nll = mean_nll[m];
+    model.baseline.metrics.perplexity = perplexity[m];
+    model.baseline.metrics.accuracy = accuracy[m];
+    model.baseline.metrics.positions = positions[m];
+    model.baseline.metrics.nonfinite_positions = nonfinite[m];
+    const auto first = greedy_ids.begin() + static_cast<ptrdiff_t>(m * longest);
+    model.baseline.greedy_ids.assign(first, first + greedy_length[m]);
+    model.greedy_text = greedy_text[m];
+  }
+  const std::vector<int32_t> tensor_model = file.numeric<int32_t>("/tensors/model_idx");
+  const std::vector<std::string> tensor_names = file.strings("/tensors/name");
+  const std::vector<int64_t> offsets = file.numeric<int64_t>("/tensors/offset");
+  const std::vector<int64_t> counts = file.numeric<int64_t>("/tensors/count");
+  const std::vector<std::string> shapes = file.strings("/tensors/shape");
+  for (size_t t = 0; t < tensor_names.size(); ++t) {
+    check_input(tensor_model[t] >= 0 && static_cast<size_t>(tensor_model[t]) < n_models,
+                in_file(stored.source_path, "/tensors/model_idx outside /grid/model"));
+    TensorInfo tensor;
+    tensor.name = tensor_names[t];
+    tensor.shape = parse_shape(shapes[t]);
+    tensor.offset = offsets[t];
+    tensor.count = counts[t];
+    stored.models[static_cast<size_t>(tensor_model[t])].tensors.push_back(std::move(tensor));
+  }
+}
+
+void read_rows(const ResultsFileReader& file, StoredResults& stored) {
+  const auto i64 = [&](const char* name) { return file.numeric<int64_t>(std::string("/trials/") + name); };
+  const auto i32 = [&](const char* name) { return file.numeric<int32_t>(std::string("/trials/") + name); };
+  const auto f64 = [&](const char* name) { return file.numeric<double>(std::string("/trials/") + name); };
+  const std::vector<int64_t> trial = i64("trial"), seed = i64("seed"), k = i64("k"),
+                             n_scope = i64("n_scope"), positions = i64("positions"),
+                             nonfinite = i64("nonfinite_positions"),
+                             greedy_match = i64("greedy_match"), greedy_length = i64("greedy_length");
+  const std::vector<int32_t> model_idx = i32("model_idx"), strategy_idx = i32("strategy_idx"),
+                             fraction_idx = i32("fraction_idx"), seed_idx = i32("seed_idx"),
+                             rank = i32("rank"), status = i32("status");
+  const std::vector<double> fraction = f64("fraction"), mean_nll = f64("mean_nll"),
+                            perplexity = f64("perplexity"), mean_nll_finite = f64("mean_nll_finite"),
+                            accuracy = f64("accuracy"), sdc_rate = f64("sdc_rate"),
+                            top1 = f64("top1_agreement"), mean_kl = f64("mean_kl"),
+                            max_kl = f64("max_kl"), mean_kl_finite = f64("mean_kl_finite"),
+                            wall_s = f64("wall_s");
+  const size_t n = trial.size();
+  for (const size_t length : {seed.size(), k.size(), status.size(), wall_s.size(), max_kl.size()}) {
+    check_input(length == n, in_file(stored.source_path, "/trials columns differ in length"));
+  }
+  stored.rows.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    TrialRow& row = stored.rows[i];
+    row.trial = trial[i];
+    row.model_idx = model_idx[i];
+    row.strategy_idx = strategy_idx[i];
+    row.amount_idx = fraction_idx[i];
+    row.seed_idx = seed_idx[i];
+    row.fraction = fraction[i];
+    row.seed = seed[i];
+    row.k = k[i];
+    row.n_scope = n_scope[i];
+    TrialMetrics& metrics = row.metrics;
+    metrics.positions = positions[i];
+    metrics.nonfinite_positions = nonfinite[i];
+    metrics.mean_nll = mean_nll[i];
+    metrics.perplexity = perplexity[i];
+    metrics.mean_nll_finite = mean_nll_finite[i];
+    metrics.accuracy = accuracy[i];
+    metrics.sdc_rate = sdc_rate[i];
+    metrics.top1_agreement = top1[i];
+    metrics.mean_kl = mean_kl[i];
+    metrics.max_kl = max_kl[i];
+    metrics.mean_kl_finite = mean_kl_finite[i];
+    metrics.greedy_match = greedy_match[i];
+    metrics.greedy_length = greedy_length[i];
+    row.wall_s = wall_s[i];
+    row.rank = rank[i];
+    row.status = status[i];
+  }
+  if (!file.has_object("/sites")) return;
+  const std::vector<int64_t> site_trial = file.numeric<int64_t>("/sites/trial");
+  const std::vector<int64_t> site_offset = file.numeric<int64_t>("/sites/offset");
+  const std::vector<float> old_value = file.numeric<float>("/sites/old_value");
+  const std::vector<float> new_value = file.numeric<float>("/sites/new_value");
+  for (size_t s = 0; s < site_trial.size(); ++s) {
+    if (stored.sites.empty() || stored.sites.back().trial != site_trial[s]) {
+      stored.sites.push_back({site_trial[s], {}});
+    }
+    stored.sites.back().sites.push_back({site_offset[s], old_value[s], new_value[s]});
+  }
+}
+
 }  // namespace
 
 void check_output_path(const std::string& path, bool force) {
@@ -971,6 +1266,21 @@ void write_results(const std::string& path, const ResultsContent& content, bool 
   if (!content.sites.empty()) write_sites(writer, content);
   writer.close();
   temporary.rename_to(path);
+}
+
+StoredResults read_results(const std::string& path) {
+  const QuietHdf5Errors quiet;
+  const ResultsFileReader file(path);
+  check_input(file.has_attribute("schema_version") &&
+                  file.text_attribute("schema_version") == results_schema_version,
+              in_file(path, std::string("not a fracsweep results file (schema_version is not ") +
+                                results_schema_version + ")"));
+  StoredResults stored;
+  stored.source_path = path;
+  read_provenance(file, stored);
+  read_models(file, stored);
+  read_rows(file, stored);
+  return stored;
 }
 
 }  // namespace fracsweep

@@ -10,6 +10,7 @@ enum ExitCode : int {
   exit_ok = 0,
   exit_internal = 1,    // a bug or an environment failure (I/O error while writing, MPI failure)
   exit_bad_input = 2,   // job file, model file, eval data or flags are wrong; nothing was written
+  exit_incomplete = 75, // stopped by a signal: partial results + journal, resumable (EX_TEMPFAIL)
 };
 
 // Bad user input: job files, model files, evaluation data, command-line flags.

@@ -32,4 +32,12 @@ class Grid {
   std::vector<int64_t> model_begin_;   // (n_models + 1)
 };
 
+// Trial ids [first, last) of shard `index` (0-based) of `count`: consecutive, disjoint, and
+// together the whole grid; sizes differ by at most one.
+struct TrialRange {
+  int64_t first = 0;
+  int64_t last = 0;
+};
+TrialRange shard_range(int64_t n_trials, int64_t index, int64_t count);
+
 }  // namespace fracsweep

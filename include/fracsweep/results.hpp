@@ -34,6 +34,12 @@ struct Provenance {
   std::string blis_version, blis_kernels, blis_kernels_selected_by;
   int blis_threads = 1;
   std::string started_utc, finished_utc;  // ISO 8601, "2026-11-26T05:03:13Z"
+  int64_t shard_index = 0;  // the file holds shard shard_index (0-based) of shard_count
+  int64_t shard_count = 1;
+  int32_t resume_count = 0;  // resumes of an interrupted run (summed over merged shards)
+  // One line per start of `fracsweep run` that wrote trials to this output, oldest first:
+  // "STARTED_UTC job=JOB_ID host=HOST trials_before=N"; more than one line means resumes.
+  std::vector<std::string> sessions;
 };
 
 struct TrialSites {
@@ -56,5 +62,21 @@ void check_output_path(const std::string& path, bool force);
 
 // Writes the complete file to "<path>.tmp-<pid>", then renames it to `path`.
 void write_results(const std::string& path, const ResultsContent& content, bool force);
+
+// A results file read back (`fracsweep merge`): everything write_results needs but the job and
+// grid, which the caller rebuilds from job_text.
+struct StoredResults {
+  std::string source_path;
+  std::string job_name, job_path, job_text;
+  int64_t n_trials = 0;              // grid size
+  std::vector<ModelSummary> models;  // (n_models) baselines, tensors; no per-tensor statistics
+  std::vector<TrialRow> rows;        // ascending trial id
+  std::vector<TrialSites> sites;     // ascending trial id
+  Provenance provenance;             // sessions split into lines
+};
+
+// Throws InputError naming the file and the object when `path` is unreadable or not a
+// fracsweep-results/1 file.
+StoredResults read_results(const std::string& path);
 
 }  // namespace fracsweep

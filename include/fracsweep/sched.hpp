@@ -1,8 +1,9 @@
 #pragma once
 // MPI work distribution. Every rank, rank 0 included, computes trials. Dynamic mode hands out
-// chunks of consecutive trial ids through an atomic counter in an MPI window (no coordinator
-// rank); static mode gives each rank one contiguous block. Rows flow to rank 0, the single
-// writer. Trial ids are model-major, so each rank meets each model in one run of chunks.
+// chunks of consecutive entries of the list of trials to run through an atomic counter in an
+// MPI window (no coordinator rank); static mode gives each rank one contiguous block. A stop
+// flag in the same window lets any rank stop them all. Rows flow to rank 0, the single writer.
+// Trial ids are model-major, so each rank meets each model in one run of chunks.
 #include <mpi.h>
 
 #include <cstdint>
@@ -21,13 +22,17 @@ struct ScheduleOptions {
   int64_t chunk = 0;  // trials per grab in dynamic mode; 0 = automatic
 };
 
-// Runs trial ids [0, n_trials) across `comm`. `run_trial` computes one trial on the calling
-// rank. Returns, on rank 0, every result sorted by trial id; empty elsewhere. An exception in
-// `run_trial` propagates (the caller aborts the job).
-std::vector<TrialResult> run_distributed(MPI_Comm comm, int64_t n_trials,
-                                         const ScheduleOptions& options,
-                                         const std::function<TrialResult(int64_t)>& run_trial,
-                                         Progress& progress);
+// Runs the trials `trial_ids` (ascending) across `comm`. `run_trial` computes one trial on the
+// calling rank; on rank 0, `collect` receives every result, in arrival order. `stop_requested`
+// is polled on every rank between trials: once it is true on any rank, no rank starts another
+// trial, trials in flight finish and are collected, and every rank returns. Returns, on every
+// rank, whether every trial ran. An exception in `run_trial` or `collect` propagates (the
+// caller aborts the job).
+bool run_distributed(MPI_Comm comm, const std::vector<int64_t>& trial_ids,
+                     const ScheduleOptions& options,
+                     const std::function<TrialResult(int64_t)>& run_trial,
+                     const std::function<void(TrialResult)>& collect,
+                     const std::function<bool()>& stop_requested, Progress& progress);
 
 // Runs `phase` on every rank of `comm` and agrees on the outcome, so a failure on one rank never
 // leaves the others waiting in a later collective call. When any rank failed, every rank throws

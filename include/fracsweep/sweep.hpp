@@ -11,6 +11,7 @@
 #include "fracsweep/evaluator.hpp"
 #include "fracsweep/gemm.hpp"
 #include "fracsweep/grid.hpp"
+#include "fracsweep/journal.hpp"
 #include "fracsweep/job.hpp"
 #include "fracsweep/model.hpp"
 #include "fracsweep/models.hpp"
@@ -21,8 +22,12 @@
 namespace fracsweep {
 
 struct RunOptions {
-  std::string out;             // results file
-  bool force = false;          // overwrite an existing results file
+  std::string out;             // results file; its journal is "<out>.journal"
+  bool force = false;          // overwrite an existing results file, discard a foreign journal
+  bool resume = false;         // --resume: continue "<out>.journal" (also automatic when present)
+  CommitPolicy commit;         // when completed trials become durable in the journal
+  int64_t shard_index = 0;     // run only shard `shard_index` of `shard_count` of the grid
+  int64_t shard_count = 1;
   ScheduleOptions schedule;
   double progress_interval_s = 2.0;
   GemmSetup gemm;
@@ -48,7 +53,10 @@ class ModelSession {
 // Cheap checks of every model, tokenizer and scope before any work. Throws InputError.
 void check_job_inputs(const JobConfig& job);
 
-// Runs the sweep on every rank of `comm`; rank 0 writes the results file. Returns the exit code.
+// Runs the sweep on every rank of `comm`: rank 0 journals completed trials and writes the
+// results file. Resumes "<out>.journal" when it exists. Returns the exit code: exit_ok, or
+// exit_incomplete (error.hpp) after a stop signal, with a partial results file and the journal
+// kept for a resume.
 int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options);
 
 }  // namespace fracsweep

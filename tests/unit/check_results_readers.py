@@ -113,7 +113,8 @@ ROOT_ATTRIBUTES = {
     "command_line": STR, "schedule": STR, "mpi_size": "int32", "hostnames": STR,
     "blis_version": STR, "blis_kernels": STR, "blis_kernels_selected_by": STR,
     "blis_threads": "int32", "started_utc": STR, "finished_utc": STR, "n_trials": "int64",
-    "n_trials_done": "int64",
+    "n_trials_done": "int64", "shard_index": "int64", "shard_count": "int64",
+    "resume_count": "int32", "sessions": STR,
 }
 
 failures = []

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -179,6 +180,11 @@ struct Sweep {
     provenance.blis_threads = 2;
     provenance.started_utc = "2026-11-26T05:03:13Z";
     provenance.finished_utc = "2026-11-26T05:04:00Z";
+    provenance.shard_index = 1;
+    provenance.shard_count = 3;
+    provenance.resume_count = 1;
+    provenance.sessions = {"2026-11-26T04:03:13Z job=77_1 host=node1 trials_before=0",
+                           "2026-11-26T05:03:13Z job=78_1 host=node2 trials_before=4"};
   }
   static constexpr float not_a_number_float = std::numeric_limits<float>::quiet_NaN();
 };
@@ -537,7 +543,12 @@ std::string expected_json(const ResultsContent& content) {
                    {"hostnames", json(std::string("node1,node2"))},
                    {"blis_threads", json(int32_t{2})},
                    {"n_trials", json(int64_t{30})},
-                   {"n_trials_done", json(static_cast<int64_t>(content.rows.size()))}});
+                   {"n_trials_done", json(static_cast<int64_t>(content.rows.size()))},
+                   {"shard_index", json(provenance.shard_index)},
+                   {"shard_count", json(provenance.shard_count)},
+                   {"resume_count", json(provenance.resume_count)},
+                   {"sessions", json(provenance.sessions[0] + "\n" + provenance.sessions[1] +
+                                     "\n")}});
 
   std::vector<std::pair<std::string, std::string>> document = {{"root", root},
                                                                {"grid", grid},
@@ -725,6 +736,61 @@ BOOST_AUTO_TEST_CASE(trials_table_is_a_compound_copy_of_the_trials) {
     BOOST_TEST(std::isnan(records[i].mean_nll) == (i == nonfinite_row));
   }
   BOOST_TEST(records[1].mean_nll == 2.625);
+}
+
+// read_results (fracsweep merge) gives back what write_results wrote: rows bit for bit, sites,
+// models, tensors and provenance.
+BOOST_AUTO_TEST_CASE(read_results_returns_what_was_written) {
+  const ScratchDirectory scratch;
+  const Sweep sweep;
+  const std::string path = scratch.file("demo.h5");
+  write_results(path, sweep.content, false);
+  const fracsweep::StoredResults stored = fracsweep::read_results(path);
+  BOOST_TEST(stored.job_text == sweep.job.text);
+  BOOST_TEST(stored.job_name == sweep.job.name);
+  BOOST_TEST(stored.n_trials == 30);
+  BOOST_TEST_REQUIRE(stored.rows.size() == sweep.content.rows.size());
+  for (size_t i = 0; i < stored.rows.size(); ++i) {
+    // TrialRow has no padding holes that differ: compare every byte.
+    BOOST_TEST(std::memcmp(&stored.rows[i], &sweep.content.rows[i], sizeof(TrialRow)) == 0,
+               "row " << i);
+  }
+  BOOST_TEST_REQUIRE(stored.sites.size() == 2u);
+  BOOST_TEST(stored.sites[0].trial == 4);
+  BOOST_TEST(stored.sites[1].sites.size() == 2u);
+  BOOST_TEST(stored.sites[1].sites[0].offset == 59);
+  BOOST_TEST(std::isnan(stored.sites[0].sites[1].new_value));
+  BOOST_TEST_REQUIRE(stored.models.size() == 2u);
+  const ModelSummary& model = stored.models[1];
+  const ModelSummary& written = sweep.content.models[1];
+  BOOST_TEST(model.name == written.name);
+  BOOST_TEST(model.n_parameters == written.n_parameters);
+  BOOST_TEST(model.baseline.greedy_ids == written.baseline.greedy_ids);
+  BOOST_TEST(model.baseline.metrics.mean_nll == written.baseline.metrics.mean_nll);
+  BOOST_TEST(model.greedy_text == written.greedy_text);
+  BOOST_TEST_REQUIRE(model.tensors.size() == written.tensors.size());
+  BOOST_TEST(model.tensors[1].shape == written.tensors[1].shape);
+  BOOST_TEST(model.tensors[2].offset == written.tensors[2].offset);
+  const Provenance& provenance = stored.provenance;
+  BOOST_TEST(provenance.shard_index == 1);
+  BOOST_TEST(provenance.shard_count == 3);
+  BOOST_TEST(provenance.resume_count == 1);
+  BOOST_TEST(provenance.sessions == sweep.content.provenance.sessions);
+  BOOST_TEST(provenance.hostnames == (std::vector<std::string>{"node1", "node2"}));
+  BOOST_TEST(provenance.job_sha256 == std::string(64, 'a'));
+}
+
+BOOST_AUTO_TEST_CASE(read_results_refuses_other_files) {
+  const ScratchDirectory scratch;
+  const std::string path = scratch.file("junk.h5");
+  std::ofstream(path) << "not hdf5";
+  try {
+    fracsweep::read_results(path);
+    BOOST_FAIL("a text file was read as results");
+  } catch (const fracsweep::InputError& e) {
+    BOOST_TEST(message_contains(e, path));
+    BOOST_TEST(message_contains(e, "cannot open as an HDF5 file"));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(python_readers_open_the_file) {
