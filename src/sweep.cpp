@@ -93,13 +93,23 @@ void print_summary(const JobConfig& job, const std::vector<ModelSummary>& models
                    const std::vector<TrialRow>& rows, std::FILE* out) {
   const int32_t low = nearest_fraction(job.amounts, 1e-3), high = nearest_fraction(job.amounts, 0.25);
   for (const ModelSummary& m : models) {
-    std::fprintf(out, "baseline %s: mean NLL %.4f, perplexity %.3f, next-token accuracy %.4f, "
-                 "greedy continuation %lld tokens\n",
-                 m.name.c_str(), m.baseline.metrics.mean_nll, m.baseline.metrics.perplexity,
-                 m.baseline.metrics.accuracy, static_cast<long long>(m.baseline.greedy_ids.size()));
+    const TrialMetrics& base = m.baseline.metrics;
+    if (m.format == "sequential") {
+      std::fprintf(out, "baseline %s: accuracy %.4f on %lld examples, mean cross-entropy %.4f\n",
+                   m.name.c_str(), base.accuracy, static_cast<long long>(base.positions), base.mean_nll);
+    } else {
+      std::fprintf(out, "baseline %s: mean NLL %.4f, perplexity %.3f, next-token accuracy %.4f over "
+                   "%lld positions, greedy continuation %zu tokens\n",
+                   m.name.c_str(), base.mean_nll, base.perplexity, base.accuracy,
+                   static_cast<long long>(base.positions), m.baseline.greedy_ids.size());
+    }
   }
   if (low < 0) return;
-  const auto label = [&](int32_t a) { return "f=" + job.amounts[static_cast<size_t>(a)].label(); };
+  const auto label = [&](int32_t a) {
+    char text[32];
+    std::snprintf(text, sizeof text, "f=%.3g", job.amounts[static_cast<size_t>(a)].fraction);
+    return std::string(text);
+  };
   std::fprintf(out, "\ntop-1 agreement with the unperturbed model (median over seeds)\n%-14s %-44s %10s %10s\n",
                "model", "strategy", label(low).c_str(), label(high).c_str());
   for (size_t m = 0; m < job.models.size(); ++m) {
