@@ -682,16 +682,37 @@ void write_grid(const ResultsFileWriter& writer, const ResultsContent& content) 
 }
 
 // The per-trial columns shared by /trials and /trials_table, in schema order.
+// The stored number formats a trial perturbs: those of the model's in-scope tensors, e.g.
+// "bf16" or "f32+bf16" (same text as Perturber::scope_stored_types).
+std::string stored_types_in_scope(const ModelSummary& model, const Scope& scope) {
+  bool present[3] = {false, false, false};  // by StoredType
+  for (const TensorInfo& tensor : model.tensors) {
+    if (scope.contains(tensor.name)) present[static_cast<int>(tensor.stored)] = true;
+  }
+  std::string text;
+  for (StoredType type : {StoredType::f32, StoredType::f16, StoredType::bf16}) {
+    if (present[static_cast<int>(type)]) text += (text.empty() ? "" : "+") + std::string(stored_type_name(type));
+  }
+  return text;
+}
+
 std::vector<Column> trial_columns(const ResultsContent& content) {
   const JobConfig& job = *content.job;
   const std::vector<std::string> strategies = strategy_labels(job);
+  // (n_models, n_strategies) stored formats each pair perturbs.
+  std::vector<std::vector<std::string>> stored_types(content.models.size());
+  for (size_t m = 0; m < content.models.size(); ++m) {
+    for (const StrategySpec& strategy : job.strategies) {
+      stored_types[m].push_back(stored_types_in_scope(content.models[m], strategy.scope));
+    }
+  }
   const size_t n_rows = content.rows.size();
   // One buffer per column, each (n_rows).
   std::vector<int64_t> trial(n_rows), seed(n_rows), k(n_rows), n_scope(n_rows), positions(n_rows),
       nonfinite_positions(n_rows), greedy_match(n_rows), greedy_length(n_rows);
   std::vector<int32_t> model_idx(n_rows), strategy_idx(n_rows), fraction_idx(n_rows),
       seed_idx(n_rows), rank(n_rows), status(n_rows);
-  std::vector<std::string> model(n_rows), strategy(n_rows);
+  std::vector<std::string> model(n_rows), strategy(n_rows), stored_dtype(n_rows);
   std::vector<double> fraction(n_rows), mean_nll(n_rows), perplexity(n_rows),
       mean_nll_finite(n_rows), accuracy(n_rows), sdc_rate(n_rows), top1_agreement(n_rows), mean_kl(n_rows),
       max_kl(n_rows), mean_kl_finite(n_rows), wall_s(n_rows);
@@ -705,6 +726,7 @@ std::vector<Column> trial_columns(const ResultsContent& content) {
     seed_idx[i] = row.seed_idx;
     model[i] = job.models[static_cast<size_t>(row.model_idx)].name;
     strategy[i] = strategies[static_cast<size_t>(row.strategy_idx)];
+    stored_dtype[i] = stored_types[static_cast<size_t>(row.model_idx)][static_cast<size_t>(row.strategy_idx)];
     fraction[i] = row.fraction;
     seed[i] = row.seed;
     k[i] = row.k;
@@ -734,6 +756,8 @@ std::vector<Column> trial_columns(const ResultsContent& content) {
       make_column("seed_idx", std::move(seed_idx), "index into /grid/seed"),
       make_column("model", std::move(model), "model label"),
       make_column("strategy", std::move(strategy), "strategy label"),
+      make_column("stored_dtype", std::move(stored_dtype),
+                  "stored number formats of the in-scope tensors (f32, f16, bf16, joined by +)"),
       make_column("fraction", std::move(fraction),
                   "fraction of in-scope parameters (k / n_scope for count entries)", "1"),
       make_column("seed", std::move(seed), "trial seed"),
@@ -845,12 +869,13 @@ void write_baseline(const ResultsFileWriter& writer, const ResultsContent& conte
 // /tensors: every named tensor of every model, over `tensor`.
 void write_tensors(const ResultsFileWriter& writer, const ResultsContent& content) {
   std::vector<int32_t> model_idx;          // (n_tensors)
-  std::vector<std::string> names, shapes;  // (n_tensors)
-  std::vector<int64_t> offsets, counts;    // (n_tensors)
+  std::vector<std::string> names, shapes, dtypes;  // (n_tensors)
+  std::vector<int64_t> offsets, counts;            // (n_tensors)
   for (size_t m = 0; m < content.models.size(); ++m) {
     for (const TensorInfo& tensor : content.models[m].tensors) {
       model_idx.push_back(static_cast<int32_t>(m));
       names.push_back(tensor.name);
+      dtypes.push_back(stored_type_name(tensor.stored));
       offsets.push_back(tensor.offset);
       counts.push_back(tensor.count);
       shapes.push_back(shape_text(tensor.shape));
@@ -865,7 +890,9 @@ void write_tensors(const ResultsFileWriter& writer, const ResultsContent& conten
                    make_column("offset", std::move(offsets),
                                "first element in the model's flat parameter order"),
                    make_column("count", std::move(counts), "elements"),
-                   make_column("shape", std::move(shapes), "row-major shape")});
+                   make_column("shape", std::move(shapes), "row-major shape"),
+                   make_column("dtype", std::move(dtypes),
+                               "stored number format: f32, f16 or bf16")});
 }
 
 // The tensor of `tensors` (sorted by offset) holding flat parameter `offset`.
@@ -1153,6 +1180,7 @@ void read_models(const ResultsFileReader& file, StoredResults& stored) {
   const std::vector<int64_t> offsets = file.numeric<int64_t>("/tensors/offset");
   const std::vector<int64_t> counts = file.numeric<int64_t>("/tensors/count");
   const std::vector<std::string> shapes = file.strings("/tensors/shape");
+  const std::vector<std::string> dtypes = file.strings("/tensors/dtype");
   for (size_t t = 0; t < tensor_names.size(); ++t) {
     check_input(tensor_model[t] >= 0 && static_cast<size_t>(tensor_model[t]) < n_models,
                 in_file(stored.source_path, "/tensors/model_idx outside /grid/model"));
@@ -1161,6 +1189,12 @@ void read_models(const ResultsFileReader& file, StoredResults& stored) {
     tensor.shape = parse_shape(shapes[t]);
     tensor.offset = offsets[t];
     tensor.count = counts[t];
+    const StoredType types[] = {StoredType::f32, StoredType::f16, StoredType::bf16};
+    const auto type = std::find_if(std::begin(types), std::end(types),
+                                   [&](StoredType candidate) { return dtypes[t] == stored_type_name(candidate); });
+    check_input(type != std::end(types), in_file(stored.source_path, "/tensors/dtype '" + dtypes[t] +
+                                                                         "' is not f32, f16 or bf16"));
+    tensor.stored = *type;
     stored.models[static_cast<size_t>(tensor_model[t])].tensors.push_back(std::move(tensor));
   }
 }

@@ -421,6 +421,9 @@ def _read_tensors(path: Path, h5: h5py.File, grid: Grid, notes: list[str]) -> pd
         "count": _dataset(path, h5, "tensors/count", n_tensors)[()].astype(np.int64),
         "shape": _strings(_dataset(path, h5, "tensors/shape", n_tensors)),
     })
+    # Stored number format per tensor (f32, f16, bf16); files without it are all float32.
+    frame["dtype"] = (_strings(_dataset(path, h5, "tensors/dtype", n_tensors)) if "tensors/dtype" in h5
+                      else "f32")
     if len(frame) and (frame["model_idx"].min() < 0 or frame["model_idx"].max() >= len(grid.models)):
         raise ResultsFileError(path, "/tensors/model_idx points outside /grid/model")
     frame.insert(2, "model", grid.models["model"].to_numpy()[frame["model_idx"]])

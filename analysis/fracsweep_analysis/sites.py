@@ -264,6 +264,11 @@ def trial_sites(results: Results, trial_id: int) -> TrialSites:
     table.insert(0, "site_rank", np.arange(k, dtype=np.int64))
     recipe = value_recipe(strategy_row["strategy_name"], strategy_parameters(strategy_row["strategy"]),
                           KeyedRng.from_text(value_text), k)
+    sixteen_bit = "dtype" in in_scope and bool((in_scope["dtype"] != "f32").any())
+    if sixteen_bit and strategy_row["strategy_name"] not in ("zero", "signflip"):
+        # The engine draws bits and rounds values on the stored f16/bf16 patterns there.
+        recipe = ValueRecipe(recipe.description, needs="f16/bf16 tensors are perturbed on their 16-bit "
+                             "patterns, which this mirror does not reproduce; the sites are exact")
     if recipe.draws is not None:
         table[recipe.draw_name] = recipe.draws
     if recorded is not None:

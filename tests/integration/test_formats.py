@@ -115,6 +115,9 @@ greedy_tokens = 8
     with h5py.File(out) as f:
         assert f["/trials/trial"].shape[0] == 12
         assert set(f["/trials/positions"][:]) == {f["/baseline/positions"][0]}
+        # The stored number format, per tensor and per trial.
+        assert {d.decode() for d in f["/tensors/dtype"][:]} == {"bf16"}
+        assert {d.decode() for d in f["/trials/stored_dtype"][:]} == {"bf16"}
     # An explicit bit beyond 16 cannot apply to bf16 tensors: refused before any work.
     result, _ = run_job(run_fracsweep, tmp_path, f"""name = formats-bf16-bad
 [models]

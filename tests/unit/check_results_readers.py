@@ -48,6 +48,7 @@ TRIALS = {
     "seed_idx": "int32",
     "model": STR,
     "strategy": STR,
+    "stored_dtype": STR,
     "fraction": "float64",
     "seed": "int64",
     "k": "int64",
@@ -95,6 +96,7 @@ TENSORS = {
     "offset": ("int64", ("tensor",)),
     "count": ("int64", ("tensor",)),
     "shape": (STR, ("tensor",)),
+    "dtype": (STR, ("tensor",)),
 }
 SITES = {
     "site": ("int64", ("site",)),

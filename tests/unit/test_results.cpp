@@ -70,12 +70,12 @@ JobConfig make_job() {
   return job;
 }
 
-// Three tensors covering `n_parameters`: tok_embeddings (vocab x 4), layers.0.wq (4 x 4),
-// norm_final (the rest).
+// Three tensors covering `n_parameters`: tok_embeddings (vocab x 4), layers.0.wq (4 x 4, stored
+// as bf16), norm_final (the rest).
 std::vector<TensorInfo> make_tensors(int64_t vocab, int64_t n_parameters) {
   const int64_t embeddings = vocab * 4;
   return {{"tok_embeddings", {vocab, 4}, 0, embeddings},
-          {"layers.0.wq", {4, 4}, embeddings, 16},
+          {"layers.0.wq", {4, 4}, embeddings, 16, StoredType::bf16},
           {"norm_final",
            {n_parameters - embeddings - 16},
            embeddings + 16,
@@ -414,7 +414,7 @@ std::string expected_json(const ResultsContent& content) {
 
   std::vector<int64_t> trial, seed, k, n_scope, positions, nonfinite, greedy_match, greedy_length;
   std::vector<int32_t> model_idx, strategy_idx, fraction_idx, seed_idx, rank, status;
-  std::vector<std::string> model, strategy;
+  std::vector<std::string> model, strategy, stored_dtype;
   std::vector<double> fraction, mean_nll, perplexity, mean_nll_finite, accuracy, sdc_rate, agreement,
       mean_kl, max_kl, mean_kl_finite, wall_s;
   for (const TrialRow& row : content.rows) {
@@ -425,6 +425,9 @@ std::string expected_json(const ResultsContent& content) {
     seed_idx.push_back(row.seed_idx);
     model.push_back(models[static_cast<size_t>(row.model_idx)]);
     strategy.push_back(strategies[static_cast<size_t>(row.strategy_idx)]);
+    // Only layers.0.wq is bf16: a layers.* scope perturbs bf16 alone, the others both formats.
+    const bool layers_only = !job.strategies[static_cast<size_t>(row.strategy_idx)].scope.include.empty();
+    stored_dtype.push_back(layers_only ? "bf16" : "f32+bf16");
     fraction.push_back(row.fraction);
     seed.push_back(row.seed);
     k.push_back(row.k);
@@ -453,6 +456,7 @@ std::string expected_json(const ResultsContent& content) {
                                           {"seed_idx", json(seed_idx)},
                                           {"model", json(model)},
                                           {"strategy", json(strategy)},
+                                          {"stored_dtype", json(stored_dtype)},
                                           {"fraction", json(fraction)},
                                           {"seed", json(seed)},
                                           {"k", json(k)},
@@ -513,7 +517,7 @@ std::string expected_json(const ResultsContent& content) {
 
   std::vector<int64_t> tensor_index, tensor_offset, tensor_count;
   std::vector<int32_t> tensor_model;
-  std::vector<std::string> tensor_name, tensor_shape;
+  std::vector<std::string> tensor_name, tensor_shape, tensor_dtype;
   for (size_t m = 0; m < content.models.size(); ++m) {
     for (const TensorInfo& tensor : content.models[m].tensors) {
       tensor_index.push_back(static_cast<int64_t>(tensor_index.size()));
@@ -522,6 +526,7 @@ std::string expected_json(const ResultsContent& content) {
       tensor_offset.push_back(tensor.offset);
       tensor_count.push_back(tensor.count);
       tensor_shape.push_back(shape_text(tensor.shape));
+      tensor_dtype.push_back(tensor.name == "layers.0.wq" ? "bf16" : "f32");
     }
   }
   const std::string tensors = json_object({{"tensor", json(tensor_index)},
@@ -529,7 +534,8 @@ std::string expected_json(const ResultsContent& content) {
                                            {"name", json(tensor_name)},
                                            {"offset", json(tensor_offset)},
                                            {"count", json(tensor_count)},
-                                           {"shape", json(tensor_shape)}});
+                                           {"shape", json(tensor_shape)},
+                                           {"dtype", json(tensor_dtype)}});
 
   const Provenance& provenance = content.provenance;
   const std::string root =
