@@ -227,7 +227,8 @@ int run(int argc, char** argv) {
                                            c.seq_len);
   inputs.greedy_prompt = {tokenizer.bos_id()};
   inputs.greedy_tokens = 256;
-  fs::LlamaEvaluator evaluator(trial_model, inputs);
+  inputs.greedy_stop_id = tokenizer.bos_id();
+  fs::LanguageModelEvaluator evaluator(trial_model, inputs, fs::make_llama_forward);
   fs::Perturber perturber(trial_model, 0, "bench");
   std::vector<fs::Touched> undo;
   std::printf("\nwhole trials (perturb + forward + metrics + restore), zero and gaussian strategies, "

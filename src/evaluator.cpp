@@ -8,6 +8,8 @@ namespace fracsweep {
 
 namespace {
 
+size_t floats(int64_t count) { return static_cast<size_t>(count); }
+
 // Rows the stacked batch can ever need: every eval sequence, plus prompt + continuation minus
 // its last token (which predicts nothing we score).
 int64_t greedy_input_length(const EvalInputs& inputs) {
@@ -58,33 +60,12 @@ const EvalInputs& checked(const LlamaConfig& config, const EvalInputs& inputs) {
 
 }  // namespace
 
-std::vector<int32_t> greedy_continuation(const Model& model, const std::vector<int32_t>& prompt,
-                                         int64_t max_new, int32_t bos_id) {
-  const int64_t vocab = model.config.vocab_size;
-  const int64_t longest = std::min(model.config.seq_len, static_cast<int64_t>(prompt.size()) + max_new);
-  LlamaWorkspace workspace(model.config, longest, longest);
-  std::vector<float> logits(static_cast<size_t>(longest * vocab));  // (longest, vocab)
-  std::vector<int32_t> sequence = prompt;
-  std::vector<int32_t> generated;
-  while (static_cast<int64_t>(generated.size()) < max_new) {
-    TokenBatch batch;
-    batch.append(sequence);
-    llama_forward(model, batch, workspace, logits.data());
-    const int32_t next =
-        argmax_row(logits.data() + (batch.n_tokens() - 1) * vocab, vocab);
-    if (next < 0 || next == bos_id) break;
-    generated.push_back(next);
-    if (static_cast<int64_t>(sequence.size()) == longest) break;
-    sequence.push_back(next);
-  }
-  return generated;
-}
-
-LlamaEvaluator::LlamaEvaluator(const Model& model, const EvalInputs& inputs)
-    : config_(model.config),
-      vocab_(model.config.vocab_size),
-      workspace_(model.config, capacity_tokens(checked(model.config, inputs)),
-                 capacity_seq_len(inputs)) {
+LanguageModelEvaluator::LanguageModelEvaluator(const Model& model, const EvalInputs& inputs,
+                                               ForwardFactory make_forward)
+    : vocab_(model.config.vocab_size),
+      forward_(make_forward(model.config, capacity_tokens(checked(model.config, inputs)),
+                            capacity_seq_len(inputs))),
+      logits_(floats(capacity_tokens(inputs) * vocab_)) {
   for (const auto& sequence : inputs.sequences) {
     const int64_t start = batch_.n_tokens();
     batch_.append(sequence);
@@ -94,7 +75,8 @@ LlamaEvaluator::LlamaEvaluator(const Model& model, const EvalInputs& inputs)
     }
   }
   if (inputs.greedy_tokens > 0) {
-    baseline_.greedy_ids = greedy_continuation(model, inputs.greedy_prompt, inputs.greedy_tokens);
+    baseline_.greedy_ids =
+        greedy_continuation(model, inputs.greedy_prompt, inputs.greedy_tokens, inputs.greedy_stop_id);
     std::vector<int32_t> greedy_input = inputs.greedy_prompt;
     if (!baseline_.greedy_ids.empty()) {
       greedy_input.insert(greedy_input.end(), baseline_.greedy_ids.begin(),
@@ -104,21 +86,40 @@ LlamaEvaluator::LlamaEvaluator(const Model& model, const EvalInputs& inputs)
     batch_.append(greedy_input);
   }
 
-  logits_.resize(static_cast<size_t>(batch_.n_tokens() * vocab_));
-  llama_forward(model, batch_, workspace_, logits_.data());
-  ref_probs_.resize(pred_rows_.size() * static_cast<size_t>(vocab_));
+  logits_.resize(floats(batch_.n_tokens() * vocab_));
+  forward_->run(model, batch_, logits_.data());
+  ref_probs_.resize(pred_rows_.size() * floats(vocab_));
   ref_rows_.reserve(pred_rows_.size());
   for (size_t p = 0; p < pred_rows_.size(); ++p) {
     const float* row = logits_.data() + pred_rows_[p] * vocab_;
     check_input(row_is_finite(row, vocab_),
                 model.path + ": the unperturbed model produces non-finite logits on evaluation "
                              "position " + std::to_string(p));
-    ref_rows_.push_back(make_reference_row(row, vocab_, ref_probs_.data() + p * static_cast<size_t>(vocab_)));
+    ref_rows_.push_back(make_reference_row(row, vocab_, ref_probs_.data() + p * floats(vocab_)));
   }
   baseline_.metrics = score();
 }
 
-TrialMetrics LlamaEvaluator::score() const {
+// The prefix never exceeds prompt + max_new - 1 tokens (the last token is not fed back), which
+// the forward pass and logits_ were sized for.
+std::vector<int32_t> LanguageModelEvaluator::greedy_continuation(const Model& model,
+                                                                 const std::vector<int32_t>& prompt,
+                                                                 int64_t max_new, int32_t stop_id) {
+  std::vector<int32_t> sequence = prompt;
+  std::vector<int32_t> generated;
+  while (static_cast<int64_t>(generated.size()) < max_new) {
+    TokenBatch prefix;
+    prefix.append(sequence);
+    forward_->run(model, prefix, logits_.data());
+    const int32_t next = argmax_row(logits_.data() + (prefix.n_tokens() - 1) * vocab_, vocab_);
+    if (next < 0 || next == stop_id) break;
+    generated.push_back(next);
+    sequence.push_back(next);
+  }
+  return generated;
+}
+
+TrialMetrics LanguageModelEvaluator::score() const {
   MetricAccumulator accumulator;
   for (size_t p = 0; p < pred_rows_.size(); ++p) {
     accumulator.add(logits_.data() + pred_rows_[p] * vocab_, vocab_, ref_rows_[p], targets_[p]);
@@ -132,10 +133,10 @@ TrialMetrics LlamaEvaluator::score() const {
   return metrics;
 }
 
-double LlamaEvaluator::forward_flops() const { return llama_forward_flops(config_, batch_); }
+double LanguageModelEvaluator::forward_flops() const { return forward_->flops(batch_); }
 
-TrialMetrics LlamaEvaluator::evaluate(const Model& model) {
-  llama_forward(model, batch_, workspace_, logits_.data());
+TrialMetrics LanguageModelEvaluator::evaluate(const Model& model) {
+  forward_->run(model, batch_, logits_.data());
   return score();
 }
 

@@ -209,7 +209,7 @@ std::unique_ptr<OpenModel> open_gguf_model(const JobConfig& job, const ModelSpec
   const auto tokenizer = tokenizer_for(job, file, config);
   const EvalInputs inputs = language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, bos_of(file),
                                                  config.vocab_size, config.seq_len, &sources);
-  auto evaluator = std::make_unique<LlamaEvaluator>(open->model, inputs);
+  auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
   if (tokenizer) {
     int32_t previous = inputs.greedy_prompt.back();
     for (int32_t id : evaluator->baseline().greedy_ids) {

@@ -1,6 +1,5 @@
 #include "fracsweep/gpt2.hpp"
 
-#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -43,68 +42,6 @@ void gelu_tanh(float* x, int64_t n) {
     const float v = x[i];
     x[i] = 0.5f * v * (1.0f + std::tanh(sqrt_2_over_pi * (v + 0.044715f * v * v * v)));
   }
-}
-
-void check_sequence(const LlamaConfig& config, const std::vector<int32_t>& sequence, const std::string& what) {
-  check_input(!sequence.empty(), what + " is empty");
-  check_input(static_cast<int64_t>(sequence.size()) <= config.seq_len,
-              what + " has " + std::to_string(sequence.size()) + " tokens, more than the model's n_positions " +
-                  std::to_string(config.seq_len));
-  for (int32_t token : sequence) {
-    check_input(token >= 0 && token < config.vocab_size,
-                what + " holds token id " + std::to_string(token) + " outside the vocabulary 0.." +
-                    std::to_string(config.vocab_size - 1));
-  }
-}
-
-int64_t greedy_input_length(const EvalInputs& inputs) {
-  if (inputs.greedy_tokens <= 0) return 0;
-  return static_cast<int64_t>(inputs.greedy_prompt.size()) + inputs.greedy_tokens - 1;
-}
-
-const EvalInputs& checked(const LlamaConfig& config, const EvalInputs& inputs) {
-  check_input(!inputs.sequences.empty(), "evaluation set is empty");
-  for (size_t i = 0; i < inputs.sequences.size(); ++i) {
-    check_sequence(config, inputs.sequences[i], "evaluation sequence " + std::to_string(i));
-  }
-  if (inputs.greedy_tokens > 0) {
-    check_sequence(config, inputs.greedy_prompt, "greedy prompt");
-    check_input(greedy_input_length(inputs) + 1 <= config.seq_len,
-                "greedy prompt plus greedy_tokens exceeds the model's n_positions " + std::to_string(config.seq_len));
-  }
-  return inputs;
-}
-
-int64_t capacity_tokens(const EvalInputs& inputs) {
-  int64_t total = greedy_input_length(inputs);
-  for (const auto& s : inputs.sequences) total += static_cast<int64_t>(s.size());
-  return total;
-}
-
-int64_t capacity_seq_len(const EvalInputs& inputs) {
-  int64_t longest = greedy_input_length(inputs);
-  for (const auto& s : inputs.sequences) longest = std::max(longest, static_cast<int64_t>(s.size()));
-  return longest;
-}
-
-std::vector<int32_t> gpt2_greedy(const Model& model, const std::vector<int32_t>& prompt, int64_t max_new,
-                                 int32_t stop_id) {
-  const int64_t vocab = model.config.vocab_size;
-  const int64_t longest = std::min(model.config.seq_len, static_cast<int64_t>(prompt.size()) + max_new);
-  Gpt2Workspace workspace(model.config, longest, longest);
-  std::vector<float> logits(floats(longest * vocab));  // (longest, vocab)
-  std::vector<int32_t> sequence = prompt, generated;
-  while (static_cast<int64_t>(generated.size()) < max_new) {
-    TokenBatch batch;
-    batch.append(sequence);
-    gpt2_forward(model, batch, workspace, logits.data());
-    const int32_t next = argmax_row(logits.data() + (batch.n_tokens() - 1) * vocab, vocab);
-    if (next < 0 || next == stop_id) break;
-    generated.push_back(next);
-    if (static_cast<int64_t>(sequence.size()) == longest) break;
-    sequence.push_back(next);
-  }
-  return generated;
 }
 
 }  // namespace
@@ -190,70 +127,22 @@ void gpt2_forward(const Model& model, const TokenBatch& batch, Gpt2Workspace& ws
   matmul_nt(n, c.vocab_size, d, ws.xn.data(), d, wte, d, logits, c.vocab_size);
 }
 
-Gpt2Evaluator::Gpt2Evaluator(const Model& model, const EvalInputs& inputs, int32_t stop_id)
-    : config_(model.config),
-      vocab_(model.config.vocab_size),
-      workspace_(model.config, capacity_tokens(checked(model.config, inputs)), capacity_seq_len(inputs)) {
-  for (const auto& sequence : inputs.sequences) {
-    const int64_t start = batch_.n_tokens();
-    batch_.append(sequence);
-    for (size_t t = 0; t + 1 < sequence.size(); ++t) {
-      pred_rows_.push_back(start + static_cast<int64_t>(t));
-      targets_.push_back(sequence[t + 1]);
-    }
-  }
-  if (inputs.greedy_tokens > 0) {
-    baseline_.greedy_ids = gpt2_greedy(model, inputs.greedy_prompt, inputs.greedy_tokens, stop_id);
-    std::vector<int32_t> greedy_input = inputs.greedy_prompt;
-    if (!baseline_.greedy_ids.empty()) {
-      greedy_input.insert(greedy_input.end(), baseline_.greedy_ids.begin(), baseline_.greedy_ids.end() - 1);
-    }
-    greedy_first_row_ = batch_.n_tokens() + static_cast<int64_t>(inputs.greedy_prompt.size()) - 1;
-    batch_.append(greedy_input);
-  }
-  logits_.resize(floats(batch_.n_tokens() * vocab_));
-  gpt2_forward(model, batch_, workspace_, logits_.data());
-  ref_probs_.resize(pred_rows_.size() * floats(vocab_));
-  ref_rows_.reserve(pred_rows_.size());
-  for (size_t p = 0; p < pred_rows_.size(); ++p) {
-    const float* row = logits_.data() + pred_rows_[p] * vocab_;
-    check_input(row_is_finite(row, vocab_), model.path + ": the unperturbed model produces non-finite logits on "
-                                                         "evaluation position " + std::to_string(p));
-    ref_rows_.push_back(make_reference_row(row, vocab_, ref_probs_.data() + p * floats(vocab_)));
-  }
-  baseline_.metrics = score();
-}
-
-TrialMetrics Gpt2Evaluator::score() const {
-  MetricAccumulator accumulator;
-  for (size_t p = 0; p < pred_rows_.size(); ++p) {
-    accumulator.add(logits_.data() + pred_rows_[p] * vocab_, vocab_, ref_rows_[p], targets_[p]);
-  }
-  TrialMetrics metrics = accumulator.finish();
-  const auto& greedy = baseline_.greedy_ids;
-  metrics.greedy_length = static_cast<int64_t>(greedy.size());
-  metrics.greedy_match = greedy.empty() ? 0
-                                        : leading_matches(logits_.data() + greedy_first_row_ * vocab_, vocab_,
-                                                          greedy.data(), metrics.greedy_length);
-  return metrics;
-}
-
-TrialMetrics Gpt2Evaluator::evaluate(const Model& model) {
-  gpt2_forward(model, batch_, workspace_, logits_.data());
-  return score();
-}
-
-double Gpt2Evaluator::forward_flops() const {
-  const LlamaConfig& c = config_;
-  const auto n = static_cast<double>(batch_.n_tokens());
+double gpt2_forward_flops(const LlamaConfig& c, const TokenBatch& batch) {
+  const auto n = static_cast<double>(batch.n_tokens());
   const auto d = static_cast<double>(c.dim), h = static_cast<double>(c.hidden_dim);
   double flops = 2.0 * n * static_cast<double>(c.n_layers) * (3 * d * d + d * d + 2 * d * h);
   flops += 2.0 * n * d * static_cast<double>(c.vocab_size);
-  for (int64_t s = 0; s < batch_.n_seqs(); ++s) {  // q k^T and p v over the causal triangle
-    const auto len = static_cast<double>(batch_.seq_start[floats(s + 1)] - batch_.seq_start[floats(s)]);
+  for (int64_t s = 0; s < batch.n_seqs(); ++s) {  // q k^T and p v over the causal triangle
+    const auto len = static_cast<double>(batch.seq_start[floats(s + 1)] - batch.seq_start[floats(s)]);
     flops += 2.0 * static_cast<double>(c.n_layers) * len * (len + 1) * d;
   }
   return flops;
+}
+
+std::unique_ptr<LanguageModelForward> make_gpt2_forward(const LlamaConfig& config, int64_t max_tokens,
+                                                        int64_t max_seq_len) {
+  using Forward = WorkspaceForward<Gpt2Workspace, gpt2_forward, gpt2_forward_flops>;
+  return std::make_unique<Forward>(config, max_tokens, max_seq_len);
 }
 
 }  // namespace fracsweep

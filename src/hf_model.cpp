@@ -386,13 +386,13 @@ std::unique_ptr<OpenModel> open_hf_model(const JobConfig& job, const ModelSpec& 
   open->model = load_hf_model(hf);
   const LlamaConfig& config = open->model.config;
   const int32_t bos = greedy_start(job, hf, config.vocab_size);
-  const EvalInputs inputs = language_eval_inputs(job, spec, nullptr, bos, config.vocab_size, config.seq_len, &sources);
+  EvalInputs inputs = language_eval_inputs(job, spec, nullptr, bos, config.vocab_size, config.seq_len, &sources);
   if (open->model.architecture == "llama") {
-    open->evaluator = std::make_unique<LlamaEvaluator>(open->model, inputs);
+    open->evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
   } else {
     // GPT-2 ends a text with eos_token_id (the same id as bos in the released checkpoints).
-    const int32_t stop_id = job.greedy_tokens == 0 ? 0 : token_id(hf, "eos_token_id", config.vocab_size, bos);
-    open->evaluator = std::make_unique<Gpt2Evaluator>(open->model, inputs, stop_id);
+    if (job.greedy_tokens > 0) inputs.greedy_stop_id = token_id(hf, "eos_token_id", config.vocab_size, bos);
+    open->evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_gpt2_forward);
   }
   return open;
 }

@@ -56,9 +56,9 @@ inline std::vector<std::vector<int32_t>> read_token_sequences(const std::string&
 
 // Teacher-forced sequences and greedy prompt of model `spec`: [eval] tokens when given, else
 // [eval] text through `tokenizer` (nullptr when the model has none usable, which is then an
-// error naming the job and model). Without a tokenizer the greedy continuation starts from
-// `bos_id` alone and [eval] greedy_prompt must be empty. `sources` may be null (checks only:
-// paragraphs are then not encoded).
+// error naming the job and model). The greedy continuation stops at `bos_id`; without a
+// tokenizer it also starts from `bos_id` alone and [eval] greedy_prompt must be empty.
+// `sources` may be null (checks only: paragraphs are then not encoded).
 inline EvalInputs language_eval_inputs(const JobConfig& job, const ModelSpec& spec, const Tokenizer* tokenizer,
                                        int32_t bos_id, int64_t vocab_size, int64_t seq_len,
                                        const EvalSources* sources) {
@@ -81,6 +81,7 @@ inline EvalInputs language_eval_inputs(const JobConfig& job, const ModelSpec& sp
     inputs.greedy_prompt = {bos_id};
   }
   inputs.greedy_tokens = job.greedy_tokens;
+  inputs.greedy_stop_id = bos_id;
   check_input(job.greedy_tokens == 0 ||
                   static_cast<int64_t>(inputs.greedy_prompt.size()) + job.greedy_tokens <= seq_len,
               in_file(job.path, "[eval] greedy_prompt (" + std::to_string(inputs.greedy_prompt.size()) +

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "fracsweep/error.hpp"
+#include "fracsweep/evaluator.hpp"
 #include "fracsweep/gemm.hpp"
 #include "fracsweep/ops.hpp"
 #include "fracsweep/ops_ref.hpp"
@@ -250,6 +251,12 @@ double llama_forward_flops(const LlamaConfig& config, const TokenBatch& batch) {
   const double attention_per_layer = 2.0 * static_cast<double>(config.head_dim()) * causal_pairs *
                                      static_cast<double>(config.n_heads);
   return layers * (gemm_per_layer + attention_per_layer) + classifier;
+}
+
+std::unique_ptr<LanguageModelForward> make_llama_forward(const LlamaConfig& config, int64_t max_tokens,
+                                                         int64_t max_seq_len) {
+  using Forward = WorkspaceForward<LlamaWorkspace, llama_forward, llama_forward_flops>;
+  return std::make_unique<Forward>(config, max_tokens, max_seq_len);
 }
 
 }  // namespace fracsweep

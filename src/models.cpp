@@ -54,7 +54,8 @@ std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelS
   inputs.sequences = encode_paragraphs(tokenizer, sources.paragraphs, open->model.config.seq_len);
   inputs.greedy_prompt = greedy_prompt_ids(job, tokenizer);
   inputs.greedy_tokens = job.greedy_tokens;
-  auto evaluator = std::make_unique<LlamaEvaluator>(open->model, inputs);
+  inputs.greedy_stop_id = tokenizer.bos_id();
+  auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
   int32_t previous = inputs.greedy_prompt.back();
   for (int32_t id : evaluator->baseline().greedy_ids) {
     open->baseline_text += tokenizer.decode_piece(previous, id);

@@ -2,6 +2,7 @@
 // Evaluators run a model on the job's evaluation inputs and score it against its unperturbed
 // self. The unperturbed outputs are computed once, at construction, and reused by every trial.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,10 @@ namespace fracsweep {
 struct EvalInputs {
   std::vector<std::vector<int32_t>> sequences;  // teacher-forced sequences (BOS + tokens)
   std::vector<int32_t> greedy_prompt;           // prompt of the greedy continuation (>= BOS)
-  int64_t greedy_tokens = 256;                  // continuation length (stops early at BOS)
+  int64_t greedy_tokens = 256;                  // continuation length (stops early at the stop id)
+  // The continuation ends when this token is predicted (not included): BOS for llama2.c and
+  // the Llama family, eos_token_id for GPT-2. -1 never ends it early.
+  int32_t greedy_stop_id = -1;
 };
 
 // The unperturbed model's own behaviour on the evaluation inputs.
@@ -35,12 +39,48 @@ class Evaluator {
   virtual double forward_flops() const = 0;
 };
 
-// Llama-family language models on teacher-forced sequences plus a greedy continuation.
-class LlamaEvaluator : public Evaluator {
+// One language-model architecture's batched forward pass with its own reusable buffers.
+class LanguageModelForward {
+ public:
+  virtual ~LanguageModelForward() = default;
+  // logits (n_tok, vocab) of every position of every sequence in `batch`.
+  virtual void run(const Model& model, const TokenBatch& batch, float* logits) = 0;
+  // FLOPs of one run() over `batch`.
+  virtual double flops(const TokenBatch& batch) const = 0;
+};
+
+// Creates the forward pass of a model with `config`, with buffers for up to `max_tokens` stacked
+// tokens in sequences of up to `max_seq_len` (make_llama_forward, make_gpt2_forward).
+using ForwardFactory = std::unique_ptr<LanguageModelForward> (*)(const LlamaConfig& config,
+                                                                 int64_t max_tokens,
+                                                                 int64_t max_seq_len);
+
+// A LanguageModelForward over an architecture's free forward function (which fills a `Workspace`
+// built from (config, max_tokens, max_seq_len)) and its FLOP count.
+template <class Workspace,
+          void (*run_forward)(const Model& model, const TokenBatch& batch, Workspace& ws, float* logits),
+          double (*count_flops)(const LlamaConfig& config, const TokenBatch& batch)>
+class WorkspaceForward final : public LanguageModelForward {
+ public:
+  WorkspaceForward(const LlamaConfig& config, int64_t max_tokens, int64_t max_seq_len)
+      : config_(config), workspace_(config, max_tokens, max_seq_len) {}
+  void run(const Model& model, const TokenBatch& batch, float* logits) override {
+    run_forward(model, batch, workspace_, logits);
+  }
+  double flops(const TokenBatch& batch) const override { return count_flops(config_, batch); }
+
+ private:
+  LlamaConfig config_;
+  Workspace workspace_;
+};
+
+// Language models on teacher-forced sequences plus a greedy continuation, whatever the
+// architecture: `make_forward` supplies its forward pass.
+class LanguageModelEvaluator : public Evaluator {
  public:
   // Computes the baseline of `model` as it is now (unperturbed). Throws InputError when a
   // sequence is longer than the model's seq_len or holds a token outside its vocabulary.
-  LlamaEvaluator(const Model& model, const EvalInputs& inputs);
+  LanguageModelEvaluator(const Model& model, const EvalInputs& inputs, ForwardFactory make_forward);
 
   const Baseline& baseline() const override { return baseline_; }
   TrialMetrics evaluate(const Model& model) override;
@@ -50,24 +90,22 @@ class LlamaEvaluator : public Evaluator {
   const std::vector<float>& logits() const { return logits_; }
 
  private:
+  // Greedy argmax decoding from `prompt` for up to `max_new` tokens, stopping at `stop_id`
+  // (not included); runs the forward pass on the growing prefix.
+  std::vector<int32_t> greedy_continuation(const Model& model, const std::vector<int32_t>& prompt,
+                                           int64_t max_new, int32_t stop_id);
   TrialMetrics score() const;  // metrics of logits_ against the reference
 
-  LlamaConfig config_;
   int64_t vocab_ = 0;
+  std::unique_ptr<LanguageModelForward> forward_;
   TokenBatch batch_;                    // eval sequences, then prompt + greedy continuation
   std::vector<int64_t> pred_rows_;      // (n_pred) batch rows that predict a next eval token
   std::vector<int32_t> targets_;        // (n_pred) the token each of those rows predicts
   int64_t greedy_first_row_ = 0;        // batch row predicting the first continuation token
-  LlamaWorkspace workspace_;
   std::vector<float> logits_;           // (n_tokens, vocab)
   std::vector<float> ref_probs_;        // (n_pred, vocab) unperturbed probabilities
   std::vector<ReferenceRow> ref_rows_;  // (n_pred) views into ref_probs_ with row constants
   Baseline baseline_;
 };
-
-// Greedy argmax decoding from `prompt` for up to `max_new` tokens, stopping at BOS (not
-// included). Uses the batched forward on the growing prefix.
-std::vector<int32_t> greedy_continuation(const Model& model, const std::vector<int32_t>& prompt,
-                                         int64_t max_new, int32_t bos_id = 1);
 
 }  // namespace fracsweep

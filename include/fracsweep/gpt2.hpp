@@ -14,6 +14,7 @@
 //   (dim, dim) + .bias, layers.L.ln_2.{weight,bias}, layers.L.mlp.c_fc.weight (hidden, dim) +
 //   .bias (hidden), layers.L.mlp.c_proj.weight (dim, hidden) + .bias (dim); ln_f.{weight,bias}.
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "fracsweep/eval_data.hpp"
@@ -40,32 +41,13 @@ struct Gpt2Workspace {
 // logits (n_tok, vocab) of every position of every sequence in `batch`.
 void gpt2_forward(const Model& model, const TokenBatch& batch, Gpt2Workspace& ws, float* logits);
 
-// GPT-2 language models on teacher-forced sequences plus a greedy continuation (the same
-// metrics and greedy rule as LlamaEvaluator; the continuation stops at `stop_id`).
-class Gpt2Evaluator : public Evaluator {
- public:
-  Gpt2Evaluator(const Model& model, const EvalInputs& inputs, int32_t stop_id);
+// FLOPs of one gpt2_forward over `batch` (GEMMs + attention, 2 per multiply-add; LayerNorm,
+// GELU and softmax are not counted).
+double gpt2_forward_flops(const LlamaConfig& config, const TokenBatch& batch);
 
-  const Baseline& baseline() const override { return baseline_; }
-  TrialMetrics evaluate(const Model& model) override;
-  double forward_flops() const override;
-  // Logits of the last evaluate() / baseline run: (n_tokens, vocab).
-  const std::vector<float>& logits() const { return logits_; }
-
- private:
-  TrialMetrics score() const;
-
-  LlamaConfig config_;
-  int64_t vocab_ = 0;
-  TokenBatch batch_;                    // eval sequences, then prompt + greedy continuation
-  std::vector<int64_t> pred_rows_;      // (n_pred) batch rows that predict a next eval token
-  std::vector<int32_t> targets_;        // (n_pred) the token each of those rows predicts
-  int64_t greedy_first_row_ = 0;        // batch row predicting the first continuation token
-  Gpt2Workspace workspace_;
-  std::vector<float> logits_;           // (n_tokens, vocab)
-  std::vector<float> ref_probs_;        // (n_pred, vocab) unperturbed probabilities
-  std::vector<ReferenceRow> ref_rows_;  // (n_pred) views into ref_probs_ with row constants
-  Baseline baseline_;
-};
+// gpt2_forward + gpt2_forward_flops for LanguageModelEvaluator, with a workspace for up to
+// `max_tokens` stacked tokens in sequences of up to `max_seq_len` (a ForwardFactory).
+std::unique_ptr<LanguageModelForward> make_gpt2_forward(const LlamaConfig& config, int64_t max_tokens,
+                                                        int64_t max_seq_len);
 
 }  // namespace fracsweep

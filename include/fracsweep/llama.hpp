@@ -2,12 +2,15 @@
 // Batched Llama forward pass over stacked sequences: every projection is one GEMM over all
 // tokens of the batch (M = n_tokens); attention runs per sequence.
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "fracsweep/eval_data.hpp"
 #include "fracsweep/model.hpp"
 
 namespace fracsweep {
+
+class LanguageModelForward;  // evaluator.hpp
 
 // Buffers sized once (for up to `max_tokens` stacked tokens, sequences up to `max_seq_len`)
 // and reused by every trial.
@@ -36,5 +39,10 @@ void llama_forward_ref(const Model& model, const TokenBatch& batch, std::vector<
 
 // FLOPs of one llama_forward over `batch` (GEMMs + attention), for benchmarks and plans.
 double llama_forward_flops(const LlamaConfig& config, const TokenBatch& batch);
+
+// llama_forward + llama_forward_flops for LanguageModelEvaluator, with a workspace for up to
+// `max_tokens` stacked tokens in sequences of up to `max_seq_len` (a ForwardFactory).
+std::unique_ptr<LanguageModelForward> make_llama_forward(const LlamaConfig& config, int64_t max_tokens,
+                                                         int64_t max_seq_len);
 
 }  // namespace fracsweep

@@ -27,7 +27,7 @@ struct Stories {
   test::Fixture fixture;
   Model model;
   Tokenizer tokenizer;
-  std::unique_ptr<LlamaEvaluator> evaluator;
+  std::unique_ptr<LanguageModelEvaluator> evaluator;
   std::unique_ptr<Perturber> perturber;
   std::vector<float> pristine;  // (n_parameters) the values as loaded
 
@@ -43,7 +43,8 @@ struct Stories {
     inputs.sequences = encode_paragraphs(tokenizer, paragraphs, model.config.seq_len);
     inputs.greedy_prompt = {tokenizer.bos_id()};
     inputs.greedy_tokens = 256;
-    evaluator = std::make_unique<LlamaEvaluator>(model, inputs);
+    inputs.greedy_stop_id = tokenizer.bos_id();
+    evaluator = std::make_unique<LanguageModelEvaluator>(model, inputs, make_llama_forward);
     perturber = std::make_unique<Perturber>(model, 0, "stories260K");
     pristine = model.values;
   }

@@ -237,7 +237,8 @@ BOOST_AUTO_TEST_CASE(evaluator_baseline_matches_the_reference) {
   inputs.sequences = sequences;
   inputs.greedy_prompt = {0};
   inputs.greedy_tokens = 10;
-  Gpt2Evaluator evaluator(model, inputs, /*stop_id=*/-1);
+  inputs.greedy_stop_id = -1;
+  LanguageModelEvaluator evaluator(model, inputs, make_gpt2_forward);
   // Reference mean NLL over every predicted position, and the reference greedy continuation.
   double nll = 0;
   int64_t positions = 0;
