@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 #include "fracsweep/error.hpp"
 #include "fracsweep/image_data.hpp"
 #include "shared_data.hpp"
@@ -23,21 +24,7 @@ namespace fs = fracsweep;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "fracsweep_idx_XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using fracsweep::test::TempDir;
 
 void put_be(std::string& out, uint64_t value, int bytes) {
   for (int i = bytes - 1; i >= 0; --i) out += static_cast<char>((value >> (8 * i)) & 0xFF);

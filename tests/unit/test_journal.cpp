@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 #include "fracsweep/crc32c.hpp"
 #include "fracsweep/error.hpp"
 #include "fracsweep/grid.hpp"
@@ -25,20 +26,7 @@ using fracsweep::read_journal;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("fracsweep-journal-" + std::to_string(::getpid()) + "-" +
-                                        std::to_string(counter()++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-};
+using fracsweep::test::TempDir;
 
 JournalIdentity identity() { return {std::string(64, 'c'), 100, 1, 3}; }
 
@@ -87,7 +75,7 @@ BOOST_AUTO_TEST_CASE(crc32c_known_vectors) {
 
 BOOST_AUTO_TEST_CASE(round_trip_sorted_and_deduplicated) {
   TempDir dir;
-  const fs::path path = dir.path / "a.journal";
+  const fs::path path = dir.path() / "a.journal";
   {
     JournalWriter writer(path, identity(), CommitPolicy{.every_trials = 2, .every_seconds = 1e9});
     writer.append_session({"2026-11-26T05:00:00Z", "77_3", "node1", 0});
@@ -117,7 +105,7 @@ BOOST_AUTO_TEST_CASE(round_trip_sorted_and_deduplicated) {
 
 BOOST_AUTO_TEST_CASE(uncommitted_records_are_not_in_the_file) {
   TempDir dir;
-  const fs::path path = dir.path / "b.journal";
+  const fs::path path = dir.path() / "b.journal";
   {
     JournalWriter writer(path, identity(), CommitPolicy{.every_trials = 10, .every_seconds = 1e9});
     writer.append(result(1));
@@ -129,7 +117,7 @@ BOOST_AUTO_TEST_CASE(uncommitted_records_are_not_in_the_file) {
 // Every truncation point (a writer killed mid-write) keeps exactly the complete records.
 BOOST_AUTO_TEST_CASE(torn_tail_at_every_length) {
   TempDir dir;
-  const fs::path path = dir.path / "c.journal";
+  const fs::path path = dir.path() / "c.journal";
   std::vector<size_t> record_ends;  // file size after each committed record
   {
     JournalWriter writer(path, identity(), CommitPolicy{.every_trials = 1, .every_seconds = 0});
@@ -156,7 +144,7 @@ BOOST_AUTO_TEST_CASE(torn_tail_at_every_length) {
 
 BOOST_AUTO_TEST_CASE(corrupt_record_ends_the_valid_part_and_append_truncates) {
   TempDir dir;
-  const fs::path path = dir.path / "d.journal";
+  const fs::path path = dir.path() / "d.journal";
   std::vector<size_t> record_ends;
   {
     JournalWriter writer(path, identity(), CommitPolicy{.every_trials = 1, .every_seconds = 0});
@@ -186,10 +174,10 @@ BOOST_AUTO_TEST_CASE(corrupt_record_ends_the_valid_part_and_append_truncates) {
 
 BOOST_AUTO_TEST_CASE(foreign_files_are_refused) {
   TempDir dir;
-  const fs::path path = dir.path / "e.journal";
+  const fs::path path = dir.path() / "e.journal";
   write_bytes(path, std::vector<char>(200, 'x'));
   BOOST_CHECK_THROW(read_journal(path), fracsweep::InputError);
-  BOOST_CHECK_THROW(read_journal(dir.path / "missing.journal"), fracsweep::InputError);
+  BOOST_CHECK_THROW(read_journal(dir.path() / "missing.journal"), fracsweep::InputError);
   {
     JournalWriter writer(path, {std::string(64, 'c'), 10, 0, 1}, CommitPolicy{});
     writer.append(result(12));  // outside a grid of 10 trials

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 #include "fracsweep/error.hpp"
 #include "fracsweep/npy.hpp"
 
@@ -21,21 +22,7 @@ namespace fs = fracsweep;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "fracsweep_npy_XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using fracsweep::test::TempDir;
 
 template <typename T>
 std::string raw(const std::vector<T>& values) {

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 #include "fracsweep/classifier.hpp"
 #include "fracsweep/error.hpp"
 #include "fracsweep/gemm.hpp"
@@ -33,21 +34,7 @@ struct BlisSetUp {
   BlisSetUp() { fs::gemm_init(fs::GemmSetup{}); }
 };
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "fracsweep_seq_XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using fracsweep::test::TempDir;
 
 std::vector<float> random_values(size_t count, uint32_t seed, float low = -1.0f, float high = 1.0f) {
   std::mt19937 generator(seed);
