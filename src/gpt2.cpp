@@ -49,12 +49,8 @@ void gelu_tanh(float* x, int64_t n) {
 std::vector<TensorInfo> gpt2_tensor_table(const LlamaConfig& c) {
   std::vector<TensorInfo> tensors;
   const int64_t d = c.dim, h = c.hidden_dim;
-  int64_t offset = 0;
   auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    int64_t count = 1;
-    for (int64_t s : shape) count *= s;
-    tensors.push_back(TensorInfo{name, std::move(shape), offset, count});
-    offset += count;
+    append_tensor(tensors, name, std::move(shape));
   };
   add("wte", {c.vocab_size, d});
   add("wpe", {c.seq_len, d});

@@ -19,6 +19,14 @@ const TensorInfo& Model::tensor(const std::string& name) const {
   throw InputError(in_file(path, "model has no tensor named '" + name + "'"));
 }
 
+void append_tensor(std::vector<TensorInfo>& tensors, const std::string& name,
+                   std::vector<int64_t> shape) {
+  int64_t count = 1;
+  for (int64_t s : shape) count *= s;
+  const int64_t offset = tensors.empty() ? 0 : tensors.back().offset + tensors.back().count;
+  tensors.push_back(TensorInfo{name, std::move(shape), offset, count});
+}
+
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string text;
   for (size_t i = 0; i < shape.size(); ++i) {
@@ -168,12 +176,8 @@ std::vector<TensorInfo> llama2c_tensor_table(const LlamaConfig& c) {
   std::vector<TensorInfo> tensors;
   // Named per-layer views. Stacked tensors (one block per kind for all layers) are split.
   const int64_t L = c.n_layers, d = c.dim, h = c.hidden_dim, kv = c.kv_dim();
-  int64_t offset = 0;
   auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    int64_t count = 1;
-    for (int64_t s : shape) count *= s;
-    tensors.push_back(TensorInfo{name, std::move(shape), offset, count});
-    offset += count;
+    append_tensor(tensors, name, std::move(shape));
   };
   auto add_stacked = [&](const std::string& suffix, std::vector<int64_t> shape) {
     for (int64_t l = 0; l < L; ++l) add("layers." + std::to_string(l) + "." + suffix, shape);

@@ -55,6 +55,10 @@ struct Model {
   const float* data(const std::string& name) const { return values.data() + tensor(name).offset; }
 };
 
+// Appends tensors back to back in a flat parameter array (each starts where the last ended).
+void append_tensor(std::vector<TensorInfo>& tensors, const std::string& name,
+                   std::vector<int64_t> shape);
+
 // "64x64" style shape text.
 std::string shape_text(const std::vector<int64_t>& shape);
 

@@ -2,6 +2,9 @@
 // Writers of model files for tests, written from the format descriptions (not by fracsweep):
 // GGUF v2/v3 byte by byte, safetensors (8-byte header length + JSON + data), and a llama2.c
 // model converted to either.
+#include <algorithm>
+#include <boost/test/unit_test.hpp>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -11,6 +14,8 @@
 
 #include <unistd.h>
 
+#include "fracsweep/eval_data.hpp"
+#include "fracsweep/llama.hpp"
 #include "fracsweep/model.hpp"
 
 namespace fracsweep::test {
@@ -166,5 +171,28 @@ struct TempPath {
   TempPath(const TempPath&) = delete;
   TempPath& operator=(const TempPath&) = delete;
 };
+
+// Logits (n_tokens, vocab) of a Llama `model` on `sequences` stacked into one batch.
+inline std::vector<float> llama_logits(const Model& model,
+                                       const std::vector<std::vector<int32_t>>& sequences) {
+  TokenBatch batch;
+  int64_t longest = 0;
+  for (const auto& sequence : sequences) {
+    batch.append(sequence);
+    longest = std::max(longest, static_cast<int64_t>(sequence.size()));
+  }
+  LlamaWorkspace workspace(model.config, batch.n_tokens(), longest);
+  std::vector<float> logits(static_cast<size_t>(batch.n_tokens() * model.config.vocab_size));
+  llama_forward(model, batch, workspace, logits.data());
+  return logits;
+}
+
+// Largest |a_i - b_i| of two equally long vectors.
+inline float max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  BOOST_TEST_REQUIRE(a.size() == b.size());
+  float worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
+  return worst;
+}
 
 }  // namespace fracsweep::test

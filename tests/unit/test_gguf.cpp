@@ -30,26 +30,6 @@ namespace {
 const std::string gguf_path = "models/stories260K/stories260K.gguf";
 const std::string bin_path = "models/stories260K/stories260K.bin";
 
-// Logits (n_tokens, vocab) of `model` on the first 50 eval paragraphs encoded by `tokenizer`.
-std::vector<float> eval_logits(const Model& model, const std::vector<std::vector<int32_t>>& sequences) {
-  TokenBatch batch;
-  int64_t longest = 0;
-  for (const auto& s : sequences) {
-    batch.append(s);
-    longest = std::max(longest, static_cast<int64_t>(s.size()));
-  }
-  LlamaWorkspace workspace(model.config, batch.n_tokens(), longest);
-  std::vector<float> logits(static_cast<size_t>(batch.n_tokens() * model.config.vocab_size));
-  llama_forward(model, batch, workspace, logits.data());
-  return logits;
-}
-
-float max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  BOOST_TEST_REQUIRE(a.size() == b.size());
-  float worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
-  return worst;
-}
 
 std::vector<std::vector<int32_t>> eval_sequences(const Tokenizer& tokenizer, int64_t seq_len) {
   const auto paragraphs = read_paragraphs(test::shared_file("data/tinystories/tinystories_val.txt"), 50);
@@ -216,7 +196,7 @@ BOOST_AUTO_TEST_CASE(gguf_and_bin_agree, *utf::precondition(test::needs_shared()
 
   const Tokenizer tokenizer = Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
   const auto sequences = eval_sequences(tokenizer, bin.config.seq_len);
-  const float difference = max_abs_difference(eval_logits(bin, sequences), eval_logits(gguf, sequences));
+  const float difference = test::max_abs_difference(test::llama_logits(bin, sequences), test::llama_logits(gguf, sequences));
   BOOST_TEST_MESSAGE("max |logit(.bin) - logit(.gguf)| over the eval set = " << difference);
   BOOST_TEST(difference <= 1e-5f);
 }
@@ -251,10 +231,10 @@ BOOST_AUTO_TEST_CASE(f16_and_bf16_files_load_exactly, *utf::precondition(test::n
     BOOST_TEST_REQUIRE(loaded.n_parameters() == rounded.n_parameters());
     BOOST_TEST(std::memcmp(loaded.values.data(), rounded.values.data(), rounded.values.size() * 4) == 0);
     for (const TensorInfo& t : loaded.tensors) BOOST_TEST((t.stored == stored), t.name);
-    const float difference = max_abs_difference(eval_logits(rounded, sequences), eval_logits(loaded, sequences));
+    const float difference = test::max_abs_difference(test::llama_logits(rounded, sequences), test::llama_logits(loaded, sequences));
     BOOST_TEST(difference == 0.0f);
     // Rounding to 16 bits moves the logits, but not far: the file is the model.
-    const float to_f32 = max_abs_difference(eval_logits(bin, sequences), eval_logits(loaded, sequences));
+    const float to_f32 = test::max_abs_difference(test::llama_logits(bin, sequences), test::llama_logits(loaded, sequences));
     BOOST_TEST_MESSAGE(stored_type_name(stored) << " vs f32 max logit difference " << to_f32);
     BOOST_TEST(to_f32 > 0.0f);
     BOOST_TEST(to_f32 < 1.0f);

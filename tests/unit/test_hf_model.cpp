@@ -93,24 +93,9 @@ std::vector<test::SafetensorsEntry> hf_entries(const Model& bin, const std::stri
 std::vector<float> eval_logits(const Model& model) {
   const Tokenizer tokenizer = Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
   const auto paragraphs = read_paragraphs(test::shared_file("data/tinystories/tinystories_val.txt"), 50);
-  TokenBatch batch;
-  int64_t longest = 0;
-  for (const auto& s : encode_paragraphs(tokenizer, paragraphs, 512)) {
-    batch.append(s);
-    longest = std::max(longest, static_cast<int64_t>(s.size()));
-  }
-  LlamaWorkspace workspace(model.config, batch.n_tokens(), longest);
-  std::vector<float> logits(static_cast<size_t>(batch.n_tokens() * model.config.vocab_size));
-  llama_forward(model, batch, workspace, logits.data());
-  return logits;
+  return test::llama_logits(model, encode_paragraphs(tokenizer, paragraphs, 512));
 }
 
-float max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  BOOST_TEST_REQUIRE(a.size() == b.size());
-  float worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
-  return worst;
-}
 
 // A tiny valid Llama directory (dim 4, 1 layer, 2 heads, vocab 3) a test can break.
 struct TinyDirectory {
@@ -170,7 +155,7 @@ BOOST_AUTO_TEST_CASE(hf_layout_stories260K_matches_llama2c, *utf::precondition(t
   BOOST_TEST(hf.config.shared_classifier);
   BOOST_TEST(hf.n_parameters() == bin.n_parameters());
   BOOST_TEST(hf.values == bin.values);  // q/k rows back in llama2.c order, bit for bit
-  const float difference = max_abs_difference(eval_logits(bin), eval_logits(hf));
+  const float difference = test::max_abs_difference(eval_logits(bin), eval_logits(hf));
   BOOST_TEST_MESSAGE("max |logit(.bin) - logit(HF layout)| = " << difference);
   BOOST_TEST(difference == 0.0f);
 }
