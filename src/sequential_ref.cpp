@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "fracsweep/metrics.hpp"
 #include "fracsweep/sequential.hpp"
 
 namespace fracsweep::ref {
@@ -114,25 +115,19 @@ void avgpool2d_forward(int64_t n, const Window2d& w, const float* x, float* y) {
   }
 }
 
+// Both through metrics' plain log-sum-exp twin (double throughout).
 void softmax_forward(int64_t n, int64_t features, float* x) {
   for (int64_t e = 0; e < n; ++e) {
     float* row = x + e * features;
-    double max = row[0];
-    for (int64_t i = 1; i < features; ++i) max = std::fmax(max, row[i]);
-    double sum = 0;
-    for (int64_t i = 0; i < features; ++i) sum += std::exp(row[i] - max);
-    for (int64_t i = 0; i < features; ++i) row[i] = static_cast<float>(std::exp(row[i] - max) / sum);
+    const double log_sum = log_sum_exp_ref(row, features);
+    for (int64_t i = 0; i < features; ++i) row[i] = static_cast<float>(std::exp(row[i] - log_sum));
   }
 }
 
 void log_softmax_forward(int64_t n, int64_t features, float* x) {
   for (int64_t e = 0; e < n; ++e) {
     float* row = x + e * features;
-    double max = row[0];
-    for (int64_t i = 1; i < features; ++i) max = std::fmax(max, row[i]);
-    double sum = 0;
-    for (int64_t i = 0; i < features; ++i) sum += std::exp(row[i] - max);
-    const double log_sum = max + std::log(sum);
+    const double log_sum = log_sum_exp_ref(row, features);
     for (int64_t i = 0; i < features; ++i) row[i] = static_cast<float>(row[i] - log_sum);
   }
 }
