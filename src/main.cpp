@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "commands.hpp"
-#include "fracsweep/build_info.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/sched.hpp"
+#include "fracsweep/app/commands.hpp"
+#include "fracsweep/util/build_info.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/par/sched.hpp"
 
 namespace {
 

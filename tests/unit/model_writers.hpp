@@ -14,9 +14,9 @@
 
 #include <unistd.h>
 
-#include "fracsweep/eval_data.hpp"
-#include "fracsweep/llama.hpp"
-#include "fracsweep/model.hpp"
+#include "fracsweep/formats/eval_data.hpp"
+#include "fracsweep/nn/llama.hpp"
+#include "fracsweep/model/model.hpp"
 
 namespace fracsweep::test {
 

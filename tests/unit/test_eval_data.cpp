@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "temp_dir.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/eval_data.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/eval_data.hpp"
 #include "shared_data.hpp"
 
 namespace {

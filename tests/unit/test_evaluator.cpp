@@ -9,11 +9,12 @@
 #include <memory>
 
 #include "fixture.hpp"
-#include "fracsweep/evaluator.hpp"
-#include "fracsweep/gemm.hpp"
-#include "fracsweep/llama2c.hpp"
-#include "fracsweep/perturb.hpp"
-#include "fracsweep/tokenizer.hpp"
+#include "fracsweep/eval/evaluator.hpp"
+#include "fracsweep/nn/llama.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/perturb/perturb.hpp"
+#include "fracsweep/formats/tokenizer.hpp"
 #include "shared_data.hpp"
 
 using namespace fracsweep;

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/error.hpp"
-#include "fracsweep/gemm.hpp"
-#include "fracsweep/ops_ref.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/ops_ref.hpp"
 
 namespace fs = fracsweep;
 

@@ -10,12 +10,13 @@
 #include <map>
 #include <random>
 
-#include "fracsweep/error.hpp"
-#include "fracsweep/gemm.hpp"
-#include "fracsweep/gpt2.hpp"
-#include "fracsweep/hf.hpp"
-#include "fracsweep/metrics.hpp"
-#include "fracsweep/safetensors.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/eval/evaluator.hpp"
+#include "fracsweep/nn/gpt2.hpp"
+#include "fracsweep/formats/hf.hpp"
+#include "fracsweep/eval/metrics.hpp"
+#include "fracsweep/formats/safetensors.hpp"
 #include "model_writers.hpp"
 
 using namespace fracsweep;

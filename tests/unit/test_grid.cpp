@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "fracsweep/grid.hpp"
-#include "fracsweep/job.hpp"
+#include "fracsweep/grid/grid.hpp"
+#include "fracsweep/config/job.hpp"
 #include "shared_data.hpp"
 
 namespace fs = std::filesystem;
@@ -47,7 +47,7 @@ fs::path jobs_dir() {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(size_counts_deterministic_strategies_once_per_amount) {
-  const Grid grid(small_job());
+  const Grid grid = job_grid(small_job());
   // Per model: 2 random strategies x 3 amounts x 4 seeds + 1 deterministic x 3 amounts = 27.
   BOOST_TEST(grid.size() == 54);
   BOOST_TEST(grid.model_begin(0) == 0);
@@ -57,7 +57,7 @@ BOOST_AUTO_TEST_CASE(size_counts_deterministic_strategies_once_per_amount) {
 }
 
 BOOST_AUTO_TEST_CASE(ids_run_model_then_strategy_then_amount_then_seed) {
-  const Grid grid(small_job());
+  const Grid grid = job_grid(small_job());
   // Hand-derived decodes: {id, model, strategy, amount, seed}.
   const std::array<std::array<int64_t, 5>, 10> expected = {{
       {0, 0, 0, 0, 0},
@@ -90,7 +90,7 @@ BOOST_AUTO_TEST_CASE(ids_run_model_then_strategy_then_amount_then_seed) {
 
 BOOST_AUTO_TEST_CASE(every_trial_matches_a_plain_enumeration) {
   const JobConfig job = small_job();
-  const Grid grid(job);
+  const Grid grid = job_grid(job);
   int64_t id = 0;
   for (int32_t m = 0; m < 2; ++m) {
     BOOST_TEST(grid.model_begin(m) == id);
@@ -116,14 +116,14 @@ BOOST_AUTO_TEST_CASE(only_deterministic_strategies_ignore_the_seed_axis) {
   JobConfig job = small_job();
   job.models.resize(1);
   job.strategies = {strategy_of(StrategyKind::magnitude)};
-  const Grid grid(job);
+  const Grid grid = job_grid(job);
   BOOST_TEST(grid.size() == 3);
   for (const TrialSpec& trial : grid.trials()) BOOST_TEST(trial.seed_idx == 0);
 }
 
 BOOST_AUTO_TEST_CASE(claims_job_grid_size,
                      *boost::unit_test::precondition(fracsweep::test::needs_shared())) {
-  const Grid grid(fracsweep::parse_job_file((jobs_dir() / "stories260K-claims.ini").string()));
+  const Grid grid = job_grid(fracsweep::parse_job_file((jobs_dir() / "stories260K-claims.ini").string()));
   // 9 random strategies x 15 fractions x 10 seeds + 3 magnitude strategies x 15 fractions.
   BOOST_TEST(grid.size() == 9 * 15 * 10 + 3 * 15);
   BOOST_TEST(grid.model_end(0) == grid.size());

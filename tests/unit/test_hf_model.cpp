@@ -9,14 +9,14 @@
 #include <filesystem>
 #include <functional>
 
-#include "fracsweep/error.hpp"
-#include "fracsweep/eval_data.hpp"
-#include "fracsweep/gemm.hpp"
-#include "fracsweep/hf.hpp"
-#include "fracsweep/llama.hpp"
-#include "fracsweep/llama2c.hpp"
-#include "fracsweep/perturb.hpp"
-#include "fracsweep/tokenizer.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/eval_data.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/formats/hf.hpp"
+#include "fracsweep/nn/llama.hpp"
+#include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/perturb/perturb.hpp"
+#include "fracsweep/formats/tokenizer.hpp"
 #include "model_writers.hpp"
 #include "shared_data.hpp"
 

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "temp_dir.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/image_data.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/image_data.hpp"
 #include "shared_data.hpp"
 
 namespace fs = fracsweep;

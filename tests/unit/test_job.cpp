@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/error.hpp"
-#include "fracsweep/job.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/config/job.hpp"
 #include "shared_data.hpp"
 
 namespace fs = std::filesystem;

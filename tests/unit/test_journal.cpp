@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "temp_dir.hpp"
-#include "fracsweep/crc32c.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/grid.hpp"
-#include "fracsweep/journal.hpp"
+#include "fracsweep/util/crc32c.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/grid/grid.hpp"
+#include "fracsweep/io/journal.hpp"
 
 namespace fs = std::filesystem;
 using fracsweep::CommitPolicy;

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "temp_dir.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/json.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/json.hpp"
 
 using fracsweep::InputError;
 using fracsweep::JsonLimits;

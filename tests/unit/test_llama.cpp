@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "fixture.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/gemm.hpp"
-#include "fracsweep/llama.hpp"
-#include "fracsweep/llama2c.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/llama.hpp"
+#include "fracsweep/formats/llama2c.hpp"
 #include "shared_data.hpp"
 
 namespace fs = fracsweep;

@@ -15,8 +15,8 @@
 
 #include "temp_dir.hpp"
 #include "fixture.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/llama2c.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/llama2c.hpp"
 #include "shared_data.hpp"
 
 namespace fs = std::filesystem;

@@ -11,7 +11,8 @@
 #include <random>
 #include <vector>
 
-#include "fracsweep/metrics.hpp"
+#include "fracsweep/eval/metrics.hpp"
+#include "fracsweep/nn/log_sum_exp.hpp"
 
 using fracsweep::argmax_row;
 using fracsweep::leading_matches;

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "temp_dir.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/npy.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/npy.hpp"
 
 namespace fs = fracsweep;
 

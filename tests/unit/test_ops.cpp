@@ -8,8 +8,8 @@
 #include <random>
 #include <vector>
 
-#include "fracsweep/ops.hpp"
-#include "fracsweep/ops_ref.hpp"
+#include "fracsweep/nn/ops.hpp"
+#include "fracsweep/nn/ops_ref.hpp"
 
 namespace fs = fracsweep;
 

@@ -19,10 +19,10 @@
 #include <vector>
 
 #include "fixture.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/llama2c.hpp"
-#include "fracsweep/perturb.hpp"
-#include "fracsweep/rng.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/perturb/perturb.hpp"
+#include "fracsweep/perturb/rng.hpp"
 #include "shared_data.hpp"
 
 using fracsweep::BitClass;

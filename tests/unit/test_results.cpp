@@ -19,9 +19,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "fracsweep/error.hpp"
-#include "fracsweep/grid.hpp"
-#include "fracsweep/results.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/grid/grid.hpp"
+#include "fracsweep/io/results.hpp"
 
 namespace fs = std::filesystem;
 using namespace fracsweep;
@@ -149,7 +149,7 @@ TrialRow make_row(const JobConfig& job, const Grid& grid, int64_t trial, size_t 
 // A job, its grid and hand-built results content over them.
 struct Sweep {
   JobConfig job = make_job();
-  Grid grid{job};
+  Grid grid = job_grid(job);
   ResultsContent content;  // points at job and grid: not copyable
 
   Sweep(const Sweep&) = delete;

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/rng.hpp"
+#include "fracsweep/perturb/rng.hpp"
 
 using fracsweep::key_from_text;
 using fracsweep::KeyedRng;

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "temp_dir.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/safetensors.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/safetensors.hpp"
 
 using fracsweep::DType;
 using fracsweep::InputError;

@@ -20,10 +20,10 @@
 #include <vector>
 
 #include "temp_dir.hpp"
-#include "fracsweep/classifier.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/gemm.hpp"
-#include "fracsweep/sequential.hpp"
+#include "fracsweep/eval/classifier.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/sequential.hpp"
 
 namespace fs = fracsweep;
 using fs::Window2d;

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "fixture.hpp"
-#include "fracsweep/sha256.hpp"
+#include "fracsweep/util/sha256.hpp"
 #include "shared_data.hpp"
 
 using fracsweep::sha256_hex;

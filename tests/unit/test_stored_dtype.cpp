@@ -9,9 +9,9 @@
 #include <cstring>
 #include <set>
 
-#include "fracsweep/error.hpp"
-#include "fracsweep/perturb.hpp"
-#include "fracsweep/safetensors.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/perturb/perturb.hpp"
+#include "fracsweep/formats/safetensors.hpp"
 
 using namespace fracsweep;
 

@@ -21,9 +21,9 @@
 #include <vector>
 
 #include "temp_dir.hpp"
-#include "fracsweep/error.hpp"
-#include "fracsweep/eval_data.hpp"
-#include "fracsweep/tokenizer.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/eval_data.hpp"
+#include "fracsweep/formats/tokenizer.hpp"
 #include "shared_data.hpp"
 
 namespace {

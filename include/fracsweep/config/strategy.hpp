@@ -1,0 +1,54 @@
+#pragma once
+// Perturbation strategies as a job file names them: kind, parameters and scope (plain data),
+// parsed from "NAME key=value ..." lines. What a strategy does to a site is perturb/perturb.hpp.
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fracsweep {
+
+// Which tensors a strategy may touch: glob patterns ('*' any run of characters, '?' one
+// character) over tensor names. A tensor is in scope when it matches some include pattern
+// (default "*") and no exclude pattern. parse_strategy normalises scopes (patterns sorted and
+// deduplicated, include=* dropped) so equivalent scopes share a label and a site stream.
+struct Scope {
+  std::vector<std::string> include;  // empty means {"*"}
+  std::vector<std::string> exclude;
+  bool contains(std::string_view tensor_name) const;
+  std::string canonical() const;  // "include=a,b;exclude=c" ("include=*" by default)
+};
+
+enum class StrategyKind { zero, gaussian, signflip, bitflip, random_value, scale, magnitude };
+// What a magnitude-targeted strategy does to its sites.
+enum class TargetAction { zero, signflip, bitflip };
+// IEEE-754 binary32 bit classes: sign = bit 31, exponent = bits 23..30, exponent-msb = bit 30,
+// mantissa = bits 0..22, any = 0..31, explicit = one given bit.
+enum class BitClass { any, sign, exponent, exponent_msb, mantissa, explicit_bit };
+// Gaussian sigma relative to |w| (w + sigma|w|z), to the tensor's std (w + sigma*std*z), or
+// absolute (w + sigma*z).
+enum class SigmaRelativeTo { abs, std, absolute };
+
+struct StrategySpec {
+  StrategyKind kind = StrategyKind::zero;
+  double sigma = 0.0;                          // gaussian
+  SigmaRelativeTo relative_to = SigmaRelativeTo::abs;
+  double factor = 1.0;                         // scale
+  BitClass bits = BitClass::any;               // bitflip, magnitude then=bitflip
+  int bit = -1;                                // BitClass::explicit_bit
+  TargetAction action = TargetAction::zero;    // magnitude
+  Scope scope;
+
+  // Deterministic strategies (magnitude) run once per fraction whatever the seed axis.
+  bool deterministic() const { return kind == StrategyKind::magnitude; }
+  // Unique label with every parameter and the scope, e.g.
+  // "gaussian(sigma=0.1,relative=abs)" or "bitflip(bits=exponent-msb)[include=layers.*;exclude=]".
+  // It keys the value stream, so it names the strategy in the results file too.
+  std::string canonical() const;
+  std::string name() const;  // "gaussian", "bitflip", ...
+};
+
+// Parses "NAME key=value ..." (e.g. "gaussian sigma=0.1 relative=std include=layers.*.ffn.*").
+// `where` names the file and field for messages. Throws InputError.
+StrategySpec parse_strategy(std::string_view text, const std::string& where);
+
+}  // namespace fracsweep

@@ -1,0 +1,76 @@
+#pragma once
+// Evaluators run a model on the job's evaluation inputs and score it against its unperturbed
+// self. The unperturbed outputs are computed once, at construction, and reused by every trial.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fracsweep/formats/eval_data.hpp"
+#include "fracsweep/nn/forward.hpp"
+#include "fracsweep/eval/metrics.hpp"
+#include "fracsweep/model/model.hpp"
+
+namespace fracsweep {
+
+struct EvalInputs {
+  std::vector<std::vector<int32_t>> sequences;  // teacher-forced sequences (BOS + tokens)
+  std::vector<int32_t> greedy_prompt;           // prompt of the greedy continuation (>= BOS)
+  int64_t greedy_tokens = 256;                  // continuation length (stops early at the stop id)
+  // The continuation ends when this token is predicted (not included): BOS for llama2.c and
+  // the Llama family, eos_token_id for GPT-2. -1 never ends it early.
+  int32_t greedy_stop_id = -1;
+};
+
+// The unperturbed model's own behaviour on the evaluation inputs.
+struct Baseline {
+  TrialMetrics metrics;              // mean_nll, perplexity, accuracy (agreement/KL trivial)
+  std::vector<int32_t> greedy_ids;   // greedy continuation after the prompt (language models)
+};
+
+// One architecture's trial path: forward pass on the evaluation inputs + metrics.
+class Evaluator {
+ public:
+  virtual ~Evaluator() = default;
+  virtual const Baseline& baseline() const = 0;
+  // Metrics of `model` (perturbed in place) against the baseline.
+  virtual TrialMetrics evaluate(const Model& model) = 0;
+  // FLOPs of one forward pass over the evaluation inputs (plans and benchmarks).
+  virtual double forward_flops() const = 0;
+};
+
+// Language models on teacher-forced sequences plus a greedy continuation, whatever the
+// architecture: `make_forward` supplies its forward pass.
+class LanguageModelEvaluator : public Evaluator {
+ public:
+  // Computes the baseline of `model` as it is now (unperturbed). Throws InputError when a
+  // sequence is longer than the model's seq_len or holds a token outside its vocabulary.
+  LanguageModelEvaluator(const Model& model, const EvalInputs& inputs, ForwardFactory make_forward);
+
+  const Baseline& baseline() const override { return baseline_; }
+  TrialMetrics evaluate(const Model& model) override;
+  double forward_flops() const override;
+  const TokenBatch& batch() const { return batch_; }
+  // Logits of the last evaluate() / baseline run: (n_tokens, vocab).
+  const std::vector<float>& logits() const { return logits_; }
+
+ private:
+  // Greedy argmax decoding from `prompt` for up to `max_new` tokens, stopping at `stop_id`
+  // (not included); runs the forward pass on the growing prefix.
+  std::vector<int32_t> greedy_continuation(const Model& model, const std::vector<int32_t>& prompt,
+                                           int64_t max_new, int32_t stop_id);
+  TrialMetrics score() const;  // metrics of logits_ against the reference
+
+  int64_t vocab_ = 0;
+  std::unique_ptr<LanguageModelForward> forward_;
+  TokenBatch batch_;                    // eval sequences, then prompt + greedy continuation
+  std::vector<int64_t> pred_rows_;      // (n_pred) batch rows that predict a next eval token
+  std::vector<int32_t> targets_;        // (n_pred) the token each of those rows predicts
+  int64_t greedy_first_row_ = 0;        // batch row predicting the first continuation token
+  std::vector<float> logits_;           // (n_tokens, vocab)
+  std::vector<float> ref_probs_;        // (n_pred, vocab) unperturbed probabilities
+  std::vector<ReferenceRow> ref_rows_;  // (n_pred) views into ref_probs_ with row constants
+  Baseline baseline_;
+};
+
+}  // namespace fracsweep

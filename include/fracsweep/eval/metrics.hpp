@@ -1,0 +1,70 @@
+#pragma once
+// Behaviour-change metrics: pure functions of (perturbed logits, unperturbed reference, targets).
+// Definitions (as in the shared reference fixtures):
+//   mean_nll        token-weighted mean of -log softmax(logits)[next token]
+//   top1_agreement  fraction of positions whose argmax equals the unperturbed argmax
+//   mean_kl/max_kl  mean / max over positions of KL(p_unperturbed || p_perturbed), natural log
+//   accuracy        fraction of positions whose argmax is the next token (or the label)
+//   sdc_rate        silent data corruption: fraction of positions the unperturbed model got
+//                   right (argmax = target) and the perturbed model gets wrong
+//   nonfinite       positions whose logits contain NaN or Inf: they count as disagreeing and
+//                   wrong; their NLL and KL are NaN, so mean_nll/mean_kl/max_kl become NaN
+//                   (mean_nll_finite / mean_kl_finite average the finite positions only).
+// Softmax and sums are computed in double.
+#include <cstdint>
+#include <limits>
+
+namespace fracsweep {
+
+constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
+
+struct TrialMetrics {
+  int64_t positions = 0;             // predicted positions evaluated
+  int64_t nonfinite_positions = 0;
+  double mean_nll = not_a_number;
+  double perplexity = not_a_number;  // exp(mean_nll)
+  double mean_nll_finite = not_a_number;
+  double accuracy = not_a_number;
+  double sdc_rate = not_a_number;
+  double top1_agreement = not_a_number;
+  double mean_kl = not_a_number;
+  double max_kl = not_a_number;
+  double mean_kl_finite = not_a_number;
+  int64_t greedy_match = 0;          // leading continuation tokens equal to the unperturbed
+  int64_t greedy_length = 0;         // length of the unperturbed continuation
+};
+
+// The unperturbed model at one position, in the form KL needs:
+//   KL(p_ref || p) = sum_i p_ref,i log p_ref,i - sum_i p_ref,i logit_i + lse(logits) sum_i p_ref,i
+// so a trial costs one log-sum-exp and one dot product per position.
+struct ReferenceRow {
+  const float* probs = nullptr;  // (vocab) softmax of the unperturbed logits
+  double sum_p_log_p = 0;        // sum_i probs_i * (logit_i - lse): log p in double
+  double mass = 0;               // sum_i probs_i (1 up to rounding)
+  int32_t argmax = 0;            // unperturbed argmax
+};
+
+// Fills probs_out (vocab) and the row constants from finite unperturbed logits.
+ReferenceRow make_reference_row(const float* logits, int64_t vocab, float* probs_out);
+// First index of the largest logit; -1 when the row has a NaN or Inf.
+int32_t argmax_row(const float* logits, int64_t vocab);
+bool row_is_finite(const float* logits, int64_t vocab);
+
+// Accumulates positions of one trial.
+class MetricAccumulator {
+ public:
+  // One predicted position: perturbed logits (vocab), the unperturbed reference there, and the
+  // true next token.
+  void add(const float* logits, int64_t vocab, const ReferenceRow& ref, int32_t target);
+  TrialMetrics finish() const;
+
+ private:
+  int64_t positions_ = 0, nonfinite_ = 0, agree_ = 0, correct_ = 0, corrupted_ = 0;
+  double nll_sum_ = 0, nll_finite_sum_ = 0, kl_sum_ = 0, kl_finite_sum_ = 0, kl_max_ = 0;
+};
+
+// Number of leading positions whose perturbed argmax equals the reference continuation:
+// `logits` (n, vocab) are the rows that predict continuation tokens `expected` (n).
+int64_t leading_matches(const float* logits, int64_t vocab, const int32_t* expected, int64_t n);
+
+}  // namespace fracsweep

@@ -1,0 +1,51 @@
+#pragma once
+// The trial grid: model x strategy x amount x seed, with stable trial ids. Ids run model-major
+// (then strategy, amount, seed) so one model's trials are contiguous; deterministic strategies
+// have one trial per amount (at the first seed).
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+
+namespace fracsweep {
+
+struct TrialSpec {
+  int64_t id = 0;
+  int32_t model_idx = 0;
+  int32_t strategy_idx = 0;
+  int32_t amount_idx = 0;
+  int32_t seed_idx = 0;
+};
+
+// The axes' lengths, and which strategies are deterministic (one trial per amount).
+struct GridAxes {
+  int64_t n_models = 0;
+  std::vector<bool> deterministic;  // (n_strategies)
+  int64_t n_amounts = 0;
+  int64_t n_seeds = 0;
+};
+
+class Grid {
+ public:
+  explicit Grid(const GridAxes& axes);
+  int64_t size() const { return static_cast<int64_t>(trials_.size()); }
+  const TrialSpec& trial(int64_t id) const { return trials_.at(static_cast<size_t>(id)); }
+  const std::vector<TrialSpec>& trials() const { return trials_; }
+  // [first, last) trial ids of model m.
+  int64_t model_begin(int32_t m) const { return model_begin_.at(static_cast<size_t>(m)); }
+  int64_t model_end(int32_t m) const { return model_begin_.at(static_cast<size_t>(m) + 1); }
+
+ private:
+  std::vector<TrialSpec> trials_;      // (n_trials) in id order
+  std::vector<int64_t> model_begin_;   // (n_models + 1)
+};
+
+// Trial ids [first, last) of shard `index` (0-based) of `count`: consecutive, disjoint, and
+// together the whole grid; sizes differ by at most one.
+struct TrialRange {
+  int64_t first = 0;
+  int64_t last = 0;
+};
+TrialRange shard_range(int64_t n_trials, int64_t index, int64_t count);
+
+}  // namespace fracsweep

@@ -1,0 +1,61 @@
+#pragma once
+// A loaded model: its architecture hyper-parameters and every parameter in one flat float32
+// buffer, with named tensors as views into it. Trials perturb `values` in place and restore it.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fracsweep/model/stored_type.hpp"
+
+namespace fracsweep {
+
+// Llama-family hyper-parameters (llama2.c naming).
+struct LlamaConfig {
+  int64_t dim = 0;         // residual width
+  int64_t hidden_dim = 0;  // FFN width
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t vocab_size = 0;
+  int64_t seq_len = 0;     // longest sequence the model was trained for
+  bool shared_classifier = true;  // output projection is tok_embeddings
+  float norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+
+  int64_t head_dim() const { return dim / n_heads; }
+  int64_t kv_dim() const { return head_dim() * n_kv_heads; }
+};
+
+
+// One named tensor: a contiguous row-major view into Model::values.
+struct TensorInfo {
+  std::string name;            // e.g. "layers.3.attn.wq", "tok_embeddings", "norm_final"
+  std::vector<int64_t> shape;  // row-major, e.g. {dim, dim}
+  int64_t offset = 0;          // first element in Model::values
+  int64_t count = 0;           // product of shape
+  StoredType stored = StoredType::f32;  // number format in the model file
+};
+
+struct Model {
+  std::string path;                 // file it was loaded from
+  std::string format;               // e.g. "llama2c-v0", "gguf-v3", "hf-llama", "hf-gpt2"
+  std::string architecture = "llama";  // "llama", "gpt2" (`config` read as in gpt2.hpp) or
+                                       // "sequential" (`config` unused)
+  LlamaConfig config;
+  std::vector<float> values;        // (n_parameters) every parameter, perturbed in place by trials
+  std::vector<TensorInfo> tensors;  // sorted by offset; disjoint; together they cover `values`
+
+  int64_t n_parameters() const { return static_cast<int64_t>(values.size()); }
+  // The tensor called `name`; throws InputError naming the model file when absent.
+  const TensorInfo& tensor(const std::string& name) const;
+  const float* data(const std::string& name) const { return values.data() + tensor(name).offset; }
+};
+
+// Appends tensors back to back in a flat parameter array (each starts where the last ended).
+void append_tensor(std::vector<TensorInfo>& tensors, const std::string& name,
+                   std::vector<int64_t> shape);
+
+// "64x64" style shape text.
+std::string shape_text(const std::vector<int64_t>& shape);
+
+}  // namespace fracsweep

@@ -1,0 +1,39 @@
+#pragma once
+// Opening the models of a job, whatever their format: cheap up-front checks, and the bundle a
+// rank keeps while it runs one model's trials (parameters, evaluator with its cached baseline).
+// The one place that knows which loader and which evaluator go with a model format.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fracsweep/eval/evaluator.hpp"
+#include "fracsweep/config/job.hpp"
+#include "fracsweep/model/model.hpp"
+
+namespace fracsweep {
+
+// Evaluation data read once per rank and shared by every model of the job.
+struct EvalSources {
+  std::vector<std::string> paragraphs;  // language models: the first N paragraphs of [eval] text
+};
+
+EvalSources read_eval_sources(const JobConfig& job);
+
+// One model, opened on one rank. `model` is perturbed in place by trials; `evaluator` holds the
+// unperturbed outputs.
+struct OpenModel {
+  Model model;
+  std::unique_ptr<Evaluator> evaluator;
+  std::string baseline_text;  // decoded greedy continuation (language models), else empty
+};
+
+// Cheap checks of model `m` before any work: header/size validation, tokenizer, that every
+// strategy's scope matches at least one tensor, and eval settings the model cannot honour.
+// Throws InputError naming the file and the field.
+void check_model(const JobConfig& job, size_t m);
+
+// Loads model `m`, builds its evaluator and computes its baseline.
+std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources);
+
+}  // namespace fracsweep

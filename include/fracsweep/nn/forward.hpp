@@ -1,0 +1,47 @@
+#pragma once
+// The interface every language-model forward pass offers the evaluators: one batched run over
+// stacked token sequences into logits, and its FLOP count.
+#include <cstdint>
+#include <memory>
+
+#include "fracsweep/formats/eval_data.hpp"
+#include "fracsweep/model/model.hpp"
+
+namespace fracsweep {
+
+// One language-model architecture's batched forward pass with its own reusable buffers.
+class LanguageModelForward {
+ public:
+  virtual ~LanguageModelForward() = default;
+  // logits (n_tok, vocab) of every position of every sequence in `batch`.
+  virtual void run(const Model& model, const TokenBatch& batch, float* logits) = 0;
+  // FLOPs of one run() over `batch`.
+  virtual double flops(const TokenBatch& batch) const = 0;
+};
+
+// Creates the forward pass of a model with `config`, with buffers for up to `max_tokens` stacked
+// tokens in sequences of up to `max_seq_len` (make_llama_forward, make_gpt2_forward).
+using ForwardFactory = std::unique_ptr<LanguageModelForward> (*)(const LlamaConfig& config,
+                                                                 int64_t max_tokens,
+                                                                 int64_t max_seq_len);
+
+// A LanguageModelForward over an architecture's free forward function (which fills a `Workspace`
+// built from (config, max_tokens, max_seq_len)) and its FLOP count.
+template <class Workspace,
+          void (*run_forward)(const Model& model, const TokenBatch& batch, Workspace& ws, float* logits),
+          double (*count_flops)(const LlamaConfig& config, const TokenBatch& batch)>
+class WorkspaceForward final : public LanguageModelForward {
+ public:
+  WorkspaceForward(const LlamaConfig& config, int64_t max_tokens, int64_t max_seq_len)
+      : config_(config), workspace_(config, max_tokens, max_seq_len) {}
+  void run(const Model& model, const TokenBatch& batch, float* logits) override {
+    run_forward(model, batch, workspace_, logits);
+  }
+  double flops(const TokenBatch& batch) const override { return count_flops(config_, batch); }
+
+ private:
+  LlamaConfig config_;
+  Workspace workspace_;
+};
+
+}  // namespace fracsweep

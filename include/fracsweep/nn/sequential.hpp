@@ -1,0 +1,166 @@
+#pragma once
+// Sequential classifiers: a JSON description (layer list, input shape, class count, the
+// safetensors file holding the weights), validated so shapes chain, and a batched forward pass
+// over all evaluation examples with a workspace sized once. Activations are row-major, one
+// example after another: (n, C, H, W) for images (NCHW), (n, F) for feature vectors.
+// Linear layers are one GEMM over (examples x features); conv2d is im2col + one GEMM.
+// Every layer kernel has a plain twin in namespace `ref` (sequential_ref.cpp) for tests.
+//
+// JSON format (README, "Sequential classifiers"):
+//   {"format": "fracsweep-sequential/1", "weights": "model.safetensors",
+//    "input": {"shape": [C, H, W] or [F]}, "classes": K,
+//    "layers": [{"type": "linear", "weight": "fc1.weight", "bias": "fc1.bias"}, ...]}
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fracsweep/model/model.hpp"
+
+namespace fracsweep {
+
+enum class LayerKind {
+  linear, conv2d, batchnorm, relu, gelu, tanh, maxpool2d, avgpool2d, flatten, dropout, softmax,
+  log_softmax
+};
+const char* layer_kind_name(LayerKind kind);  // the JSON "type", e.g. "conv2d"
+
+// One layer as described in the JSON file. Tensor names refer to the safetensors file.
+struct LayerSpec {
+  LayerKind kind = LayerKind::relu;
+  std::string weight;        // linear (out, in), conv2d (out, in, kh, kw), batchnorm gamma (C)
+  std::string bias;          // linear/conv2d (out), batchnorm beta (C); empty: none
+  std::string running_mean;  // batchnorm (C)
+  std::string running_var;   // batchnorm (C)
+  double eps = 1e-5;         // batchnorm
+  int64_t kernel = 0;        // pooling window (square)
+  int64_t stride = 1;        // conv2d (default 1), pooling (default = kernel)
+  int64_t padding = 0;       // conv2d, zero padding on every side
+};
+
+// The parsed description; `path` is the JSON file, `weights_path` absolute.
+struct SequentialSpec {
+  std::string path;
+  std::string weights_path;
+  std::vector<int64_t> input_shape;  // per example: {C, H, W} or {F}
+  int64_t classes = 0;
+  std::vector<LayerSpec> layers;
+};
+
+// Reads and validates the JSON structure (types, keys, values); shapes are checked by
+// build_network. InputError naming the file and the field otherwise.
+SequentialSpec read_sequential_spec(const std::string& json_path);
+
+// Geometry of a 2-D convolution or pooling window over one example.
+struct Window2d {
+  int64_t channels = 0, height = 0, width = 0;  // input (C, H, W)
+  int64_t kernel_h = 0, kernel_w = 0, stride = 1, padding = 0;
+  int64_t out_height() const { return (height + 2 * padding - kernel_h) / stride + 1; }
+  int64_t out_width() const { return (width + 2 * padding - kernel_w) / stride + 1; }
+};
+
+// A layer resolved against the model's tensors: offsets into Model::values and shapes.
+struct ResolvedLayer {
+  LayerSpec spec;
+  std::vector<int64_t> in_shape, out_shape;  // per example
+  Window2d window;                           // conv2d, pooling
+  int64_t weight = -1, bias = -1, running_mean = -1, running_var = -1;  // offsets; -1: none
+  int64_t in_features = 0, out_features = 0;  // linear; conv2d: out = out_channels
+};
+
+// The network of one model: resolved layers, and which of them produce the scored logits.
+struct SequentialNetwork {
+  std::vector<int64_t> input_shape;  // per example
+  int64_t input_size = 0;            // product of input_shape
+  int64_t classes = 0;
+  std::vector<ResolvedLayer> layers;
+  // Layers run by the evaluator: a trailing softmax / log_softmax is left out, because the
+  // metrics take the softmax of the logits themselves (log_softmax(x) has the same softmax as x).
+  size_t scored_layers = 0;
+
+  int64_t largest_activation() const;  // per example, over the input and every layer output
+  int64_t largest_im2col() const;      // per example, over conv2d layers (0 without)
+  double forward_flops(int64_t examples) const;  // multiply-adds x 2 of linear and conv2d
+};
+
+// Shape of the weights file's tensor called `name`; nullptr when it has none.
+using TensorShapeLookup = std::function<const std::vector<int64_t>*(const std::string& name)>;
+
+// The tensors a network reads, distinct, in order of first use, with their shapes.
+struct NetworkLayout {
+  std::vector<std::string> tensor_names;
+  std::vector<std::vector<int64_t>> tensor_shapes;
+};
+
+// Checks that every named tensor exists with the shape its layer needs and that shapes chain
+// from the input to (classes). InputError naming the JSON file, the layer (index and type) and
+// the field otherwise.
+NetworkLayout plan_network(const SequentialSpec& spec, const TensorShapeLookup& shape_of);
+
+// Resolves `spec` against a loaded model (tensors named as in the JSON file).
+SequentialNetwork build_network(const SequentialSpec& spec, const Model& model);
+
+// Scratch buffers for one pass over up to max_examples() examples, sized once: all `n_examples`
+// when they fit in `budget_bytes`, otherwise the forward pass runs in chunks of that many.
+class SequentialWorkspace {
+ public:
+  SequentialWorkspace(const SequentialNetwork& network, int64_t n_examples,
+                      int64_t budget_bytes = int64_t{64} << 20);
+  int64_t max_examples() const { return max_examples_; }
+
+ private:
+  friend void sequential_forward(const SequentialNetwork&, const Model&, const float*, int64_t,
+                                 size_t, SequentialWorkspace&, float*);
+  int64_t max_examples_ = 0;
+  std::vector<float> ping_, pong_;  // (max_examples, largest_activation) alternating activations
+  std::vector<float> columns_;      // (max_examples * out_h * out_w, C * kh * kw) im2col rows
+  std::vector<float> gemm_out_;     // (max_examples * out_h * out_w, out_channels) conv result
+};
+
+// Runs the first `n_layers` layers of `network` on `inputs` (n, input_size) and writes the
+// result (n, size of the last run layer's output; input_size when n_layers = 0) to `out`.
+void sequential_forward(const SequentialNetwork& network, const Model& model, const float* inputs,
+                        int64_t n, size_t n_layers, SequentialWorkspace& workspace, float* out);
+
+// --- layer kernels over a batch of n examples (optimised; the `ref` twins below are plain loops)
+
+// y (n, out) = x (n, in) W^T + b; W (out, in), b (out) or nullptr. One GEMM.
+void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const float* weight,
+                    const float* bias, float* y);
+// y (n, O, OH, OW) from x (n, C, H, W), W (O, C, KH, KW), b (O) or nullptr. `columns`
+// (n * OH * OW, C * KH * KW) and `gemm_out` (n * OH * OW, O) are scratch.
+void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, const float* x,
+                    const float* weight, const float* bias, float* columns, float* gemm_out,
+                    float* y);
+// In place on x (n, C, spatial): (x - mean) / sqrt(var + eps) * gamma + beta; gamma/beta may be
+// nullptr (1 / 0).
+void batchnorm_forward(int64_t n, int64_t channels, int64_t spatial, const float* gamma,
+                       const float* beta, const float* mean, const float* var, double eps, float* x);
+void relu_forward(int64_t count, float* x);
+void gelu_forward(int64_t count, float* x);  // exact: x * Phi(x) with erf
+void tanh_forward(int64_t count, float* x);
+// y (n, C, OH, OW) = max / mean over each window of x (n, C, H, W); no padding.
+void maxpool2d_forward(int64_t n, const Window2d& window, const float* x, float* y);
+void avgpool2d_forward(int64_t n, const Window2d& window, const float* x, float* y);
+// In place on rows of x (n, features).
+void softmax_forward(int64_t n, int64_t features, float* x);
+void log_softmax_forward(int64_t n, int64_t features, float* x);
+
+namespace ref {
+// Plain twins: direct loops, sums in double, the textbook formula of each layer.
+void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const float* weight,
+                    const float* bias, float* y);
+void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, const float* x,
+                    const float* weight, const float* bias, float* y);
+void batchnorm_forward(int64_t n, int64_t channels, int64_t spatial, const float* gamma,
+                       const float* beta, const float* mean, const float* var, double eps, float* x);
+void relu_forward(int64_t count, float* x);
+void gelu_forward(int64_t count, float* x);
+void tanh_forward(int64_t count, float* x);
+void maxpool2d_forward(int64_t n, const Window2d& window, const float* x, float* y);
+void avgpool2d_forward(int64_t n, const Window2d& window, const float* x, float* y);
+void softmax_forward(int64_t n, int64_t features, float* x);
+void log_softmax_forward(int64_t n, int64_t features, float* x);
+}  // namespace ref
+
+}  // namespace fracsweep

@@ -1,0 +1,122 @@
+#pragma once
+// Perturbation strategies: which parameters a trial touches (sites) and what it writes there.
+// Knows nothing about MPI or HDF5.
+//
+// Sites: for a (job seed, model, scope, seed) the sites are the prefix of one random
+// permutation of the in-scope index space, so a smaller fraction's sites are a subset of a
+// larger one's, and every strategy with the same scope and seed touches the same sites
+// (common random numbers). New values at site rank i come from a second stream keyed by the
+// strategy (with its parameters) and the seed, at counter i.
+//
+// Exact recipe (mirrored in analysis/fracsweep_analysis/rng.py; see rng.hpp for the generator):
+//   sites key text  "fracsweep-sites-v1|job_seed=<u64>|model=<name>|scope=<Scope::canonical>|seed=<i64>"
+//   values key text "fracsweep-values-v1|job_seed=<u64>|model=<name>|strategy=<StrategySpec::canonical>|seed=<i64>"
+//   in-scope index space: the in-scope tensors in model order (ascending offset), concatenated.
+//   sites: permutation_prefix(KeyedRng(key_from_text(sites key)), n_scope, k, lane 0), each
+//          in-scope index mapped to its offset in Model::values. k = Amount::sites(n_scope).
+//   values at site rank i (values stream V):
+//     zero 0; signflip -w; scale w * factor;
+//     bitflip: bit = 31 (sign), 30 (exponent-msb), the explicit bit, 23 + V.below(8, i, 1)
+//              (exponent), V.below(23, i, 1) (mantissa) or V.below(32, i, 1) (any);
+//     gaussian: w + s * V.normal(i, 1), s = sigma |w| (abs), sigma std(tensor) (std), sigma;
+//     random-value: min + V.uniform01(i, 1) * (max - min), over the tensor's finite values.
+//   magnitude: no randomness: the k in-scope parameters of largest |w| (ties: lower offset
+//          first; NaN counts as largest), then zero / signflip / bitflip of one fixed bit.
+//   Statistics (std, min, max) are of the unperturbed tensor.
+//
+// Stored number format (TensorInfo::stored). A site in an f16 or bf16 tensor is perturbed on
+// its 16-bit pattern, then its float32 working value is refreshed by exact widening:
+//   bit classes  f16:  sign 15, exponent 10..14, exponent-msb 14, mantissa 0..9, any 0..15
+//                bf16: sign 15, exponent 7..14,  exponent-msb 14, mantissa 0..6, any 0..15
+//                drawn as exponent_low + V.below(n_exponent, i, 1), V.below(n_mantissa, i, 1),
+//                V.below(16, i, 1); explicit bits must be 0..15 (check_strategy_fits).
+//   zero, signflip: exact in every format. gaussian, scale, random-value: the float32 result
+//                above, rounded to the stored type (round to nearest even).
+// f32 tensors behave exactly as before.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fracsweep/config/strategy.hpp"
+#include "fracsweep/model/model.hpp"
+#include "fracsweep/perturb/rng.hpp"
+
+namespace fracsweep {
+
+// Flat binary32 bit manipulation shared by strategies and tests.
+float flip_bit(float value, int bit);
+
+// Throws InputError (naming `where`) when `strategy` cannot act on some tensor in its scope:
+// an explicit bit beyond a 16-bit tensor's width.
+void check_strategy_fits(const StrategySpec& strategy, const std::vector<TensorInfo>& tensors,
+                         const std::string& where);
+
+// One touched parameter: where, and its value before (restore writes it back bitwise).
+struct Touched {
+  int64_t offset;  // index into Model::values
+  float old_value;
+};
+
+// Optional record of what a trial did (for --record-sites and tests).
+struct SiteRecord {
+  int64_t offset;
+  float old_value;
+  float new_value;
+};
+
+// Per-model perturbation engine: caches per-tensor statistics of the unperturbed model and the
+// magnitude ordering of each scope. One per (rank, model); not thread-safe.
+class Perturber {
+ public:
+  Perturber(const Model& model, uint64_t job_seed, std::string model_name);
+
+  // Number of in-scope parameters.
+  int64_t scope_size(const Scope& scope);
+  // Stored types of the in-scope tensors, e.g. "f32", "bf16" or "f32+bf16" (per-trial record).
+  std::string scope_stored_types(const Scope& scope);
+
+  // Sites of a trial: offsets into Model::values, site rank order.
+  std::vector<int64_t> select_sites(const StrategySpec& strategy, int64_t k, int64_t seed);
+
+  // Perturbs `k` sites of `model` in place and appends what it touched to `undo` (cleared
+  // first). When `record` is non-null it receives every site with old and new value.
+  void apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
+             std::vector<Touched>& undo, std::vector<SiteRecord>* record = nullptr);
+
+  // Writes the touched values back bitwise, in reverse order.
+  static void restore(Model& model, const std::vector<Touched>& undo);
+
+  // Key texts (documented in rng.hpp's mirror): sites and values streams of a trial.
+  std::string sites_key_text(const Scope& scope, int64_t seed) const;
+  std::string values_key_text(const StrategySpec& strategy, int64_t seed) const;
+
+ private:
+  struct TensorStats {
+    float min = 0, max = 0;  // over finite values
+    double std = 0;          // population std over finite values
+  };
+  struct ScopeIndex {
+    std::vector<int32_t> tensor_ids;  // (n_in_scope_tensors) model tensor indices, file order
+    std::vector<int64_t> prefix;      // (n_in_scope_tensors + 1) in-scope elements before each
+    std::vector<int64_t> by_magnitude;  // offsets sorted by |w| desc, ties by offset; lazily
+  };
+  // Built on first use from the model's current values: apply() selects sites before it writes,
+  // and every trial restores before the next, so these are always the unperturbed values.
+  ScopeIndex& scope_index(const Scope& scope);
+  // New value of a site in the tensor's stored format; new_float32_value is the binary32 rule.
+  float new_value(const StrategySpec& strategy, const KeyedRng& values_rng, int64_t site_rank,
+                  int64_t offset, float old) const;
+  float new_float32_value(const StrategySpec& strategy, const KeyedRng& values_rng,
+                          int64_t site_rank, int64_t offset, float old) const;
+  int32_t tensor_of(int64_t offset) const;
+
+  const Model& model_;
+  uint64_t job_seed_;
+  std::string model_name_;
+  std::vector<TensorStats> stats_;            // (n_tensors) of the unperturbed model
+  std::map<std::string, ScopeIndex> scopes_;  // by Scope::canonical()
+};
+
+}  // namespace fracsweep

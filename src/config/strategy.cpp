@@ -1,0 +1,260 @@
+#include "fracsweep/config/strategy.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <sstream>
+
+#include "fracsweep/util/error.hpp"
+
+namespace fracsweep {
+
+namespace {
+
+// '*' matches any run of characters (dots included), '?' exactly one; the rest is literal.
+bool glob_match(std::string_view pattern, std::string_view text) {
+  size_t p = 0, t = 0, star = std::string_view::npos, resume = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p;
+      ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+std::string join(const std::vector<std::string>& items, char separator) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += separator;
+    out += items[i];
+  }
+  return out;
+}
+
+std::vector<std::string> split(std::string_view text, char separator) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(separator, start), text.size());
+    if (end > start) parts.emplace_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+// Shortest text that reads back as the same double ("0.1", "1e-05").
+std::string number_text(double value) {
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return std::string(buffer, result.ptr);
+}
+
+const char* bit_class_text(BitClass bits) {
+  switch (bits) {
+    case BitClass::any: return "any";
+    case BitClass::sign: return "sign";
+    case BitClass::exponent: return "exponent";
+    case BitClass::exponent_msb: return "exponent-msb";
+    case BitClass::mantissa: return "mantissa";
+    case BitClass::explicit_bit: return "explicit";
+  }
+  return "?";
+}
+
+std::string bits_text(const StrategySpec& s) {
+  return s.bits == BitClass::explicit_bit ? std::to_string(s.bit) : bit_class_text(s.bits);
+}
+
+double parse_number(const std::string& text, const std::string& key, const std::string& where) {
+  double value = 0;
+  const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
+  check_input(result.ec == std::errc() && result.ptr == text.data() + text.size() &&
+                  std::isfinite(value),
+              where + ": strategy parameter " + key + " must be a finite number, found '" + text +
+                  "'");
+  return value;
+}
+
+// Parses a bit class or an explicit bit number 0..31.
+void parse_bits(const std::string& text, const std::string& where, StrategySpec& s) {
+  static const std::pair<const char*, BitClass> classes[] = {
+      {"any", BitClass::any},           {"sign", BitClass::sign},
+      {"exponent", BitClass::exponent}, {"exponent-msb", BitClass::exponent_msb},
+      {"mantissa", BitClass::mantissa}};
+  for (const auto& [name, bits] : classes) {
+    if (text == name) {
+      s.bits = bits;
+      return;
+    }
+  }
+  int bit = -1;
+  const auto result = std::from_chars(text.data(), text.data() + text.size(), bit);
+  check_input(result.ec == std::errc() && result.ptr == text.data() + text.size() && bit >= 0 &&
+                  bit <= 31,
+              where + ": bits must be any, sign, exponent, exponent-msb, mantissa or a bit number "
+                      "0..31, found '" + text + "'");
+  s.bits = BitClass::explicit_bit;
+  s.bit = bit;
+}
+
+}  // namespace
+
+bool Scope::contains(std::string_view tensor_name) const {
+  bool included = include.empty();
+  for (const std::string& pattern : include) included = included || glob_match(pattern, tensor_name);
+  if (!included) return false;
+  for (const std::string& pattern : exclude) {
+    if (glob_match(pattern, tensor_name)) return false;
+  }
+  return true;
+}
+
+std::string Scope::canonical() const {
+  return "include=" + (include.empty() ? std::string("*") : join(include, ',')) +
+         ";exclude=" + join(exclude, ',');
+}
+
+std::string StrategySpec::name() const {
+  switch (kind) {
+    case StrategyKind::zero: return "zero";
+    case StrategyKind::gaussian: return "gaussian";
+    case StrategyKind::signflip: return "signflip";
+    case StrategyKind::bitflip: return "bitflip";
+    case StrategyKind::random_value: return "random-value";
+    case StrategyKind::scale: return "scale";
+    case StrategyKind::magnitude: return "magnitude";
+  }
+  return "?";
+}
+
+std::string StrategySpec::canonical() const {
+  std::string label = name();
+  switch (kind) {
+    case StrategyKind::gaussian: {
+      static const char* relative_names[] = {"abs", "std", "absolute"};
+      label += "(sigma=" + number_text(sigma) +
+               ",relative=" + relative_names[static_cast<int>(relative_to)] + ")";
+      break;
+    }
+    case StrategyKind::bitflip: label += "(bits=" + bits_text(*this) + ")"; break;
+    case StrategyKind::scale: label += "(factor=" + number_text(factor) + ")"; break;
+    case StrategyKind::magnitude: {
+      static const char* action_names[] = {"zero", "signflip", "bitflip"};
+      label += std::string("(then=") + action_names[static_cast<int>(action)];
+      if (action == TargetAction::bitflip) label += ",bits=" + bits_text(*this);
+      label += ")";
+      break;
+    }
+    case StrategyKind::zero:
+    case StrategyKind::signflip:
+    case StrategyKind::random_value: break;
+  }
+  if (!scope.include.empty() || !scope.exclude.empty()) label += "[" + scope.canonical() + "]";
+  return label;
+}
+
+StrategySpec parse_strategy(std::string_view text, const std::string& where) {
+  std::vector<std::string> words;
+  std::istringstream stream{std::string(text)};
+  for (std::string word; stream >> word;) words.push_back(word);
+  check_input(!words.empty(), where + ": empty strategy; expected a name such as zero, gaussian, "
+                                      "signflip, bitflip, random-value, scale or magnitude");
+  StrategySpec s;
+  const std::string& name = words[0];
+  static const std::pair<const char*, StrategyKind> kinds[] = {
+      {"zero", StrategyKind::zero},         {"gaussian", StrategyKind::gaussian},
+      {"signflip", StrategyKind::signflip}, {"bitflip", StrategyKind::bitflip},
+      {"random-value", StrategyKind::random_value}, {"scale", StrategyKind::scale},
+      {"magnitude", StrategyKind::magnitude}};
+  bool known = false;
+  for (const auto& [kind_name, kind] : kinds) {
+    if (name == kind_name) {
+      s.kind = kind;
+      known = true;
+    }
+  }
+  check_input(known, where + ": unknown strategy '" + name +
+                         "'; expected zero, gaussian, signflip, bitflip, random-value, scale or "
+                         "magnitude");
+
+  bool has_sigma = false, has_factor = false, has_bits = false;
+  for (size_t i = 1; i < words.size(); ++i) {
+    const size_t eq = words[i].find('=');
+    check_input(eq != std::string::npos && eq > 0,
+                where + ": strategy '" + name + "': expected key=value, found '" + words[i] + "'");
+    const std::string key = words[i].substr(0, eq), value = words[i].substr(eq + 1);
+    auto allowed = [&](bool ok) {
+      check_input(ok, where + ": strategy '" + name + "' takes no parameter '" + key + "'");
+    };
+    if (key == "include" || key == "exclude") {
+      auto patterns = split(value, ',');
+      check_input(!patterns.empty(), where + ": " + key + " needs at least one pattern");
+      auto& target = key == "include" ? s.scope.include : s.scope.exclude;
+      target.insert(target.end(), patterns.begin(), patterns.end());
+    } else if (key == "sigma") {
+      allowed(s.kind == StrategyKind::gaussian);
+      s.sigma = parse_number(value, key, where);
+      check_input(s.sigma > 0, where + ": gaussian sigma must be > 0, found " + value);
+      has_sigma = true;
+    } else if (key == "relative") {
+      allowed(s.kind == StrategyKind::gaussian);
+      if (value == "abs") s.relative_to = SigmaRelativeTo::abs;
+      else if (value == "std") s.relative_to = SigmaRelativeTo::std;
+      else if (value == "absolute") s.relative_to = SigmaRelativeTo::absolute;
+      else throw InputError(where + ": gaussian relative must be abs, std or absolute, found '" +
+                            value + "'");
+    } else if (key == "factor") {
+      allowed(s.kind == StrategyKind::scale);
+      s.factor = parse_number(value, key, where);
+      has_factor = true;
+    } else if (key == "bits") {
+      allowed(s.kind == StrategyKind::bitflip || s.kind == StrategyKind::magnitude);
+      parse_bits(value, where, s);
+      has_bits = true;
+    } else if (key == "then") {
+      allowed(s.kind == StrategyKind::magnitude);
+      if (value == "zero") s.action = TargetAction::zero;
+      else if (value == "signflip") s.action = TargetAction::signflip;
+      else if (value == "bitflip") s.action = TargetAction::bitflip;
+      else throw InputError(where + ": magnitude then must be zero, signflip or bitflip, found '" +
+                            value + "'");
+    } else {
+      throw InputError(where + ": strategy '" + name + "': unknown parameter '" + key + "'");
+    }
+  }
+  // Equivalent scopes get one label (and so one site stream): sorted, deduplicated, no "*".
+  for (auto* patterns : {&s.scope.include, &s.scope.exclude}) {
+    std::sort(patterns->begin(), patterns->end());
+    patterns->erase(std::unique(patterns->begin(), patterns->end()), patterns->end());
+  }
+  if (std::find(s.scope.include.begin(), s.scope.include.end(), "*") != s.scope.include.end()) {
+    s.scope.include.clear();
+  }
+  check_input(s.kind != StrategyKind::gaussian || has_sigma,
+              where + ": gaussian needs sigma=<number>");
+  check_input(s.kind != StrategyKind::scale || has_factor, where + ": scale needs factor=<number>");
+  if (s.kind == StrategyKind::magnitude) {
+    if (s.action == TargetAction::bitflip) {
+      if (!has_bits) s.bits = BitClass::exponent_msb;
+      check_input(s.bits == BitClass::sign || s.bits == BitClass::exponent_msb ||
+                      s.bits == BitClass::explicit_bit,
+                  where + ": magnitude then=bitflip is deterministic and needs one fixed bit: "
+                          "bits=sign, exponent-msb or a bit number, found bits=" + bits_text(s));
+    } else {
+      check_input(!has_bits, where + ": bits is only valid with magnitude then=bitflip");
+    }
+  }
+  return s;
+}
+
+}  // namespace fracsweep

@@ -1,0 +1,119 @@
+#include "fracsweep/eval/metrics.hpp"
+
+#include "fracsweep/nn/log_sum_exp.hpp"
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+
+namespace fracsweep {
+
+namespace {
+
+// Reductions keep kLanes independent partial results so the compiler can vectorise them
+// without reassociating floating-point sums (no -ffast-math); the tail runs scalar.
+constexpr int64_t kLanes = 8;
+
+// sum_i a_i * b_i, in double.
+double dot(const float* a, const float* b, int64_t n) {
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int64_t j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(a[i + j]) * b[i + j];
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < kLanes; ++j) sum += lanes[j];
+  for (; i < n; ++i) sum += static_cast<double>(a[i]) * b[i];
+  return sum;
+}
+
+}  // namespace
+
+bool row_is_finite(const float* logits, int64_t vocab) {
+  constexpr uint32_t exponent_bits = 0x7f800000;  // all ones: Inf or NaN
+  uint32_t nonfinite = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    nonfinite |= (std::bit_cast<uint32_t>(logits[i]) & exponent_bits) == exponent_bits;
+  }
+  return nonfinite == 0;
+}
+
+ReferenceRow make_reference_row(const float* logits, int64_t vocab, float* probs_out) {
+  const double lse = log_sum_exp(logits, vocab);
+  ReferenceRow row;
+  row.probs = probs_out;
+  row.argmax = argmax_row(logits, vocab);
+  for (int64_t i = 0; i < vocab; ++i) {
+    const double log_p = static_cast<double>(logits[i]) - lse;
+    probs_out[i] = static_cast<float>(std::exp(log_p));
+    // Weights are the stored floats; an unchanged row gives KL = 0 up to the rounding of two
+    // differently ordered double sums (< 1e-12 at vocab 32000).
+    row.mass += probs_out[i];
+    row.sum_p_log_p += probs_out[i] * log_p;
+  }
+  return row;
+}
+
+int32_t argmax_row(const float* logits, int64_t vocab) {
+  if (!row_is_finite(logits, vocab)) return -1;
+  const float max = row_max(logits, vocab);
+  int64_t first = 0;
+  while (logits[first] != max) ++first;
+  return static_cast<int32_t>(first);
+}
+
+void MetricAccumulator::add(const float* logits, int64_t vocab, const ReferenceRow& ref,
+                            int32_t target) {
+  ++positions_;
+  const int32_t argmax = argmax_row(logits, vocab);
+  corrupted_ += ref.argmax == target && argmax != target;
+  if (argmax < 0) {  // NaN/Inf logits: disagreeing, wrong, NLL and KL undefined
+    ++nonfinite_;
+    nll_sum_ = not_a_number;
+    kl_sum_ = not_a_number;
+    kl_max_ = not_a_number;
+    return;
+  }
+  agree_ += argmax == ref.argmax;
+  correct_ += argmax == target;
+  const double lse = log_sum_exp(logits, vocab);
+  const double nll = lse - static_cast<double>(logits[target]);
+  const double p_dot_logits = dot(ref.probs, logits, vocab);
+  // Clamp the rounding residue of an unchanged row (KL >= 0 mathematically).
+  const double kl = std::max(0.0, ref.sum_p_log_p - p_dot_logits + lse * ref.mass);
+  nll_sum_ += nll;
+  nll_finite_sum_ += nll;
+  kl_sum_ += kl;
+  kl_finite_sum_ += kl;
+  if (!std::isnan(kl_max_)) kl_max_ = std::max(kl_max_, kl);
+}
+
+TrialMetrics MetricAccumulator::finish() const {
+  TrialMetrics m;
+  m.positions = positions_;
+  m.nonfinite_positions = nonfinite_;
+  if (positions_ == 0) return m;
+  const auto n = static_cast<double>(positions_);
+  const auto n_finite = static_cast<double>(positions_ - nonfinite_);
+  m.mean_nll = nll_sum_ / n;
+  m.perplexity = std::exp(m.mean_nll);
+  m.accuracy = static_cast<double>(correct_) / n;
+  m.sdc_rate = static_cast<double>(corrupted_) / n;
+  m.top1_agreement = static_cast<double>(agree_) / n;
+  m.mean_kl = kl_sum_ / n;
+  m.max_kl = kl_max_;
+  if (n_finite > 0) {
+    m.mean_nll_finite = nll_finite_sum_ / n_finite;
+    m.mean_kl_finite = kl_finite_sum_ / n_finite;
+  }
+  return m;
+}
+
+int64_t leading_matches(const float* logits, int64_t vocab, const int32_t* expected, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (argmax_row(logits + i * vocab, vocab) != expected[i]) return i;
+  }
+  return n;
+}
+
+}  // namespace fracsweep

@@ -1,0 +1,96 @@
+#include "fracsweep/models/models.hpp"
+#include "fracsweep/nn/llama.hpp"
+
+#include <algorithm>
+
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/models/model_loaders.hpp"
+#include "fracsweep/formats/tokenizer.hpp"
+
+namespace fracsweep {
+
+namespace {
+
+std::vector<int32_t> greedy_prompt_ids(const JobConfig& job, const Tokenizer& tokenizer) {
+  if (job.greedy_prompt.empty()) return {tokenizer.bos_id()};
+  return tokenizer.encode(job.greedy_prompt, true, false);
+}
+
+}  // namespace
+
+void check_scopes(const JobConfig& job, const ModelSpec& spec, const std::vector<TensorInfo>& tensors) {
+  for (size_t s = 0; s < job.strategies.size(); ++s) {
+    const Scope& scope = job.strategies[s].scope;
+    const bool matches = std::any_of(tensors.begin(), tensors.end(),
+                                     [&](const TensorInfo& t) { return scope.contains(t.name); });
+    check_input(matches, in_file(job.path, "[sweep] strategy '" + job.strategy_texts[s] +
+                                               "': scope " + scope.canonical() +
+                                               " matches no tensor of model '" + spec.name + "'"));
+  }
+}
+
+// llama2.c checkpoint + tokenizer.bin, evaluated on text paragraphs.
+void check_llama2c_model(const JobConfig& job, const ModelSpec& spec) {
+  check_input(!job.eval_text.empty(),
+              in_file(job.path, "model '" + spec.name + "' (llama2.c) needs eval.text"));
+  const LlamaConfig config = read_llama2c_header(spec.path);
+  const Tokenizer tokenizer = Tokenizer::load_llama2c(spec.tokenizer_path, config.vocab_size);
+  const auto prompt = greedy_prompt_ids(job, tokenizer);
+  check_input(job.greedy_tokens == 0 ||
+                  static_cast<int64_t>(prompt.size()) + job.greedy_tokens <= config.seq_len,
+              in_file(job.path, "[eval] greedy_prompt (" + std::to_string(prompt.size()) +
+                                    " tokens) plus greedy_tokens (" + std::to_string(job.greedy_tokens) +
+                                    ") exceeds model '" + spec.name + "' seq_len " +
+                                    std::to_string(config.seq_len)));
+  check_scopes(job, spec, llama2c_tensor_table(config));
+}
+
+std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelSpec& spec,
+                                              const EvalSources& sources) {
+  auto open = std::make_unique<OpenModel>();
+  open->model = load_llama2c(spec.path);
+  const Tokenizer tokenizer = Tokenizer::load_llama2c(spec.tokenizer_path, open->model.config.vocab_size);
+  EvalInputs inputs;
+  inputs.sequences = encode_paragraphs(tokenizer, sources.paragraphs, open->model.config.seq_len);
+  inputs.greedy_prompt = greedy_prompt_ids(job, tokenizer);
+  inputs.greedy_tokens = job.greedy_tokens;
+  inputs.greedy_stop_id = tokenizer.bos_id();
+  auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
+  int32_t previous = inputs.greedy_prompt.back();
+  for (int32_t id : evaluator->baseline().greedy_ids) {
+    open->baseline_text += tokenizer.decode_piece(previous, id);
+    previous = id;
+  }
+  open->evaluator = std::move(evaluator);
+  return open;
+}
+
+EvalSources read_eval_sources(const JobConfig& job) {
+  EvalSources sources;
+  if (!job.eval_text.empty()) sources.paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
+  return sources;
+}
+
+void check_model(const JobConfig& job, size_t m) {
+  const ModelSpec& spec = job.models.at(m);
+  switch (spec.format) {
+    case ModelFormat::llama2c: return check_llama2c_model(job, spec);
+    case ModelFormat::gguf: return check_gguf_model(job, spec);
+    case ModelFormat::huggingface: return check_hf_model(job, spec);
+    case ModelFormat::sequential: return check_sequential_model(job, spec);
+  }
+}
+
+std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources) {
+  const ModelSpec& spec = job.models.at(m);
+  switch (spec.format) {
+    case ModelFormat::llama2c: return open_llama2c_model(job, spec, sources);
+    case ModelFormat::gguf: return open_gguf_model(job, spec, sources);
+    case ModelFormat::huggingface: return open_hf_model(job, spec, sources);
+    case ModelFormat::sequential: return open_sequential_model(job, spec, sources);
+  }
+  throw RunError("unknown model format");
+}
+
+}  // namespace fracsweep

@@ -1,0 +1,200 @@
+// The one place that calls BLIS (see gemm.hpp). BLIS keeps its configuration per process:
+// the kernel set is fixed by the first BLIS call, so gemm_init records what it chose in one
+// process-wide record and refuses to change the kernel set afterwards.
+#include "fracsweep/nn/gemm.hpp"
+
+#include <blis.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "fracsweep/util/error.hpp"
+
+namespace fracsweep {
+namespace {
+
+// What gemm_init decided for this process; empty until the first call.
+struct GemmState {
+  std::mutex mutex;
+  std::optional<GemmSetup> setup;  // the setup gemm_init was first called with
+  GemmInfo info;
+};
+
+GemmState& gemm_state() {
+  static GemmState state;
+  return state;
+}
+
+const char* kernels_name(BlisKernels kernels) {
+  switch (kernels) {
+    case BlisKernels::automatic:
+      return "auto";
+    case BlisKernels::native:
+      return "native";
+    case BlisKernels::skx:
+      return "skx";
+    case BlisKernels::haswell:
+      return "haswell";
+    case BlisKernels::zen3:
+      return "zen3";
+  }
+  return "?";
+}
+
+// Whether this BLIS build contains the skx configuration (the x86_64 family builds do).
+#ifdef BLIS_CONFIG_SKX
+constexpr bool blis_has_skx = true;
+#else
+constexpr bool blis_has_skx = false;
+#endif
+
+bool cpu_has_avx512() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+
+bool cpu_has_avx2_fma() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+// BLIS's arch_t id of a forced kernel set, after checking that this CPU can run it. BLIS 0.9's
+// skx kernels need AVX-512F/DQ/BW/VL; its zen3 and haswell kernels need AVX2 and FMA.
+arch_t forced_arch(BlisKernels kernels) {
+  const bool needs_avx512 = kernels == BlisKernels::skx;
+  check_input(!needs_avx512 || blis_has_skx,
+              "BLIS kernels 'skx': this BLIS build does not contain them; use 'auto'");
+  const bool supported = needs_avx512 ? cpu_has_avx512() : cpu_has_avx2_fma();
+  if (!supported) {
+    throw InputError(std::string("BLIS kernels '") + kernels_name(kernels) + "': this CPU lacks " +
+                     (needs_avx512 ? "AVX-512 (F/DQ/BW/VL)" : "AVX2/FMA") +
+                     "; use 'auto' or 'native'");
+  }
+  switch (kernels) {
+    case BlisKernels::skx:
+      return BLIS_ARCH_SKX;
+    case BlisKernels::zen3:
+      return BLIS_ARCH_ZEN3;
+    default:
+      return BLIS_ARCH_HASWELL;
+  }
+}
+
+// The kernel set gemm_init asks BLIS for: `arch` empty leaves BLIS's own choice.
+struct KernelChoice {
+  std::optional<arch_t> arch;
+  std::string reason;  // GemmInfo::selected_by
+};
+
+// A BLIS_ARCH_TYPE set by the user wins, but it must name a BLIS configuration (BLIS aborts
+// otherwise) and must not select AVX-512 kernels on a CPU without AVX-512 (BLIS would die of
+// an illegal instruction later). BLIS reads it with atoi, as here.
+KernelChoice kernels_from_environment(const char* value) {
+  const int id = std::atoi(value);
+  check_input(id >= 0 && id < BLIS_NUM_ARCHS, std::string("BLIS_ARCH_TYPE=") + value +
+                                                  " is not a BLIS configuration id (0 to " +
+                                                  std::to_string(BLIS_NUM_ARCHS - 1) + ")");
+  const bool avx512_kernels = id == BLIS_ARCH_SKX || id == BLIS_ARCH_KNL;
+  check_input(!avx512_kernels || cpu_has_avx512(),
+              std::string("BLIS_ARCH_TYPE=") + value +
+                  " selects AVX-512 kernels but this CPU lacks AVX-512; unset it");
+  return {std::nullopt, "BLIS_ARCH_TYPE from environment"};
+}
+
+KernelChoice choose_kernels(BlisKernels kernels) {
+  if (const char* value = std::getenv("BLIS_ARCH_TYPE")) return kernels_from_environment(value);
+  switch (kernels) {
+    case BlisKernels::native:
+      return {std::nullopt, "native (BLIS's own dispatch)"};
+    case BlisKernels::automatic:
+      if (!blis_has_skx) return {std::nullopt, "auto (BLIS built without skx: own dispatch)"};
+      if (cpu_has_avx512()) return {BLIS_ARCH_SKX, "auto (avx512f)"};
+      return {std::nullopt, "auto (no avx512f: BLIS's own dispatch)"};
+    default:
+      return {forced_arch(kernels), std::string("forced (") + kernels_name(kernels) + ")"};
+  }
+}
+
+// Applies `choice` through BLIS_ARCH_TYPE, which BLIS reads once, when it initialises; checks
+// that BLIS took it (it does not when something called BLIS before gemm_init). BLIS 0.9 must
+// be initialised (bli_init) before bli_arch_query_id, or a set BLIS_ARCH_TYPE makes it abort.
+void apply_kernels(const KernelChoice& choice) {
+  if (choice.arch) {
+    setenv("BLIS_ARCH_TYPE", std::to_string(static_cast<int>(*choice.arch)).c_str(), 1);
+  }
+  bli_init();
+  if (!choice.arch) return;
+  const arch_t active = bli_arch_query_id();
+  check_invariant(active == *choice.arch, std::string("BLIS kept kernel set '") +
+                                              bli_arch_string(active) + "' instead of '" +
+                                              bli_arch_string(*choice.arch) +
+                                              "': BLIS was called before gemm_init");
+}
+
+// BLIS's dimension and stride type (64-bit in Debian's build); the one cast site.
+dim_t to_dim(int64_t value) {
+  return static_cast<dim_t>(value);
+}
+
+}  // namespace
+
+BlisKernels parse_blis_kernels(const std::string& text) {
+  for (BlisKernels kernels : {BlisKernels::automatic, BlisKernels::native, BlisKernels::skx,
+                              BlisKernels::haswell, BlisKernels::zen3}) {
+    if (text == kernels_name(kernels)) return kernels;
+  }
+  throw InputError("BLIS kernel set '" + text +
+                   "' is unknown; expected one of auto, native, skx, haswell, zen3");
+}
+
+GemmInfo gemm_init(const GemmSetup& setup) {
+  check_input(setup.threads >= 1,
+              "BLIS threads must be at least 1, found " + std::to_string(setup.threads));
+  GemmState& state = gemm_state();
+  std::lock_guard lock(state.mutex);
+  if (state.setup) {
+    check_input(state.setup->kernels == setup.kernels,
+                std::string("BLIS kernel set is already '") + kernels_name(state.setup->kernels) +
+                    "' in this process and cannot change to '" + kernels_name(setup.kernels) + "'");
+  } else {
+    const KernelChoice choice = choose_kernels(setup.kernels);
+    apply_kernels(choice);
+    state.info.selected_by = choice.reason;
+  }
+  bli_thread_set_num_threads(to_dim(setup.threads));
+  state.setup = setup;
+  state.info.blis_version = bli_info_get_version_str();
+  state.info.kernel_set = bli_arch_string(bli_arch_query_id());
+  state.info.threads = setup.threads;
+  return state.info;
+}
+
+GemmInfo gemm_info() {
+  GemmState& state = gemm_state();
+  std::lock_guard lock(state.mutex);
+  if (!state.setup) {
+    throw RunError("internal error: gemm_info() called before gemm_init()");
+  }
+  return state.info;
+}
+
+void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
+               int64_t ldw, float* c, int64_t ldc, float beta) {
+  // Called in hot loops: the message is built only on failure.
+  if (m < 0 || n < 0 || k < 0 || lda < k || ldw < k || ldc < n) {
+    throw RunError("internal error: matmul_nt shape m=" + std::to_string(m) +
+                   " n=" + std::to_string(n) + " k=" + std::to_string(k) +
+                   " with strides lda=" + std::to_string(lda) + " ldw=" + std::to_string(ldw) +
+                   " ldc=" + std::to_string(ldc) + " (row strides must cover the rows)");
+  }
+  if (m == 0 || n == 0) return;
+  float alpha = 1.0f;
+  // A (m x k): row stride lda, column stride 1. B = W^T (k x n): element (p, j) is w[j*ldw + p],
+  // so row stride 1, column stride ldw. C (m x n): row stride ldc, column stride 1.
+  bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, to_dim(m), to_dim(n), to_dim(k), &alpha,
+            const_cast<float*>(a), to_dim(lda), 1, const_cast<float*>(w), 1, to_dim(ldw), &beta, c,
+            to_dim(ldc), 1);
+}
+
+}  // namespace fracsweep

@@ -1,0 +1,144 @@
+#include "fracsweep/nn/gpt2.hpp"
+
+#include <cmath>
+#include <string>
+
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/ops.hpp"
+
+namespace fracsweep {
+
+namespace {
+
+size_t floats(int64_t n) { return static_cast<size_t>(n); }
+
+// out[r, :] = (x[r, :] - mean) / sqrt(var + eps) * weight + bias; x, out (rows, d).
+void layernorm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t rows, int64_t d,
+                    float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * d;
+    double sum = 0;
+    for (int64_t i = 0; i < d; ++i) sum += row[i];
+    const double mean = sum / static_cast<double>(d);
+    double squares = 0;
+    for (int64_t i = 0; i < d; ++i) squares += (row[i] - mean) * (row[i] - mean);
+    const auto inv = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(d) + eps));
+    const auto mean_f = static_cast<float>(mean);
+    float* o = out + r * d;
+    for (int64_t i = 0; i < d; ++i) o[i] = (row[i] - mean_f) * inv * weight[i] + bias[i];
+  }
+}
+
+// x[r, :] += bias for every row; x (rows, d).
+void add_bias_rows(float* x, const float* bias, int64_t rows, int64_t d) {
+  for (int64_t r = 0; r < rows; ++r) add_inplace(x + r * d, bias, d);
+}
+
+// GELU, tanh approximation (GPT-2's "gelu_new"), in place.
+void gelu_tanh(float* x, int64_t n) {
+  constexpr float sqrt_2_over_pi = 0.7978845608028654f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(sqrt_2_over_pi * (v + 0.044715f * v * v * v)));
+  }
+}
+
+}  // namespace
+
+std::vector<TensorInfo> gpt2_tensor_table(const LlamaConfig& c) {
+  std::vector<TensorInfo> tensors;
+  const int64_t d = c.dim, h = c.hidden_dim;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+    append_tensor(tensors, name, std::move(shape));
+  };
+  add("wte", {c.vocab_size, d});
+  add("wpe", {c.seq_len, d});
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string layer = "layers." + std::to_string(l) + ".";
+    add(layer + "ln_1.weight", {d});
+    add(layer + "ln_1.bias", {d});
+    add(layer + "attn.c_attn.weight", {3 * d, d});
+    add(layer + "attn.c_attn.bias", {3 * d});
+    add(layer + "attn.c_proj.weight", {d, d});
+    add(layer + "attn.c_proj.bias", {d});
+    add(layer + "ln_2.weight", {d});
+    add(layer + "ln_2.bias", {d});
+    add(layer + "mlp.c_fc.weight", {h, d});
+    add(layer + "mlp.c_fc.bias", {h});
+    add(layer + "mlp.c_proj.weight", {d, h});
+    add(layer + "mlp.c_proj.bias", {d});
+  }
+  add("ln_f.weight", {d});
+  add("ln_f.bias", {d});
+  return tensors;
+}
+
+Gpt2Workspace::Gpt2Workspace(const LlamaConfig& c, int64_t tokens, int64_t seq_len)
+    : x(floats(tokens * c.dim)),
+      xn(floats(tokens * c.dim)),
+      qkv(floats(tokens * 3 * c.dim)),
+      att(floats(tokens * c.dim)),
+      hidden(floats(tokens * c.hidden_dim)),
+      scratch(floats(attention_scratch_floats(seq_len, c.head_dim()))),
+      max_tokens(tokens),
+      max_seq_len(seq_len) {}
+
+void gpt2_forward(const Model& model, const TokenBatch& batch, Gpt2Workspace& ws, float* logits) {
+  const LlamaConfig& c = model.config;
+  const int64_t n = batch.n_tokens(), d = c.dim, h = c.hidden_dim;
+  check_invariant(n <= ws.max_tokens, "GPT-2 workspace too small for the batch");
+  const float* wte = model.data("wte");
+  const float* wpe = model.data("wpe");
+  for (int64_t r = 0; r < n; ++r) {
+    const float* token = wte + batch.tokens[floats(r)] * d;
+    const float* position = wpe + batch.positions[floats(r)] * d;
+    for (int64_t i = 0; i < d; ++i) ws.x[floats(r * d + i)] = token[i] + position[i];
+  }
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string layer = "layers." + std::to_string(l) + ".";
+    auto p = [&](const char* name) { return model.data(layer + name); };
+    // x += c_proj(attention(c_attn(ln_1(x))))
+    layernorm_rows(ws.x.data(), p("ln_1.weight"), p("ln_1.bias"), ws.xn.data(), n, d, c.norm_eps);
+    matmul_nt(n, 3 * d, d, ws.xn.data(), d, p("attn.c_attn.weight"), d, ws.qkv.data(), 3 * d);
+    add_bias_rows(ws.qkv.data(), p("attn.c_attn.bias"), n, 3 * d);
+    for (int64_t s = 0; s < batch.n_seqs(); ++s) {
+      const int64_t start = batch.seq_start[floats(s)], len = batch.seq_start[floats(s + 1)] - start;
+      check_invariant(len <= ws.max_seq_len, "GPT-2 workspace too small for a sequence");
+      const float* q = ws.qkv.data() + start * 3 * d;
+      attention_causal(q, 3 * d, q + d, q + 2 * d, 3 * d, ws.att.data() + start * d, d, len, c.n_heads, c.n_heads,
+                       c.head_dim(), ws.scratch.data());
+    }
+    matmul_nt(n, d, d, ws.att.data(), d, p("attn.c_proj.weight"), d, ws.x.data(), d, 1.0f);
+    add_bias_rows(ws.x.data(), p("attn.c_proj.bias"), n, d);
+    // x += mlp.c_proj(gelu(mlp.c_fc(ln_2(x))))
+    layernorm_rows(ws.x.data(), p("ln_2.weight"), p("ln_2.bias"), ws.xn.data(), n, d, c.norm_eps);
+    matmul_nt(n, h, d, ws.xn.data(), d, p("mlp.c_fc.weight"), d, ws.hidden.data(), h);
+    add_bias_rows(ws.hidden.data(), p("mlp.c_fc.bias"), n, h);
+    gelu_tanh(ws.hidden.data(), n * h);
+    matmul_nt(n, d, h, ws.hidden.data(), h, p("mlp.c_proj.weight"), h, ws.x.data(), d, 1.0f);
+    add_bias_rows(ws.x.data(), p("mlp.c_proj.bias"), n, d);
+  }
+  layernorm_rows(ws.x.data(), model.data("ln_f.weight"), model.data("ln_f.bias"), ws.xn.data(), n, d, c.norm_eps);
+  matmul_nt(n, c.vocab_size, d, ws.xn.data(), d, wte, d, logits, c.vocab_size);
+}
+
+double gpt2_forward_flops(const LlamaConfig& c, const TokenBatch& batch) {
+  const auto n = static_cast<double>(batch.n_tokens());
+  const auto d = static_cast<double>(c.dim), h = static_cast<double>(c.hidden_dim);
+  double flops = 2.0 * n * static_cast<double>(c.n_layers) * (3 * d * d + d * d + 2 * d * h);
+  flops += 2.0 * n * d * static_cast<double>(c.vocab_size);
+  for (int64_t s = 0; s < batch.n_seqs(); ++s) {  // q k^T and p v over the causal triangle
+    const auto len = static_cast<double>(batch.seq_start[floats(s + 1)] - batch.seq_start[floats(s)]);
+    flops += 2.0 * static_cast<double>(c.n_layers) * len * (len + 1) * d;
+  }
+  return flops;
+}
+
+std::unique_ptr<LanguageModelForward> make_gpt2_forward(const LlamaConfig& config, int64_t max_tokens,
+                                                        int64_t max_seq_len) {
+  using Forward = WorkspaceForward<Gpt2Workspace, gpt2_forward, gpt2_forward_flops>;
+  return std::make_unique<Forward>(config, max_tokens, max_seq_len);
+}
+
+}  // namespace fracsweep

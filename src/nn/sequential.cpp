@@ -1,0 +1,600 @@
+#include "fracsweep/nn/sequential.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/formats/json.hpp"
+
+namespace fracsweep {
+
+namespace {
+
+constexpr const char* format_tag = "fracsweep-sequential/1";
+constexpr int64_t max_dimension = int64_t{1} << 31;  // any single dimension of a shape
+constexpr int64_t max_elements = int64_t{1} << 40;   // any product of dimensions
+
+struct KindInfo {
+  LayerKind kind;
+  std::set<std::string> keys;  // allowed keys besides "type"
+};
+
+const std::map<std::string, KindInfo>& layer_kinds() {
+  static const std::map<std::string, KindInfo> kinds = {
+      {"linear", {LayerKind::linear, {"weight", "bias"}}},
+      {"conv2d", {LayerKind::conv2d, {"weight", "bias", "stride", "padding"}}},
+      {"batchnorm", {LayerKind::batchnorm, {"weight", "bias", "running_mean", "running_var", "eps"}}},
+      {"relu", {LayerKind::relu, {}}},
+      {"gelu", {LayerKind::gelu, {}}},
+      {"tanh", {LayerKind::tanh, {}}},
+      {"maxpool2d", {LayerKind::maxpool2d, {"kernel", "stride"}}},
+      {"avgpool2d", {LayerKind::avgpool2d, {"kernel", "stride"}}},
+      {"flatten", {LayerKind::flatten, {}}},
+      {"dropout", {LayerKind::dropout, {"p"}}},
+      {"softmax", {LayerKind::softmax, {}}},
+      {"log_softmax", {LayerKind::log_softmax, {}}},
+  };
+  return kinds;
+}
+
+std::string joined(const std::set<std::string>& words) {
+  std::string text;
+  for (const std::string& word : words) text += (text.empty() ? "" : ", ") + word;
+  return text.empty() ? "none" : text;
+}
+
+int64_t checked_product(const std::vector<int64_t>& shape, const std::string& where) {
+  int64_t product = 1;
+  for (int64_t dim : shape) {
+    check_input(dim >= 1 && dim <= max_dimension,
+                where + ": dimension " + std::to_string(dim) + " outside 1.." + std::to_string(max_dimension));
+    check_input(product <= max_elements / dim, where + ": " + shape_text(shape) + " has more than 2^40 elements");
+    product *= dim;
+  }
+  return product;
+}
+
+int64_t integer_in(const JsonValue& value, const std::string& where, int64_t low, int64_t high) {
+  const int64_t number = value.as_int64(where);
+  check_input(number >= low && number <= high, where + ": expected an integer in " + std::to_string(low) +
+                                                   ".." + std::to_string(high) + ", found " +
+                                                   std::to_string(number));
+  return number;
+}
+
+LayerSpec parse_layer(const JsonValue& value, const std::string& where) {
+  const JsonValue::Object& members = value.as_object(where);
+  const std::string& type = value.at("type", where).as_string(where + ".type");
+  const auto known = layer_kinds().find(type);
+  if (known == layer_kinds().end()) {
+    std::set<std::string> names;
+    for (const auto& entry : layer_kinds()) names.insert(entry.first);
+    throw InputError(where + ".type: unknown layer type '" + type + "' (expected one of " + joined(names) + ")");
+  }
+  const KindInfo& info = known->second;
+  for (const auto& [key, member] : members) {
+    check_input(key == "type" || info.keys.count(key) > 0,
+                where + ": unknown key '" + key + "' for a " + type + " layer (allowed: " + joined(info.keys) + ")");
+  }
+  LayerSpec layer;
+  layer.kind = info.kind;
+  auto text = [&](const char* key, bool required) -> std::string {
+    const JsonValue* member = value.find(key);
+    if (!member) {
+      check_input(!required, where + ": missing key '" + std::string(key) + "' (a tensor name)");
+      return "";
+    }
+    const std::string& name = member->as_string(where + "." + key);
+    check_input(!name.empty(), where + "." + key + ": empty tensor name");
+    return name;
+  };
+  switch (layer.kind) {
+    case LayerKind::linear:
+    case LayerKind::conv2d:
+      layer.weight = text("weight", true);
+      layer.bias = text("bias", false);
+      break;
+    case LayerKind::batchnorm:
+      layer.weight = text("weight", false);
+      layer.bias = text("bias", false);
+      layer.running_mean = text("running_mean", true);
+      layer.running_var = text("running_var", true);
+      break;
+    default:
+      break;
+  }
+  if (layer.kind == LayerKind::conv2d) {
+    if (const JsonValue* stride = value.find("stride")) layer.stride = integer_in(*stride, where + ".stride", 1, 1 << 16);
+    if (const JsonValue* padding = value.find("padding")) layer.padding = integer_in(*padding, where + ".padding", 0, 1 << 16);
+  }
+  if (layer.kind == LayerKind::maxpool2d || layer.kind == LayerKind::avgpool2d) {
+    layer.kernel = integer_in(value.at("kernel", where), where + ".kernel", 1, 1 << 16);
+    const JsonValue* stride = value.find("stride");
+    layer.stride = stride ? integer_in(*stride, where + ".stride", 1, 1 << 16) : layer.kernel;
+  }
+  if (layer.kind == LayerKind::batchnorm) {
+    if (const JsonValue* eps = value.find("eps")) {
+      layer.eps = eps->as_double(where + ".eps");
+      check_input(layer.eps >= 0 && std::isfinite(layer.eps), where + ".eps: expected a finite number >= 0");
+    }
+  }
+  if (layer.kind == LayerKind::dropout) {
+    if (const JsonValue* p = value.find("p")) {
+      const double probability = p->as_double(where + ".p");
+      check_input(probability >= 0 && probability < 1, where + ".p: expected a number in [0, 1)");
+    }
+  }
+  return layer;
+}
+
+std::string layer_where(const SequentialSpec& spec, size_t index) {
+  return in_file(spec.path, "layers[" + std::to_string(index) + "] (" +
+                                layer_kind_name(spec.layers[index].kind) + ")");
+}
+
+// Resolves shapes layer by layer; `use` checks a tensor against the shape its layer needs.
+class ShapePlanner {
+ public:
+  ShapePlanner(const SequentialSpec& spec, const TensorShapeLookup& shape_of)
+      : spec_(spec), shape_of_(shape_of) {}
+
+  std::vector<ResolvedLayer> resolve() {
+    std::vector<ResolvedLayer> layers;
+    std::vector<int64_t> shape = spec_.input_shape;
+    for (size_t i = 0; i < spec_.layers.size(); ++i) {
+      ResolvedLayer layer = resolve_layer(i, shape);
+      shape = layer.out_shape;
+      layers.push_back(std::move(layer));
+    }
+    check_input(shape == std::vector<int64_t>{spec_.classes},
+                in_file(spec_.path, "the last layer produces " + shape_text(shape) +
+                                        " per example, expected (classes) = " + std::to_string(spec_.classes)));
+    return layers;
+  }
+
+  const NetworkLayout& layout() const { return layout_; }
+
+ private:
+  void use(const std::string& name, const std::vector<int64_t>& expected, const std::string& where,
+           const char* field) {
+    const std::vector<int64_t>* actual = shape_of_(name);
+    check_input(actual != nullptr, where + ", field '" + field + "': tensor '" + name + "' is not in " +
+                                       spec_.weights_path);
+    check_input(*actual == expected, where + ", field '" + field + "': tensor '" + name + "' has shape " +
+                                         shape_text(*actual) + ", expected " + shape_text(expected));
+    if (std::find(layout_.tensor_names.begin(), layout_.tensor_names.end(), name) == layout_.tensor_names.end()) {
+      layout_.tensor_names.push_back(name);
+      layout_.tensor_shapes.push_back(*actual);
+    }
+  }
+
+  // The first dimension of tensor `name` (which must exist and have rank `rank`).
+  int64_t leading_dim(const std::string& name, size_t rank, const std::string& where, const char* field) {
+    const std::vector<int64_t>* actual = shape_of_(name);
+    check_input(actual != nullptr, where + ", field '" + field + "': tensor '" + name + "' is not in " +
+                                       spec_.weights_path);
+    check_input(actual->size() == rank && actual->front() >= 1,
+                where + ", field '" + field + "': tensor '" + name + "' has shape " + shape_text(*actual) +
+                    ", expected " + std::to_string(rank) + " non-empty dimensions");
+    return actual->front();
+  }
+
+  static void need_rank(const std::vector<int64_t>& shape, size_t rank, const std::string& where,
+                        const char* what) {
+    check_input(shape.size() == rank, where + ": expects " + what + " input, found " + shape_text(shape) +
+                                          " per example" + (rank == 1 ? " (add a flatten layer)" : ""));
+  }
+
+  ResolvedLayer resolve_layer(size_t index, const std::vector<int64_t>& in) {
+    const std::string where = layer_where(spec_, index);
+    ResolvedLayer layer;
+    layer.spec = spec_.layers[index];
+    layer.in_shape = in;
+    layer.out_shape = in;
+    const LayerSpec& s = layer.spec;
+    switch (s.kind) {
+      case LayerKind::linear: {
+        need_rank(in, 1, where, "a 1-D (features)");
+        layer.in_features = in[0];
+        layer.out_features = leading_dim(s.weight, 2, where, "weight");
+        use(s.weight, {layer.out_features, layer.in_features}, where, "weight");
+        if (!s.bias.empty()) use(s.bias, {layer.out_features}, where, "bias");
+        layer.out_shape = {layer.out_features};
+        break;
+      }
+      case LayerKind::conv2d: {
+        need_rank(in, 3, where, "a 3-D (channels, height, width)");
+        const int64_t out_channels = leading_dim(s.weight, 4, where, "weight");
+        const std::vector<int64_t>& w = *shape_of_(s.weight);
+        layer.window = Window2d{in[0], in[1], in[2], w[2], w[3], s.stride, s.padding};
+        use(s.weight, {out_channels, in[0], w[2], w[3]}, where, "weight");
+        if (!s.bias.empty()) use(s.bias, {out_channels}, where, "bias");
+        check_input(in[1] + 2 * s.padding >= w[2] && in[2] + 2 * s.padding >= w[3],
+                    where + ": kernel " + std::to_string(w[2]) + "x" + std::to_string(w[3]) +
+                        " is larger than the padded input " + shape_text(in));
+        layer.out_features = out_channels;
+        layer.out_shape = {out_channels, layer.window.out_height(), layer.window.out_width()};
+        checked_product({layer.window.out_height() * layer.window.out_width(), in[0], w[2], w[3]},
+                        where + " im2col rows");
+        break;
+      }
+      case LayerKind::batchnorm: {
+        check_input(in.size() == 1 || in.size() == 3,
+                    where + ": expects (features) or (channels, height, width) input, found " + shape_text(in));
+        const std::vector<int64_t> per_channel = {in[0]};
+        if (!s.weight.empty()) use(s.weight, per_channel, where, "weight");
+        if (!s.bias.empty()) use(s.bias, per_channel, where, "bias");
+        use(s.running_mean, per_channel, where, "running_mean");
+        use(s.running_var, per_channel, where, "running_var");
+        break;
+      }
+      case LayerKind::maxpool2d:
+      case LayerKind::avgpool2d: {
+        need_rank(in, 3, where, "a 3-D (channels, height, width)");
+        check_input(s.kernel <= in[1] && s.kernel <= in[2],
+                    where + ": kernel " + std::to_string(s.kernel) + " is larger than the input " + shape_text(in));
+        layer.window = Window2d{in[0], in[1], in[2], s.kernel, s.kernel, s.stride, 0};
+        layer.out_shape = {in[0], layer.window.out_height(), layer.window.out_width()};
+        break;
+      }
+      case LayerKind::flatten:
+        layer.out_shape = {checked_product(in, where)};
+        break;
+      case LayerKind::softmax:
+      case LayerKind::log_softmax:
+        need_rank(in, 1, where, "a 1-D (features)");
+        break;
+      case LayerKind::relu:
+      case LayerKind::gelu:
+      case LayerKind::tanh:
+      case LayerKind::dropout:
+        break;
+    }
+    checked_product(layer.out_shape, where + " output");
+    return layer;
+  }
+
+  const SequentialSpec& spec_;
+  const TensorShapeLookup& shape_of_;
+  NetworkLayout layout_;
+};
+
+int64_t product(const std::vector<int64_t>& shape) {
+  int64_t p = 1;
+  for (int64_t dim : shape) p *= dim;
+  return p;
+}
+
+bool is_elementwise(LayerKind kind) {
+  return kind == LayerKind::batchnorm || kind == LayerKind::relu || kind == LayerKind::gelu ||
+         kind == LayerKind::tanh || kind == LayerKind::flatten || kind == LayerKind::dropout ||
+         kind == LayerKind::softmax || kind == LayerKind::log_softmax;
+}
+
+const float* at_offset(const Model& model, int64_t offset) {
+  return offset < 0 ? nullptr : model.values.data() + offset;
+}
+
+}  // namespace
+
+const char* layer_kind_name(LayerKind kind) {
+  for (const auto& [name, info] : layer_kinds()) {
+    if (info.kind == kind) return name.c_str();
+  }
+  return "?";
+}
+
+SequentialSpec read_sequential_spec(const std::string& json_path) {
+  JsonLimits limits;
+  limits.max_bytes = int64_t{16} << 20;
+  const JsonValue root = parse_json_file(json_path, limits);
+  const std::string top = in_file(json_path, "top level");
+  auto where = [&](const std::string& field) { return in_file(json_path, "field '" + field + "'"); };
+  const std::set<std::string> keys = {"format", "weights", "input", "classes", "layers"};
+  for (const auto& [key, value] : root.as_object(top)) {
+    check_input(keys.count(key) > 0, in_file(json_path, "unknown key '" + key + "' (allowed: " + joined(keys) + ")"));
+  }
+  SequentialSpec spec;
+  spec.path = json_path;
+  const std::string& format = root.at("format", top).as_string(where("format"));
+  check_input(format == format_tag, where("format") + ": expected \"" + format_tag + "\", found \"" + format + "\"");
+
+  const std::string& weights = root.at("weights", top).as_string(where("weights"));
+  check_input(!weights.empty(), where("weights") + ": empty file name");
+  const std::filesystem::path weights_path(weights);
+  spec.weights_path = weights_path.is_absolute()
+                          ? weights
+                          : (std::filesystem::path(json_path).parent_path() / weights_path).lexically_normal().string();
+
+  const JsonValue& input = root.at("input", top);
+  for (const auto& [key, value] : input.as_object(where("input"))) {
+    check_input(key == "shape", where("input") + ": unknown key '" + key + "' (allowed: shape)");
+  }
+  const JsonValue::Array& shape = input.at("shape", where("input")).as_array(where("input.shape"));
+  check_input(shape.size() == 1 || shape.size() == 3,
+              where("input.shape") + ": expected [features] or [channels, height, width], found " +
+                  std::to_string(shape.size()) + " dimensions");
+  for (size_t d = 0; d < shape.size(); ++d) {
+    spec.input_shape.push_back(integer_in(shape[d], where("input.shape[" + std::to_string(d) + "]"), 1, max_dimension));
+  }
+  checked_product(spec.input_shape, where("input.shape"));
+  spec.classes = integer_in(root.at("classes", top), where("classes"), 2, 1 << 24);
+
+  const JsonValue::Array& layers = root.at("layers", top).as_array(where("layers"));
+  check_input(!layers.empty(), where("layers") + ": no layers");
+  for (size_t i = 0; i < layers.size(); ++i) {
+    spec.layers.push_back(parse_layer(layers[i], where("layers[" + std::to_string(i) + "]")));
+  }
+  return spec;
+}
+
+NetworkLayout plan_network(const SequentialSpec& spec, const TensorShapeLookup& shape_of) {
+  ShapePlanner planner(spec, shape_of);
+  planner.resolve();
+  return planner.layout();
+}
+
+SequentialNetwork build_network(const SequentialSpec& spec, const Model& model) {
+  std::map<std::string, const TensorInfo*> by_name;
+  for (const TensorInfo& t : model.tensors) by_name[t.name] = &t;
+  const TensorShapeLookup shape_of = [&](const std::string& name) -> const std::vector<int64_t>* {
+    const auto found = by_name.find(name);
+    return found == by_name.end() ? nullptr : &found->second->shape;
+  };
+  ShapePlanner planner(spec, shape_of);
+  SequentialNetwork network;
+  network.input_shape = spec.input_shape;
+  network.input_size = product(spec.input_shape);
+  network.classes = spec.classes;
+  network.layers = planner.resolve();
+  auto offset = [&](const std::string& name) { return name.empty() ? int64_t{-1} : by_name.at(name)->offset; };
+  for (ResolvedLayer& layer : network.layers) {
+    layer.weight = offset(layer.spec.weight);
+    layer.bias = offset(layer.spec.bias);
+    layer.running_mean = offset(layer.spec.running_mean);
+    layer.running_var = offset(layer.spec.running_var);
+  }
+  network.scored_layers = network.layers.size();
+  while (network.scored_layers > 0) {
+    const LayerKind last = network.layers[network.scored_layers - 1].spec.kind;
+    if (last != LayerKind::softmax && last != LayerKind::log_softmax) break;
+    --network.scored_layers;
+  }
+  return network;
+}
+
+int64_t SequentialNetwork::largest_activation() const {
+  int64_t largest = input_size;
+  for (const ResolvedLayer& layer : layers) largest = std::max(largest, product(layer.out_shape));
+  return largest;
+}
+
+int64_t SequentialNetwork::largest_im2col() const {
+  int64_t largest = 0;
+  for (const ResolvedLayer& layer : layers) {
+    if (layer.spec.kind != LayerKind::conv2d) continue;
+    const Window2d& w = layer.window;
+    largest = std::max(largest, w.out_height() * w.out_width() * w.channels * w.kernel_h * w.kernel_w);
+  }
+  return largest;
+}
+
+double SequentialNetwork::forward_flops(int64_t examples) const {
+  double flops = 0;
+  for (const ResolvedLayer& layer : layers) {
+    if (layer.spec.kind == LayerKind::linear) {
+      flops += 2.0 * static_cast<double>(layer.in_features) * static_cast<double>(layer.out_features);
+    } else if (layer.spec.kind == LayerKind::conv2d) {
+      const Window2d& w = layer.window;
+      flops += 2.0 * static_cast<double>(product(layer.out_shape)) *
+               static_cast<double>(w.channels * w.kernel_h * w.kernel_w);
+    }
+  }
+  return flops * static_cast<double>(examples);
+}
+
+SequentialWorkspace::SequentialWorkspace(const SequentialNetwork& network, int64_t n_examples,
+                                         int64_t budget_bytes) {
+  const int64_t activation = network.largest_activation();
+  const int64_t columns = network.largest_im2col();
+  // ping + pong + conv GEMM output (each <= activation) + im2col rows, per example.
+  const int64_t bytes_per_example = static_cast<int64_t>(sizeof(float)) * (3 * activation + columns);
+  max_examples_ = std::clamp<int64_t>(budget_bytes / bytes_per_example, 1, std::max<int64_t>(n_examples, 1));
+  ping_.resize(static_cast<size_t>(max_examples_ * activation));
+  pong_.resize(static_cast<size_t>(max_examples_ * activation));
+  if (columns > 0) {
+    columns_.resize(static_cast<size_t>(max_examples_ * columns));
+    gemm_out_.resize(static_cast<size_t>(max_examples_ * activation));
+  }
+}
+
+void sequential_forward(const SequentialNetwork& network, const Model& model, const float* inputs,
+                        int64_t n, size_t n_layers, SequentialWorkspace& workspace, float* out) {
+  check_invariant(n_layers <= network.layers.size(), "sequential_forward: too many layers");
+  const int64_t out_size = n_layers == 0 ? network.input_size : product(network.layers[n_layers - 1].out_shape);
+  for (int64_t first = 0; first < n; first += workspace.max_examples_) {
+    const int64_t m = std::min(workspace.max_examples_, n - first);  // examples in this pass
+    const float* source = inputs + first * network.input_size;       // (m, layer input size)
+    float* buffers[2] = {workspace.ping_.data(), workspace.pong_.data()};
+    int which = 0;
+    for (size_t i = 0; i < n_layers; ++i) {
+      const ResolvedLayer& layer = network.layers[i];
+      const LayerSpec& s = layer.spec;
+      const bool last = i + 1 == n_layers;
+      float* target = last ? out + first * out_size : buffers[which];  // (m, layer output size)
+      const int64_t in_size = product(layer.in_shape);
+      if (is_elementwise(s.kind)) {
+        std::memcpy(target, source, static_cast<size_t>(m * in_size) * sizeof(float));
+      }
+      switch (s.kind) {
+        case LayerKind::linear:
+          linear_forward(m, layer.in_features, layer.out_features, source, at_offset(model, layer.weight),
+                         at_offset(model, layer.bias), target);
+          break;
+        case LayerKind::conv2d:
+          conv2d_forward(m, layer.window, layer.out_features, source, at_offset(model, layer.weight),
+                         at_offset(model, layer.bias), workspace.columns_.data(), workspace.gemm_out_.data(),
+                         target);
+          break;
+        case LayerKind::batchnorm:
+          batchnorm_forward(m, layer.in_shape[0], in_size / layer.in_shape[0], at_offset(model, layer.weight),
+                            at_offset(model, layer.bias), at_offset(model, layer.running_mean),
+                            at_offset(model, layer.running_var), s.eps, target);
+          break;
+        case LayerKind::relu: relu_forward(m * in_size, target); break;
+        case LayerKind::gelu: gelu_forward(m * in_size, target); break;
+        case LayerKind::tanh: tanh_forward(m * in_size, target); break;
+        case LayerKind::maxpool2d: maxpool2d_forward(m, layer.window, source, target); break;
+        case LayerKind::avgpool2d: avgpool2d_forward(m, layer.window, source, target); break;
+        case LayerKind::softmax: softmax_forward(m, in_size, target); break;
+        case LayerKind::log_softmax: log_softmax_forward(m, in_size, target); break;
+        case LayerKind::flatten:
+        case LayerKind::dropout:
+          break;
+      }
+      source = target;
+      which = 1 - which;
+    }
+    if (n_layers == 0) {
+      std::memcpy(out + first * out_size, source, static_cast<size_t>(m * out_size) * sizeof(float));
+    }
+  }
+}
+
+// --- layer kernels
+
+void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const float* weight,
+                    const float* bias, float* y) {
+  matmul_nt(n, out, in, x, in, weight, in, y, out);
+  if (!bias) return;
+  for (int64_t e = 0; e < n; ++e) {
+    float* row = y + e * out;
+    for (int64_t o = 0; o < out; ++o) row[o] += bias[o];
+  }
+}
+
+void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, const float* x,
+                    const float* weight, const float* bias, float* columns, float* gemm_out, float* y) {
+  const Window2d& w = window;
+  const int64_t out_h = w.out_height(), out_w = w.out_width(), positions = out_h * out_w;
+  const int64_t patch = w.channels * w.kernel_h * w.kernel_w;  // one im2col row: (C, KH, KW)
+  for (int64_t e = 0; e < n; ++e) {
+    const float* image = x + e * w.channels * w.height * w.width;  // (C, H, W)
+    for (int64_t oy = 0; oy < out_h; ++oy) {
+      for (int64_t ox = 0; ox < out_w; ++ox) {
+        float* row = columns + ((e * out_h + oy) * out_w + ox) * patch;
+        for (int64_t c = 0; c < w.channels; ++c) {
+          for (int64_t ky = 0; ky < w.kernel_h; ++ky) {
+            const int64_t iy = oy * w.stride - w.padding + ky;
+            for (int64_t kx = 0; kx < w.kernel_w; ++kx) {
+              const int64_t ix = ox * w.stride - w.padding + kx;
+              const bool inside = iy >= 0 && iy < w.height && ix >= 0 && ix < w.width;
+              *row++ = inside ? image[(c * w.height + iy) * w.width + ix] : 0.0f;
+            }
+          }
+        }
+      }
+    }
+  }
+  // gemm_out (n * positions, O) = columns (n * positions, patch) * weight (O, patch)^T
+  matmul_nt(n * positions, out_channels, patch, columns, patch, weight, patch, gemm_out, out_channels);
+  for (int64_t e = 0; e < n; ++e) {
+    for (int64_t o = 0; o < out_channels; ++o) {
+      const float b = bias ? bias[o] : 0.0f;
+      float* plane = y + (e * out_channels + o) * positions;  // (OH, OW)
+      const float* column = gemm_out + e * positions * out_channels + o;
+      for (int64_t p = 0; p < positions; ++p) plane[p] = column[p * out_channels] + b;
+    }
+  }
+}
+
+void batchnorm_forward(int64_t n, int64_t channels, int64_t spatial, const float* gamma,
+                       const float* beta, const float* mean, const float* var, double eps, float* x) {
+  for (int64_t e = 0; e < n; ++e) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const float scale = static_cast<float>((gamma ? gamma[c] : 1.0) / std::sqrt(static_cast<double>(var[c]) + eps));
+      const float shift = (beta ? beta[c] : 0.0f) - mean[c] * scale;
+      float* plane = x + (e * channels + c) * spatial;
+      for (int64_t i = 0; i < spatial; ++i) plane[i] = plane[i] * scale + shift;
+    }
+  }
+}
+
+// `x < 0 ? 0 : x` keeps NaN (a comparison with NaN is false), as PyTorch's relu does.
+void relu_forward(int64_t count, float* x) {
+  for (int64_t i = 0; i < count; ++i) x[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
+void gelu_forward(int64_t count, float* x) {
+  constexpr float inv_sqrt2 = 0.70710678118654752f;
+  for (int64_t i = 0; i < count; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * inv_sqrt2));
+}
+
+void tanh_forward(int64_t count, float* x) {
+  for (int64_t i = 0; i < count; ++i) x[i] = std::tanh(x[i]);
+}
+
+// Window reductions: `combine` folds one input value into the running result.
+template <typename Init, typename Combine, typename Finish>
+void pool2d(int64_t n, const Window2d& w, const float* x, float* y, Init init, Combine combine, Finish finish) {
+  const int64_t out_h = w.out_height(), out_w = w.out_width();
+  for (int64_t plane = 0; plane < n * w.channels; ++plane) {
+    const float* in = x + plane * w.height * w.width;  // (H, W)
+    float* result = y + plane * out_h * out_w;         // (OH, OW)
+    for (int64_t oy = 0; oy < out_h; ++oy) {
+      for (int64_t ox = 0; ox < out_w; ++ox) {
+        float acc = init();
+        for (int64_t ky = 0; ky < w.kernel_h; ++ky) {
+          const float* line = in + (oy * w.stride + ky) * w.width + ox * w.stride;
+          for (int64_t kx = 0; kx < w.kernel_w; ++kx) acc = combine(acc, line[kx]);
+        }
+        result[oy * out_w + ox] = finish(acc);
+      }
+    }
+  }
+}
+
+void maxpool2d_forward(int64_t n, const Window2d& window, const float* x, float* y) {
+  pool2d(n, window, x, y, [] { return -std::numeric_limits<float>::infinity(); },
+         [](float acc, float v) { return (v > acc || std::isnan(v)) && !std::isnan(acc) ? v : acc; },
+         [](float acc) { return acc; });
+}
+
+void avgpool2d_forward(int64_t n, const Window2d& window, const float* x, float* y) {
+  const float inv_area = 1.0f / static_cast<float>(window.kernel_h * window.kernel_w);
+  pool2d(n, window, x, y, [] { return 0.0f; }, [](float acc, float v) { return acc + v; },
+         [inv_area](float acc) { return acc * inv_area; });
+}
+
+void softmax_forward(int64_t n, int64_t features, float* x) {
+  for (int64_t e = 0; e < n; ++e) {
+    float* row = x + e * features;
+    const float max = *std::max_element(row, row + features);
+    double sum = 0;
+    for (int64_t i = 0; i < features; ++i) {
+      row[i] = std::exp(row[i] - max);
+      sum += row[i];
+    }
+    const auto inv = static_cast<float>(1.0 / sum);
+    for (int64_t i = 0; i < features; ++i) row[i] *= inv;
+  }
+}
+
+void log_softmax_forward(int64_t n, int64_t features, float* x) {
+  for (int64_t e = 0; e < n; ++e) {
+    float* row = x + e * features;
+    const float max = *std::max_element(row, row + features);
+    double sum = 0;
+    for (int64_t i = 0; i < features; ++i) sum += std::exp(static_cast<double>(row[i] - max));
+    const auto shift = static_cast<float>(max + std::log(sum));
+    for (int64_t i = 0; i < features; ++i) row[i] -= shift;
+  }
+}
+
+}  // namespace fracsweep

@@ -1,0 +1,50 @@
+#include "fracsweep/par/progress.hpp"
+
+#include <cmath>
+
+namespace fracsweep {
+
+Progress::Progress(int64_t total, double interval_s, bool enabled, std::FILE* out)
+    : total_(total), interval_s_(interval_s), enabled_(enabled), out_(out),
+      start_(Clock::now()), last_print_(start_) {}
+
+std::string Progress::format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<long long>(std::llround(seconds));
+  char buffer[32];
+  if (s >= 3600) {
+    std::snprintf(buffer, sizeof buffer, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+  } else {
+    std::snprintf(buffer, sizeof buffer, "%lld:%02lld", s / 60, s % 60);
+  }
+  return buffer;
+}
+
+std::string Progress::line(int64_t done) const {
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
+  const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
+  const double eta = rate > 0 ? static_cast<double>(total_ - done) / rate : NAN;
+  const double percent = total_ > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(total_) : 100.0;
+  char buffer[160];
+  std::snprintf(buffer, sizeof buffer, "[fracsweep] %lld/%lld trials (%.1f%%)  %.2f trials/s  elapsed %s  ETA %s",
+                static_cast<long long>(done), static_cast<long long>(total_), percent, rate,
+                format_duration(elapsed).c_str(), format_duration(eta).c_str());
+  return buffer;
+}
+
+void Progress::update(int64_t done) {
+  if (!enabled_ || interval_s_ <= 0) return;
+  const auto now = Clock::now();
+  if (std::chrono::duration<double>(now - last_print_).count() < interval_s_) return;
+  last_print_ = now;
+  std::fprintf(out_, "%s\n", line(done).c_str());
+  std::fflush(out_);
+}
+
+void Progress::finish(int64_t done) {
+  if (!enabled_) return;
+  std::fprintf(out_, "%s\n", line(done).c_str());
+  std::fflush(out_);
+}
+
+}  // namespace fracsweep

@@ -1,0 +1,251 @@
+#include "fracsweep/perturb/perturb.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cmath>
+#include <sstream>
+
+#include "fracsweep/util/error.hpp"
+
+namespace fracsweep {
+
+float flip_bit(float value, int bit) {
+  return std::bit_cast<float>(std::bit_cast<uint32_t>(value) ^ (uint32_t{1} << bit));
+}
+
+void check_strategy_fits(const StrategySpec& strategy, const std::vector<TensorInfo>& tensors,
+                         const std::string& where) {
+  const bool explicit_bit = strategy.bits == BitClass::explicit_bit &&
+                            (strategy.kind == StrategyKind::bitflip ||
+                             (strategy.kind == StrategyKind::magnitude && strategy.action == TargetAction::bitflip));
+  if (!explicit_bit) return;
+  for (const TensorInfo& t : tensors) {
+    if (!strategy.scope.contains(t.name)) continue;
+    check_input(strategy.bit < stored_bit_width(t.stored),
+                where + ": bits=" + std::to_string(strategy.bit) + " is outside tensor '" + t.name +
+                    "', stored as " + stored_type_name(t.stored) + " (bits 0.." +
+                    std::to_string(stored_bit_width(t.stored) - 1) + ")");
+  }
+}
+
+Perturber::Perturber(const Model& model, uint64_t job_seed, std::string model_name)
+    : model_(model), job_seed_(job_seed), model_name_(std::move(model_name)) {
+  stats_.reserve(model.tensors.size());
+  for (const TensorInfo& t : model.tensors) {
+    TensorStats st;
+    double sum = 0, sum_sq = 0;
+    int64_t finite = 0;
+    bool first = true;
+    for (int64_t i = 0; i < t.count; ++i) {
+      const float w = model.values[static_cast<size_t>(t.offset + i)];
+      if (!std::isfinite(w)) continue;
+      st.min = first ? w : std::min(st.min, w);
+      st.max = first ? w : std::max(st.max, w);
+      first = false;
+      sum += w;
+      sum_sq += static_cast<double>(w) * w;
+      ++finite;
+    }
+    if (finite > 0) {
+      const double mean = sum / static_cast<double>(finite);
+      st.std = std::sqrt(std::max(0.0, sum_sq / static_cast<double>(finite) - mean * mean));
+    }
+    stats_.push_back(st);
+  }
+}
+
+Perturber::ScopeIndex& Perturber::scope_index(const Scope& scope) {
+  const std::string key = scope.canonical();
+  auto it = scopes_.find(key);
+  if (it != scopes_.end()) return it->second;
+  ScopeIndex index;
+  index.prefix.push_back(0);
+  for (size_t t = 0; t < model_.tensors.size(); ++t) {
+    if (!scope.contains(model_.tensors[t].name)) continue;
+    index.tensor_ids.push_back(static_cast<int32_t>(t));
+    index.prefix.push_back(index.prefix.back() + model_.tensors[t].count);
+  }
+  return scopes_.emplace(key, std::move(index)).first->second;
+}
+
+int64_t Perturber::scope_size(const Scope& scope) { return scope_index(scope).prefix.back(); }
+
+std::string Perturber::scope_stored_types(const Scope& scope) {
+  bool present[3] = {false, false, false};  // by StoredType
+  for (int32_t t : scope_index(scope).tensor_ids) {
+    present[static_cast<int>(model_.tensors[static_cast<size_t>(t)].stored)] = true;
+  }
+  std::string text;
+  for (StoredType type : {StoredType::f32, StoredType::f16, StoredType::bf16}) {
+    if (!present[static_cast<int>(type)]) continue;
+    text += (text.empty() ? "" : "+") + std::string(stored_type_name(type));
+  }
+  return text;
+}
+
+std::string Perturber::sites_key_text(const Scope& scope, int64_t seed) const {
+  return "fracsweep-sites-v1|job_seed=" + std::to_string(job_seed_) + "|model=" + model_name_ +
+         "|scope=" + scope.canonical() + "|seed=" + std::to_string(seed);
+}
+
+std::string Perturber::values_key_text(const StrategySpec& strategy, int64_t seed) const {
+  return "fracsweep-values-v1|job_seed=" + std::to_string(job_seed_) + "|model=" + model_name_ +
+         "|strategy=" + strategy.canonical() + "|seed=" + std::to_string(seed);
+}
+
+std::vector<int64_t> Perturber::select_sites(const StrategySpec& strategy, int64_t k, int64_t seed) {
+  ScopeIndex& index = scope_index(strategy.scope);
+  const int64_t n_scope = index.prefix.back();
+  check_invariant(k >= 0 && k <= n_scope, "site count outside the scope");
+  if (strategy.kind == StrategyKind::magnitude) {
+    if (index.by_magnitude.empty() && n_scope > 0) {
+      index.by_magnitude.reserve(static_cast<size_t>(n_scope));
+      for (int32_t t : index.tensor_ids) {
+        const TensorInfo& info = model_.tensors[static_cast<size_t>(t)];
+        for (int64_t i = 0; i < info.count; ++i) index.by_magnitude.push_back(info.offset + i);
+      }
+      const std::vector<float>& values = model_.values;
+      std::sort(index.by_magnitude.begin(), index.by_magnitude.end(), [&](int64_t a, int64_t b) {
+        const float wa = values[static_cast<size_t>(a)], wb = values[static_cast<size_t>(b)];
+        const bool nan_a = std::isnan(wa), nan_b = std::isnan(wb);
+        if (nan_a != nan_b) return nan_a;
+        const float ma = nan_a ? 0.0f : std::fabs(wa), mb = nan_b ? 0.0f : std::fabs(wb);
+        if (ma != mb) return ma > mb;
+        return a < b;
+      });
+    }
+    return {index.by_magnitude.begin(), index.by_magnitude.begin() + k};
+  }
+  const KeyedRng rng(key_from_text(sites_key_text(strategy.scope, seed)));
+  std::vector<int64_t> sites = permutation_prefix(rng, n_scope, k, 0);
+  for (int64_t& site : sites) {  // in-scope index -> offset in Model::values
+    const auto slot = std::upper_bound(index.prefix.begin(), index.prefix.end(), site) -
+                      index.prefix.begin() - 1;
+    const TensorInfo& info =
+        model_.tensors[static_cast<size_t>(index.tensor_ids[static_cast<size_t>(slot)])];
+    site = info.offset + (site - index.prefix[static_cast<size_t>(slot)]);
+  }
+  return sites;
+}
+
+int32_t Perturber::tensor_of(int64_t offset) const {
+  const auto it = std::upper_bound(model_.tensors.begin(), model_.tensors.end(), offset,
+                                   [](int64_t o, const TensorInfo& t) { return o < t.offset; });
+  return static_cast<int32_t>(it - model_.tensors.begin() - 1);
+}
+
+namespace {
+
+// The 16-bit variant of a strategy's new value: bit flips act on the stored pattern, computed
+// values are rounded to the stored type; the result is the exact widening.
+float new_stored16_value(StoredType type, const StrategySpec& s, const KeyedRng& values_rng,
+                         uint64_t i, float old, float float32_result) {
+  const int exponent_low = type == StoredType::bf16 ? 7 : 10;  // also the mantissa width
+  const uint16_t pattern = float_to_stored16(type, old);
+  auto flip = [&](int bit) {
+    check_invariant(bit >= 0 && bit < 16, "bit outside a 16-bit stored value");
+    return stored16_to_float(type, static_cast<uint16_t>(pattern ^ (1u << bit)));
+  };
+  const bool flips = s.kind == StrategyKind::bitflip ||
+                     (s.kind == StrategyKind::magnitude && s.action == TargetAction::bitflip);
+  if (flips) {
+    switch (s.bits) {
+      case BitClass::sign: return flip(15);
+      case BitClass::exponent_msb: return flip(14);
+      case BitClass::explicit_bit: return flip(s.bit);
+      case BitClass::exponent:
+        return flip(exponent_low + static_cast<int>(values_rng.below(static_cast<uint64_t>(15 - exponent_low), i, 1)));
+      case BitClass::mantissa:
+        return flip(static_cast<int>(values_rng.below(static_cast<uint64_t>(exponent_low), i, 1)));
+      case BitClass::any: return flip(static_cast<int>(values_rng.below(16, i, 1)));
+    }
+  }
+  if (s.kind == StrategyKind::signflip ||
+      (s.kind == StrategyKind::magnitude && s.action == TargetAction::signflip)) {
+    return stored16_to_float(type, static_cast<uint16_t>(pattern ^ 0x8000u));
+  }
+  return stored16_to_float(type, round_to_stored16(type, float32_result));
+}
+
+}  // namespace
+
+float Perturber::new_value(const StrategySpec& s, const KeyedRng& values_rng, int64_t site_rank,
+                           int64_t offset, float old) const {
+  const StoredType stored = model_.tensors[static_cast<size_t>(tensor_of(offset))].stored;
+  if (stored == StoredType::f32) return new_float32_value(s, values_rng, site_rank, offset, old);
+  // Bit flips draw from the stream themselves; the float32 result is only used by computed
+  // strategies (and never draws for flips).
+  const bool flips = s.kind == StrategyKind::bitflip ||
+                     (s.kind == StrategyKind::magnitude && s.action == TargetAction::bitflip);
+  const float float32_result = flips ? old : new_float32_value(s, values_rng, site_rank, offset, old);
+  return new_stored16_value(stored, s, values_rng, static_cast<uint64_t>(site_rank), old, float32_result);
+}
+
+float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values_rng, int64_t site_rank,
+                                   int64_t offset, float old) const {
+  const auto i = static_cast<uint64_t>(site_rank);
+  auto flip = [&](BitClass bits) {
+    switch (bits) {
+      case BitClass::sign: return flip_bit(old, 31);
+      case BitClass::exponent_msb: return flip_bit(old, 30);
+      case BitClass::explicit_bit: return flip_bit(old, s.bit);
+      case BitClass::exponent: return flip_bit(old, 23 + static_cast<int>(values_rng.below(8, i, 1)));
+      case BitClass::mantissa: return flip_bit(old, static_cast<int>(values_rng.below(23, i, 1)));
+      case BitClass::any: return flip_bit(old, static_cast<int>(values_rng.below(32, i, 1)));
+    }
+    return old;
+  };
+  switch (s.kind) {
+    case StrategyKind::zero: return 0.0f;
+    case StrategyKind::signflip: return -old;
+    case StrategyKind::scale: return static_cast<float>(static_cast<double>(old) * s.factor);
+    case StrategyKind::bitflip: return flip(s.bits);
+    case StrategyKind::gaussian: {
+      double scale = s.sigma;
+      if (s.relative_to == SigmaRelativeTo::abs) scale *= std::fabs(static_cast<double>(old));
+      if (s.relative_to == SigmaRelativeTo::std) {
+        scale *= stats_[static_cast<size_t>(tensor_of(offset))].std;
+      }
+      return static_cast<float>(static_cast<double>(old) + scale * values_rng.normal(i, 1));
+    }
+    case StrategyKind::random_value: {
+      const TensorStats& st = stats_[static_cast<size_t>(tensor_of(offset))];
+      return static_cast<float>(st.min + values_rng.uniform01(i, 1) *
+                                             (static_cast<double>(st.max) - st.min));
+    }
+    case StrategyKind::magnitude:
+      switch (s.action) {
+        case TargetAction::zero: return 0.0f;
+        case TargetAction::signflip: return -old;
+        case TargetAction::bitflip: return flip(s.bits);
+      }
+  }
+  return old;
+}
+
+void Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
+                      std::vector<Touched>& undo, std::vector<SiteRecord>* record) {
+  check_invariant(&model == &model_, "Perturber applied to a model it was not built for");
+  undo.clear();
+  if (record) record->clear();
+  const std::vector<int64_t> sites = select_sites(strategy, k, seed);
+  const KeyedRng values_rng(key_from_text(values_key_text(strategy, seed)));
+  undo.reserve(sites.size());
+  for (size_t rank = 0; rank < sites.size(); ++rank) {
+    float& w = model.values[static_cast<size_t>(sites[rank])];
+    const float old = w;
+    const float updated = new_value(strategy, values_rng, static_cast<int64_t>(rank), sites[rank], old);
+    undo.push_back({sites[rank], old});
+    w = updated;
+    if (record) record->push_back({sites[rank], old, updated});
+  }
+}
+
+void Perturber::restore(Model& model, const std::vector<Touched>& undo) {
+  for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+    model.values[static_cast<size_t>(it->offset)] = it->old_value;
+  }
+}
+
+}  // namespace fracsweep

@@ -1,0 +1,267 @@
+// Forward-pass benchmark on the engine's evaluation batch: times llama_forward (median of N
+// runs), the same projection GEMMs alone (matmul_nt on exactly the forward's shapes), and the
+// other kernels, and prints GFLOP/s, forward/GEMM ratio and where the time goes.
+//
+//   fracsweep_bench MODEL.bin TOKENIZER.bin TEXT.txt [runs=20] [threads=1] [kernels=auto]
+//
+// kernels: auto, native, skx, haswell or zen3 (see gemm.hpp); BLIS_ARCH_TYPE in the
+// environment wins. BLIS fixes its kernel set once per process: compare sets in separate runs
+// (scripts/bench.sh skx haswell).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <exception>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/eval_data.hpp"
+#include "fracsweep/eval/evaluator.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/llama.hpp"
+#include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/nn/ops.hpp"
+#include "fracsweep/perturb/perturb.hpp"
+#include "fracsweep/config/job.hpp"
+#include "fracsweep/formats/tokenizer.hpp"
+
+namespace fs = fracsweep;
+
+namespace {
+
+constexpr int64_t eval_paragraphs = 50;  // the engine's evaluation set
+
+// Median times in seconds of `runs` calls of `work`, after one warm-up call. `cpu` is process
+// CPU time: with one thread it leaves out time spent waiting for a core on a shared machine,
+// so it is what tables and shares use then; with more threads (BLIS's OpenMP workers spin
+// while the main thread runs attention) they use `wall`.
+struct Timing {
+  double wall = 0.0;
+  double cpu = 0.0;
+};
+
+double cpu_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
+}
+
+double median(std::vector<double> values) {
+  const auto middle = values.begin() + static_cast<int64_t>(values.size() / 2);
+  std::nth_element(values.begin(), middle, values.end());
+  return *middle;
+}
+
+Timing median_timing(int runs, const std::function<void()>& work) {
+  work();
+  std::vector<double> wall;
+  std::vector<double> cpu;
+  for (int run = 0; run < runs; ++run) {
+    const double cpu_start = cpu_seconds();
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    cpu.push_back(cpu_seconds() - cpu_start);
+  }
+  return {median(wall), median(cpu)};
+}
+
+// One projection of the forward: C (n_tokens x n) = A (n_tokens x k) W^T, `per_forward` times.
+struct Projection {
+  const char* name;
+  int64_t n, k;
+  float beta;  // 1 where the forward accumulates into the residual stream
+  int64_t per_forward;
+};
+
+int parse_positive(const char* text, const char* what) {
+  const int value = std::atoi(text);
+  fs::check_input(value > 0,
+                  std::string(what) + " must be a positive integer, found '" + text + "'");
+  return value;
+}
+
+int run(int argc, char** argv) {
+  if (argc < 4 || argc > 7) {
+    std::fprintf(stderr,
+                 "usage: %s MODEL.bin TOKENIZER.bin TEXT.txt [runs=20] [threads=1] "
+                 "[kernels=auto|native|skx|haswell|zen3]\n",
+                 argv[0]);
+    return fs::exit_bad_input;
+  }
+  const int runs = argc > 4 ? parse_positive(argv[4], "runs") : 20;
+  const int threads = argc > 5 ? parse_positive(argv[5], "threads") : 1;
+  const fs::BlisKernels kernels =
+      argc > 6 ? fs::parse_blis_kernels(argv[6]) : fs::BlisKernels::automatic;
+  const fs::GemmInfo blis = fs::gemm_init(fs::GemmSetup{kernels, threads});
+  const bool use_cpu_time = threads == 1;
+  const char* clock_name = use_cpu_time ? "cpu" : "wall";
+  const auto measured = [&](const Timing& timing) {
+    return use_cpu_time ? timing.cpu : timing.wall;
+  };
+  const auto time_of = [&](const std::function<void()>& work) {
+    return measured(median_timing(runs, work));
+  };
+
+  const fs::Model model = fs::load_llama2c(argv[1]);
+  const fs::LlamaConfig& c = model.config;
+  const fs::Tokenizer tokenizer = fs::Tokenizer::load_llama2c(argv[2], c.vocab_size);
+  fs::TokenBatch batch;
+  for (const auto& sequence :
+       fs::encode_paragraphs(tokenizer, fs::read_paragraphs(argv[3], eval_paragraphs), c.seq_len)) {
+    batch.append(sequence);
+  }
+  const int64_t n = batch.n_tokens();
+  int64_t longest = 0;
+  for (int64_t s = 0; s < batch.n_seqs(); ++s) {
+    longest = std::max(longest, batch.seq_start[s + 1] - batch.seq_start[s]);
+  }
+
+  std::printf("BLIS %s, kernels %s (%s), %d thread(s)\n", blis.blis_version.c_str(),
+              blis.kernel_set.c_str(), blis.selected_by.c_str(), blis.threads);
+  std::printf("model %s: dim %lld hidden %lld layers %lld heads %lld/%lld vocab %lld\n", argv[1],
+              static_cast<long long>(c.dim), static_cast<long long>(c.hidden_dim),
+              static_cast<long long>(c.n_layers), static_cast<long long>(c.n_heads),
+              static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.vocab_size));
+  std::printf("batch: %lld sequences, %lld tokens, longest %lld; median of %d runs\n\n",
+              static_cast<long long>(batch.n_seqs()), static_cast<long long>(n),
+              static_cast<long long>(longest), runs);
+
+  // The whole forward.
+  fs::LlamaWorkspace ws(c, n, longest);
+  std::vector<float> logits(static_cast<size_t>(n * c.vocab_size));  // (n, vocab)
+  const Timing forward =
+      median_timing(runs, [&] { fs::llama_forward(model, batch, ws, logits.data()); });
+  const double forward_flops = fs::llama_forward_flops(c, batch);
+
+  // The forward's projections alone, on its buffers (contents do not change GEMM speed).
+  const std::vector<Projection> projections = {
+      {"wq", c.dim, c.dim, 0.0f, c.n_layers},
+      {"wk, wv", c.kv_dim(), c.dim, 0.0f, 2 * c.n_layers},
+      {"wo (+x)", c.dim, c.dim, 1.0f, c.n_layers},
+      {"w1, w3", c.hidden_dim, c.dim, 0.0f, 2 * c.n_layers},
+      {"w2 (+x)", c.dim, c.hidden_dim, 1.0f, c.n_layers},
+      {"classifier", c.vocab_size, c.dim, 0.0f, 1}};
+  const int64_t widest_k = std::max(c.dim, c.hidden_dim);
+  const int64_t widest_n = std::max(c.vocab_size, c.hidden_dim);
+  const std::vector<float> a(static_cast<size_t>(n * widest_k), 0.5f);          // (n, k)
+  const std::vector<float> w(static_cast<size_t>(widest_n * widest_k), 0.25f);  // (n_out, k)
+  std::vector<float> out(static_cast<size_t>(n * widest_n));                    // (n, n_out)
+  std::printf("%-12s %6s %6s %6s %9s %9s\n", "GEMM", "M", "N", "K",
+              (std::string(clock_name) + " ms").c_str(), "GFLOP/s");
+  double gemm_s = 0.0;
+  double gemm_flops = 0.0;
+  for (const Projection& p : projections) {
+    const double s = time_of(
+        [&] { fs::matmul_nt(n, p.n, p.k, a.data(), p.k, w.data(), p.k, out.data(), p.n, p.beta); });
+    const double flops = 2.0 * static_cast<double>(n * p.n * p.k);
+    std::printf("%-12s %6lld %6lld %6lld %9.3f %9.1f   x%lld per forward\n", p.name,
+                static_cast<long long>(n), static_cast<long long>(p.n), static_cast<long long>(p.k),
+                s * 1e3, flops / s * 1e-9, static_cast<long long>(p.per_forward));
+    gemm_s += s * static_cast<double>(p.per_forward);
+    gemm_flops += flops * static_cast<double>(p.per_forward);
+  }
+
+  // The other kernels, per forward (timed on the forward's buffers).
+  const int64_t hd = c.head_dim();
+  const auto layers = static_cast<double>(c.n_layers);
+  const auto attention_of_one_layer = [&] {
+    for (int64_t s = 0; s < batch.n_seqs(); ++s) {
+      const int64_t first = batch.seq_start[s];
+      fs::attention_causal(ws.q.data() + first * c.dim, c.dim, ws.k.data() + first * c.kv_dim(),
+                           ws.v.data() + first * c.kv_dim(), c.kv_dim(),
+                           ws.att.data() + first * c.dim, c.dim, batch.seq_start[s + 1] - first,
+                           c.n_heads, c.n_kv_heads, hd, ws.scratch.data());
+    }
+  };
+  const double attention_s = layers * time_of(attention_of_one_layer);
+  const double rope_s =
+      layers * time_of([&] {
+        fs::rope_rows(ws.q.data(), batch.positions.data(), ws.rope.data(), n, c.n_heads, hd);
+        fs::rope_rows(ws.k.data(), batch.positions.data(), ws.rope.data(), n, c.n_kv_heads, hd);
+      });
+  const std::vector<float> norm_weight(static_cast<size_t>(c.dim), 1.0f);  // (dim)
+  const double rmsnorm_s =
+      (2.0 * layers + 1.0) * time_of([&] {
+        fs::rmsnorm_rows(ws.x.data(), norm_weight.data(), ws.xn.data(), n, c.dim, c.norm_eps);
+      });
+  // With up = 1 repeated SwiGLU roughly halves small gates: 21 calls stay clear of denormals.
+  const std::vector<float> ones(ws.up.size(), 1.0f);  // (n, hidden)
+  const double swiglu_s =
+      layers * time_of([&] { fs::swiglu(ws.gate.data(), ones.data(), n * c.hidden_dim); });
+
+  const double forward_s = measured(forward);
+  const double gemm_rate = gemm_flops / gemm_s * 1e-9;
+  const double forward_rate = forward_flops / forward_s * 1e-9;
+  std::printf("\nforward      %.3f GFLOP: cpu %.3f ms, wall %.3f ms -> %.1f GFLOP/s (%s)\n",
+              forward_flops * 1e-9, forward.cpu * 1e3, forward.wall * 1e3, forward_rate,
+              clock_name);
+  std::printf("GEMMs alone  %.3f GFLOP: %s %.3f ms -> %.1f GFLOP/s\n", gemm_flops * 1e-9,
+              clock_name, gemm_s * 1e3, gemm_rate);
+  std::printf("forward / GEMM rate: %.2f\n", forward_rate / gemm_rate);
+  if (use_cpu_time && forward.wall > 1.1 * forward.cpu) {
+    std::printf("note: wall time exceeds CPU time by %.0f %%: other processes share the cores\n",
+                100.0 * (forward.wall / forward.cpu - 1.0));
+  }
+  const double rest_s = forward_s - gemm_s - attention_s;
+  const auto share = [&](const char* what, double seconds) {
+    std::printf("  %-22s %8.3f ms  %5.1f %%\n", what, seconds * 1e3, 100.0 * seconds / forward_s);
+  };
+  std::printf("\n%s time per forward (kernels timed alone; shares of the forward):\n", clock_name);
+  share("GEMM", gemm_s);
+  share("attention", attention_s);
+  share("rest (below + other)", rest_s);
+  share("  rope", rope_s);
+  share("  rmsnorm", rmsnorm_s);
+  share("  swiglu", swiglu_s);
+  share("  other", rest_s - rope_s - rmsnorm_s - swiglu_s);
+
+  // Whole trials, as the engine runs them: select sites, perturb in place, forward on the eval
+  // batch plus the 256-token greedy check, metrics against the cached baseline, restore.
+  fs::Model trial_model = fs::load_llama2c(argv[1]);
+  fs::EvalInputs inputs;
+  inputs.sequences = fs::encode_paragraphs(tokenizer, fs::read_paragraphs(argv[3], eval_paragraphs),
+                                           c.seq_len);
+  inputs.greedy_prompt = {tokenizer.bos_id()};
+  inputs.greedy_tokens = 256;
+  inputs.greedy_stop_id = tokenizer.bos_id();
+  fs::LanguageModelEvaluator evaluator(trial_model, inputs, fs::make_llama_forward);
+  fs::Perturber perturber(trial_model, 0, "bench");
+  std::vector<fs::Touched> undo;
+  std::printf("\nwhole trials (perturb + forward + metrics + restore), zero and gaussian strategies, "
+              "one rank:\n%-10s %9s %12s %12s\n", "fraction", "sites", "ms/trial", "trials/s");
+  const fs::StrategySpec strategies[] = {fs::parse_strategy("zero", "bench"),
+                                         fs::parse_strategy("gaussian sigma=0.1", "bench")};
+  for (const double fraction : {1e-4, 1e-2, 0.25}) {
+    const fs::Amount amount{false, fraction, 0};
+    const int64_t k = amount.sites(trial_model.n_parameters());
+    int64_t seed = 0;
+    const double per_trial = measured(median_timing(runs, [&] {
+      const fs::StrategySpec& strategy = strategies[seed % 2];
+      perturber.apply(trial_model, strategy, k, seed++, undo);
+      evaluator.evaluate(trial_model);
+      fs::Perturber::restore(trial_model, undo);
+    }));
+    std::printf("%-10g %9lld %12.2f %12.2f\n", fraction, static_cast<long long>(k), per_trial * 1e3,
+                1.0 / per_trial);
+  }
+  std::printf("(2 ranks on 2 cores run about twice as many trials/s: trials are independent.)\n");
+  return fs::exit_ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const fs::InputError& error) {
+    std::fprintf(stderr, "fracsweep_bench: %s\n", error.what());
+    return fs::exit_bad_input;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "fracsweep_bench: %s\n", error.what());
+    return fs::exit_internal;
+  }
+}
