@@ -22,10 +22,11 @@ void check_strategy_fits(const StrategySpec& strategy, const std::vector<TensorI
   if (!explicit_bit) return;
   for (const TensorInfo& t : tensors) {
     if (!strategy.scope.contains(t.name)) continue;
-    check_input(strategy.bit < stored_bit_width(t.stored),
-                where + ": bits=" + std::to_string(strategy.bit) + " is outside tensor '" + t.name +
-                    "', stored as " + stored_type_name(t.stored) + " (bits 0.." +
-                    std::to_string(stored_bit_width(t.stored) - 1) + ")");
+    check_input(strategy.bit < stored_bit_width(t.stored), [&] {
+      return where + ": bits=" + std::to_string(strategy.bit) + " is outside tensor '" + t.name +
+             "', stored as " + stored_type_name(t.stored) + " (bits 0.." +
+             std::to_string(stored_bit_width(t.stored) - 1) + ")";
+    });
   }
 }
 
