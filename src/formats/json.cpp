@@ -122,7 +122,7 @@ class TreeBuilder {
   bool string(std::string& value) {
     const size_t start = begin_value();
     cursor_ = string_end(start);
-    add(JsonValue::make_string(std::move(value)));
+    add(JsonValue::make_string(value));  // a copy: moving out would empty nlohmann's token buffer
     return true;
   }
   bool binary(nlohmann::json::binary_t&) {
@@ -135,7 +135,7 @@ class TreeBuilder {
     cursor_ = string_end(start);
     Frame& object = frames_.back();
     if (!object.keys.insert(key).second) fail_with(start, "duplicate key \"" + key + "\"");
-    object.pending_key = std::move(key);
+    object.pending_key = key;  // a copy, as in string()
     object.step = Step::after_key;
     return true;
   }
