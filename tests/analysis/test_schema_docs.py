@@ -77,7 +77,8 @@ def test_readme_trials_table_is_the_files_column_table(file_columns):
 
 
 def test_readme_metrics_table_uses_the_files_units_and_meanings(file_columns):
-    metrics = [table for table in readme_column_tables() if "type" not in next(iter(table.values()))]
+    metrics = [table for table in readme_column_tables()
+               if "type" not in next(iter(table.values()))]
     assert len(metrics) == 1, "README needs exactly one | column | unit | meaning | table"
     assert "sdc_rate" in metrics[0] and "top1_agreement" in metrics[0]
     for name, row in metrics[0].items():
