@@ -25,6 +25,9 @@ class Tokenizer {
   std::string decode_piece(int32_t previous, int32_t token) const;
   // Concatenated decode of a sequence (the first id is decoded as following BOS).
   std::string decode(const std::vector<int32_t>& ids) const;
+  // Concatenated decode of a continuation whose first id follows token `previous` (e.g. the
+  // last prompt token of a greedy continuation).
+  std::string decode_after(int32_t previous, const std::vector<int32_t>& ids) const;
 
   int64_t vocab_size() const { return static_cast<int64_t>(pieces_.size()); }
   int32_t bos_id() const { return bos_id_; }
