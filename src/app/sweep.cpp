@@ -81,7 +81,8 @@ SweepPlan plan_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& opti
   MPI_Comm_rank(comm, &plan.rank);
   MPI_Comm_size(comm, &plan.size);
   plan.range = shard_range(plan.grid.size(), options.shard_index, options.shard_count);
-  plan.identity = {sha256_hex(job.text), plan.grid.size(), options.shard_index, options.shard_count};
+  plan.identity = {sha256_hex(job.text), plan.grid.size(), options.shard_index,
+                   options.shard_count};
   return plan;
 }
 
@@ -103,8 +104,9 @@ void open_output(const SweepPlan& plan, SweepStart& start, Provenance& provenanc
   for (const JournalSession& earlier : start.resume.earlier_sessions) {
     provenance.sessions.push_back(session_line(earlier));
   }
-  provenance.sessions.push_back(session_line({session.started_utc, session.job_id, session.host,
-                                              static_cast<int64_t>(start.resume.committed.size())}));
+  const auto trials_before = static_cast<int64_t>(start.resume.committed.size());
+  provenance.sessions.push_back(
+      session_line({session.started_utc, session.job_id, session.host, trials_before}));
 }
 
 // Collective: checks every input and opens the output, agreed on by every rank before any work

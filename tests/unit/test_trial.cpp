@@ -83,13 +83,12 @@ void require_same_row(const TrialRow& a, const TrialRow& b) {
   BOOST_TEST(a.status == b.status);
 }
 
-// The index of `value` on an axis (test setup error when absent).
-template <typename T, typename Match>
-int32_t axis_index(const std::vector<T>& axis, Match match) {
-  for (size_t i = 0; i < axis.size(); ++i) {
-    if (match(axis[i])) return static_cast<int32_t>(i);
+// The index of fraction `f` (as written in the job) on the amount axis.
+int32_t fraction_index(const JobConfig& job, double f) {
+  for (size_t i = 0; i < job.amounts.size(); ++i) {
+    if (!job.amounts[i].is_count && job.amounts[i].fraction == f) return static_cast<int32_t>(i);
   }
-  BOOST_FAIL("axis value not in the job");
+  BOOST_FAIL("fraction " << f << " is not in the job");
   return -1;
 }
 
@@ -123,10 +122,11 @@ BOOST_AUTO_TEST_CASE(every_row_names_its_trial_and_amount_and_restores_the_model
     const TrialSpec& spec = d.grid.trial(id);
     const TrialRow row = run_and_check_restore(d.session, d.job, d.grid, id).row;
     const Amount& amount = d.job.amounts[static_cast<size_t>(spec.amount_idx)];
-    const int64_t n_scope = spec.strategy_idx == fc2_only ? digits_fc2_parameters : digits_parameters;
+    const int64_t n_scope =
+        spec.strategy_idx == fc2_only ? digits_fc2_parameters : digits_parameters;
     const int64_t k = amount.is_count
                           ? amount.count
-                          : static_cast<int64_t>(std::llround(amount.fraction * static_cast<double>(n_scope)));
+                          : std::llround(amount.fraction * static_cast<double>(n_scope));
     BOOST_TEST(row.trial == id);
     BOOST_TEST(row.model_idx == 0);
     BOOST_TEST(row.strategy_idx == spec.strategy_idx);
@@ -135,7 +135,8 @@ BOOST_AUTO_TEST_CASE(every_row_names_its_trial_and_amount_and_restores_the_model
     BOOST_TEST(row.seed == (spec.seed_idx == 0 ? 0 : 5));
     BOOST_TEST(row.n_scope == n_scope);
     BOOST_TEST(row.k == k);
-    BOOST_TEST(row.fraction == (amount.is_count ? 3.0 / static_cast<double>(n_scope) : amount.fraction));
+    BOOST_TEST(row.fraction ==
+               (amount.is_count ? 3.0 / static_cast<double>(n_scope) : amount.fraction));
     BOOST_TEST(row.rank == 3);
     BOOST_TEST(row.metrics.positions == 450);  // held-out digits images
     BOOST_TEST(row.status == (row.metrics.nonfinite_positions > 0 ? status_nonfinite : status_ok));
@@ -149,10 +150,11 @@ BOOST_AUTO_TEST_CASE(every_row_names_its_trial_and_amount_and_restores_the_model
 BOOST_AUTO_TEST_CASE(no_sites_leaves_behaviour_unchanged_and_zeroing_everything_destroys_it) {
   Digits d;
   const int32_t zero = 0;
-  const int32_t tiny = axis_index(d.job.amounts, [](const Amount& a) { return !a.is_count && a.fraction < 1e-4; });
-  const int32_t all = axis_index(d.job.amounts, [](const Amount& a) { return !a.is_count && a.fraction == 1.0; });
+  const int32_t tiny = fraction_index(d.job, 1e-5);  // k = round(4810e-5) = 0
+  const int32_t all = fraction_index(d.job, 1.0);
 
-  const TrialRow unchanged = run_and_check_restore(d.session, d.job, d.grid, find_trial(d.grid, zero, tiny, 0)).row;
+  const TrialRow unchanged =
+      run_and_check_restore(d.session, d.job, d.grid, find_trial(d.grid, zero, tiny, 0)).row;
   BOOST_TEST(unchanged.k == 0);
   BOOST_TEST(unchanged.metrics.top1_agreement == 1.0);
   // KL of identical distributions: zero up to the rounding of its one-pass formula (metrics.hpp).
@@ -162,7 +164,8 @@ BOOST_AUTO_TEST_CASE(no_sites_leaves_behaviour_unchanged_and_zeroing_everything_
   BOOST_TEST(unchanged.metrics.nonfinite_positions == 0);
 
   // Every weight and bias zero: all logits 0, every prediction the first class, p uniform.
-  const TrialRow zeroed = run_and_check_restore(d.session, d.job, d.grid, find_trial(d.grid, zero, all, 0)).row;
+  const TrialRow zeroed =
+      run_and_check_restore(d.session, d.job, d.grid, find_trial(d.grid, zero, all, 0)).row;
   BOOST_TEST(zeroed.k == digits_parameters);
   BOOST_TEST(zeroed.metrics.top1_agreement < 0.2);
   BOOST_TEST(zeroed.metrics.accuracy < 0.2);
@@ -173,7 +176,7 @@ BOOST_AUTO_TEST_CASE(no_sites_leaves_behaviour_unchanged_and_zeroing_everything_
 BOOST_AUTO_TEST_CASE(recorded_sites_are_the_touched_values_and_k_long) {
   Digits d;
   const int32_t bitflip_any = 2;
-  const int32_t quarter = axis_index(d.job.amounts, [](const Amount& a) { return !a.is_count && a.fraction == 0.25; });
+  const int32_t quarter = fraction_index(d.job, 0.25);
   const std::vector<float> pristine = d.session.model().values;  // (n_parameters)
   const TrialResult result = run_and_check_restore(
       d.session, d.job, d.grid, find_trial(d.grid, bitflip_any, quarter, 1), /*record_sites=*/true);
@@ -183,7 +186,8 @@ BOOST_AUTO_TEST_CASE(recorded_sites_are_the_touched_values_and_k_long) {
     BOOST_TEST_REQUIRE(site.offset < digits_parameters);
     const float loaded = pristine[static_cast<size_t>(site.offset)];
     BOOST_TEST(std::memcmp(&site.old_value, &loaded, sizeof loaded) == 0);
-    BOOST_TEST(std::memcmp(&site.new_value, &loaded, sizeof loaded) != 0, "a bit flip changes the bits");
+    BOOST_TEST(std::memcmp(&site.new_value, &loaded, sizeof loaded) != 0,
+               "a bit flip changes the bits");
   }
 }
 
@@ -224,7 +228,9 @@ BOOST_AUTO_TEST_CASE(bf16_stored_weights_are_restored_bitwise) {
   const Grid grid = job_grid(job);
   const EvalSources sources = read_eval_sources(job);
   ModelSession session(job, 0, sources);
-  for (const TensorInfo& t : session.model().tensors) BOOST_TEST((t.stored == StoredType::bf16), t.name);
+  for (const TensorInfo& t : session.model().tensors) {
+    BOOST_TEST((t.stored == StoredType::bf16), t.name);
+  }
   int64_t nonfinite_trials = 0;
   for (int64_t id = 0; id < grid.size(); ++id) {
     const TrialRow row = run_and_check_restore(session, job, grid, id).row;
