@@ -10,6 +10,7 @@
 #include "fracsweep/par/progress.hpp"
 #include "fracsweep/par/sched.hpp"
 #include "fracsweep/app/sweep.hpp"
+#include "fracsweep/models/models.hpp"
 
 namespace po = boost::program_options;
 

@@ -79,6 +79,10 @@ void check_model(const JobConfig& job, size_t m) {
   }
 }
 
+void check_job_inputs(const JobConfig& job) {
+  for (size_t m = 0; m < job.models.size(); ++m) check_model(job, m);
+}
+
 std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources) {
   const ModelSpec& spec = job.models.at(m);
   switch (spec.format) {

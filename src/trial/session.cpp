@@ -6,7 +6,20 @@ namespace fracsweep {
 
 namespace {
 
-// Undoes a trial's perturbation however the trial ends.
+// The axis values a trial spec points at.
+struct TrialAxes {
+  const StrategySpec& strategy;
+  const Amount& amount;
+  int64_t seed;
+};
+
+TrialAxes axes_of(const JobConfig& job, const TrialSpec& spec) {
+  return {job.strategies[static_cast<size_t>(spec.strategy_idx)],
+          job.amounts[static_cast<size_t>(spec.amount_idx)],
+          job.seeds[static_cast<size_t>(spec.seed_idx)]};
+}
+
+// Undoes a trial's perturbation however the trial ends (normally or by an exception).
 class RestoreOnExit {
  public:
   RestoreOnExit(Model& model, const std::vector<Touched>& undo) : model_(model), undo_(undo) {}
@@ -19,6 +32,24 @@ class RestoreOnExit {
   const std::vector<Touched>& undo_;
 };
 
+// The identity columns of a trial's row; metrics, status and wall time are the caller's.
+TrialRow row_identity(const TrialSpec& spec, const TrialAxes& axes, int64_t k, int64_t n_scope,
+                      int rank) {
+  TrialRow row;
+  row.trial = spec.id;
+  row.model_idx = spec.model_idx;
+  row.strategy_idx = spec.strategy_idx;
+  row.amount_idx = spec.amount_idx;
+  row.seed_idx = spec.seed_idx;
+  row.fraction = axes.amount.is_count ? static_cast<double>(k) / static_cast<double>(n_scope)
+                                      : axes.amount.fraction;
+  row.seed = axes.seed;
+  row.k = k;
+  row.n_scope = n_scope;
+  row.rank = rank;
+  return row;
+}
+
 }  // namespace
 
 ModelSession::ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources)
@@ -29,32 +60,25 @@ ModelSession::ModelSession(const JobConfig& job, int32_t model_idx, const EvalSo
 TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec, bool record_sites,
                                     int rank) {
   const auto start = std::chrono::steady_clock::now();
-  const StrategySpec& strategy = job.strategies[static_cast<size_t>(spec.strategy_idx)];
-  const Amount& amount = job.amounts[static_cast<size_t>(spec.amount_idx)];
-  const int64_t seed = job.seeds[static_cast<size_t>(spec.seed_idx)];
-  const int64_t n_scope = perturber_->scope_size(strategy.scope);
-  const int64_t k = amount.sites(n_scope);
+  const TrialAxes axes = axes_of(job, spec);
+  const int64_t n_scope = perturber_->scope_size(axes.strategy.scope);
+  const int64_t k = axes.amount.sites(n_scope);
 
   TrialResult result;
-  TrialRow& row = result.row;
+  TrialMetrics metrics;
   {
-    RestoreOnExit restore(open_->model, undo_);
-    perturber_->apply(open_->model, strategy, k, seed, undo_, record_sites ? &result.sites : nullptr);
-    row.metrics = open_->evaluator->evaluate(open_->model);
+    RestoreOnExit restore_bitwise(open_->model, undo_);
+    // Sites from the keyed RNG, perturbed in place; their old values go to undo_.
+    perturber_->apply(open_->model, axes.strategy, k, axes.seed, undo_,
+                      record_sites ? &result.sites : nullptr);
+    // One batched forward pass, compared with the cached unperturbed outputs.
+    metrics = open_->evaluator->evaluate(open_->model);
   }
-  row.trial = spec.id;
-  row.model_idx = spec.model_idx;
-  row.strategy_idx = spec.strategy_idx;
-  row.amount_idx = spec.amount_idx;
-  row.seed_idx = spec.seed_idx;
-  row.fraction = amount.is_count ? static_cast<double>(k) / static_cast<double>(n_scope)
-                                 : amount.fraction;
-  row.seed = seed;
-  row.k = k;
-  row.n_scope = n_scope;
-  row.rank = rank;
-  row.status = row.metrics.nonfinite_positions > 0 ? status_nonfinite : status_ok;
-  row.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.row = row_identity(spec, axes, k, n_scope, rank);
+  result.row.metrics = metrics;
+  result.row.status = metrics.nonfinite_positions > 0 ? status_nonfinite : status_ok;
+  result.row.wall_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-// A whole sweep as named phases: check inputs -> per-model sessions (load, baseline) ->
-// distributed trials -> results file. Called by `fracsweep run` on every rank.
+// A whole sweep as named phases: check inputs and open the journal (resuming it when present) ->
+// per-model sessions (load, baseline) -> distributed trials -> results file and summary.
+// Called by `fracsweep run` on every rank.
 #include <mpi.h>
 
 #include <cstdint>
@@ -32,9 +33,6 @@ struct RunOptions {
   GemmSetup gemm;
   std::string command_line;    // for provenance
 };
-
-// Cheap checks of every model, tokenizer and scope before any work. Throws InputError.
-void check_job_inputs(const JobConfig& job);
 
 // Runs the sweep on every rank of `comm`: rank 0 journals completed trials and writes the
 // results file. Resumes "<out>.journal" when it exists. Returns the exit code: exit_ok, or

@@ -33,6 +33,9 @@ struct OpenModel {
 // Throws InputError naming the file and the field.
 void check_model(const JobConfig& job, size_t m);
 
+// check_model for every model of the job, in job order.
+void check_job_inputs(const JobConfig& job);
+
 // Loads model `m`, builds its evaluator and computes its baseline.
 std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources);
 

@@ -1,6 +1,6 @@
 #pragma once
-// One trial, start to end: trial spec -> sites -> perturb in place -> forward pass + metrics
-// against the cached baseline -> bitwise restore -> one row.
+// One trial, start to end: trial spec -> amount k of the scope -> sites (keyed RNG) -> perturb in
+// place -> batched forward + metrics against the cached baseline -> restore bitwise -> one row.
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,9 +18,12 @@ namespace fracsweep {
 class ModelSession {
  public:
   ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources);
+  // Runs trial `spec` of `job` on this model. The model's values afterwards equal those before,
+  // bitwise, also when the trial throws. `rank` only goes into the row.
   TrialResult run_trial(const JobConfig& job, const TrialSpec& spec, bool record_sites, int rank);
   ModelSummary summary() const;
   double forward_flops() const { return open_->evaluator->forward_flops(); }
+  const Model& model() const { return open_->model; }  // unperturbed between trials
 
  private:
   std::string name_;
