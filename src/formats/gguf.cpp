@@ -213,7 +213,8 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>
   uint64_t element_budget = max_metadata_elements;
   for (uint64_t i = 0; i < kv_count; ++i) {
     std::string key = cursor.read_string("metadata key " + std::to_string(i));
-    check_input(find(key) == nullptr, in_file(path, "GGUF metadata key '" + key + "' appears twice"));
+    check_input(metadata_index_.emplace(key, metadata_.size()).second,
+                in_file(path, "GGUF metadata key '" + key + "' appears twice"));
     const uint32_t raw_type = cursor.read<uint32_t>("type of metadata key '" + key + "'");
     check_input(known_value_type(raw_type),
                 in_file(path, "GGUF metadata key '" + key + "': unknown value type " +
@@ -238,7 +239,7 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>
     GgufTensor t;
     t.name = cursor.read_string("name of tensor " + std::to_string(i));
     const std::string where = "GGUF tensor '" + t.name + "'";
-    check_input(find_tensor(t.name) == nullptr, in_file(path, where + " appears twice"));
+    check_input(tensor_index_.emplace(t.name, tensors_.size()).second, in_file(path, where + " appears twice"));
     const uint32_t n_dims = cursor.read<uint32_t>(where + " n_dims");
     check_input(n_dims >= 1 && n_dims <= max_dims,
                 in_file(path, where + ": n_dims must be 1.." + std::to_string(max_dims) + ", found " +
@@ -296,17 +297,13 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>
 }
 
 const GgufValue* GgufFile::find(const std::string& key) const {
-  for (const auto& [name, value] : metadata_) {
-    if (name == key) return &value;
-  }
-  return nullptr;
+  const auto found = metadata_index_.find(key);
+  return found == metadata_index_.end() ? nullptr : &metadata_[found->second].second;
 }
 
 const GgufTensor* GgufFile::find_tensor(const std::string& name) const {
-  for (const GgufTensor& t : tensors_) {
-    if (t.name == name) return &t;
-  }
-  return nullptr;
+  const auto found = tensor_index_.find(name);
+  return found == tensor_index_.end() ? nullptr : &tensors_[found->second];
 }
 
 namespace {

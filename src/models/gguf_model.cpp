@@ -1,7 +1,7 @@
 // Llama models stored as GGUF: hyper-parameters from llama.* metadata, tensors mapped onto the
 // llama2.c names and layout, vocabulary from tokenizer.ggml.*; the job-level loader entry points.
-#include <algorithm>
 #include <optional>
+#include <unordered_set>
 
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/gguf.hpp"
@@ -18,6 +18,8 @@ constexpr int64_t max_dim = int64_t{1} << 24;  // rejects absurd hyper-parameter
 // The context length sizes the rotary table (seq_len x head_dim floats) and is tied to no
 // tensor, so a hostile file could ask for gigabytes with it: capped at 1M positions.
 constexpr int64_t max_context = int64_t{1} << 20;
+// attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_down, ffn_up
+constexpr int64_t llama_tensors_per_layer = 9;
 
 int64_t positive_key(const GgufFile& file, const std::string& key, std::optional<int64_t> fallback = {}) {
   const int64_t value = fallback ? file.get_int(key, *fallback) : file.get_int(key);
@@ -76,6 +78,14 @@ LlamaConfig gguf_llama_config(const GgufFile& file) {
   c.dim = positive_key(file, "llama.embedding_length");
   c.hidden_dim = positive_key(file, "llama.feed_forward_length");
   c.n_layers = positive_key(file, "llama.block_count");
+  // Checked before any table of that many layers is built: a hostile block_count would
+  // otherwise cost seconds and gigabytes before the first missing tensor is noticed.
+  const auto stored_tensors = static_cast<int64_t>(file.tensors().size());
+  check_input(c.n_layers <= stored_tensors / llama_tensors_per_layer,
+              in_file(file.path(), "GGUF metadata key 'llama.block_count' (" + std::to_string(c.n_layers) +
+                                       ") needs " + std::to_string(llama_tensors_per_layer) +
+                                       " tensors per layer, the file holds " + std::to_string(stored_tensors) +
+                                       " tensors in all (layer tensors missing?)"));
   c.n_heads = positive_key(file, "llama.attention.head_count");
   c.n_kv_heads = positive_key(file, "llama.attention.head_count_kv", c.n_heads);
   c.seq_len = positive_key(file, "llama.context_length");
@@ -117,8 +127,9 @@ LlamaConfig gguf_llama_config(const GgufFile& file) {
 
 std::vector<TensorInfo> gguf_llama_tensor_table(const GgufFile& file, const LlamaConfig& config) {
   std::vector<TensorInfo> table = llama2c_tensor_table(config);
+  std::unordered_set<std::string> expected_names;  // GGUF names of every table entry
   for (TensorInfo& t : table) {
-    const std::string name = gguf_name_of(t.name);
+    const std::string name = *expected_names.insert(gguf_name_of(t.name)).first;
     const GgufTensor* stored = file.find_tensor(name);
     check_input(stored != nullptr, in_file(file.path(), "GGUF tensor '" + name + "' is missing (expected shape " +
                                                             shape_text(t.shape) + " from the llama.* metadata)"));
@@ -128,9 +139,7 @@ std::vector<TensorInfo> gguf_llama_tensor_table(const GgufFile& file, const Llam
     t.stored = stored_type_of(stored->type);
   }
   for (const GgufTensor& stored : file.tensors()) {
-    const bool known = std::any_of(table.begin(), table.end(),
-                                   [&](const TensorInfo& t) { return gguf_name_of(t.name) == stored.name; });
-    check_input(known, in_file(file.path(), "GGUF tensor '" + stored.name +
+    check_input(expected_names.count(stored.name) > 0, in_file(file.path(), "GGUF tensor '" + stored.name +
                                                 "' is not part of the Llama architecture fracsweep runs"));
   }
   return table;
