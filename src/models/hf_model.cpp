@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/nn/gpt2.hpp"
@@ -24,6 +26,10 @@ constexpr int64_t max_dim = int64_t{1} << 24;  // rejects absurd hyper-parameter
 // A Llama context length sizes the rotary table (seq_len x head_dim floats) and is tied to no
 // tensor, so a hostile config could ask for gigabytes with it: capped at 1M positions.
 constexpr int64_t max_context = int64_t{1} << 20;
+// Llama: input_layernorm, q/k/v/o_proj, post_attention_layernorm, gate/down/up_proj.
+constexpr int64_t llama_tensors_per_layer = 9;
+// GPT-2: ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj, each weight and bias.
+constexpr int64_t gpt2_tensors_per_layer = 12;
 
 bool is_plain_file_name(const std::string& name) {
   return !name.empty() && name.find('/') == std::string::npos && name != "." && name != "..";
@@ -46,6 +52,7 @@ HfCheckpoint::HfCheckpoint(const std::string& directory) : directory_(directory)
 
   // Shard file -> the tensors the index assigns to it (empty for a single model.safetensors).
   std::vector<std::pair<std::string, std::vector<std::string>>> shard_names;
+  std::unordered_map<std::string, size_t> shard_positions;  // shard file -> position in shard_names
   const std::string index_file = directory + "/model.safetensors.index.json";
   const bool sharded = std::filesystem::exists(index_file, ec);
   if (sharded) {
@@ -56,9 +63,9 @@ HfCheckpoint::HfCheckpoint(const std::string& directory) : directory_(directory)
       check_input(is_plain_file_name(shard),
                   in_file(index_file, "weight_map '" + tensor + "': expected a file name in the model directory, found '" +
                                           shard + "'"));
-      auto it = std::find_if(shard_names.begin(), shard_names.end(), [&](const auto& s) { return s.first == shard; });
-      if (it == shard_names.end()) it = shard_names.insert(shard_names.end(), {shard, {}});
-      it->second.push_back(tensor);
+      const auto [position, is_new] = shard_positions.emplace(shard, shard_names.size());
+      if (is_new) shard_names.push_back({shard, {}});
+      shard_names[position->second].second.push_back(tensor);
     }
     check_input(!shard_names.empty(), in_file(index_file, "weight_map lists no tensor"));
   } else {
@@ -73,11 +80,12 @@ HfCheckpoint::HfCheckpoint(const std::string& directory) : directory_(directory)
       check_input(file.find(name) != nullptr,
                   in_file(index_file, "weight_map puts tensor '" + name + "' in " + shard + ", which does not hold it"));
     }
+    const std::unordered_set<std::string> listed_names(listed.begin(), listed.end());
     for (const SafetensorsTensor& tensor : file.tensors()) {
-      check_input(find(tensor.name) == nullptr,
+      check_input(tensor_index_.emplace(tensor.name, tensors_.size()).second,
                   in_file(file.path(), "tensor '" + tensor.name + "' is also in another shard"));
       if (sharded) {
-        check_input(std::find(listed.begin(), listed.end(), tensor.name) != listed.end(),
+        check_input(listed_names.count(tensor.name) > 0,
                     in_file(file.path(), "tensor '" + tensor.name + "' is not assigned to this shard by " + index_file));
       }
       tensors_.push_back({tensor.name, Entry{&file, &tensor}});
@@ -86,10 +94,8 @@ HfCheckpoint::HfCheckpoint(const std::string& directory) : directory_(directory)
 }
 
 const HfCheckpoint::Entry* HfCheckpoint::find(const std::string& name) const {
-  for (const auto& [tensor_name, entry] : tensors_) {
-    if (tensor_name == name) return &entry;
-  }
-  return nullptr;
+  const auto found = tensor_index_.find(name);
+  return found == tensor_index_.end() ? nullptr : &tensors_[found->second].second;
 }
 
 StoredType HfCheckpoint::stored_type(const Entry& entry) const {
@@ -137,6 +143,18 @@ int64_t dimension(const HfCheckpoint& hf, const std::string& key, int64_t fallba
               in_file(hf.config_path(), "key '" + key + "': expected 1.." + std::to_string(max_dim) + ", found " +
                                             std::to_string(value)));
   return value;
+}
+
+// A layer count the checkpoint's tensors cannot hold fails here, before a table of that many
+// layers is built (a hostile count would otherwise cost seconds and gigabytes first).
+int64_t layer_count(const HfCheckpoint& hf, const std::string& key, int64_t tensors_per_layer) {
+  const int64_t n_layers = dimension(hf, key);
+  const auto stored = static_cast<int64_t>(hf.tensors().size());
+  check_input(n_layers <= stored / tensors_per_layer,
+              in_file(hf.config_path(), "key '" + key + "' (" + std::to_string(n_layers) + ") needs " +
+                                            std::to_string(tensors_per_layer) + " tensors per layer, the checkpoint holds " +
+                                            std::to_string(stored) + " tensors in all (layer tensors missing?)"));
+  return n_layers;
 }
 
 void check_string_key(const HfCheckpoint& hf, const std::string& key, const std::vector<std::string>& allowed) {
@@ -197,8 +215,9 @@ void rotate_half_to_adjacent_pairs(float* values, int64_t n_heads, int64_t head_
 void check_tensors(const HfCheckpoint& hf, std::vector<TensorInfo>& table,
                    const std::function<std::string(const std::string&)>& hf_name_of,
                    const std::vector<std::string>& also_allowed) {
+  std::unordered_set<std::string> expected_names(also_allowed.begin(), also_allowed.end());  // HF names
   for (TensorInfo& t : table) {
-    const std::string name = hf_name_of(t.name);
+    const std::string name = *expected_names.insert(hf_name_of(t.name)).first;
     const HfCheckpoint::Entry* entry = hf.find(name);
     check_input(entry != nullptr, in_file(hf.directory(), "tensor '" + name + "' is missing (expected shape " +
                                                               shape_text(t.shape) + " from config.json)"));
@@ -210,10 +229,7 @@ void check_tensors(const HfCheckpoint& hf, std::vector<TensorInfo>& table,
     t.stored = hf.stored_type(*entry);
   }
   for (const auto& [name, entry] : hf.tensors()) {
-    const bool known = is_ignored_buffer(name) ||
-                       std::find(also_allowed.begin(), also_allowed.end(), name) != also_allowed.end() ||
-                       std::any_of(table.begin(), table.end(), [&](const TensorInfo& t) { return hf_name_of(t.name) == name; });
-    check_input(known, in_file(entry.file->path(), "tensor '" + name + "' is not part of the " + hf.architecture() +
+    check_input(is_ignored_buffer(name) || expected_names.count(name) > 0, in_file(entry.file->path(), "tensor '" + name + "' is not part of the " + hf.architecture() +
                                                        " architecture fracsweep runs"));
   }
 }
@@ -234,7 +250,7 @@ std::string gpt2_prefix(const HfCheckpoint& hf) {
 LlamaConfig hf_gpt2_config(const HfCheckpoint& hf) {
   LlamaConfig c;
   c.dim = dimension(hf, "n_embd");
-  c.n_layers = dimension(hf, "n_layer");
+  c.n_layers = layer_count(hf, "n_layer", gpt2_tensors_per_layer);
   c.n_heads = dimension(hf, "n_head");
   c.n_kv_heads = c.n_heads;
   c.hidden_dim = dimension(hf, "n_inner", 4 * c.dim);
@@ -264,7 +280,7 @@ LlamaConfig hf_llama_config(const HfCheckpoint& hf) {
   LlamaConfig c;
   c.dim = dimension(hf, "hidden_size");
   c.hidden_dim = dimension(hf, "intermediate_size");
-  c.n_layers = dimension(hf, "num_hidden_layers");
+  c.n_layers = layer_count(hf, "num_hidden_layers", llama_tensors_per_layer);
   c.n_heads = dimension(hf, "num_attention_heads");
   c.n_kv_heads = dimension(hf, "num_key_value_heads", c.n_heads);
   c.vocab_size = dimension(hf, "vocab_size");
