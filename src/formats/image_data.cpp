@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <fstream>
@@ -121,8 +122,18 @@ ExampleArray read_idx(const std::string& path, bool header_only) {
     bytes *= size;
     array.shape.push_back(size);
   }
-  std::vector<unsigned char> raw(static_cast<size_t>(bytes));  // (count * type size) big-endian
-  reader.read(raw.data(), bytes, "the data (the header says " + shape_text(array.shape) + " of " + type->name + ")");
+  // The buffer grows with the bytes that actually arrive, so a header that claims more than the
+  // file holds fails at the file's end having allocated only what the file really (decompressed)
+  // contains, never the declared size up front.
+  const std::string data_what = "the data (the header says " + shape_text(array.shape) + " of " + type->name + ")";
+  constexpr int64_t read_chunk = int64_t{1} << 20;
+  std::vector<unsigned char> raw;  // (count * type size) big-endian
+  while (static_cast<int64_t>(raw.size()) < bytes) {
+    const auto filled = static_cast<int64_t>(raw.size());
+    const int64_t next = std::min(read_chunk, bytes - filled);
+    raw.resize(static_cast<size_t>(filled + next));
+    reader.read(raw.data() + filled, next, data_what);
+  }
   reader.expect_end();
   if (header_only) return array;
   const int64_t count = bytes / type->size;

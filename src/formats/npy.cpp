@@ -152,7 +152,7 @@ NpyArray read_header(std::ifstream& file, const std::string& path) {
   std::error_code error;
   const auto file_size = static_cast<int64_t>(std::filesystem::file_size(path, error));
   check_input(!error && file, in_file(path, "cannot read the .npy file"));
-  unsigned char prefix[10] = {};
+  unsigned char prefix[12] = {};  // (12) magic, version, header length (2 bytes v1, 4 bytes v2/v3)
   file.read(reinterpret_cast<char*>(prefix), 8);
   check_input(file.gcount() == 8 && std::memcmp(prefix, npy_magic, 6) == 0,
               in_file(path, "not a .npy file (magic \\x93NUMPY missing)"));

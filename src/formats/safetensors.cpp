@@ -302,13 +302,12 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
     }
     previous = &tensor;
   }
+  for (size_t i = 0; i < tensors_.size(); ++i) tensor_index_.emplace(tensors_[i].name, i);
 }
 
 const SafetensorsTensor* SafetensorsFile::find(const std::string& name) const {
-  for (const SafetensorsTensor& tensor : tensors_) {
-    if (tensor.name == name) return &tensor;
-  }
-  return nullptr;
+  const auto found = tensor_index_.find(name);
+  return found == tensor_index_.end() ? nullptr : &tensors_[found->second];
 }
 
 const SafetensorsTensor& SafetensorsFile::at(const std::string& name) const {

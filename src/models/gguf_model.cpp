@@ -64,6 +64,8 @@ LlamaConfig gguf_llama_config(const GgufFile& file) {
   c.dim = file.get_int("llama.embedding_length");
   c.hidden_dim = file.get_int("llama.feed_forward_length");
   c.n_layers = file.get_int("llama.block_count");
+  check_layer_tensors(c.n_layers, static_cast<int64_t>(file.tensors().size()), 9, file.path(),
+                      "llama.block_count");  // attn_norm, q, k, v, output, ffn_norm, gate, down, up
   c.n_heads = file.get_int("llama.attention.head_count");
   c.n_kv_heads = file.get_int("llama.attention.head_count_kv", c.n_heads);
   c.seq_len = file.get_int("llama.context_length");

@@ -223,6 +223,8 @@ LlamaConfig hf_gpt2_config(const HfCheckpoint& hf) {
   LlamaConfig c;
   c.dim = hf.config_int("n_embd");
   c.n_layers = hf.config_int("n_layer");
+  // ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj: weight and bias each
+  check_layer_tensors(c.n_layers, static_cast<int64_t>(hf.tensors().size()), 12, hf.config_path(), "n_layer");
   c.n_heads = hf.config_int("n_head");
   c.n_kv_heads = c.n_heads;
   // 4 n_embd by default (n_embd clamped only so that an absurd one cannot overflow here; the
@@ -262,6 +264,9 @@ LlamaConfig hf_llama_config(const HfCheckpoint& hf) {
   c.dim = hf.config_int("hidden_size");
   c.hidden_dim = hf.config_int("intermediate_size");
   c.n_layers = hf.config_int("num_hidden_layers");
+  // input/post-attention norms, q/k/v/o and gate/down/up projections
+  check_layer_tensors(c.n_layers, static_cast<int64_t>(hf.tensors().size()), 9, hf.config_path(),
+                      "num_hidden_layers");
   c.n_heads = hf.config_int("num_attention_heads");
   c.n_kv_heads = hf.config_int("num_key_value_heads", c.n_heads);
   c.vocab_size = hf.config_int("vocab_size");

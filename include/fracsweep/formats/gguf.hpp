@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fracsweep/model/model.hpp"
@@ -87,6 +88,10 @@ class GgufFile {
   int64_t data_offset_ = 0;
   std::vector<std::pair<std::string, GgufValue>> metadata_;  // in file order
   std::vector<GgufTensor> tensors_;
+  // Name -> position in metadata_ / tensors_: duplicate checks and look-ups in O(1), so a file
+  // with many entries costs linear time, not quadratic.
+  std::unordered_map<std::string, size_t> metadata_index_;
+  std::unordered_map<std::string, size_t> tensor_index_;
 };
 
 // "F32", "F16", "BF16", else "ggml type N (Q4_0)" style names.

@@ -11,6 +11,7 @@
 // tokenizer fracsweep reads: their evaluation is pre-tokenized ([eval] tokens, .npy).
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fracsweep/formats/json.hpp"
@@ -53,6 +54,7 @@ class HfCheckpoint {
   std::string architecture_;
   std::vector<std::unique_ptr<SafetensorsFile>> shards_;
   std::vector<std::pair<std::string, Entry>> tensors_;  // by shard, then offset
+  std::unordered_map<std::string, size_t> tensor_index_;  // name -> position in tensors_
 };
 
 // LlamaForCausalLM: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,

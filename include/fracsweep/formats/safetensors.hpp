@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fracsweep/model/model.hpp"
@@ -67,6 +68,7 @@ class SafetensorsFile {
  private:
   std::shared_ptr<MappedFile> file_;
   std::vector<SafetensorsTensor> tensors_;
+  std::unordered_map<std::string, size_t> tensor_index_;  // name -> position in tensors_
   std::map<std::string, std::string> metadata_;
 };
 
