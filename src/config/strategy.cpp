@@ -133,6 +133,7 @@ std::string StrategySpec::name() const {
     case StrategyKind::random_value: return "random-value";
     case StrategyKind::scale: return "scale";
     case StrategyKind::magnitude: return "magnitude";
+    case StrategyKind::delta: return "delta";
   }
   return "?";
 }
@@ -155,6 +156,9 @@ std::string StrategySpec::canonical() const {
       label += ")";
       break;
     }
+    case StrategyKind::delta:
+      label += "(from=" + from_model + ",order=" + (order == DeltaOrder::largest ? "largest" : "random") + ")";
+      break;
     case StrategyKind::zero:
     case StrategyKind::signflip:
     case StrategyKind::random_value: break;
@@ -175,7 +179,7 @@ StrategySpec parse_strategy(std::string_view text, const std::string& where) {
       {"zero", StrategyKind::zero},         {"gaussian", StrategyKind::gaussian},
       {"signflip", StrategyKind::signflip}, {"bitflip", StrategyKind::bitflip},
       {"random-value", StrategyKind::random_value}, {"scale", StrategyKind::scale},
-      {"magnitude", StrategyKind::magnitude}};
+      {"magnitude", StrategyKind::magnitude}, {"delta", StrategyKind::delta}};
   bool known = false;
   for (const auto& [kind_name, kind] : kinds) {
     if (name == kind_name) {
@@ -184,8 +188,8 @@ StrategySpec parse_strategy(std::string_view text, const std::string& where) {
     }
   }
   check_input(known, where + ": unknown strategy '" + name +
-                         "'; expected zero, gaussian, signflip, bitflip, random-value, scale or "
-                         "magnitude");
+                         "'; expected zero, gaussian, signflip, bitflip, random-value, scale, "
+                         "magnitude or delta");
 
   bool has_sigma = false, has_factor = false, has_bits = false;
   for (size_t i = 1; i < words.size(); ++i) {
@@ -221,6 +225,16 @@ StrategySpec parse_strategy(std::string_view text, const std::string& where) {
       allowed(s.kind == StrategyKind::bitflip || s.kind == StrategyKind::magnitude);
       parse_bits(value, where, s);
       has_bits = true;
+    } else if (key == "from") {
+      allowed(s.kind == StrategyKind::delta);
+      check_input(!value.empty() && value.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == std::string::npos,
+                  where + ": delta from must name a model of the job, found '" + value + "'");
+      s.from_model = value;
+    } else if (key == "order") {
+      allowed(s.kind == StrategyKind::delta);
+      if (value == "random") s.order = DeltaOrder::random;
+      else if (value == "largest") s.order = DeltaOrder::largest;
+      else throw InputError(where + ": delta order must be random or largest, found '" + value + "'");
     } else if (key == "then") {
       allowed(s.kind == StrategyKind::magnitude);
       if (value == "zero") s.action = TargetAction::zero;
@@ -243,6 +257,8 @@ StrategySpec parse_strategy(std::string_view text, const std::string& where) {
   check_input(s.kind != StrategyKind::gaussian || has_sigma,
               where + ": gaussian needs sigma=<number>");
   check_input(s.kind != StrategyKind::scale || has_factor, where + ": scale needs factor=<number>");
+  check_input(s.kind != StrategyKind::delta || !s.from_model.empty(),
+              where + ": delta needs from=MODEL, the model whose values it moves in");
   if (s.kind == StrategyKind::magnitude) {
     if (s.action == TargetAction::bitflip) {
       if (!has_bits) s.bits = BitClass::exponent_msb;

@@ -24,7 +24,10 @@ class RestoreOnExit {
 ModelSession::ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources)
     : name_(job.models[static_cast<size_t>(model_idx)].name),
       open_(open_model(job, static_cast<size_t>(model_idx), sources)),
-      perturber_(std::make_unique<Perturber>(open_->model, job.seed, name_)) {}
+      perturber_(std::make_unique<Perturber>(open_->model, job.seed, name_)) {
+  perturber_->add_donor(name_, open_->model);  // delta from= this model itself: moves nothing
+  for (const auto& [donor_name, donor] : open_->donors) perturber_->add_donor(donor_name, *donor);
+}
 
 TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec, bool record_sites,
                                     int rank) {
@@ -39,7 +42,8 @@ TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec,
   TrialRow& row = result.row;
   {
     RestoreOnExit restore(open_->model, undo_);
-    perturber_->apply(open_->model, strategy, k, seed, undo_, record_sites ? &result.sites : nullptr);
+    row.k_changed =
+        perturber_->apply(open_->model, strategy, k, seed, undo_, record_sites ? &result.sites : nullptr);
     row.metrics = open_->evaluator->evaluate(open_->model);
   }
   row.trial = spec.id;
