@@ -2,6 +2,7 @@
 #include "fracsweep/nn/llama.hpp"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/eval/classifier.hpp"
@@ -79,6 +80,19 @@ EvalSources read_eval_sources(const JobConfig& job) {
   if (!job.eval_text.empty()) sources.paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
   if (!job.eval_probes.empty()) sources.probes = read_probes(job.eval_probes);
   return sources;
+}
+
+Model load_model_file(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) return load_hf_model(path);
+  if (path.ends_with(".gguf")) return load_gguf_llama(path);
+  if (path.ends_with(".json")) {
+    const SequentialSpec spec = read_sequential_spec(path);
+    Model model = load_sequential_model(spec);
+    build_network(spec, model);  // shapes must chain, as in a sweep
+    return model;
+  }
+  return load_llama2c(path);
 }
 
 Model load_model_weights(const JobConfig& job, size_t m) {

@@ -40,6 +40,11 @@ struct OpenModel {
 // Throws InputError naming the file and the field.
 void check_model(const JobConfig& job, size_t m);
 
+// The model file or directory at `path`, in the format its name implies (as in job files): a
+// directory is a Hugging Face model directory, *.gguf GGUF, *.json a sequential classifier
+// (whose layer shapes are checked), anything else a llama2.c checkpoint.
+Model load_model_file(const std::string& path);
+
 // The weights of model `m` alone (no evaluator), e.g. a reference or delta donor.
 Model load_model_weights(const JobConfig& job, size_t m);
 
