@@ -23,7 +23,9 @@ struct DiffSummary {
   std::array<double, diff_quantile_levels.size()> abs_quantiles{};
   double delta_norm = 0;   // ||B - A||_2
   double weight_norm = 0;  // ||A||_2
-  double fraction_changed() const { return count ? static_cast<double>(changed) / count : 0.0; }
+  double fraction_changed() const {
+    return count ? static_cast<double>(changed) / static_cast<double>(count) : 0.0;
+  }
   double relative_change() const { return delta_norm / weight_norm; }
 };
 
