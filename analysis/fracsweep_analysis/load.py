@@ -26,12 +26,13 @@ SCHEMA_VERSION = f"{SCHEMA_FAMILY}/{SCHEMA_MAJOR}"
 GRID_DATASETS = ("model", "model_path", "model_format", "model_n_parameters", "strategy",
                  "strategy_name", "strategy_scope", "strategy_spec", "strategy_deterministic",
                  "fraction", "count", "amount_label", "seed")
+# The /trials columns the loader's own checks rely on; every other column (and the names,
+# types, units and meanings of all of them) comes from the file's column table.
 TRIAL_INDEX_COLUMNS = ("trial", "model_idx", "strategy_idx", "fraction_idx", "seed_idx")
-TRIAL_VALUE_COLUMNS = ("fraction", "seed", "k", "n_scope", "positions", "nonfinite_positions",
-                       "mean_nll", "perplexity", "mean_nll_finite", "accuracy", "top1_agreement",
-                       "mean_kl", "max_kl", "mean_kl_finite", "greedy_match", "greedy_length",
-                       "wall_s", "rank", "status")
 TRIAL_LABEL_COLUMNS = ("model", "strategy")
+# Attributes of /trials listing its columns in schema order (include/fracsweep/io/trial_columns.hpp).
+COLUMN_TABLE_ATTRIBUTES = {"name": "column_names", "type": "column_types", "units": "column_units",
+                           "long_name": "column_long_names"}
 DEFAULT_STATUS_MEANINGS = {0: "ok", 1: "nonfinite_outputs"}
 READ_CHUNK_ROWS = 1 << 20
 LABEL_CHECK_ROWS = 10_000  # label columns are redundant with the indices: spot-check the head
@@ -134,6 +135,10 @@ class Results:
     tensors: pd.DataFrame | None   # tensor, model_idx, model, name, offset, count, shape
     sites: pd.DataFrame | None     # recorded sites, when the job asked for them
     notes: list[str] = field(default_factory=list)  # data-quality remarks found while loading
+    # The file's /trials columns, schema order: index name; type ("int32", "int64", "float64",
+    # "str"), units ("" when none), long_name (what the column means).
+    columns: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["type", "units", "long_name"]))
 
     @property
     def is_complete(self) -> bool:
@@ -173,7 +178,8 @@ def _read(path: Path, h5: h5py.File, progress: Progress) -> Results:
     if n_trials_attr is not None and int(n_trials_attr) != len(expected):
         raise ResultsFileError(path, f"root attribute n_trials is {n_trials_attr} but the /grid axes "
                                      f"enumerate {len(expected)} trials (grid.hpp order)")
-    trials = _read_trials(path, h5, grid, expected, notes, progress)
+    columns = _trial_column_table(path, h5)
+    trials = _read_trials(path, h5, grid, expected, columns, notes, progress)
     done_attr = provenance.get("n_trials_done")
     if done_attr is not None and int(done_attr) != len(trials):
         notes.append(f"root attribute n_trials_done is {done_attr} but /trials holds "
@@ -189,7 +195,7 @@ def _read(path: Path, h5: h5py.File, progress: Progress) -> Results:
     tensors = _read_tensors(path, h5, grid, notes)
     sites = _read_sites(path, h5)
     return Results(path=path, provenance=provenance, grid=grid, trials=trials, missing=missing,
-                   baseline=baseline, tensors=tensors, sites=sites, notes=notes)
+                   baseline=baseline, tensors=tensors, sites=sites, notes=notes, columns=columns)
 
 
 def _check_schema(path: Path, h5: h5py.File, provenance: dict) -> None:
@@ -286,10 +292,43 @@ def _read_grid(path: Path, h5: h5py.File) -> Grid:
                 seeds=np.asarray(axes["seed"], dtype=np.int64))
 
 
+def _trial_column_table(path: Path, h5: h5py.File) -> pd.DataFrame:
+    """The /trials column table from the group's attributes; for files written before those
+    attributes, from the datasets themselves (creation order, their long_name and units)."""
+    group = h5["trials"]
+    if COLUMN_TABLE_ATTRIBUTES["name"] in group.attrs:
+        table = {}
+        for field_name, attribute in COLUMN_TABLE_ATTRIBUTES.items():
+            if attribute not in group.attrs:
+                raise ResultsFileError(path, f"/trials has attribute column_names but not {attribute}")
+            table[field_name] = [str(item) for item in _python_value(group.attrs[attribute])]
+        lengths = {attribute: len(table[name]) for name, attribute in COLUMN_TABLE_ATTRIBUTES.items()}
+        if len(set(lengths.values())) != 1:
+            raise ResultsFileError(path, f"/trials column table attributes differ in length: {lengths}")
+    else:
+        nodes = [node for node in group.values() if isinstance(node, h5py.Dataset)]
+        table = {"name": [node.name.rsplit("/", 1)[1] for node in nodes],
+                 "type": [_type_name(node.dtype) for node in nodes],
+                 "units": [str(_python_value(node.attrs.get("units", ""))) for node in nodes],
+                 "long_name": [str(_python_value(node.attrs.get("long_name", ""))) for node in nodes]}
+    return pd.DataFrame(table).set_index("name")
+
+
+def _type_name(dtype: np.dtype) -> str:
+    """The column table's word for a dataset's type: int32, int64, float64, ... or str."""
+    if h5py.check_string_dtype(dtype) is not None or dtype.kind == "S":
+        return "str"
+    return dtype.name
+
+
 def _read_trials(path: Path, h5: h5py.File, grid: Grid, expected: pd.DataFrame,
-                 notes: list[str], progress: Progress) -> pd.DataFrame:
-    numeric_columns = TRIAL_INDEX_COLUMNS + TRIAL_VALUE_COLUMNS
-    nodes = {name: _dataset(path, h5, f"trials/{name}") for name in numeric_columns + TRIAL_LABEL_COLUMNS}
+                 column_table: pd.DataFrame, notes: list[str], progress: Progress) -> pd.DataFrame:
+    required = [name for name in TIDY_COLUMNS if name not in GRID_DERIVED_COLUMNS]
+    listed = [name for name in column_table.index if name not in required]
+    text_columns = {name for name in listed if column_table.loc[name, "type"] == "str"}
+    numeric_columns = tuple(name for name in required + listed
+                            if name not in TRIAL_LABEL_COLUMNS and name not in text_columns)
+    nodes = {name: _dataset(path, h5, f"trials/{name}") for name in required + listed}
     lengths = {name: node.shape[0] for name, node in nodes.items()}
     n_rows = min(lengths.values())
     if max(lengths.values()) != n_rows:
@@ -329,9 +368,11 @@ def _read_trials(path: Path, h5: h5py.File, grid: Grid, expected: pd.DataFrame,
     status_names = _status_meanings(nodes["status"])
     trials = pd.DataFrame({name: columns[name] for name in TRIAL_INDEX_COLUMNS})
     trials = _label(trials.astype(np.int64), grid)
-    for name in TRIAL_VALUE_COLUMNS:
-        if name != "status":
+    for name in numeric_columns:
+        if name not in TRIAL_INDEX_COLUMNS and name != "status":
             trials[name] = columns[name]
+    for name in text_columns:
+        trials[name] = _strings(nodes[name], slice(0, n_rows))
     unknown_status = set(np.unique(columns["status"]).tolist()) - set(status_names)
     if unknown_status:
         raise ResultsFileError(path, f"/trials/status has values {sorted(unknown_status)} not in its "
@@ -341,14 +382,18 @@ def _read_trials(path: Path, h5: h5py.File, grid: Grid, expected: pd.DataFrame,
     for name in ("mean_nll", "perplexity", "mean_kl", "max_kl", "top1_agreement", "accuracy"):
         if not np.issubdtype(trials[name].dtype, np.floating):
             trials[name] = trials[name].astype(np.float64)
-    return trials[TIDY_COLUMNS]
+    return trials[TIDY_COLUMNS + listed]
 
 
+# The tidy table's leading columns (every file must have them); the file's other /trials
+# columns follow in schema order.
 TIDY_COLUMNS = ["trial", "model", "strategy", "strategy_name", "strategy_scope", "deterministic",
                 "amount", "amount_label", "fraction", "seed", "k", "n_scope", "positions",
                 "nonfinite_positions", *[m for m in METRICS if m != "nonfinite_positions"],
                 "greedy_length", "status", "wall_s", "rank",
                 "model_idx", "strategy_idx", "fraction_idx", "seed_idx"]
+# Tidy columns looked up on the /grid axes rather than read from /trials.
+GRID_DERIVED_COLUMNS = ("strategy_name", "strategy_scope", "deterministic", "amount", "amount_label")
 
 
 def _label(indices: pd.DataFrame, grid: Grid) -> pd.DataFrame:
@@ -451,6 +496,8 @@ def _read_sites(path: Path, h5: h5py.File) -> pd.DataFrame | None:
 
 DATASET_VARIABLES = ("k", "n_scope", "fraction", "positions", "nonfinite_positions",
                      *[m for m in METRICS if m != "nonfinite_positions"], "greedy_length", "wall_s")
+# /trials columns that are coordinates or bookkeeping of the xarray view, not its variables.
+NOT_DATASET_VARIABLES = (*TRIAL_INDEX_COLUMNS, "seed", "rank", "status")
 
 
 def trials_to_dataset(results: Results) -> xr.Dataset:
@@ -468,12 +515,19 @@ def trials_to_dataset(results: Results) -> xr.Dataset:
             trials["fraction_idx"].to_numpy(), trials["seed_idx"].to_numpy())
     dims = ("model", "strategy", "fraction", "seed")
     variables = {}
-    for name in DATASET_VARIABLES:
+    columns = results.columns
+    numeric_extras = [name for name in columns.index
+                      if name in trials and name not in DATASET_VARIABLES + NOT_DATASET_VARIABLES
+                      and columns.loc[name, "type"] != "str"]
+    for name in (*DATASET_VARIABLES, *numeric_extras):
         values = np.full(shape, np.nan)  # (M, S, F, R)
         values[cell] = trials[name].to_numpy(dtype=np.float64)
         target = "effective_fraction" if name == "fraction" else name
-        info = METRICS.get(name)
-        attrs = {"long_name": info.label, "units": info.unit} if info else {}
+        attrs = {}
+        if name in columns.index:  # the file's own words for the column
+            attrs["long_name"] = columns.loc[name, "long_name"]
+            if columns.loc[name, "units"]:
+                attrs["units"] = columns.loc[name, "units"]
         variables[target] = (dims, values, attrs)
     trial_ids = np.full(shape, -1, dtype=np.int64)  # (M, S, F, R) -1: no trial
     trial_ids[cell] = trials["trial"].to_numpy()

@@ -1,12 +1,20 @@
+// Over 500 lines for one reason: nlohmann's SAX events carry no offsets, so keeping json.cpp's
+// messages (byte, line, column, what was expected) needs the builder to follow the text and to
+// name each lexical error itself.
 #include "fracsweep/formats/json.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
 #include <system_error>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "fracsweep/util/error.hpp"
 
@@ -33,76 +41,159 @@ const char* kind_name(JsonValue::Kind kind) {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-int hex_digit_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
+bool is_hex_digit(char c) {
+  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-void append_utf8(std::string& out, uint32_t code_point) {
-  if (code_point < 0x80) {
-    out += static_cast<char>(code_point);
-  } else if (code_point < 0x800) {
-    out += static_cast<char>(0xC0 | (code_point >> 6));
-    out += static_cast<char>(0x80 | (code_point & 0x3F));
-  } else if (code_point < 0x10000) {
-    out += static_cast<char>(0xE0 | (code_point >> 12));
-    out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (code_point & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (code_point >> 18));
-    out += static_cast<char>(0x80 | ((code_point >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (code_point & 0x3F));
-  }
-}
+bool is_whitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-// Length of the well-formed UTF-8 sequence starting at text[pos] (Unicode 15, table 3-7: no
-// overlong forms, no surrogates, nothing above U+10FFFF), or 0 when it is not well formed.
-size_t utf8_sequence_length(std::string_view text, size_t pos) {
-  const auto byte_at = [&](size_t i) -> unsigned {
-    return i < text.size() ? static_cast<unsigned char>(text[i]) : 0x100u;
-  };
-  const auto in_range = [](unsigned byte, unsigned low, unsigned high) {
-    return byte >= low && byte <= high;
-  };
-  const unsigned lead = byte_at(pos);
-  if (lead < 0x80) return 1;
-  if (in_range(lead, 0xC2, 0xDF)) return in_range(byte_at(pos + 1), 0x80, 0xBF) ? 2 : 0;
-  if (in_range(lead, 0xE0, 0xEF)) {
-    const unsigned low = lead == 0xE0 ? 0xA0 : 0x80;   // E0: no overlong forms
-    const unsigned high = lead == 0xED ? 0x9F : 0xBF;  // ED: no surrogates
-    return in_range(byte_at(pos + 1), low, high) && in_range(byte_at(pos + 2), 0x80, 0xBF) ? 3 : 0;
-  }
-  if (in_range(lead, 0xF0, 0xF4)) {
-    const unsigned low = lead == 0xF0 ? 0x90 : 0x80;   // F0: no overlong forms
-    const unsigned high = lead == 0xF4 ? 0x8F : 0xBF;  // F4: nothing above U+10FFFF
-    return in_range(byte_at(pos + 1), low, high) && in_range(byte_at(pos + 2), 0x80, 0xBF) &&
-                   in_range(byte_at(pos + 3), 0x80, 0xBF)
-               ? 4
-               : 0;
-  }
-  return 0;
+bool is_high_surrogate(uint32_t unit) { return unit >= 0xD800 && unit <= 0xDBFF; }
+bool is_low_surrogate(uint32_t unit) { return unit >= 0xDC00 && unit <= 0xDFFF; }
+
+std::string hex4(uint32_t unit) {
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "%04X", unit);
+  return hex;
 }
 
 constexpr const char* any_value = "a value (object, array, string, number, true, false or null)";
 
-// One parse over one text: the cursor, the limits and the source name for messages.
-class Parser {
+size_t find_quote_or_backslash(std::string_view text, size_t from) {
+  for (size_t offset = from; offset < text.size(); ++offset) {
+    if (text[offset] == '"' || text[offset] == '\\') return offset;
+  }
+  return std::string_view::npos;
+}
+
+// The opening quote of the string `text` ends inside (after a complete character, not after a
+// '\\'), if any. Only strings hold '"' and '\\' in valid JSON, so the quotes toggle in and out
+// of strings up to the first error, wherever it is.
+std::optional<size_t> unterminated_string_start(std::string_view text) {
+  size_t offset = 0;
+  while (true) {
+    const size_t open = text.find('"', offset);
+    if (open == std::string_view::npos) return std::nullopt;
+    offset = open + 1;
+    while (true) {
+      offset = find_quote_or_backslash(text, offset);
+      if (offset == std::string_view::npos) return open;
+      if (text[offset] == '"') break;
+      if (offset + 1 >= text.size()) return std::nullopt;  // ends after a '\\'
+      offset += 2;
+    }
+    ++offset;
+  }
+}
+
+// Printable ASCII without escapes: a string body in which nothing can fail.
+bool is_plain_string_body(std::string_view body) {
+  return std::all_of(body.begin(), body.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte >= 0x20 && byte < 0x80 && c != '\\';
+  });
+}
+
+// nlohmann's out_of_range.406: a number whose double is infinite ("number overflow").
+constexpr int number_overflow_id = 406;
+
+// What the grammar allowed next, and the offset where the offending token starts.
+struct Expectation {
+  size_t offset = 0;
+  const char* what = any_value;
+  enum class Slot { value, key, punctuation } slot = Slot::value;
+};
+
+// Builds the JsonValue tree from nlohmann's SAX events and enforces JsonLimits as each event
+// arrives, before anything below it is built. SAX events carry no offsets, so the builder
+// follows the text itself: between the tokens of two consecutive events there is only
+// whitespace and at most one ',' or ':', so each event's token is found by skipping those from
+// the end of the previous one. The offsets make every message say where, as json.cpp always did.
+class TreeBuilder {
  public:
-  Parser(std::string_view text, const std::string& source, const JsonLimits& limits)
+  TreeBuilder(std::string_view text, const std::string& source, const JsonLimits& limits)
       : text_(text), source_(source), limits_(limits) {}
 
-  JsonValue parse_document() {
-    skip_whitespace();
-    JsonValue value = parse_value(0);
-    skip_whitespace();
-    if (pos_ != text_.size()) fail(pos_, "end of input after the value");
-    return value;
+  // SAX interface (nlohmann::json::sax_parse).
+  bool null() { return add_literal(4, JsonValue::make_null()); }
+  bool boolean(bool value) { return add_literal(value ? 4 : 5, JsonValue::make_bool(value)); }
+  bool number_integer(int64_t) { return add_number(nullptr); }
+  bool number_unsigned(uint64_t) { return add_number(nullptr); }
+  bool number_float(double, const std::string& number_text) { return add_number(&number_text); }
+  bool string(std::string& value) {
+    const size_t start = begin_value();
+    cursor_ = string_end(start);
+    add(JsonValue::make_string(value));  // a copy: moving out would empty nlohmann's token buffer
+    return true;
+  }
+  bool binary(nlohmann::json::binary_t&) {
+    throw RunError("internal error: " + source_ + ": the JSON parser reported binary data");
+  }
+  bool start_object(size_t) { return open(true); }
+  bool start_array(size_t) { return open(false); }
+  bool key(std::string& key) {
+    const size_t start = next_token_start();
+    cursor_ = string_end(start);
+    Frame& object = frames_.back();
+    if (!object.keys.insert(key).second) fail_with(start, "duplicate key \"" + key + "\"");
+    object.pending_key = key;  // a copy, as in string()
+    object.step = Step::after_key;
+    return true;
+  }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  [[noreturn]] bool parse_error(size_t chars_read, const std::string&,
+                                const nlohmann::json::exception& error) {
+    report_error(chars_read - 1, error.id);
+  }
+
+  // The finished document; nlohmann stops at a NUL byte as if the input ended there, so
+  // anything left after the value is rejected here.
+  JsonValue take_document() {
+    const size_t rest = skip_whitespace(cursor_);
+    if (rest != text_.size()) fail(rest, "end of input after the value");
+    return std::move(document_);
+  }
+
+  // Reports the error of the token at the next expected position that failed at byte
+  // `failed_at` (text size: at the end of input), in json.cpp's words. `error_id` is
+  // nlohmann's exception id (0 when the error is found before nlohmann runs).
+  [[noreturn]] void report_error(size_t failed_at, int error_id) const {
+    const Expectation expected = expectation();
+    const size_t start = expected.offset;
+    if (start >= text_.size()) fail(start, expected.what);
+    if (expected.slot == Expectation::Slot::punctuation) {
+      if (is_digit(text_[start]) && start > 0 && text_[start - 1] == '0') {
+        // Only a number that is exactly "0" or "-0" ends right before a digit.
+        fail_with(start >= 2 && text_[start - 2] == '-' ? start - 2 : start - 1,
+                  "leading zeros are not allowed");
+      }
+      fail(start, expected.what);
+    }
+    if (expected.slot == Expectation::Slot::value) check_value_count(start);
+    const char first = text_[start];
+    if (first == '"') report_string_error(start, failed_at);
+    if (expected.slot == Expectation::Slot::value) {
+      if (first == 't') fail(failed_at, "the literal 'true'");
+      if (first == 'f') fail(failed_at, "the literal 'false'");
+      if (first == 'n') fail(failed_at, "the literal 'null'");
+      if (first == '-' || is_digit(first)) report_number_error(start, failed_at, error_id);
+    }
+    fail(start, expected.what);
   }
 
  private:
+  enum class Step { opened, after_key, after_value };
+
+  // One object or array being built.
+  struct Frame {
+    bool is_object = false;
+    Step step = Step::opened;
+    JsonValue::Array items;
+    JsonValue::Object members;
+    std::unordered_set<std::string> keys;  // of members, to reject duplicates
+    std::string pending_key;               // the key whose value comes next
+  };
+
   [[noreturn]] void fail(size_t offset, const std::string& expected) const {
     fail_with(offset, "expected " + expected + ", found " + describe_at(offset));
   }
@@ -130,239 +221,232 @@ class Parser {
     return std::string("byte ") + hex;
   }
 
-  void skip_whitespace() {
-    while (pos_ < text_.size()) {
-      const char c = text_[pos_];
-      if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
-      ++pos_;
-    }
+  size_t skip_whitespace(size_t offset) const {
+    while (offset < text_.size() && is_whitespace(text_[offset])) ++offset;
+    return offset;
   }
 
-  bool at_end() const { return pos_ >= text_.size(); }
-
-  JsonValue parse_value(int depth) {
-    if (at_end()) fail(pos_, any_value);
-    if (++value_count_ > limits_.max_values) {
-      fail_with(pos_, "more than the limit of " + std::to_string(limits_.max_values) + " values");
+  // Start of the token of the current event (the input up to it is valid JSON).
+  size_t next_token_start() const {
+    size_t offset = skip_whitespace(cursor_);
+    if (offset < text_.size() && (text_[offset] == ',' || text_[offset] == ':')) {
+      offset = skip_whitespace(offset + 1);
     }
-    switch (text_[pos_]) {
-      case '{': return parse_object(depth + 1);
-      case '[': return parse_array(depth + 1);
-      case '"': return JsonValue::make_string(parse_string());
-      case 't': expect_literal("true"); return JsonValue::make_bool(true);
-      case 'f': expect_literal("false"); return JsonValue::make_bool(false);
-      case 'n': expect_literal("null"); return JsonValue::make_null();
-      default:
-        if (text_[pos_] == '-' || is_digit(text_[pos_])) return parse_number();
-        fail(pos_, any_value);
-    }
+    return offset;
   }
 
-  void check_depth(int depth) const {
-    if (depth > limits_.max_depth) {
-      fail_with(pos_, "nesting deeper than the limit of " + std::to_string(limits_.max_depth) +
-                          " levels");
-    }
-  }
-
-  JsonValue parse_array(int depth) {
-    check_depth(depth);
-    ++pos_;  // '['
-    JsonValue::Array items;
-    skip_whitespace();
-    if (!at_end() && text_[pos_] == ']') {
-      ++pos_;
-      return JsonValue::make_array(std::move(items));
-    }
+  // One past the closing quote of the string token that opens at `open`, whose body nlohmann
+  // accepted; a string closed only by the quote parse_json appended is unterminated.
+  size_t string_end(size_t open) const {
+    size_t offset = open + 1;
     while (true) {
-      skip_whitespace();
-      items.push_back(parse_value(depth));
-      skip_whitespace();
-      if (at_end()) fail(pos_, "',' or ']'");
-      if (text_[pos_] == ']') {
-        ++pos_;
-        return JsonValue::make_array(std::move(items));
+      offset = find_quote_or_backslash(text_, offset);
+      if (offset == std::string_view::npos) {
+        fail_with(open, "unterminated string (no closing '\"' before the end of input)");
       }
-      if (text_[pos_] != ',') fail(pos_, "',' or ']'");
-      ++pos_;
+      if (text_[offset] == '"') return offset + 1;
+      offset += 2;  // an escape; \uXXXX continues with hex digits
     }
   }
 
-  JsonValue parse_object(int depth) {
-    check_depth(depth);
-    ++pos_;  // '{'
-    JsonValue::Object members;
-    std::unordered_set<std::string> seen_keys;
-    skip_whitespace();
-    if (!at_end() && text_[pos_] == '}') {
-      ++pos_;
-      return JsonValue::make_object(std::move(members));
-    }
-    while (true) {
-      skip_whitespace();
-      if (at_end() || text_[pos_] != '"') fail(pos_, "a string key");
-      const size_t key_offset = pos_;
-      std::string key = parse_string();
-      if (!seen_keys.insert(key).second) fail_with(key_offset, "duplicate key \"" + key + "\"");
-      skip_whitespace();
-      if (at_end() || text_[pos_] != ':') fail(pos_, "':' after the key");
-      ++pos_;
-      skip_whitespace();
-      JsonValue value = parse_value(depth);
-      members.emplace_back(std::move(key), std::move(value));
-      skip_whitespace();
-      if (at_end()) fail(pos_, "',' or '}'");
-      if (text_[pos_] == '}') {
-        ++pos_;
-        return JsonValue::make_object(std::move(members));
-      }
-      if (text_[pos_] != ',') fail(pos_, "',' or '}'");
-      ++pos_;
+  void check_value_count(size_t offset) const {
+    if (value_count_ + 1 > limits_.max_values) {
+      fail_with(offset, "more than the limit of " + std::to_string(limits_.max_values) + " values");
     }
   }
 
-  void expect_literal(std::string_view literal) {
-    for (size_t i = 0; i < literal.size(); ++i) {
-      if (pos_ + i >= text_.size() || text_[pos_ + i] != literal[i]) {
-        fail(pos_ + i, "the literal '" + std::string(literal) + "'");
-      }
-    }
-    pos_ += literal.size();
+  size_t begin_value() {
+    const size_t start = next_token_start();
+    check_value_count(start);
+    ++value_count_;
+    return start;
   }
 
-  // Grammar: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
-  JsonValue parse_number() {
-    const size_t start = pos_;
-    if (text_[pos_] == '-') ++pos_;
-    if (at_end() || !is_digit(text_[pos_])) fail(pos_, "a digit");
-    if (text_[pos_] == '0') {
-      ++pos_;
-      if (!at_end() && is_digit(text_[pos_])) fail_with(start, "leading zeros are not allowed");
+  bool add_literal(size_t length, JsonValue value) {
+    cursor_ = begin_value() + length;
+    add(std::move(value));
+    return true;
+  }
+
+  // `float_text` is nlohmann's text of a number with a fraction or exponent (or beyond
+  // 64 bits); integers are measured here: -? (0 | [1-9][0-9]*).
+  bool add_number(const std::string* float_text) {
+    const size_t start = begin_value();
+    size_t end = start;
+    if (float_text != nullptr) {
+      end += float_text->size();
     } else {
-      skip_digits();
+      if (text_[end] == '-') ++end;
+      if (text_[end] == '0') {
+        ++end;
+      } else {
+        while (end < text_.size() && is_digit(text_[end])) ++end;
+      }
     }
-    if (!at_end() && text_[pos_] == '.') {
-      ++pos_;
-      if (at_end() || !is_digit(text_[pos_])) fail(pos_, "a digit after the decimal point");
-      skip_digits();
-    }
-    if (!at_end() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
-      ++pos_;
-      if (!at_end() && (text_[pos_] == '+' || text_[pos_] == '-')) ++pos_;
-      if (at_end() || !is_digit(text_[pos_])) fail(pos_, "a digit in the exponent");
-      skip_digits();
-    }
-    const std::string_view number_text = text_.substr(start, pos_ - start);
+    cursor_ = end;
+    const std::string_view number_text = text_.substr(start, end - start);
     double value = 0;
-    const auto [end, error] =
+    const auto [parsed_end, error] =
         std::from_chars(number_text.data(), number_text.data() + number_text.size(), value);
     if (error == std::errc::result_out_of_range) {
       fail_with(start, "expected a number within the range of double, found " +
                            std::string(number_text));
     }
-    if (error != std::errc() || end != number_text.data() + number_text.size()) {
+    if (error != std::errc() || parsed_end != number_text.data() + number_text.size()) {
       fail_with(start, "cannot convert the number " + std::string(number_text));
     }
-    return JsonValue::make_number(value, std::string(number_text));
+    add(JsonValue::make_number(value, std::string(number_text)));
+    return true;
   }
 
-  void skip_digits() {
-    while (!at_end() && is_digit(text_[pos_])) ++pos_;
+  bool open(bool is_object) {
+    const size_t start = begin_value();
+    if (static_cast<int64_t>(frames_.size()) + 1 > limits_.max_depth) {
+      fail_with(start, "nesting deeper than the limit of " + std::to_string(limits_.max_depth) +
+                           " levels");
+    }
+    cursor_ = start + 1;
+    frames_.emplace_back();
+    frames_.back().is_object = is_object;
+    return true;
   }
 
-  uint32_t parse_hex4() {
-    uint32_t value = 0;
-    for (int i = 0; i < 4; ++i) {
-      const int digit = at_end() ? -1 : hex_digit_value(text_[pos_]);
-      if (digit < 0) fail(pos_, "a hexadecimal digit in a \\u escape");
-      value = value * 16 + static_cast<uint32_t>(digit);
-      ++pos_;
+  bool close() {
+    cursor_ = next_token_start() + 1;
+    Frame frame = std::move(frames_.back());
+    frames_.pop_back();
+    add(frame.is_object ? JsonValue::make_object(std::move(frame.members))
+                        : JsonValue::make_array(std::move(frame.items)));
+    return true;
+  }
+
+  void add(JsonValue value) {
+    if (frames_.empty()) {
+      document_ = std::move(value);
+      has_document_ = true;
+      return;
+    }
+    Frame& frame = frames_.back();
+    if (frame.is_object) {
+      frame.members.emplace_back(std::move(frame.pending_key), std::move(value));
+    } else {
+      frame.items.push_back(std::move(value));
+    }
+    frame.step = Step::after_value;
+  }
+
+  // What json.cpp's grammar expected after the last event, and where the next token starts
+  // (after a ',' or ':' when one was allowed and present).
+  Expectation expectation() const {
+    using Slot = Expectation::Slot;
+    const size_t after_last = skip_whitespace(cursor_);
+    if (frames_.empty()) {
+      if (has_document_) return {after_last, "end of input after the value", Slot::punctuation};
+      return {after_last, any_value, Slot::value};
+    }
+    const Frame& frame = frames_.back();
+    const char separator = frame.step == Step::after_key     ? ':'
+                           : frame.step == Step::after_value ? ','
+                                                             : '\0';
+    const bool separated =
+        separator != '\0' && after_last < text_.size() && text_[after_last] == separator;
+    const size_t next = separated ? skip_whitespace(after_last + 1) : after_last;
+    const Expectation key{next, "a string key", Slot::key};
+    const Expectation value{next, any_value, Slot::value};
+    switch (frame.step) {
+      case Step::opened: return frame.is_object ? key : value;
+      case Step::after_key:
+        return separated ? value : Expectation{next, "':' after the key", Slot::punctuation};
+      case Step::after_value:
+        if (separated) return frame.is_object ? key : value;
+        return {next, frame.is_object ? "',' or '}'" : "',' or ']'", Slot::punctuation};
     }
     return value;
   }
 
-  // The cursor is on "\u"; returns one code point (a surrogate pair joined).
-  uint32_t parse_unicode_escape() {
-    const size_t escape_offset = pos_;
-    pos_ += 2;  // "\u"
-    const uint32_t unit = parse_hex4();
-    if (unit >= 0xDC00 && unit <= 0xDFFF) {
-      fail_with(escape_offset, "lone low surrogate \\u" + hex4(unit) + " in a string");
+  // nlohmann stopped inside the number token at `start`, on byte `failed_at`.
+  [[noreturn]] void report_number_error(size_t start, size_t failed_at, int error_id) const {
+    if (error_id == number_overflow_id) {
+      fail_with(start, "expected a number within the range of double, found " +
+                           std::string(text_.substr(start, failed_at + 1 - start)));
     }
-    if (unit < 0xD800 || unit > 0xDBFF) return unit;
-    if (pos_ + 1 >= text_.size() || text_[pos_] != '\\' || text_[pos_ + 1] != 'u') {
-      fail_with(escape_offset, "high surrogate \\u" + hex4(unit) +
-                                   " not followed by a \\u escape of a low surrogate");
-    }
-    pos_ += 2;
-    const uint32_t low = parse_hex4();
-    if (low < 0xDC00 || low > 0xDFFF) {
-      fail_with(escape_offset, "high surrogate \\u" + hex4(unit) + " followed by \\u" +
-                                   hex4(low) + " instead of a low surrogate (DC00-DFFF)");
-    }
-    return 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+    const char before = text_[failed_at - 1];
+    if (before == '.') fail(failed_at, "a digit after the decimal point");
+    if (failed_at - 1 == start) fail(failed_at, "a digit");  // after the leading '-'
+    fail(failed_at, "a digit in the exponent");
   }
 
-  static std::string hex4(uint32_t unit) {
-    char hex[8];
-    std::snprintf(hex, sizeof hex, "%04X", unit);
-    return hex;
+  // nlohmann stopped inside the string that opens at `open`, on byte `failed_at`. Everything
+  // before that byte was accepted, so stepping over whole elements (bytes, escapes, UTF-8
+  // sequences) finds the element that broke.
+  [[noreturn]] void report_string_error(size_t open, size_t failed_at) const {
+    size_t element = open + 1;
+    while (element < failed_at) {
+      const auto byte = static_cast<unsigned char>(text_[element]);
+      size_t length = 1;
+      if (byte == '\\') {
+        length = escape_length(element, failed_at);
+      } else if (byte >= 0x80) {
+        length = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2;
+        if (failed_at < element + length) fail(element, "well-formed UTF-8 in a string");
+      }
+      element += length;
+    }
+    if (failed_at >= text_.size()) {
+      fail_with(open, "unterminated string (no closing '\"' before the end of input)");
+    }
+    if (static_cast<unsigned char>(text_[failed_at]) < 0x20) {
+      fail(failed_at, "a string character (control characters must be escaped)");
+    }
+    fail(failed_at, "well-formed UTF-8 in a string");  // a byte that starts no UTF-8 sequence
   }
 
-  // The cursor is on the opening quote; returns the decoded UTF-8 string.
-  std::string parse_string() {
-    const size_t open_offset = pos_;
-    ++pos_;
-    std::string value;
-    while (true) {
-      // Copy the run of ordinary ASCII characters in one go.
-      const size_t run_start = pos_;
-      while (pos_ < text_.size()) {
-        const auto byte = static_cast<unsigned char>(text_[pos_]);
-        if (byte < 0x20 || byte >= 0x80 || byte == '"' || byte == '\\') break;
-        ++pos_;
-      }
-      value.append(text_.substr(run_start, pos_ - run_start));
-      if (at_end()) {
-        fail_with(open_offset, "unterminated string (no closing '\"' before the end of input)");
-      }
-      const auto byte = static_cast<unsigned char>(text_[pos_]);
-      if (byte == '"') {
-        ++pos_;
-        return value;
-      }
-      if (byte < 0x20) fail(pos_, "a string character (control characters must be escaped)");
-      if (byte >= 0x80) {
-        const size_t length = utf8_sequence_length(text_, pos_);
-        if (length == 0) fail(pos_, "well-formed UTF-8 in a string");
-        value.append(text_.substr(pos_, length));
-        pos_ += length;
-        continue;
-      }
-      // A backslash escape.
-      if (pos_ + 1 >= text_.size()) fail(pos_ + 1, "an escape character after '\\'");
-      const char escaped = text_[pos_ + 1];
-      switch (escaped) {
-        case '"': value += '"'; break;
-        case '\\': value += '\\'; break;
-        case '/': value += '/'; break;
-        case 'b': value += '\b'; break;
-        case 'f': value += '\f'; break;
-        case 'n': value += '\n'; break;
-        case 'r': value += '\r'; break;
-        case 't': value += '\t'; break;
-        case 'u': append_utf8(value, parse_unicode_escape()); continue;
-        default: fail(pos_ + 1, "an escape character (one of \" \\ / b f n r t u)");
-      }
-      pos_ += 2;
+  // The four hexadecimal digits at `first_digit` (nlohmann accepted them).
+  uint32_t code_unit_at(size_t first_digit) const {
+    uint32_t unit = 0;
+    std::from_chars(text_.data() + first_digit, text_.data() + first_digit + 4, unit, 16);
+    return unit;
+  }
+
+  // Length of the escape at `escape` (a surrogate pair counts as one); throws json.cpp's
+  // message when it contains `failed_at`.
+  size_t escape_length(size_t escape, size_t failed_at) const {
+    if (failed_at == escape + 1) {
+      if (failed_at >= text_.size()) fail(failed_at, "an escape character after '\\'");
+      fail(failed_at, "an escape character (one of \" \\ / b f n r t u)");
     }
+    if (text_[escape + 1] != 'u') return 2;
+    const auto hex_failed = [&](size_t first_digit) {
+      return failed_at >= first_digit && failed_at < first_digit + 4 &&
+             (failed_at >= text_.size() || !is_hex_digit(text_[failed_at]));
+    };
+    if (hex_failed(escape + 2)) fail(failed_at, "a hexadecimal digit in a \\u escape");
+    const uint32_t unit = code_unit_at(escape + 2);
+    if (is_low_surrogate(unit) && failed_at < escape + 6) {
+      fail_with(escape, "lone low surrogate \\u" + hex4(unit) + " in a string");
+    }
+    if (!is_high_surrogate(unit)) return 6;
+    if (failed_at == escape + 6 || failed_at == escape + 7) {
+      fail_with(escape, "high surrogate \\u" + hex4(unit) +
+                            " not followed by a \\u escape of a low surrogate");
+    }
+    if (hex_failed(escape + 8)) fail(failed_at, "a hexadecimal digit in a \\u escape");
+    if (failed_at < escape + 12) {
+      const uint32_t low = code_unit_at(escape + 8);
+      fail_with(escape, "high surrogate \\u" + hex4(unit) + " followed by \\u" + hex4(low) +
+                            " instead of a low surrogate (DC00-DFFF)");
+    }
+    return 12;
   }
 
   std::string_view text_;
   const std::string& source_;
   const JsonLimits& limits_;
-  size_t pos_ = 0;  // byte offset of the next unread character
-  int64_t value_count_ = 0;
+  size_t cursor_ = 0;            // byte offset just past the token of the last event
+  int64_t value_count_ = 0;      // values started so far (keys are not values)
+  std::vector<Frame> frames_;    // (depth) the open objects and arrays, outermost first
+  JsonValue document_;           // the top-level value once complete
+  bool has_document_ = false;
 };
 
 }  // namespace
@@ -463,7 +547,26 @@ JsonValue parse_json(std::string_view text, const std::string& source, JsonLimit
                      " bytes, more than the limit of " + std::to_string(limits.max_bytes) +
                      " bytes");
   }
-  return Parser(text, source, limits).parse_document();
+  TreeBuilder builder(text, source, limits);
+  // nlohmann skips a UTF-8 byte order mark; json.cpp never accepted one (0xEF starts no value).
+  if (!text.empty() && static_cast<unsigned char>(text.front()) == 0xEF) {
+    builder.report_error(0, 0);
+  }
+  // nlohmann's error for an unterminated string copies the whole token several times (seconds
+  // for 100 MB). When the text ends inside a string, parse a copy with a closing quote added:
+  // the builder reports the string as unterminated when `text` has no closing quote. A body in
+  // which nothing can fail is left out of the copy; any other body is still checked.
+  if (const std::optional<size_t> open = unterminated_string_start(text)) {
+    const std::string_view body = text.substr(*open + 1);
+    const std::string_view checked = is_plain_string_body(body) ? text.substr(0, *open + 1) : text;
+    std::string closed_text;  // (checked.size() + 1) the checked text and a closing quote
+    closed_text.reserve(checked.size() + 1);
+    closed_text.append(checked).push_back('"');
+    nlohmann::json::sax_parse(closed_text.cbegin(), closed_text.cend(), &builder);
+  } else {
+    nlohmann::json::sax_parse(text.begin(), text.end(), &builder);
+  }
+  return builder.take_document();
 }
 
 JsonValue parse_json_file(const std::string& path, JsonLimits limits) {

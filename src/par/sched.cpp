@@ -16,7 +16,7 @@ constexpr int tag_result = 1;  // a TrialRow followed by its SiteRecords, as byt
 constexpr int tag_done = 2;    // a rank has no more trials
 
 void check_mpi(int code, const char* what) {
-  check_invariant(code == MPI_SUCCESS, std::string("MPI call failed: ") + what);
+  check_invariant(code == MPI_SUCCESS, [&] { return std::string("MPI call failed: ") + what; });
 }
 
 // RAII for the state shared by all ranks: two int64 in a window on rank 0, the next entry of

@@ -22,10 +22,11 @@ void check_strategy_fits(const StrategySpec& strategy, const std::vector<TensorI
   if (!explicit_bit) return;
   for (const TensorInfo& t : tensors) {
     if (!strategy.scope.contains(t.name)) continue;
-    check_input(strategy.bit < stored_bit_width(t.stored),
-                where + ": bits=" + std::to_string(strategy.bit) + " is outside tensor '" + t.name +
-                    "', stored as " + stored_type_name(t.stored) + " (bits 0.." +
-                    std::to_string(stored_bit_width(t.stored) - 1) + ")");
+    check_input(strategy.bit < stored_bit_width(t.stored), [&] {
+      return where + ": bits=" + std::to_string(strategy.bit) + " is outside tensor '" + t.name +
+             "', stored as " + stored_type_name(t.stored) + " (bits 0.." +
+             std::to_string(stored_bit_width(t.stored) - 1) + ")";
+    });
   }
 }
 
@@ -71,10 +72,10 @@ Perturber::ScopeIndex& Perturber::scope_index(const Scope& scope) {
 
 int64_t Perturber::scope_size(const Scope& scope) { return scope_index(scope).prefix.back(); }
 
-std::string Perturber::scope_stored_types(const Scope& scope) {
+std::string stored_types_in_scope(const std::vector<TensorInfo>& tensors, const Scope& scope) {
   bool present[3] = {false, false, false};  // by StoredType
-  for (int32_t t : scope_index(scope).tensor_ids) {
-    present[static_cast<int>(model_.tensors[static_cast<size_t>(t)].stored)] = true;
+  for (const TensorInfo& tensor : tensors) {
+    if (scope.contains(tensor.name)) present[static_cast<int>(tensor.stored)] = true;
   }
   std::string text;
   for (StoredType type : {StoredType::f32, StoredType::f16, StoredType::bf16}) {
@@ -82,6 +83,10 @@ std::string Perturber::scope_stored_types(const Scope& scope) {
     text += (text.empty() ? "" : "+") + std::string(stored_type_name(type));
   }
   return text;
+}
+
+std::string Perturber::scope_stored_types(const Scope& scope) {
+  return stored_types_in_scope(model_.tensors, scope);
 }
 
 std::string Perturber::sites_key_text(const Scope& scope, int64_t seed) const {

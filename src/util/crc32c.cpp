@@ -1,33 +1,32 @@
 #include "fracsweep/util/crc32c.hpp"
 
-#include <array>
+#include <boost/crc.hpp>
 
 namespace fracsweep {
 
 namespace {
 
-constexpr uint32_t castagnoli_reflected = 0x82F63B78u;
+// CRC-32C: polynomial 0x1EDC6F41 (0x82F63B78 reflected), initial and final XOR 0xFFFFFFFF,
+// input and output reflected.
+using Crc32cComputer = boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true>;
 
-// table[b]: the CRC register after shifting byte b through eight reflected steps.
-constexpr std::array<uint32_t, 256> make_table() {
-  std::array<uint32_t, 256> table{};  // (256) one entry per byte value
-  for (uint32_t byte = 0; byte < 256; ++byte) {
-    uint32_t reg = byte;
-    for (int bit = 0; bit < 8; ++bit) reg = (reg & 1u) ? (reg >> 1) ^ castagnoli_reflected : reg >> 1;
-    table[byte] = reg;
+uint32_t reversed_bits(uint32_t value) {
+  uint32_t reversed = 0;
+  for (int bit = 0; bit < 32; ++bit) {
+    reversed = (reversed << 1) | (value & 1u);
+    value >>= 1;
   }
-  return table;
+  return reversed;
 }
-
-constexpr std::array<uint32_t, 256> crc_table = make_table();
 
 }  // namespace
 
 uint32_t crc32c(const void* data, size_t size, uint32_t crc) {
-  const auto* bytes = static_cast<const unsigned char*>(data);
-  uint32_t reg = ~crc;
-  for (size_t i = 0; i < size; ++i) reg = crc_table[(reg ^ bytes[i]) & 0xFFu] ^ (reg >> 8);
-  return ~reg;
+  // Continuing from a finished checksum `crc`: undoing its final XOR gives the (reflected)
+  // register, and crc_optimal takes its starting remainder unreflected.
+  Crc32cComputer computer(reversed_bits(crc ^ 0xFFFFFFFFu));
+  computer.process_bytes(data, size);
+  return computer.checksum();
 }
 
 }  // namespace fracsweep

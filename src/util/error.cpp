@@ -2,12 +2,10 @@
 
 namespace fracsweep {
 
-void check_input(bool condition, const std::string& message) {
-  if (!condition) throw InputError(message);
-}
+void throw_input_error(const std::string& message) { throw InputError(message); }
 
-void check_invariant(bool condition, const std::string& message) {
-  if (!condition) throw RunError("internal error: " + message);
+void throw_invariant_error(const std::string& message) {
+  throw RunError("internal error: " + message);
 }
 
 std::string in_file(const std::string& path, const std::string& message) {

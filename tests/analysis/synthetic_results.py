@@ -8,6 +8,7 @@ f*_seed:
     mean_kl        = 0.5 * r                                            (0.5 nats at f*_seed)
     mean_nll       = baseline_nll * (1 + 0.5 * r)                       (1.5 x baseline)
     accuracy       = baseline_accuracy - 0.2 * r / (1 + r)              (-10 points)
+    sdc_rate       = baseline_accuracy - accuracy
 so the population median of f*_seed is f*. Trials above `destroyed_above` have non-finite outputs
 (the engine's convention: NaN losses, zero agreement, every position non-finite).
 """
@@ -104,28 +105,73 @@ def planted_row(sweep: SyntheticSweep, model_idx: int, strategy_idx: int, amount
     if effective > strategy.destroyed_above:
         row.update(nonfinite_positions=positions, mean_nll=math.nan, perplexity=math.nan,
                    mean_nll_finite=math.nan, accuracy=0.0, top1_agreement=0.0, mean_kl=math.nan,
-                   max_kl=math.nan, mean_kl_finite=math.nan, greedy_match=0, status=1)
+                   max_kl=math.nan, mean_kl_finite=math.nan, greedy_match=0, status=1,
+                   sdc_rate=sweep.baseline_accuracy)
         return row
     agreement = rng.binomial(positions, 1.0 / (1.0 + ratio)) / positions
     mean_nll = sweep.baseline_nll * (1.0 + 0.5 * ratio)
     perplexity = math.exp(mean_nll) if mean_nll < 709.0 else math.inf  # overflows like C's exp
+    accuracy = sweep.baseline_accuracy - 0.2 * ratio / (1 + ratio)
     row.update(nonfinite_positions=0, mean_nll=mean_nll, perplexity=perplexity,
-               mean_nll_finite=mean_nll, accuracy=sweep.baseline_accuracy - 0.2 * ratio / (1 + ratio),
+               mean_nll_finite=mean_nll, accuracy=accuracy,
+               sdc_rate=sweep.baseline_accuracy - accuracy,
                top1_agreement=agreement, mean_kl=0.5 * ratio, max_kl=5.0 * ratio,
                mean_kl_finite=0.5 * ratio,
                greedy_match=int(round(sweep.greedy_length / (1.0 + ratio))), status=0)
     return row
 
 
-TRIAL_DTYPES = {
-    "trial": np.int64, "model_idx": np.int32, "strategy_idx": np.int32, "fraction_idx": np.int32,
-    "seed_idx": np.int32, "model": str, "strategy": str, "fraction": np.float64, "seed": np.int64,
-    "k": np.int64, "n_scope": np.int64, "positions": np.int64, "nonfinite_positions": np.int64,
-    "mean_nll": np.float64, "perplexity": np.float64, "mean_nll_finite": np.float64,
-    "accuracy": np.float64, "top1_agreement": np.float64, "mean_kl": np.float64,
-    "max_kl": np.float64, "mean_kl_finite": np.float64, "greedy_match": np.int64,
-    "greedy_length": np.int64, "wall_s": np.float64, "rank": np.int32, "status": np.int32,
-}
+# The engine's /trials column table (include/fracsweep/io/trial_columns.hpp), in schema order:
+# (name, type, units, long_name). Datasets, their long_name / units attributes, the /trials
+# column-table attributes and the /trials_table fields are all derived from it;
+# test_schema_docs.py checks it against a file the engine writes.
+TRIAL_COLUMNS = (
+    ("trial", "int64", "", "trial id"),
+    ("model_idx", "int32", "", "index into /grid/model"),
+    ("strategy_idx", "int32", "", "index into /grid/strategy"),
+    ("fraction_idx", "int32", "", "index into /grid/fraction"),
+    ("seed_idx", "int32", "", "index into /grid/seed"),
+    ("model", "str", "", "model label"),
+    ("strategy", "str", "", "strategy label"),
+    ("stored_dtype", "str", "",
+     "stored number formats of the in-scope tensors (f32, f16, bf16, joined by +)"),
+    ("fraction", "float64", "1", "fraction of in-scope parameters (k / n_scope for count entries)"),
+    ("seed", "int64", "", "trial seed"),
+    ("k", "int64", "", "parameters perturbed"),
+    ("n_scope", "int64", "", "in-scope parameters"),
+    ("positions", "int64", "", "predicted positions evaluated"),
+    ("nonfinite_positions", "int64", "", "positions whose logits contain NaN or Inf"),
+    ("mean_nll", "float64", "nats", "mean negative log-likelihood of the next token"),
+    ("perplexity", "float64", "1", "exp(mean_nll)"),
+    ("mean_nll_finite", "float64", "nats", "mean negative log-likelihood over finite positions"),
+    ("accuracy", "float64", "1", "fraction of positions whose argmax is the next token"),
+    ("sdc_rate", "float64", "1",
+     "fraction of positions right before the perturbation and wrong after"),
+    ("top1_agreement", "float64", "1",
+     "fraction of positions whose argmax equals the unperturbed argmax"),
+    ("mean_kl", "float64", "nats", "mean KL(unperturbed || perturbed) over positions"),
+    ("max_kl", "float64", "nats", "max KL(unperturbed || perturbed) over positions"),
+    ("mean_kl_finite", "float64", "nats", "mean KL(unperturbed || perturbed) over finite positions"),
+    ("greedy_match", "int64", "", "leading greedy tokens equal to the unperturbed continuation"),
+    ("greedy_length", "int64", "", "length of the unperturbed greedy continuation"),
+    ("wall_s", "float64", "s", "wall time of perturb, forward, metrics and restore"),
+    ("rank", "int32", "", "MPI rank that ran the trial"),
+    ("status", "int32", "", "trial status"),
+)
+TRIAL_DTYPES = {name: str if kind == "str" else np.dtype(kind).type
+                for name, kind, _, _ in TRIAL_COLUMNS}
+
+
+def _describe_trials(trials: h5py.Group) -> None:
+    """The column table as attributes of /trials and long_name / units of every column."""
+    trials.attrs["column_names"] = [name for name, _, _, _ in TRIAL_COLUMNS]
+    trials.attrs["column_types"] = [kind for _, kind, _, _ in TRIAL_COLUMNS]
+    trials.attrs["column_units"] = [units for _, _, units, _ in TRIAL_COLUMNS]
+    trials.attrs["column_long_names"] = [long_name for _, _, _, long_name in TRIAL_COLUMNS]
+    for name, _, units, long_name in TRIAL_COLUMNS:
+        trials[name].attrs["long_name"] = long_name
+        if units:
+            trials[name].attrs["units"] = units
 
 
 def _strings(group: h5py.Group, name: str, values) -> h5py.Dataset:
@@ -156,7 +202,7 @@ def write_results(path: str | Path, sweep: SyntheticSweep) -> Path:
             continue
         row = dict(trial=trial, model_idx=model_idx, strategy_idx=strategy_idx,
                    fraction_idx=amount_idx, seed_idx=seed_idx, model=sweep.models[model_idx],
-                   strategy=sweep.strategies[strategy_idx].label)
+                   strategy=sweep.strategies[strategy_idx].label, stored_dtype="f32")
         row.update(planted_row(sweep, model_idx, strategy_idx, amount_idx, seed_idx))
         rows.append(row)
     columns = {name: [row[name] for row in rows] for name in TRIAL_DTYPES}
@@ -204,6 +250,7 @@ def write_results(path: str | Path, sweep: SyntheticSweep) -> Path:
 
         trials = h5.create_group("trials")
         _scaled(trials, "trial", columns, TRIAL_DTYPES)
+        _describe_trials(trials)
         trials["status"].attrs["flag_values"] = np.array([0, 1], np.int32)
         trials["status"].attrs["flag_meanings"] = "ok nonfinite_outputs"
         table_dtype = np.dtype([(name, "S64" if kind is str else kind) for name, kind in TRIAL_DTYPES.items()])

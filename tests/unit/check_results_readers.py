@@ -233,6 +233,15 @@ def check_h5py(path, expected):
         check(status.attrs.get("flag_meanings") == "ok nonfinite_outputs",
               f"h5py /trials/status flag_meanings = {status.attrs.get('flag_meanings')!r}")
 
+        listed = {key: [str(item) for item in f["trials"].attrs.get(key, [])]
+                  for key in ("column_names", "column_types", "column_units")}
+        check(listed["column_names"] == list(TRIALS),
+              f"h5py /trials column_names {listed['column_names']}, expected {list(TRIALS)}")
+        check(listed["column_types"] == list(TRIALS.values()),
+              f"h5py /trials column_types {listed['column_types']}")
+        check(listed["column_units"] == [TRIAL_UNITS.get(name, "") for name in TRIALS],
+              f"h5py /trials column_units {listed['column_units']}")
+
         table = f["trials_table"]
         n_rows = len(expected["trials"]["trial"])
         pytables_attributes = {"CLASS": b"TABLE", "VERSION": b"2.7", "TITLE": b"",

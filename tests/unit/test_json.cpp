@@ -367,3 +367,63 @@ BOOST_AUTO_TEST_CASE(files) {
              broken + ": JSON error at byte 13 (line 2, column 4): expected a value (object, "
                       "array, string, number, true, false or null), found ']'");
 }
+
+// nlohmann's parser behind parse_json accepts a few things json.cpp never did; the handler
+// keeps rejecting them.
+BOOST_AUTO_TEST_CASE(what_nlohmann_accepts_is_still_rejected) {
+  check_rejections({
+      // nlohmann stops at a NUL byte as if the input ended there.
+      {std::string("[1]\0", 4), "byte 3 (line 1, column 4): expected end of input after the value, found byte 0x00"},
+      {std::string("1\0", 2), "byte 1 (line 1, column 2): expected end of input after the value, found byte 0x00"},
+      {std::string("[1\0]", 4), "byte 2 (line 1, column 3): expected ',' or ']', found byte 0x00"},
+      // nlohmann skips a byte order mark.
+      {"\xEF\xBB\xBF[]", "byte 0 (line 1, column 1): expected a value"},
+      // nlohmann turns 1e400 into an error of its own and 1e-400 into 0.
+      {"[1, -1e400]", "byte 4 (line 1, column 5): expected a number within the range of double, found -1e400"},
+      {"[1e-400]", "byte 1 (line 1, column 2): expected a number within the range of double, found 1e-400"},
+      {R"({"a":01})", "byte 5 (line 1, column 6): leading zeros are not allowed"},
+  });
+}
+
+// The handler finds each token's offset itself (SAX events carry none); offsets after escapes
+// and multi-byte UTF-8 must still be the byte offsets in the document.
+BOOST_AUTO_TEST_CASE(offsets_after_escapes_and_utf8) {
+  const std::string keys = "{\"a\\\"\\\\\": 1, \"\\u00e9\xC3\xA9\": [\"\\uD83D\\uDE00\"], \"a\\\"\\\\\": 3}";
+  const std::string duplicate = rejection_message(keys);
+  const size_t second_key = keys.rfind("\"a\\\"");
+  BOOST_TEST(contains(duplicate, "byte " + std::to_string(second_key) + " (line 1, column " +
+                                     std::to_string(second_key + 1) + "): duplicate key \"a\"\\\""),
+             duplicate);
+
+  JsonLimits four;
+  four.max_values = 4;
+  const std::string values = "[\"\\u00e9\",\n \"\xC3\xA9\\\"\", 3, 4]";
+  const std::string too_many = rejection_message(values, four);
+  BOOST_TEST(contains(too_many, "byte " + std::to_string(values.find('4')) +
+                                    " (line 2, column 13): more than the limit of 4 values"),
+             too_many);
+}
+
+BOOST_AUTO_TEST_CASE(limits_come_before_a_malformed_value) {
+  // json.cpp counted a value before reading it, so the limit is reported, not the bad literal.
+  JsonLimits three;
+  three.max_values = 3;
+  BOOST_TEST(contains(rejection_message("[1, 2, tru", three),
+                      "byte 7 (line 1, column 8): more than the limit of 3 values"));
+  BOOST_TEST(contains(rejection_message("[1, tru", three),
+                      "byte 7 (line 1, column 8): expected the literal 'true', found end of input"));
+}
+
+BOOST_AUTO_TEST_CASE(unterminated_strings_still_report_earlier_errors) {
+  const std::string tail(1000, 'x');
+  check_rejections({
+      {"\"abc\x01" + tail, "byte 4 (line 1, column 5): expected a string character"},
+      {"\"abc\\q" + tail, "byte 5 (line 1, column 6): expected an escape character"},
+      {"\"ab\xC3" + tail, "byte 3 (line 1, column 4): expected well-formed UTF-8"},
+      {"[1, 2 \"" + tail, "byte 6 (line 1, column 7): expected ',' or ']', found '\"'"},
+      {"{\"a\": 1, \"bc" + tail, "byte 9 (line 1, column 10): unterminated string"},
+      {"[\"\\u00e9" + tail, "byte 1 (line 1, column 2): unterminated string"},
+      {"\"abc\\", "byte 5 (line 1, column 6): expected an escape character after '\\', found end of input"},
+      {"\"\\uD83D", "byte 1 (line 1, column 2): high surrogate \\uD83D not followed by a \\u escape"},
+  });
+}

@@ -290,6 +290,50 @@ struct ResultsReader {
     return value;
   }
 
+  // A 1-D variable-length UTF-8 string array attribute.
+  std::vector<std::string> text_array_attribute(const std::string& object,
+                                                const std::string& name) const {
+    const Id attribute(
+        H5Aopen_by_name(file.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT),
+        H5Aclose);
+    const Id space(H5Aget_space(attribute.get()), H5Sclose);
+    const Id text(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(text.get(), H5T_VARIABLE);
+    H5Tset_cset(text.get(), H5T_CSET_UTF8);
+    std::vector<char*> pointers(static_cast<size_t>(H5Sget_simple_extent_npoints(space.get())));
+    BOOST_TEST_REQUIRE(H5Aread(attribute.get(), text.get(), pointers.data()) >= 0);
+    std::vector<std::string> values(pointers.begin(), pointers.end());
+    H5Dvlen_reclaim(text.get(), space.get(), H5P_DEFAULT, pointers.data());
+    return values;
+  }
+
+  // Names of the datasets of a group in creation order.
+  std::vector<std::string> datasets_in_creation_order(const std::string& group_path) const {
+    const Id group(H5Gopen2(file.get(), group_path.c_str(), H5P_DEFAULT), H5Gclose);
+    std::vector<std::string> names;
+    const H5L_iterate_t collect = [](hid_t, const char* name, const H5L_info_t*,
+                                     void* out) -> herr_t {
+      static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+      return 0;
+    };
+    BOOST_TEST_REQUIRE(H5Literate(group.get(), H5_INDEX_CRT_ORDER, H5_ITER_INC, nullptr, collect,
+                                   &names) >= 0);
+    return names;
+  }
+
+  // "int32", "int64", "float64" or "str": the word the column table uses for a dataset's type.
+  std::string type_word(const std::string& path) const {
+    const Id dataset(H5Dopen2(file.get(), path.c_str(), H5P_DEFAULT), H5Dclose);
+    const Id stored_type(H5Dget_type(dataset.get()), H5Tclose);
+    const size_t bits = 8 * H5Tget_size(stored_type.get());
+    switch (H5Tget_class(stored_type.get())) {
+      case H5T_INTEGER: return "int" + std::to_string(bits);
+      case H5T_FLOAT: return "float" + std::to_string(bits);
+      case H5T_STRING: return "str";
+      default: return "other";
+    }
+  }
+
   template <typename T>
   std::vector<T> numeric_attribute(const std::string& object, const std::string& name) const {
     const Id attribute(
@@ -716,6 +760,40 @@ BOOST_AUTO_TEST_CASE(file_reads_back_with_the_hdf5_c_api) {
   BOOST_TEST(file.numbers<int64_t>("/sites/index_in_tensor") == expected_index_in_tensor);
   check_same_or_both_nan(file.numbers<float>("/sites/new_value"),
                          {-0.5f, Sweep::not_a_number_float, 2.0f, 0.0f, 1.0f}, "/sites/new_value");
+}
+
+// The /trials group lists its columns (name, type, unit, meaning) and each dataset agrees: the
+// names are the datasets in creation order, long_name is the meaning, units the unit.
+BOOST_AUTO_TEST_CASE(trials_group_lists_every_column_with_its_unit_and_meaning) {
+  const ScratchDirectory scratch;
+  const Sweep sweep;
+  const std::string path = scratch.file("demo.h5");
+  write_results(path, sweep.content, false);
+
+  const ResultsReader file(path);
+  const std::vector<std::string> names = file.text_array_attribute("/trials", "column_names");
+  const std::vector<std::string> types = file.text_array_attribute("/trials", "column_types");
+  const std::vector<std::string> units = file.text_array_attribute("/trials", "column_units");
+  const std::vector<std::string> meanings =
+      file.text_array_attribute("/trials", "column_long_names");
+  BOOST_TEST(names == file.datasets_in_creation_order("/trials"));
+  BOOST_TEST_REQUIRE(types.size() == names.size());
+  BOOST_TEST_REQUIRE(units.size() == names.size());
+  BOOST_TEST_REQUIRE(meanings.size() == names.size());
+  for (size_t c = 0; c < names.size(); ++c) {
+    const std::string dataset = "/trials/" + names[c];
+    BOOST_TEST(types[c] == file.type_word(dataset), dataset);
+    BOOST_TEST(file.text_attribute(dataset, "long_name") == meanings[c], dataset);
+    BOOST_TEST(file.has_attribute(dataset, "units") == !units[c].empty(), dataset);
+    if (!units[c].empty()) BOOST_TEST(file.text_attribute(dataset, "units") == units[c], dataset);
+  }
+  const auto at = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
+  };
+  BOOST_TEST_REQUIRE(at("sdc_rate") < names.size());
+  BOOST_TEST(units[at("mean_kl")] == "nats");
+  BOOST_TEST(types[at("stored_dtype")] == "str");
+  BOOST_TEST(meanings[at("status")] == "trial status");
 }
 
 BOOST_AUTO_TEST_CASE(trials_table_is_a_compound_copy_of_the_trials) {

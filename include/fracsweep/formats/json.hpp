@@ -1,9 +1,9 @@
 #pragma once
-// A small, strict JSON reader for untrusted input (safetensors headers, model descriptions,
-// config.json): RFC 8259 syntax, UTF-8 strings with \u escapes (surrogate pairs joined),
-// numbers kept as double plus their exact text, bounded nesting depth, input size and value
-// count. Errors throw InputError naming the source, the byte offset (line:column) and what was
-// expected.
+// A strict JSON reader for untrusted input (safetensors headers, model descriptions,
+// config.json), built on nlohmann-json's SAX parser: RFC 8259 syntax, UTF-8 strings with \u
+// escapes (surrogate pairs joined), numbers kept as double plus their exact text, bounded
+// nesting depth, input size and value count, checked as the parser goes. Errors throw
+// InputError naming the source, the byte offset (line:column) and what was expected.
 #include <cstdint>
 #include <memory>
 #include <string>

@@ -66,6 +66,10 @@ struct SiteRecord {
   float new_value;
 };
 
+// Stored number formats of the tensors `scope` contains, in the order f32, f16, bf16, joined
+// by '+': e.g. "f32", "bf16" or "f32+bf16" (the per-trial record /trials/stored_dtype).
+std::string stored_types_in_scope(const std::vector<TensorInfo>& tensors, const Scope& scope);
+
 // Per-model perturbation engine: caches per-tensor statistics of the unperturbed model and the
 // magnitude ordering of each scope. One per (rank, model); not thread-safe.
 class Perturber {
@@ -74,7 +78,7 @@ class Perturber {
 
   // Number of in-scope parameters.
   int64_t scope_size(const Scope& scope);
-  // Stored types of the in-scope tensors, e.g. "f32", "bf16" or "f32+bf16" (per-trial record).
+  // Stored types of the in-scope tensors (stored_types_in_scope over the model's tensors).
   std::string scope_stored_types(const Scope& scope);
 
   // Sites of a trial: offsets into Model::values, site rank order.

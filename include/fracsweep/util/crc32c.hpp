@@ -1,5 +1,6 @@
 #pragma once
-// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of journal records.
+// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of journal records;
+// computed with Boost.CRC.
 #include <cstddef>
 #include <cstdint>
 
