@@ -364,6 +364,7 @@ int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
     content.job = &job;
     content.grid = &grid;
     content.models = std::move(summaries);
+    if (sources.probes) content.probe_kinds = sources.probes->kinds;
     for (TrialResult& result : results) {
       if (!result.sites.empty()) content.sites.push_back({result.row.trial, std::move(result.sites)});
       content.rows.push_back(result.row);
