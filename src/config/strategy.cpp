@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <sstream>
 
 #include "fracsweep/util/error.hpp"
+#include "fracsweep/util/text.hpp"
 
 namespace fracsweep {
 
@@ -30,33 +30,6 @@ bool glob_match(std::string_view pattern, std::string_view text) {
   }
   while (p < pattern.size() && pattern[p] == '*') ++p;
   return p == pattern.size();
-}
-
-std::string join(const std::vector<std::string>& items, char separator) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += separator;
-    out += items[i];
-  }
-  return out;
-}
-
-std::vector<std::string> split(std::string_view text, char separator) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t end = std::min(text.find(separator, start), text.size());
-    if (end > start) parts.emplace_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  return parts;
-}
-
-// Shortest text that reads back as the same double ("0.1", "1e-05").
-std::string number_text(double value) {
-  char buffer[64];
-  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-  return std::string(buffer, result.ptr);
 }
 
 const char* bit_class_text(BitClass bits) {
@@ -120,8 +93,8 @@ bool Scope::contains(std::string_view tensor_name) const {
 }
 
 std::string Scope::canonical() const {
-  return "include=" + (include.empty() ? std::string("*") : join(include, ',')) +
-         ";exclude=" + join(exclude, ',');
+  return "include=" + (include.empty() ? std::string("*") : join(include, ",")) +
+         ";exclude=" + join(exclude, ",");
 }
 
 std::string StrategySpec::name() const {
@@ -143,12 +116,12 @@ std::string StrategySpec::canonical() const {
   switch (kind) {
     case StrategyKind::gaussian: {
       static const char* relative_names[] = {"abs", "std", "absolute"};
-      label += "(sigma=" + number_text(sigma) +
+      label += "(sigma=" + shortest_number_text(sigma) +
                ",relative=" + relative_names[static_cast<int>(relative_to)] + ")";
       break;
     }
     case StrategyKind::bitflip: label += "(bits=" + bits_text(*this) + ")"; break;
-    case StrategyKind::scale: label += "(factor=" + number_text(factor) + ")"; break;
+    case StrategyKind::scale: label += "(factor=" + shortest_number_text(factor) + ")"; break;
     case StrategyKind::magnitude: {
       static const char* action_names[] = {"zero", "signflip", "bitflip"};
       label += std::string("(then=") + action_names[static_cast<int>(action)];
@@ -167,86 +140,89 @@ std::string StrategySpec::canonical() const {
   return label;
 }
 
-StrategySpec parse_strategy(std::string_view text, const std::string& where) {
-  std::vector<std::string> words;
-  std::istringstream stream{std::string(text)};
-  for (std::string word; stream >> word;) words.push_back(word);
-  check_input(!words.empty(), where + ": empty strategy; expected a name such as zero, gaussian, "
-                                      "signflip, bitflip, random-value, scale or magnitude");
-  StrategySpec s;
-  const std::string& name = words[0];
+namespace {
+
+// The kind a strategy line names; InputError naming `where` for an unknown name.
+StrategyKind strategy_kind(const std::string& name, const std::string& where) {
   static const std::pair<const char*, StrategyKind> kinds[] = {
       {"zero", StrategyKind::zero},         {"gaussian", StrategyKind::gaussian},
       {"signflip", StrategyKind::signflip}, {"bitflip", StrategyKind::bitflip},
       {"random-value", StrategyKind::random_value}, {"scale", StrategyKind::scale},
       {"magnitude", StrategyKind::magnitude}, {"delta", StrategyKind::delta}};
-  bool known = false;
   for (const auto& [kind_name, kind] : kinds) {
-    if (name == kind_name) {
-      s.kind = kind;
-      known = true;
-    }
+    if (name == kind_name) return kind;
   }
-  check_input(known, where + ": unknown strategy '" + name +
-                         "'; expected zero, gaussian, signflip, bitflip, random-value, scale, "
-                         "magnitude or delta");
+  throw InputError(where + ": unknown strategy '" + name +
+                   "'; expected zero, gaussian, signflip, bitflip, random-value, scale, "
+                   "magnitude or delta");
+}
 
-  bool has_sigma = false, has_factor = false, has_bits = false;
-  for (size_t i = 1; i < words.size(); ++i) {
-    const size_t eq = words[i].find('=');
-    check_input(eq != std::string::npos && eq > 0,
-                where + ": strategy '" + name + "': expected key=value, found '" + words[i] + "'");
-    const std::string key = words[i].substr(0, eq), value = words[i].substr(eq + 1);
-    auto allowed = [&](bool ok) {
-      check_input(ok, where + ": strategy '" + name + "' takes no parameter '" + key + "'");
-    };
-    if (key == "include" || key == "exclude") {
-      auto patterns = split(value, ',');
-      check_input(!patterns.empty(), where + ": " + key + " needs at least one pattern");
-      auto& target = key == "include" ? s.scope.include : s.scope.exclude;
-      target.insert(target.end(), patterns.begin(), patterns.end());
-    } else if (key == "sigma") {
-      allowed(s.kind == StrategyKind::gaussian);
-      s.sigma = parse_number(value, key, where);
-      check_input(s.sigma > 0, where + ": gaussian sigma must be > 0, found " + value);
-      has_sigma = true;
-    } else if (key == "relative") {
-      allowed(s.kind == StrategyKind::gaussian);
-      if (value == "abs") s.relative_to = SigmaRelativeTo::abs;
-      else if (value == "std") s.relative_to = SigmaRelativeTo::std;
-      else if (value == "absolute") s.relative_to = SigmaRelativeTo::absolute;
-      else throw InputError(where + ": gaussian relative must be abs, std or absolute, found '" +
-                            value + "'");
-    } else if (key == "factor") {
-      allowed(s.kind == StrategyKind::scale);
-      s.factor = parse_number(value, key, where);
-      has_factor = true;
-    } else if (key == "bits") {
-      allowed(s.kind == StrategyKind::bitflip || s.kind == StrategyKind::magnitude);
-      parse_bits(value, where, s);
-      has_bits = true;
-    } else if (key == "from") {
-      allowed(s.kind == StrategyKind::delta);
-      check_input(!value.empty() && value.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == std::string::npos,
-                  where + ": delta from must name a model of the job, found '" + value + "'");
-      s.from_model = value;
-    } else if (key == "order") {
-      allowed(s.kind == StrategyKind::delta);
-      if (value == "random") s.order = DeltaOrder::random;
-      else if (value == "largest") s.order = DeltaOrder::largest;
-      else throw InputError(where + ": delta order must be random or largest, found '" + value + "'");
-    } else if (key == "then") {
-      allowed(s.kind == StrategyKind::magnitude);
-      if (value == "zero") s.action = TargetAction::zero;
-      else if (value == "signflip") s.action = TargetAction::signflip;
-      else if (value == "bitflip") s.action = TargetAction::bitflip;
-      else throw InputError(where + ": magnitude then must be zero, signflip or bitflip, found '" +
-                            value + "'");
-    } else {
-      throw InputError(where + ": strategy '" + name + "': unknown parameter '" + key + "'");
-    }
+// Which optional parameters a strategy line gave: some are required, bits only sometimes allowed.
+struct GivenParameters {
+  bool sigma = false, factor = false, bits = false;
+};
+
+// Applies one "key=value" word of strategy `name` to `s`.
+void apply_parameter(const std::string& word, const std::string& name, const std::string& where,
+                     StrategySpec& s, GivenParameters& given) {
+  const size_t eq = word.find('=');
+  check_input(eq != std::string::npos && eq > 0,
+              where + ": strategy '" + name + "': expected key=value, found '" + word + "'");
+  const std::string key = word.substr(0, eq), value = word.substr(eq + 1);
+  auto allowed = [&](bool ok) {
+    check_input(ok, where + ": strategy '" + name + "' takes no parameter '" + key + "'");
+  };
+  if (key == "include" || key == "exclude") {
+    auto patterns = split(value, ',');
+    check_input(!patterns.empty(), where + ": " + key + " needs at least one pattern");
+    auto& target = key == "include" ? s.scope.include : s.scope.exclude;
+    target.insert(target.end(), patterns.begin(), patterns.end());
+  } else if (key == "sigma") {
+    allowed(s.kind == StrategyKind::gaussian);
+    s.sigma = parse_number(value, key, where);
+    check_input(s.sigma > 0, where + ": gaussian sigma must be > 0, found " + value);
+    given.sigma = true;
+  } else if (key == "relative") {
+    allowed(s.kind == StrategyKind::gaussian);
+    if (value == "abs") s.relative_to = SigmaRelativeTo::abs;
+    else if (value == "std") s.relative_to = SigmaRelativeTo::std;
+    else if (value == "absolute") s.relative_to = SigmaRelativeTo::absolute;
+    else throw InputError(where + ": gaussian relative must be abs, std or absolute, found '" +
+                          value + "'");
+  } else if (key == "factor") {
+    allowed(s.kind == StrategyKind::scale);
+    s.factor = parse_number(value, key, where);
+    given.factor = true;
+  } else if (key == "bits") {
+    allowed(s.kind == StrategyKind::bitflip || s.kind == StrategyKind::magnitude);
+    parse_bits(value, where, s);
+    given.bits = true;
+  } else if (key == "from") {
+    allowed(s.kind == StrategyKind::delta);
+    check_input(!value.empty() && value.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                          "0123456789._-") == std::string::npos,
+                where + ": delta from must name a model of the job, found '" + value + "'");
+    s.from_model = value;
+  } else if (key == "order") {
+    allowed(s.kind == StrategyKind::delta);
+    if (value == "random") s.order = DeltaOrder::random;
+    else if (value == "largest") s.order = DeltaOrder::largest;
+    else throw InputError(where + ": delta order must be random or largest, found '" + value + "'");
+  } else if (key == "then") {
+    allowed(s.kind == StrategyKind::magnitude);
+    if (value == "zero") s.action = TargetAction::zero;
+    else if (value == "signflip") s.action = TargetAction::signflip;
+    else if (value == "bitflip") s.action = TargetAction::bitflip;
+    else throw InputError(where + ": magnitude then must be zero, signflip or bitflip, found '" +
+                          value + "'");
+  } else {
+    throw InputError(where + ": strategy '" + name + "': unknown parameter '" + key + "'");
   }
-  // Equivalent scopes get one label (and so one site stream): sorted, deduplicated, no "*".
+}
+
+// Equivalent scopes get one label (and so one site stream); then the parameters a kind needs.
+void normalise_and_check(StrategySpec& s, const GivenParameters& given, const std::string& where) {
+  // Scopes: sorted, deduplicated, no "*".
   for (auto* patterns : {&s.scope.include, &s.scope.exclude}) {
     std::sort(patterns->begin(), patterns->end());
     patterns->erase(std::unique(patterns->begin(), patterns->end()), patterns->end());
@@ -254,22 +230,35 @@ StrategySpec parse_strategy(std::string_view text, const std::string& where) {
   if (std::find(s.scope.include.begin(), s.scope.include.end(), "*") != s.scope.include.end()) {
     s.scope.include.clear();
   }
-  check_input(s.kind != StrategyKind::gaussian || has_sigma,
+  check_input(s.kind != StrategyKind::gaussian || given.sigma,
               where + ": gaussian needs sigma=<number>");
-  check_input(s.kind != StrategyKind::scale || has_factor, where + ": scale needs factor=<number>");
+  check_input(s.kind != StrategyKind::scale || given.factor, where + ": scale needs factor=<number>");
   check_input(s.kind != StrategyKind::delta || !s.from_model.empty(),
               where + ": delta needs from=MODEL, the model whose values it moves in");
   if (s.kind == StrategyKind::magnitude) {
-    if (s.action == TargetAction::bitflip) {
-      if (!has_bits) s.bits = BitClass::exponent_msb;
+    if (s.flips_bits()) {
+      if (!given.bits) s.bits = BitClass::exponent_msb;
       check_input(s.bits == BitClass::sign || s.bits == BitClass::exponent_msb ||
                       s.bits == BitClass::explicit_bit,
                   where + ": magnitude then=bitflip is deterministic and needs one fixed bit: "
                           "bits=sign, exponent-msb or a bit number, found bits=" + bits_text(s));
     } else {
-      check_input(!has_bits, where + ": bits is only valid with magnitude then=bitflip");
+      check_input(!given.bits, where + ": bits is only valid with magnitude then=bitflip");
     }
   }
+}
+
+}  // namespace
+
+StrategySpec parse_strategy(std::string_view text, const std::string& where) {
+  const std::vector<std::string> words = split_whitespace(text);
+  check_input(!words.empty(), where + ": empty strategy; expected a name such as zero, gaussian, "
+                                      "signflip, bitflip, random-value, scale or magnitude");
+  StrategySpec s;
+  s.kind = strategy_kind(words[0], where);
+  GivenParameters given;
+  for (size_t i = 1; i < words.size(); ++i) apply_parameter(words[i], words[0], where, s, given);
+  normalise_and_check(s, given, where);
   return s;
 }
 

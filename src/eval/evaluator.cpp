@@ -8,8 +8,6 @@ namespace fracsweep {
 
 namespace {
 
-size_t floats(int64_t count) { return static_cast<size_t>(count); }
-
 // Rows the stacked batch can ever need: every eval sequence, plus prompt + continuation minus
 // its last token (which predicts nothing we score).
 int64_t greedy_input_length(const EvalInputs& inputs) {

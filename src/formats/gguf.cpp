@@ -183,6 +183,75 @@ std::string ggml_type_name(uint32_t type) {
   return readable ? std::string(name) : "ggml type " + std::to_string(type) + " (" + name + ")";
 }
 
+namespace {
+
+// One tensor info (name, dims, type, data offset relative to the data section), checked.
+GgufTensor read_tensor_info(Cursor& cursor, uint64_t index, const std::string& path,
+                            uint64_t& relative_offset) {
+  GgufTensor t;
+  t.name = cursor.read_string("name of tensor " + std::to_string(index));
+  const std::string where = "GGUF tensor '" + t.name + "'";
+  const uint32_t n_dims = cursor.read<uint32_t>(where + " n_dims");
+  check_input(n_dims >= 1 && n_dims <= max_dims,
+              in_file(path, where + ": n_dims must be 1.." + std::to_string(max_dims) + ", found " +
+                                std::to_string(n_dims)));
+  std::vector<int64_t> dims;
+  t.count = 1;
+  for (uint32_t d = 0; d < n_dims; ++d) {
+    const uint64_t dim = cursor.read<uint64_t>(where + " dimension " + std::to_string(d));
+    check_input(dim <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) &&
+                    !__builtin_mul_overflow(t.count, static_cast<int64_t>(dim), &t.count),
+                in_file(path, where + ": shape product overflows a 64-bit element count"));
+    dims.push_back(static_cast<int64_t>(dim));
+  }
+  t.shape.assign(dims.rbegin(), dims.rend());
+  const uint32_t type = cursor.read<uint32_t>(where + " type");
+  check_input(type == 0 || type == 1 || type == 30,
+              in_file(path, where + ": unsupported tensor type " + ggml_type_name(type) +
+                                "; expected F32, F16 or BF16"));
+  t.type = static_cast<GgmlType>(type);
+  check_input(!__builtin_mul_overflow(t.count, element_size(t.type), &t.bytes),
+              in_file(path, where + ": byte size overflows 64 bits"));
+  relative_offset = cursor.read<uint64_t>(where + " offset");
+  return t;
+}
+
+// Checks every tensor's data lies aligned inside the data section, without overlaps, and sets
+// its absolute `begin`; relative_offsets (tensors) are the offsets the infos declare.
+void place_tensors(std::vector<GgufTensor>& tensors, const std::vector<uint64_t>& relative_offsets,
+                   int64_t data_offset, int64_t alignment, int64_t file_size,
+                   const std::string& path) {
+  const int64_t data_bytes = file_size - std::min(data_offset, file_size);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    GgufTensor& t = tensors[i];
+    const uint64_t offset = relative_offsets[i];
+    const std::string where = "GGUF tensor '" + t.name + "'";
+    check_input(offset % static_cast<uint64_t>(alignment) == 0,
+                in_file(path, where + ": data offset " + std::to_string(offset) +
+                                  " is not a multiple of the alignment " + std::to_string(alignment)));
+    check_input(offset <= static_cast<uint64_t>(data_bytes) &&
+                    static_cast<uint64_t>(t.bytes) <= static_cast<uint64_t>(data_bytes) - offset,
+                in_file(path, where + ": data [" + std::to_string(offset) + ", " + std::to_string(offset) +
+                                  " + " + std::to_string(t.bytes) + ") extends past the end of the " +
+                                  std::to_string(data_bytes) + "-byte data section (truncated file?)"));
+    t.begin = data_offset + static_cast<int64_t>(offset);
+  }
+  std::vector<const GgufTensor*> by_offset;
+  for (const GgufTensor& t : tensors) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const GgufTensor* a, const GgufTensor* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const GgufTensor& previous = *by_offset[i - 1];
+    check_input(previous.begin + previous.bytes <= by_offset[i]->begin,
+                in_file(path, "GGUF tensors '" + previous.name + "' and '" + by_offset[i]->name +
+                                  "' overlap: the first ends at byte " +
+                                  std::to_string(previous.begin + previous.bytes) +
+                                  ", the second starts at " + std::to_string(by_offset[i]->begin)));
+  }
+}
+
+}  // namespace
+
 GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>(path)) {
   Cursor cursor(*file_);
   cursor.need(4, "the magic \"GGUF\"");
@@ -235,64 +304,17 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>
   std::vector<uint64_t> relative_offsets;  // (tensor_count) offsets into the data section
   tensors_.reserve(static_cast<size_t>(tensor_count));
   for (uint64_t i = 0; i < tensor_count; ++i) {
-    GgufTensor t;
-    t.name = cursor.read_string("name of tensor " + std::to_string(i));
-    const std::string where = "GGUF tensor '" + t.name + "'";
-    check_input(find_tensor(t.name) == nullptr, in_file(path, where + " appears twice"));
-    const uint32_t n_dims = cursor.read<uint32_t>(where + " n_dims");
-    check_input(n_dims >= 1 && n_dims <= max_dims,
-                in_file(path, where + ": n_dims must be 1.." + std::to_string(max_dims) + ", found " +
-                                  std::to_string(n_dims)));
-    std::vector<int64_t> dims;
-    t.count = 1;
-    for (uint32_t d = 0; d < n_dims; ++d) {
-      const uint64_t dim = cursor.read<uint64_t>(where + " dimension " + std::to_string(d));
-      check_input(dim <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) &&
-                      !__builtin_mul_overflow(t.count, static_cast<int64_t>(dim), &t.count),
-                  in_file(path, where + ": shape product overflows a 64-bit element count"));
-      dims.push_back(static_cast<int64_t>(dim));
-    }
-    t.shape.assign(dims.rbegin(), dims.rend());
-    const uint32_t type = cursor.read<uint32_t>(where + " type");
-    check_input(type == 0 || type == 1 || type == 30,
-                in_file(path, where + ": unsupported tensor type " + ggml_type_name(type) +
-                                  "; expected F32, F16 or BF16"));
-    t.type = static_cast<GgmlType>(type);
-    check_input(!__builtin_mul_overflow(t.count, element_size(t.type), &t.bytes),
-                in_file(path, where + ": byte size overflows 64 bits"));
-    relative_offsets.push_back(cursor.read<uint64_t>(where + " offset"));
+    uint64_t relative_offset = 0;
+    GgufTensor t = read_tensor_info(cursor, i, path, relative_offset);
+    check_input(find_tensor(t.name) == nullptr,
+                in_file(path, "GGUF tensor '" + t.name + "' appears twice"));
+    relative_offsets.push_back(relative_offset);
     tensors_.push_back(std::move(t));
   }
 
   const int64_t infos_end = cursor.position();
   data_offset_ = (infos_end + alignment_ - 1) / alignment_ * alignment_;
-  const int64_t data_bytes = file_->size() - std::min(data_offset_, file_->size());
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    GgufTensor& t = tensors_[i];
-    const uint64_t offset = relative_offsets[i];
-    const std::string where = "GGUF tensor '" + t.name + "'";
-    check_input(offset % static_cast<uint64_t>(alignment_) == 0,
-                in_file(path, where + ": data offset " + std::to_string(offset) +
-                                  " is not a multiple of the alignment " + std::to_string(alignment_)));
-    check_input(offset <= static_cast<uint64_t>(data_bytes) &&
-                    static_cast<uint64_t>(t.bytes) <= static_cast<uint64_t>(data_bytes) - offset,
-                in_file(path, where + ": data [" + std::to_string(offset) + ", " + std::to_string(offset) +
-                                  " + " + std::to_string(t.bytes) + ") extends past the end of the " +
-                                  std::to_string(data_bytes) + "-byte data section (truncated file?)"));
-    t.begin = data_offset_ + static_cast<int64_t>(offset);
-  }
-  std::vector<const GgufTensor*> by_offset;
-  for (const GgufTensor& t : tensors_) by_offset.push_back(&t);
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const GgufTensor* a, const GgufTensor* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < by_offset.size(); ++i) {
-    const GgufTensor& previous = *by_offset[i - 1];
-    check_input(previous.begin + previous.bytes <= by_offset[i]->begin,
-                in_file(path, "GGUF tensors '" + previous.name + "' and '" + by_offset[i]->name +
-                                  "' overlap: the first ends at byte " +
-                                  std::to_string(previous.begin + previous.bytes) +
-                                  ", the second starts at " + std::to_string(by_offset[i]->begin)));
-  }
+  place_tensors(tensors_, relative_offsets, data_offset_, alignment_, file_->size(), path);
 }
 
 const GgufValue* GgufFile::find(const std::string& key) const {

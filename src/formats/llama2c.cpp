@@ -8,10 +8,10 @@
 #include <initializer_list>
 #include <limits>
 
+#include "fracsweep/formats/llama_config.hpp"
 #include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
-
 
 namespace {
 
@@ -19,8 +19,6 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "llama2.c loading assumes a little-endian host");
 
 constexpr int64_t header_bytes = 7 * 4;
-// Generous upper bound on any one header dimension; rejects absurd headers early.
-constexpr int64_t max_dim = int64_t{1} << 24;
 
 // Element counts of the llama2.c v0 tensors, in file order.
 struct Llama2cLayout {
@@ -76,13 +74,6 @@ int32_t read_le_int32(const unsigned char* bytes) {
   return out;
 }
 
-void check_dim(const std::string& path, const char* field, int64_t value) {
-  check_input(value > 0 && value <= max_dim,
-              in_file(path, std::string("llama2.c header field ") + field +
-                                " must be in 1.." + std::to_string(max_dim) + ", found " +
-                                std::to_string(value)));
-}
-
 int64_t file_size_of(const std::string& path) {
   std::error_code ec;
   check_input(std::filesystem::is_regular_file(path, ec),
@@ -116,22 +107,17 @@ LlamaConfig read_llama2c_header(const std::string& path) {
   c.shared_classifier = signed_vocab > 0;
   c.vocab_size = signed_vocab < 0 ? -signed_vocab : signed_vocab;
 
-  check_dim(path, "dim", c.dim);
-  check_dim(path, "hidden_dim", c.hidden_dim);
-  check_dim(path, "n_layers", c.n_layers);
-  check_dim(path, "n_heads", c.n_heads);
-  check_dim(path, "n_kv_heads", c.n_kv_heads);
-  check_dim(path, "vocab_size (absolute value)", c.vocab_size);
-  check_dim(path, "seq_len", c.seq_len);
-  check_input(c.dim % c.n_heads == 0,
-              in_file(path, "n_heads (" + std::to_string(c.n_heads) + ") must divide dim (" +
-                                std::to_string(c.dim) + ")"));
-  check_input(c.n_heads % c.n_kv_heads == 0,
-              in_file(path, "n_kv_heads (" + std::to_string(c.n_kv_heads) +
-                                ") must divide n_heads (" + std::to_string(c.n_heads) + ")"));
-  check_input(c.head_dim() % 2 == 0,
-              in_file(path, "head dimension dim/n_heads = " + std::to_string(c.head_dim()) +
-                                " must be even for rotary embeddings"));
+  // seq_len sizes the freq_cis block, so the file size bounds it: no separate context cap.
+  check_llama_config(c, {.path = path,
+                         .key_kind = "llama2.c header field",
+                         .quote_keys = false,
+                         .dim = "dim",
+                         .hidden_dim = "hidden_dim",
+                         .n_layers = "n_layers",
+                         .n_heads = "n_heads",
+                         .n_kv_heads = "n_kv_heads",
+                         .vocab_size = "vocab_size (absolute value)",
+                         .seq_len = "seq_len"});
 
   // Each count was multiplied with overflow checks; the sum and the byte size are checked too.
   const int64_t floats = layout_of(c, path).floats_in_file(path);

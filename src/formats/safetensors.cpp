@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "fracsweep/util/error.hpp"
+#include "fracsweep/util/text.hpp"
 #include "fracsweep/formats/json.hpp"
 
 namespace fracsweep {
@@ -54,12 +55,9 @@ const DTypeInfo& dtype_info(DType dtype) {
 }
 
 std::string known_dtype_names() {
-  std::string names;
-  for (const DTypeInfo& info : dtype_table) {
-    if (!names.empty()) names += ", ";
-    names += info.name;
-  }
-  return names;
+  std::vector<std::string> names;
+  for (const DTypeInfo& info : dtype_table) names.emplace_back(info.name);
+  return join(names, ", ");
 }
 
 std::string system_message(int error_number) {
@@ -208,6 +206,42 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<unsigned char*>(data_), static_cast<size_t>(size_));
 }
 
+namespace {
+
+// The tensor `name` of the header, its data [begin, end) checked against its dtype and shape and
+// against the data buffer (data_size bytes from data_start).
+SafetensorsTensor read_tensor_entry(const std::string& name, const JsonValue& entry,
+                                    const std::string& path, int64_t data_start,
+                                    int64_t data_size) {
+  const std::string where = path + ": tensor '" + name + "'";
+  const TensorEntryReader reader(where, entry);
+  SafetensorsTensor tensor;
+  tensor.name = name;
+  tensor.dtype = reader.dtype();
+  tensor.shape = reader.shape();
+  tensor.count = reader.element_count(tensor.shape);
+  const auto [begin, end] = reader.data_offsets();
+  if (end > data_size) {
+    throw InputError(reader.field_where("data_offsets") + ": end " + std::to_string(end) +
+                     " is beyond the data buffer of " + std::to_string(data_size) + " bytes");
+  }
+  if (__builtin_mul_overflow(tensor.count, dtype_size(tensor.dtype), &tensor.bytes)) {
+    throw InputError(reader.field_where("shape") + ": " + std::to_string(tensor.count) +
+                     " elements of " + dtype_name(tensor.dtype) + " overflow int64 bytes");
+  }
+  if (end - begin != tensor.bytes) {
+    throw InputError(reader.field_where("data_offsets") + ": expected " +
+                     std::to_string(tensor.bytes) + " bytes (" + std::to_string(tensor.count) +
+                     " elements of " + dtype_name(tensor.dtype) + "), found [" +
+                     std::to_string(begin) + ", " + std::to_string(end) + "] = " +
+                     std::to_string(end - begin) + " bytes");
+  }
+  tensor.begin = data_start + begin;
+  return tensor;
+}
+
+}  // namespace
+
 SafetensorsFile::SafetensorsFile(const std::string& path)
     : file_(std::make_shared<MappedFile>(path)) {
   const int64_t file_size = file_->size();
@@ -245,31 +279,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
       }
       continue;
     }
-    const std::string where = path + ": tensor '" + name + "'";
-    const TensorEntryReader reader(where, entry);
-    SafetensorsTensor tensor;
-    tensor.name = name;
-    tensor.dtype = reader.dtype();
-    tensor.shape = reader.shape();
-    tensor.count = reader.element_count(tensor.shape);
-    const auto [begin, end] = reader.data_offsets();
-    if (end > data_size) {
-      throw InputError(reader.field_where("data_offsets") + ": end " + std::to_string(end) +
-                       " is beyond the data buffer of " + std::to_string(data_size) + " bytes");
-    }
-    if (__builtin_mul_overflow(tensor.count, dtype_size(tensor.dtype), &tensor.bytes)) {
-      throw InputError(reader.field_where("shape") + ": " + std::to_string(tensor.count) +
-                       " elements of " + dtype_name(tensor.dtype) + " overflow int64 bytes");
-    }
-    if (end - begin != tensor.bytes) {
-      throw InputError(reader.field_where("data_offsets") + ": expected " +
-                       std::to_string(tensor.bytes) + " bytes (" + std::to_string(tensor.count) +
-                       " elements of " + dtype_name(tensor.dtype) + "), found [" +
-                       std::to_string(begin) + ", " + std::to_string(end) + "] = " +
-                       std::to_string(end - begin) + " bytes");
-    }
-    tensor.begin = data_start + begin;
-    tensors_.push_back(std::move(tensor));
+    tensors_.push_back(read_tensor_entry(name, entry, path, data_start, data_size));
   }
 
   std::sort(tensors_.begin(), tensors_.end(),

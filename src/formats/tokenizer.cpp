@@ -265,8 +265,11 @@ std::string Tokenizer::decode_piece(int32_t previous, int32_t token) const {
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
+  return decode_after(bos_id_, ids);
+}
+
+std::string Tokenizer::decode_after(int32_t previous, const std::vector<int32_t>& ids) const {
   std::string text;
-  int32_t previous = bos_id_;
   for (const int32_t id : ids) {
     text += decode_piece(previous, id);
     previous = id;

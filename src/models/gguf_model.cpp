@@ -6,6 +6,7 @@
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/gguf.hpp"
 #include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/formats/llama_config.hpp"
 #include "fracsweep/models/model_loaders.hpp"
 #include "fracsweep/models/language_eval.hpp"
 #include "fracsweep/nn/llama.hpp"
@@ -13,19 +14,6 @@
 namespace fracsweep {
 
 namespace {
-
-constexpr int64_t max_dim = int64_t{1} << 24;  // rejects absurd hyper-parameters early
-// The context length sizes the rotary table (seq_len x head_dim floats) and is tied to no
-// tensor, so a hostile file could ask for gigabytes with it: capped at 1M positions.
-constexpr int64_t max_context = int64_t{1} << 20;
-
-int64_t positive_key(const GgufFile& file, const std::string& key, std::optional<int64_t> fallback = {}) {
-  const int64_t value = fallback ? file.get_int(key, *fallback) : file.get_int(key);
-  check_input(value > 0 && value <= max_dim,
-              in_file(file.path(), "GGUF metadata key '" + key + "': expected 1.." + std::to_string(max_dim) +
-                                       ", found " + std::to_string(value)));
-  return value;
-}
 
 // GGUF name of the tensor fracsweep calls `name` (llama2.c naming).
 std::string gguf_name_of(const std::string& name) {
@@ -73,19 +61,27 @@ LlamaConfig gguf_llama_config(const GgufFile& file) {
   check_input(embeddings != nullptr && embeddings->shape.size() == 2,
               in_file(file.path(), "GGUF tensor 'token_embd.weight' (2-D, vocab x embedding_length) is missing"));
   LlamaConfig c;
-  c.dim = positive_key(file, "llama.embedding_length");
-  c.hidden_dim = positive_key(file, "llama.feed_forward_length");
-  c.n_layers = positive_key(file, "llama.block_count");
-  c.n_heads = positive_key(file, "llama.attention.head_count");
-  c.n_kv_heads = positive_key(file, "llama.attention.head_count_kv", c.n_heads);
-  c.seq_len = positive_key(file, "llama.context_length");
-  check_input(c.seq_len <= max_context,
-              in_file(file.path(), "GGUF metadata key 'llama.context_length': expected at most " +
-                                       std::to_string(max_context) + ", found " + std::to_string(c.seq_len)));
-  c.vocab_size = embeddings->shape[0];
-  check_input(c.vocab_size > 0 && c.vocab_size <= max_dim,
+  c.dim = file.get_int("llama.embedding_length");
+  c.hidden_dim = file.get_int("llama.feed_forward_length");
+  c.n_layers = file.get_int("llama.block_count");
+  c.n_heads = file.get_int("llama.attention.head_count");
+  c.n_kv_heads = file.get_int("llama.attention.head_count_kv", c.n_heads);
+  c.seq_len = file.get_int("llama.context_length");
+  c.vocab_size = embeddings->shape[0];  // checked here: a tensor shape, not a metadata key
+  check_input(c.vocab_size > 0 && c.vocab_size <= llama_max_dimension,
               in_file(file.path(), "GGUF tensor 'token_embd.weight': vocabulary size " +
-                                       std::to_string(c.vocab_size) + " outside 1.." + std::to_string(max_dim)));
+                                       std::to_string(c.vocab_size) + " outside 1.." +
+                                       std::to_string(llama_max_dimension)));
+  check_llama_config(c, {.path = file.path(),
+                         .key_kind = "GGUF metadata key",
+                         .dim = "llama.embedding_length",
+                         .hidden_dim = "llama.feed_forward_length",
+                         .n_layers = "llama.block_count",
+                         .n_heads = "llama.attention.head_count",
+                         .n_kv_heads = "llama.attention.head_count_kv",
+                         .vocab_size = "llama.vocab_size",
+                         .seq_len = "llama.context_length",
+                         .max_seq_len = llama_max_context});
   if (file.find("llama.vocab_size")) {
     check_input(file.get_int("llama.vocab_size") == c.vocab_size,
                 in_file(file.path(), "GGUF metadata key 'llama.vocab_size' (" +
@@ -98,15 +94,6 @@ LlamaConfig gguf_llama_config(const GgufFile& file) {
   check_input(c.norm_eps > 0 && c.rope_theta > 0,
               in_file(file.path(), "GGUF metadata keys 'llama.attention.layer_norm_rms_epsilon' and "
                                    "'llama.rope.freq_base' must be positive"));
-  check_input(c.dim % c.n_heads == 0,
-              in_file(file.path(), "GGUF metadata key 'llama.attention.head_count' (" + std::to_string(c.n_heads) +
-                                       ") must divide llama.embedding_length (" + std::to_string(c.dim) + ")"));
-  check_input(c.n_heads % c.n_kv_heads == 0,
-              in_file(file.path(), "GGUF metadata key 'llama.attention.head_count_kv' (" +
-                                       std::to_string(c.n_kv_heads) + ") must divide llama.attention.head_count (" +
-                                       std::to_string(c.n_heads) + ")"));
-  check_input(c.head_dim() % 2 == 0,
-              in_file(file.path(), "GGUF head dimension " + std::to_string(c.head_dim()) + " must be even for RoPE"));
   const int64_t rope_dims = file.get_int("llama.rope.dimension_count", c.head_dim());
   check_input(rope_dims == c.head_dim(),
               in_file(file.path(), "GGUF metadata key 'llama.rope.dimension_count': expected the head dimension " +
@@ -212,11 +199,8 @@ std::unique_ptr<OpenModel> open_gguf_model(const JobConfig& job, const ModelSpec
                                                  config.vocab_size, config.seq_len, &sources);
   auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
   if (tokenizer) {
-    int32_t previous = inputs.greedy_prompt.back();
-    for (int32_t id : evaluator->baseline().greedy_ids) {
-      open->baseline_text += tokenizer->decode_piece(previous, id);
-      previous = id;
-    }
+    open->baseline_text =
+        tokenizer->decode_after(inputs.greedy_prompt.back(), evaluator->baseline().greedy_ids);
   }
   open->evaluator = std::move(evaluator);
   return open;

@@ -11,6 +11,7 @@
 #include "fracsweep/nn/gpt2.hpp"
 #include "fracsweep/formats/hf.hpp"
 #include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/formats/llama_config.hpp"
 #include "fracsweep/models/model_loaders.hpp"
 #include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/models/language_eval.hpp"
@@ -19,11 +20,6 @@
 namespace fracsweep {
 
 namespace {
-
-constexpr int64_t max_dim = int64_t{1} << 24;  // rejects absurd hyper-parameters early
-// A Llama context length sizes the rotary table (seq_len x head_dim floats) and is tied to no
-// tensor, so a hostile config could ask for gigabytes with it: capped at 1M positions.
-constexpr int64_t max_context = int64_t{1} << 20;
 
 bool is_plain_file_name(const std::string& name) {
   return !name.empty() && name.find('/') == std::string::npos && name != "." && name != "..";
@@ -131,14 +127,6 @@ bool HfCheckpoint::config_bool(const std::string& key, bool fallback) const {
 
 namespace {
 
-int64_t dimension(const HfCheckpoint& hf, const std::string& key, int64_t fallback = -1) {
-  const int64_t value = fallback < 0 ? hf.config_int(key) : hf.config_int(key, fallback);
-  check_input(value > 0 && value <= max_dim,
-              in_file(hf.config_path(), "key '" + key + "': expected 1.." + std::to_string(max_dim) + ", found " +
-                                            std::to_string(value)));
-  return value;
-}
-
 void check_string_key(const HfCheckpoint& hf, const std::string& key, const std::vector<std::string>& allowed) {
   const JsonValue* value = hf.config().find(key);
   if (value == nullptr || value->is_null()) return;
@@ -233,20 +221,29 @@ std::string gpt2_prefix(const HfCheckpoint& hf) {
 
 LlamaConfig hf_gpt2_config(const HfCheckpoint& hf) {
   LlamaConfig c;
-  c.dim = dimension(hf, "n_embd");
-  c.n_layers = dimension(hf, "n_layer");
-  c.n_heads = dimension(hf, "n_head");
+  c.dim = hf.config_int("n_embd");
+  c.n_layers = hf.config_int("n_layer");
+  c.n_heads = hf.config_int("n_head");
   c.n_kv_heads = c.n_heads;
-  c.hidden_dim = dimension(hf, "n_inner", 4 * c.dim);
-  c.vocab_size = dimension(hf, "vocab_size");
-  c.seq_len = dimension(hf, "n_positions");
+  // 4 n_embd by default (n_embd clamped only so that an absurd one cannot overflow here; the
+  // check below rejects it first).
+  c.hidden_dim = hf.config_int("n_inner", 4 * std::clamp(c.dim, int64_t{0}, llama_max_dimension));
+  c.vocab_size = hf.config_int("vocab_size");
+  c.seq_len = hf.config_int("n_positions");
+  check_llama_config(c, {.path = hf.config_path(),
+                         .key_kind = "key",
+                         .dim = "n_embd",
+                         .hidden_dim = "n_inner",
+                         .n_layers = "n_layer",
+                         .n_heads = "n_head",
+                         .n_kv_heads = "n_head",
+                         .vocab_size = "vocab_size",
+                         .seq_len = "n_positions",  // sizes the wpe tensor: no context cap
+                         .rotary = false});
   c.norm_eps = static_cast<float>(hf.config_number("layer_norm_epsilon", 1e-5));
   c.shared_classifier = true;
   check_input(c.norm_eps > 0, in_file(hf.config_path(), "key 'layer_norm_epsilon' must be positive"));
   check_string_key(hf, "activation_function", {"gelu_new", "gelu_pytorch_tanh"});
-  check_input(c.dim % c.n_heads == 0,
-              in_file(hf.config_path(), "key 'n_head' (" + std::to_string(c.n_heads) + ") must divide n_embd (" +
-                                            std::to_string(c.dim) + ")"));
   check_input(!hf.config_bool("scale_attn_by_inverse_layer_idx", false) && !hf.config_bool("reorder_and_upcast_attn", false),
               in_file(hf.config_path(), "keys 'scale_attn_by_inverse_layer_idx' / 'reorder_and_upcast_attn' are not supported"));
   return c;
@@ -262,16 +259,23 @@ std::vector<TensorInfo> hf_gpt2_tensor_table(const HfCheckpoint& hf, const Llama
 
 LlamaConfig hf_llama_config(const HfCheckpoint& hf) {
   LlamaConfig c;
-  c.dim = dimension(hf, "hidden_size");
-  c.hidden_dim = dimension(hf, "intermediate_size");
-  c.n_layers = dimension(hf, "num_hidden_layers");
-  c.n_heads = dimension(hf, "num_attention_heads");
-  c.n_kv_heads = dimension(hf, "num_key_value_heads", c.n_heads);
-  c.vocab_size = dimension(hf, "vocab_size");
-  c.seq_len = dimension(hf, "max_position_embeddings");
-  check_input(c.seq_len <= max_context,
-              in_file(hf.config_path(), "key 'max_position_embeddings': expected at most " + std::to_string(max_context) +
-                                            ", found " + std::to_string(c.seq_len)));
+  c.dim = hf.config_int("hidden_size");
+  c.hidden_dim = hf.config_int("intermediate_size");
+  c.n_layers = hf.config_int("num_hidden_layers");
+  c.n_heads = hf.config_int("num_attention_heads");
+  c.n_kv_heads = hf.config_int("num_key_value_heads", c.n_heads);
+  c.vocab_size = hf.config_int("vocab_size");
+  c.seq_len = hf.config_int("max_position_embeddings");
+  check_llama_config(c, {.path = hf.config_path(),
+                         .key_kind = "key",
+                         .dim = "hidden_size",
+                         .hidden_dim = "intermediate_size",
+                         .n_layers = "num_hidden_layers",
+                         .n_heads = "num_attention_heads",
+                         .n_kv_heads = "num_key_value_heads",
+                         .vocab_size = "vocab_size",
+                         .seq_len = "max_position_embeddings",
+                         .max_seq_len = llama_max_context});
   c.norm_eps = static_cast<float>(hf.config_number("rms_norm_eps", 1e-6));
   c.rope_theta = static_cast<float>(hf.config_number("rope_theta", 10000.0));
   c.shared_classifier = hf.config_bool("tie_word_embeddings", false);
@@ -281,14 +285,6 @@ LlamaConfig hf_llama_config(const HfCheckpoint& hf) {
   check_input(scaling == nullptr || scaling->is_null(),
               in_file(hf.config_path(), "key 'rope_scaling': expected null (scaled RoPE is not supported)"));
   check_string_key(hf, "hidden_act", {"silu"});
-  check_input(c.dim % c.n_heads == 0,
-              in_file(hf.config_path(), "key 'num_attention_heads' (" + std::to_string(c.n_heads) +
-                                            ") must divide hidden_size (" + std::to_string(c.dim) + ")"));
-  check_input(c.n_heads % c.n_kv_heads == 0,
-              in_file(hf.config_path(), "key 'num_key_value_heads' (" + std::to_string(c.n_kv_heads) +
-                                            ") must divide num_attention_heads (" + std::to_string(c.n_heads) + ")"));
-  check_input(c.head_dim() % 2 == 0,
-              in_file(hf.config_path(), "head dimension " + std::to_string(c.head_dim()) + " must be even for RoPE"));
   check_input(hf.config_int("head_dim", c.head_dim()) == c.head_dim(),
               in_file(hf.config_path(), "key 'head_dim': expected hidden_size / num_attention_heads = " +
                                             std::to_string(c.head_dim()) + ", found " +

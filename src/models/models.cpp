@@ -66,11 +66,8 @@ std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelS
   inputs.greedy_stop_id = tokenizer.bos_id();
   add_probes(job, &sources, &tokenizer, open->model.config.seq_len, inputs);
   auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
-  int32_t previous = inputs.greedy_prompt.back();
-  for (int32_t id : evaluator->baseline().greedy_ids) {
-    open->baseline_text += tokenizer.decode_piece(previous, id);
-    previous = id;
-  }
+  open->baseline_text =
+      tokenizer.decode_after(inputs.greedy_prompt.back(), evaluator->baseline().greedy_ids);
   open->evaluator = std::move(evaluator);
   return open;
 }

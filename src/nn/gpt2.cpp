@@ -11,8 +11,6 @@ namespace fracsweep {
 
 namespace {
 
-size_t floats(int64_t n) { return static_cast<size_t>(n); }
-
 // out[r, :] = (x[r, :] - mean) / sqrt(var + eps) * weight + bias; x, out (rows, d).
 void layernorm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t rows, int64_t d,
                     float eps) {

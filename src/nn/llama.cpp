@@ -108,10 +108,6 @@ void embed_tokens(const float* tok_embeddings, const TokenBatch& batch, int64_t 
   }
 }
 
-size_t floats(int64_t count) {
-  return static_cast<size_t>(count);
-}
-
 }  // namespace
 
 LlamaWorkspace::LlamaWorkspace(const LlamaConfig& config, int64_t max_tokens_, int64_t max_seq_len_)

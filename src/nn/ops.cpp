@@ -1,11 +1,13 @@
 // Fast row-wise kernels (see ops.hpp) for GCC at -O3 -march=x86-64-v3. Plain loops where GCC
 // vectorises them: reductions keep independent partial sums in lanes (IEEE order would forbid
-// reordering one sum), exp is a branch-free polynomial instead of a libm call, and selects go
-// through integer masks. Attention's two register-blocked products use GCC's vector extension.
+// reordering one sum), exp is fast_exp.hpp's branch-free polynomial instead of a libm call, and
+// selects go through integer masks. Attention's two register-blocked products use GCC's vector
+// extension.
 #include "fracsweep/nn/ops.hpp"
 
+#include "fracsweep/nn/fast_exp.hpp"
+
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -30,46 +32,13 @@ float sum_of_squares(const float* x, int64_t n) {
   return total;
 }
 
-// `if_true` where `condition` holds, else `if_false`, through integer masks: with GCC's default
-// -ftrapping-math a floating-point ?: whose result feeds more arithmetic blocks vectorisation.
-inline float select(bool condition, float if_true, float if_false) {
-  const int32_t mask = -static_cast<int32_t>(condition);
-  return std::bit_cast<float>((std::bit_cast<int32_t>(if_true) & mask) |
-                              (std::bit_cast<int32_t>(if_false) & ~mask));
-}
-
-// e^x for x <= 88 to about 2 ulp, branch-free so that loops calling it vectorise:
-// x = n ln2 + r with |r| <= ln2/2, e^x = 2^n e^r, e^r by its Taylor series to r^7 (truncation
-// < 1e-8 relative). Below -87 the result is 0 (e^x < 1.7e-38, under float's normal range);
-// NaN stays NaN.
-inline float exp_approx(float x) {
-  constexpr float log2e = 1.44269504088896341f;
-  constexpr float ln2_high = 0.693359375f;             // 355/512: n * ln2_high is exact
-  constexpr float ln2_low = -2.12194440054690583e-4f;  // ln2 - ln2_high
-  constexpr float round_shift = 12582912.0f;           // 1.5 * 2^23: y + shift - shift rounds y
-  const float shifted = x * log2e + round_shift;
-  const float n = shifted - round_shift;
-  const float r = (x - n * ln2_high) - n * ln2_low;
-  float series = 1.0f / 5040.0f;
-  series = series * r + 1.0f / 720.0f;
-  series = series * r + 1.0f / 120.0f;
-  series = series * r + 1.0f / 24.0f;
-  series = series * r + 1.0f / 6.0f;
-  series = series * r + 0.5f;
-  series = series * r + 1.0f;
-  series = series * r + 1.0f;
-  const int32_t exponent = std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(round_shift);
-  const float two_to_n = std::bit_cast<float>((exponent + 127) << 23);  // garbage below -87
-  return select(x < -87.0f, 0.0f, series * two_to_n);
-}
-
 // row[j] = exp(row[j] - largest) for j < n, a multiple of 8 (attention's padded rows);
 // returns their sum, accumulated in 8 lanes.
 float exp_shifted_and_sum(float* row, int64_t n, float largest) {
   float partial[8] = {};
   for (int64_t i = 0; i < n; i += 8) {
     for (int64_t lane = 0; lane < 8; ++lane) {
-      const float e = exp_approx(row[i + lane] - largest);
+      const float e = fast_exp(row[i + lane] - largest);
       row[i + lane] = e;
       partial[lane] += e;
     }
@@ -265,8 +234,8 @@ void attention_causal(const float* q, int64_t q_stride, const float* k, const fl
 void swiglu(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     // e^-g saturates at e^88 for g < -88, where silu(g) = g e^g is below 1e-36 anyway.
-    const float minus_gate = select(gate[i] < -88.0f, 88.0f, -gate[i]);
-    gate[i] = gate[i] / (1.0f + exp_approx(minus_gate)) * up[i];
+    const float minus_gate = select_by_mask(gate[i] < -88.0f, 88.0f, -gate[i]);
+    gate[i] = gate[i] / (1.0f + fast_exp(minus_gate)) * up[i];
   }
 }
 

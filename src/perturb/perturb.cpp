@@ -16,9 +16,7 @@ float flip_bit(float value, int bit) {
 
 void check_strategy_fits(const StrategySpec& strategy, const std::vector<TensorInfo>& tensors,
                          const std::string& where) {
-  const bool explicit_bit = strategy.bits == BitClass::explicit_bit &&
-                            (strategy.kind == StrategyKind::bitflip ||
-                             (strategy.kind == StrategyKind::magnitude && strategy.action == TargetAction::bitflip));
+  const bool explicit_bit = strategy.bits == BitClass::explicit_bit && strategy.flips_bits();
   if (!explicit_bit) return;
   for (const TensorInfo& t : tensors) {
     if (!strategy.scope.contains(t.name)) continue;
@@ -190,9 +188,7 @@ float new_stored16_value(StoredType type, const StrategySpec& s, const KeyedRng&
     check_invariant(bit >= 0 && bit < 16, "bit outside a 16-bit stored value");
     return stored16_to_float(type, static_cast<uint16_t>(pattern ^ (1u << bit)));
   };
-  const bool flips = s.kind == StrategyKind::bitflip ||
-                     (s.kind == StrategyKind::magnitude && s.action == TargetAction::bitflip);
-  if (flips) {
+  if (s.flips_bits()) {
     switch (s.bits) {
       case BitClass::sign: return flip(15);
       case BitClass::exponent_msb: return flip(14);
@@ -222,9 +218,7 @@ float Perturber::new_value(const StrategySpec& s, const KeyedRng& values_rng, in
   if (stored == StoredType::f32) return new_float32_value(s, values_rng, site_rank, offset, old);
   // Bit flips draw from the stream themselves; the float32 result is only used by computed
   // strategies (and never draws for flips).
-  const bool flips = s.kind == StrategyKind::bitflip ||
-                     (s.kind == StrategyKind::magnitude && s.action == TargetAction::bitflip);
-  const float float32_result = flips ? old : new_float32_value(s, values_rng, site_rank, offset, old);
+  const float float32_result = s.flips_bits() ? old : new_float32_value(s, values_rng, site_rank, offset, old);
   return new_stored16_value(stored, s, values_rng, static_cast<uint64_t>(site_rank), old, float32_result);
 }
 

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "fracsweep/nn/fast_exp.hpp"
 #include "fracsweep/nn/ops.hpp"
 #include "fracsweep/nn/ops_ref.hpp"
 
@@ -227,4 +228,41 @@ BOOST_AUTO_TEST_CASE(add_inplace_matches_reference_exactly) {
     fs::ref::add_inplace(plain.data(), y.data(), n);
     BOOST_TEST(fast == plain, boost::test_tools::per_element());  // one rounding both ways
   }
+}
+
+BOOST_AUTO_TEST_CASE(fast_exp_documented_values_at_the_edges) {
+  // fast_exp.hpp: below -87 exactly 0 (also far below, where the exponent arithmetic would
+  // overflow int32 without the clamp), e^-87 is still a normal float, 0 gives 1, NaN stays NaN.
+  for (float x : {-1e30f, -1.5e7f, -1e7f, -88.0f, -87.5f, -std::numeric_limits<float>::infinity()}) {
+    BOOST_TEST(fs::fast_exp(x) == 0.0f, "x = " << x);
+    BOOST_TEST(!std::signbit(fs::fast_exp(x)), "x = " << x);
+  }
+  const double exact = std::exp(-87.0);
+  BOOST_TEST(std::fabs(fs::fast_exp(-87.0f) - exact) / exact < 1.5e-7);
+  BOOST_TEST(std::isnormal(fs::fast_exp(-87.0f)));
+  BOOST_TEST(fs::fast_exp(0.0f) == 1.0f);
+  BOOST_TEST(fs::fast_exp(-0.0f) == 1.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  BOOST_TEST(std::isnan(fs::fast_exp(nan)));
+  BOOST_TEST(std::isnan(fs::fast_exp(-nan)));
+  BOOST_TEST(std::signbit(fs::fast_exp(-nan)));
+  BOOST_TEST(std::fabs(fs::fast_exp(88.0f) - std::exp(88.0)) / std::exp(88.0) < 1.5e-7);
+}
+
+BOOST_AUTO_TEST_CASE(attention_with_huge_negative_scores_gives_weights_not_garbage) {
+  // Scores of -1e7 against 0 (what bit flips or huge scales put into q and k): the shifted
+  // exponent is far below -87, so that key weighs exactly 0 and the output is the value of the
+  // key with the largest score. Before fast_exp clamped its argument, exp(-1e7) was signed
+  // overflow (undefined behaviour), which the -fsanitize=undefined build of this test reports.
+  constexpr int64_t len = 2;
+  constexpr int64_t head_dim = 1;
+  const std::vector<float> q = {1.0f, 1e3f};  // (len, head_dim)
+  const std::vector<float> k = {-1e4f, 0.0f};  // scores of query 1: -1e7 and 0 (x 1/sqrt(1))
+  const std::vector<float> v = {3.0f, 5.0f};
+  std::vector<float> out(len * head_dim);  // (len, head_dim)
+  std::vector<float> scratch(static_cast<size_t>(fs::attention_scratch_floats(len, head_dim)));
+  fs::attention_causal(q.data(), head_dim, k.data(), v.data(), head_dim, out.data(), head_dim, len,
+                       1, 1, head_dim, scratch.data());
+  BOOST_TEST(out[0] == 3.0f);  // one key only
+  BOOST_TEST(out[1] == 5.0f);
 }

@@ -227,6 +227,14 @@ BOOST_AUTO_TEST_CASE(parsed_fields_hold_every_parameter) {
   BOOST_TEST((parse("magnitude then=bitflip").bits == BitClass::exponent_msb));
   BOOST_TEST((parse("magnitude then=signflip").action == TargetAction::signflip));
   BOOST_TEST((parse("magnitude").action == TargetAction::zero));
+  // flips_bits: exactly the strategies whose `bits` apply.
+  BOOST_TEST(bit.flips_bits());
+  BOOST_TEST(parse("bitflip").flips_bits());
+  BOOST_TEST(magnitude.flips_bits());
+  for (const char* text : {"zero", "signflip", "scale factor=2", "gaussian sigma=0.1", "random-value",
+                           "magnitude", "magnitude then=signflip"}) {
+    BOOST_TEST(!parse(text).flips_bits(), text);
+  }
   BOOST_TEST(parse("random-value").name() == "random-value");
   BOOST_TEST((parse("signflip").kind == StrategyKind::signflip));
   BOOST_TEST(parse("zero").scope.include.empty());

@@ -395,6 +395,9 @@ BOOST_AUTO_TEST_CASE(decode_sequence_starts_after_bos) {
   BOOST_TEST(tokenizer.decode({266, 262}) == "abc");
   BOOST_TEST(tokenizer.decode({259, 198, 180, 265}) == "\xC3\xB1 a");
   BOOST_TEST(tokenizer.decode({}) == "");
+  // A continuation after a non-BOS token keeps its leading space; after BOS it loses it.
+  BOOST_TEST(tokenizer.decode_after(260, {265, 262}) == " ac");
+  BOOST_TEST(tokenizer.decode_after(1, {265, 262}) == tokenizer.decode({265, 262}));
 }
 
 BOOST_AUTO_TEST_CASE(round_trip) {

@@ -48,6 +48,11 @@ struct StrategySpec {
   bool deterministic() const {
     return kind == StrategyKind::magnitude || (kind == StrategyKind::delta && order == DeltaOrder::largest);
   }
+  // Flips bits of the stored values (bitflip, or magnitude then=bitflip): `bits` and `bit` apply.
+  bool flips_bits() const {
+    return kind == StrategyKind::bitflip ||
+           (kind == StrategyKind::magnitude && action == TargetAction::bitflip);
+  }
   // Unique label with every parameter and the scope, e.g.
   // "gaussian(sigma=0.1,relative=abs)" or "bitflip(bits=exponent-msb)[include=layers.*;exclude=]".
   // It keys the value stream, so it names the strategy in the results file too.

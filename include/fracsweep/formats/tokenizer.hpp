@@ -25,6 +25,9 @@ class Tokenizer {
   std::string decode_piece(int32_t previous, int32_t token) const;
   // Concatenated decode of a sequence (the first id is decoded as following BOS).
   std::string decode(const std::vector<int32_t>& ids) const;
+  // Concatenated decode of a continuation whose first id follows token `previous` (e.g. the
+  // last prompt token of a greedy continuation).
+  std::string decode_after(int32_t previous, const std::vector<int32_t>& ids) const;
 
   // Token `id`'s vocabulary entry as stored (byte-fallback pieces stay "<0xXX>").
   const std::string& piece(int32_t id) const { return pieces_.at(static_cast<size_t>(id)); }

@@ -1,6 +1,7 @@
 #pragma once
 // The interface every language-model forward pass offers the evaluators: one batched run over
 // stacked token sequences into logits, and its FLOP count.
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
@@ -8,6 +9,9 @@
 #include "fracsweep/model/model.hpp"
 
 namespace fracsweep {
+
+// The std::vector size of a buffer of `count` floats (a 64-bit element count, never negative).
+inline size_t floats(int64_t count) { return static_cast<size_t>(count); }
 
 // One language-model architecture's batched forward pass with its own reusable buffers.
 class LanguageModelForward {

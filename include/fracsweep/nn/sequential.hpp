@@ -1,55 +1,19 @@
 #pragma once
-// Sequential classifiers: a JSON description (layer list, input shape, class count, the
-// safetensors file holding the weights), validated so shapes chain, and a batched forward pass
-// over all evaluation examples with a workspace sized once. Activations are row-major, one
-// example after another: (n, C, H, W) for images (NCHW), (n, F) for feature vectors.
-// Linear layers are one GEMM over (examples x features); conv2d is im2col + one GEMM.
-// Every layer kernel has a plain twin in namespace `ref` (sequential_ref.cpp) for tests.
-//
-// JSON format (README, "Sequential classifiers"):
-//   {"format": "fracsweep-sequential/1", "weights": "model.safetensors",
-//    "input": {"shape": [C, H, W] or [F]}, "classes": K,
-//    "layers": [{"type": "linear", "weight": "fc1.weight", "bias": "fc1.bias"}, ...]}
+// Sequential classifiers: the JSON description (formats/sequential_spec.hpp) resolved against
+// the weights so shapes chain, and a batched forward pass over all evaluation examples with a
+// workspace sized once. Activations are row-major, one example after another: (n, C, H, W) for
+// images (NCHW), (n, F) for feature vectors. Linear layers are one GEMM over
+// (examples x features); conv2d is im2col + one GEMM. Every layer kernel has a plain twin in
+// namespace `ref` (sequential_ref.cpp) for tests.
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "fracsweep/formats/sequential_spec.hpp"
 #include "fracsweep/model/model.hpp"
 
 namespace fracsweep {
-
-enum class LayerKind {
-  linear, conv2d, batchnorm, relu, gelu, tanh, maxpool2d, avgpool2d, flatten, dropout, softmax,
-  log_softmax
-};
-const char* layer_kind_name(LayerKind kind);  // the JSON "type", e.g. "conv2d"
-
-// One layer as described in the JSON file. Tensor names refer to the safetensors file.
-struct LayerSpec {
-  LayerKind kind = LayerKind::relu;
-  std::string weight;        // linear (out, in), conv2d (out, in, kh, kw), batchnorm gamma (C)
-  std::string bias;          // linear/conv2d (out), batchnorm beta (C); empty: none
-  std::string running_mean;  // batchnorm (C)
-  std::string running_var;   // batchnorm (C)
-  double eps = 1e-5;         // batchnorm
-  int64_t kernel = 0;        // pooling window (square)
-  int64_t stride = 1;        // conv2d (default 1), pooling (default = kernel)
-  int64_t padding = 0;       // conv2d, zero padding on every side
-};
-
-// The parsed description; `path` is the JSON file, `weights_path` absolute.
-struct SequentialSpec {
-  std::string path;
-  std::string weights_path;
-  std::vector<int64_t> input_shape;  // per example: {C, H, W} or {F}
-  int64_t classes = 0;
-  std::vector<LayerSpec> layers;
-};
-
-// Reads and validates the JSON structure (types, keys, values); shapes are checked by
-// build_network. InputError naming the file and the field otherwise.
-SequentialSpec read_sequential_spec(const std::string& json_path);
 
 // Geometry of a 2-D convolution or pooling window over one example.
 struct Window2d {

@@ -1,0 +1,192 @@
+// The sweep axes of a job file: amounts (fractions, fractions_log, counts), seeds,
+// strategies and record_sites.
+#include <cmath>
+#include <set>
+
+#include "job_reader.hpp"
+#include "fracsweep/util/text.hpp"
+
+namespace fracsweep {
+
+namespace {
+
+// `value` rounded to 12 significant digits, so log-spaced fractions print cleanly.
+double round_to_12_digits(double value) {
+  char buffer[32];  // "d.ddddddddddde-xxx"
+  const auto written =
+      std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::scientific, 11);
+  double rounded = value;
+  std::from_chars(buffer, written.ptr, rounded);
+  return rounded;
+}
+
+}  // namespace
+
+namespace job_file {
+
+// Explicit fractions, log-spaced fractions and counts: the fractions ascending without exact
+// duplicates, then the counts ascending without duplicates.
+std::vector<Amount> parse_amounts(const JobReader& reader) {
+  std::set<double> fractions;
+  for (const std::string& token : reader.list(key_fractions, "fractions in (0, 1]")) {
+    fractions.insert(reader.fraction(key_fractions, token));
+  }
+  std::vector<std::string> log_tokens = reader.list(key_fractions_log, "FROM TO PER_DECADE");
+  if (!log_tokens.empty()) {
+    if (log_tokens.size() != 3) {
+      reader.fail(key_fractions_log, "expected three values 'FROM TO PER_DECADE', found " +
+                                         std::to_string(log_tokens.size()));
+    }
+    const double from = reader.fraction(key_fractions_log, log_tokens[0]);
+    const double to = reader.fraction(key_fractions_log, log_tokens[1]);
+    const int64_t per_decade =
+        reader.number<int64_t>(key_fractions_log, log_tokens[2], "an integer points-per-decade");
+    if (from > to) {
+      reader.fail(key_fractions_log,
+                  "FROM " + log_tokens[0] + " is larger than TO " + log_tokens[1]);
+    }
+    if (per_decade < 1) {
+      reader.fail(key_fractions_log, "points per decade must be >= 1, found " + log_tokens[2]);
+    }
+    const double estimated_points = std::log10(to / from) * static_cast<double>(per_decade) + 2;
+    if (estimated_points > static_cast<double>(max_axis_length)) {
+      reader.fail(key_fractions_log,
+                  "would produce more than " + std::to_string(max_axis_length) + " fractions");
+    }
+    for (double value : log_spaced(from, to, per_decade)) fractions.insert(value);
+  }
+  std::set<int64_t> counts;
+  for (const std::string& token : reader.list(key_counts, "site counts >= 1")) {
+    const int64_t count = reader.number<int64_t>(key_counts, token, "an integer count >= 1");
+    if (count < 1) reader.fail(key_counts, "count " + token + " is below 1");
+    counts.insert(count);
+  }
+
+  std::vector<Amount> amounts;
+  for (double value : fractions) amounts.push_back(Amount{.is_count = false, .fraction = value});
+  for (int64_t count : counts) amounts.push_back(Amount{.is_count = true, .count = count});
+  if (amounts.empty()) {
+    throw InputError(in_file(reader.job_path(),
+                             "no amounts: give at least one of '" + std::string(key_fractions) +
+                                 "', '" + key_fractions_log + "' or '" + key_counts + "'"));
+  }
+  if (static_cast<int64_t>(amounts.size()) > max_axis_length) {
+    reader.fail(key_fractions, "more than " + std::to_string(max_axis_length) + " amounts");
+  }
+  return amounts;
+}
+
+// "0-4 10 12": single seeds and inclusive ranges, in the order written, no seed twice.
+std::vector<int64_t> parse_seeds(const JobReader& reader) {
+  const std::string expected = "seeds >= 0 and ranges FIRST-LAST, e.g. '0-4 10 12'";
+  std::vector<std::string> tokens = reader.list(key_seeds, expected);
+  if (tokens.empty()) {
+    throw InputError(
+        in_file(reader.job_path(), "missing required key '" + std::string(key_seeds) + "'"));
+  }
+  std::vector<int64_t> seeds;
+  std::set<int64_t> seen;
+  for (const std::string& token : tokens) {
+    // A '-' after the first character separates a range; a leading '-' is a minus sign.
+    const size_t dash = token.find('-', 1);
+    const std::string first_text = token.substr(0, dash);
+    const int64_t first = reader.number<int64_t>(key_seeds, first_text, expected);
+    int64_t last = first;
+    if (dash != std::string::npos) {
+      last = reader.number<int64_t>(key_seeds, token.substr(dash + 1), expected);
+      if (last < first) reader.fail(key_seeds, "range '" + token + "' runs backwards");
+    }
+    if (first < 0) reader.fail(key_seeds, "seed " + first_text + " is negative");
+    if (last - first >= max_axis_length - static_cast<int64_t>(seeds.size())) {
+      reader.fail(key_seeds, "more than " + std::to_string(max_axis_length) + " seeds");
+    }
+    for (int64_t offset = 0; offset <= last - first; ++offset) {
+      const int64_t seed = first + offset;
+      if (!seen.insert(seed).second) {
+        reader.fail(key_seeds,
+                    "seed " + std::to_string(seed) + " is listed twice (in '" + token + "')");
+      }
+      seeds.push_back(seed);
+    }
+  }
+  return seeds;
+}
+
+void parse_strategies(const JobReader& reader, JobConfig& job) {
+  std::vector<std::string> texts = reader.repeated_text(key_strategy);
+  if (texts.empty()) {
+    throw InputError(
+        in_file(reader.job_path(), "missing required key '" + std::string(key_strategy) + "'"));
+  }
+  for (const std::string& text : texts) {
+    const std::string where =
+        in_file(reader.job_path(), "key '" + std::string(key_strategy) + "' ('" + text + "')");
+    StrategySpec strategy = parse_strategy(text, where);
+    const std::string canonical = strategy.canonical();
+    for (size_t i = 0; i < job.strategies.size(); ++i) {
+      if (job.strategies[i].canonical() == canonical) {
+        reader.fail(key_strategy, "'" + text + "' repeats '" + job.strategy_texts[i] +
+                                      "' (both are " + canonical + ")");
+      }
+    }
+    job.strategies.push_back(std::move(strategy));
+    job.strategy_texts.push_back(text);
+  }
+  if (static_cast<int64_t>(job.strategies.size()) > max_axis_length) {
+    reader.fail(key_strategy, "more than " + std::to_string(max_axis_length) + " strategies");
+  }
+}
+
+// Trial ids, ascending and unique, each inside the grid.
+std::vector<int64_t> parse_record_sites(const JobReader& reader, const JobConfig& job) {
+  const std::string expected = "a trial id >= 0";
+  std::set<int64_t> ids;
+  for (const std::string& token : reader.list(key_record_sites, "trial ids >= 0")) {
+    const int64_t id = reader.number<int64_t>(key_record_sites, token, expected);
+    if (id < 0) reader.fail(key_record_sites, "trial id " + token + " is negative");
+    if (!ids.insert(id).second)
+      reader.fail(key_record_sites, "trial id " + token + " is listed twice");
+  }
+  if (!ids.empty()) {
+    const int64_t n_trials = job_grid(job).size();
+    if (*ids.rbegin() >= n_trials) {
+      reader.fail(key_record_sites, "trial id " + std::to_string(*ids.rbegin()) +
+                                        " is outside the grid (ids 0.." +
+                                        std::to_string(n_trials - 1) + ")");
+    }
+  }
+  return {ids.begin(), ids.end()};
+}
+
+}  // namespace job_file
+
+int64_t Amount::sites(int64_t n_scope) const {
+  if (n_scope <= 0) return 0;
+  const int64_t k = is_count ? count : std::llround(fraction * static_cast<double>(n_scope));
+  return std::min(k, n_scope);
+}
+
+std::string Amount::label() const {
+  return is_count ? "count=" + std::to_string(count) : shortest_number_text(fraction);
+}
+
+std::vector<double> log_spaced(double from, double to, int64_t per_decade) {
+  check_invariant(from > 0.0 && from <= to && per_decade >= 1,
+                  "log_spaced needs 0 < from <= to and per_decade >= 1");
+  // Points this close below `to` count as `to`, so rounding never duplicates the end point.
+  const double below_to = to * (1.0 - 1e-9);
+  std::vector<double> values;
+  if (from < below_to) values.push_back(from);
+  const double first_exponent = std::log10(from);
+  for (int64_t i = 1;; ++i) {
+    const double exponent =
+        first_exponent + static_cast<double>(i) / static_cast<double>(per_decade);
+    const double value = round_to_12_digits(std::pow(10.0, exponent));
+    if (!(value < below_to)) break;
+    values.push_back(value);
+  }
+  values.push_back(to);
+  return values;
+}
+
+}  // namespace fracsweep
