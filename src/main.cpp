@@ -21,6 +21,7 @@ constexpr const char* usage_text =
     "  fracsweep merge --out FILE.h5 SHARD.h5 ...        combine the shard files of one sweep\n"
     "  fracsweep plan JOB.ini [options]                  grid size, trial count and rough cost\n"
     "  fracsweep inspect MODEL [--json]                  tensors, shapes and counts of a model file\n"
+    "  fracsweep diff A B [--json]                       how checkpoint B differs from A, per tensor\n"
     "  fracsweep --help | --version\n"
     "\n"
     "`fracsweep COMMAND --help` lists a command's options. Exit codes: 0 done, 1 run failure,\n"
@@ -59,6 +60,7 @@ int dispatch(const std::vector<std::string>& args, MPI_Comm comm, int rank) {
   if (args[0] == "merge") return fracsweep::command_merge(rest, comm);
   if (args[0] == "plan") return fracsweep::command_plan(rest, comm);
   if (args[0] == "inspect") return fracsweep::command_inspect(rest, comm);
+  if (args[0] == "diff") return fracsweep::command_diff(rest, comm);
   throw fracsweep::InputError("unknown command '" + args[0] +
                               "'; expected run, merge, plan or inspect (see fracsweep --help)");
 }

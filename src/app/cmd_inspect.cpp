@@ -11,6 +11,7 @@
 #include "fracsweep/eval/classifier.hpp"
 #include "fracsweep/formats/llama2c.hpp"
 #include "fracsweep/nn/sequential.hpp"
+#include "fracsweep/models/models.hpp"
 #include "fracsweep/par/sched.hpp"
 
 namespace po = boost::program_options;
@@ -159,13 +160,7 @@ Inspected load_any(const std::string& path) {
     inspected.config = sequential_fields(spec);
     return inspected;
   }
-  if (std::filesystem::is_directory(path, ec)) {
-    inspected.model = load_hf_model(path);
-  } else if (path.ends_with(".gguf")) {
-    inspected.model = load_gguf_llama(path);
-  } else {
-    inspected.model = load_llama2c(path);
-  }
+  inspected.model = load_model_file(path);
   inspected.config = config_fields(inspected.model);
   return inspected;
 }

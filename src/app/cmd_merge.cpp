@@ -74,6 +74,7 @@ ResultsContent merged_content(std::vector<StoredResults>& shards, const JobConfi
   content.job = &job;
   content.grid = &grid;
   content.models = shards.front().models;
+  content.probe_kinds = shards.front().probe_kinds;
   Provenance& merged = content.provenance;
   merged = shards.front().provenance;
   merged.command_line = command_line;

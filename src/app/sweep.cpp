@@ -324,6 +324,7 @@ int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
   if (plan.rank == 0) {
     start.resume.journal->commit();
     ResultsContent content = results_content(plan, sessions.take_summaries(), std::move(rows));
+    if (start.sources.probes) content.probe_kinds = start.sources.probes->kinds;
     finish_provenance(provenance, plan, schedule, gemm, start.resume);
     content.provenance = std::move(provenance);
     exit_code = write_output(plan, std::move(content), complete);

@@ -36,6 +36,7 @@ po::options_description job_options() {
       (key_paragraphs, po::value<std::string>(), "paragraphs evaluated")            //
       (key_greedy_tokens, po::value<std::string>(), "greedy continuation length")   //
       (key_greedy_prompt, po::value<std::string>(), "greedy continuation prompt")   //
+      (key_eval_probes, po::value<std::string>(), "behaviour probes")               //
       (key_eval_tokens, po::value<std::string>(), "pre-tokenized sequences")        //
       (key_eval_inputs, po::value<std::string>(), "classifier inputs")              //
       (key_eval_labels, po::value<std::string>(), "classifier labels")              //
@@ -88,7 +89,7 @@ ModelSpec parse_model(const JobReader& reader, const std::string& text) {
                                " must be one or more of [A-Za-z0-9._-]");
   }
   const std::string what = "model '" + model.name + "'";
-  std::optional<std::string> path, tokenizer, format;
+  std::optional<std::string> path, tokenizer, format, reference;
   for (size_t i = 1; i < tokens.size(); ++i) {
     const std::string& token = tokens[i];
     const size_t equals = token.find('=');
@@ -96,15 +97,17 @@ ModelSpec parse_model(const JobReader& reader, const std::string& text) {
     std::optional<std::string>* target = field == "path"        ? &path
                                          : field == "tokenizer" ? &tokenizer
                                          : field == "format"    ? &format
+                                         : field == "reference" ? &reference
                                                                 : nullptr;
     if (equals == std::string::npos || target == nullptr) {
       reader.fail(key_model, what + ": unexpected '" + token +
-                                 "'; expected path=FILE, tokenizer=FILE and format=FORMAT");
+                                 "'; expected path=FILE, tokenizer=FILE, format=FORMAT and reference=MODEL");
     }
     if (target->has_value()) reader.fail(key_model, what + ": '" + field + "' given twice");
     *target = token.substr(equals + 1);
   }
   if (!path) reader.fail(key_model, what + " has no path=FILE");
+  model.reference = reference.value_or("");
   model.path = reader.resolve_path(key_model, what + " path", *path);
   if (format) {
     const std::pair<const char*, ModelFormat> formats[] = {
@@ -140,6 +143,25 @@ ModelSpec parse_model(const JobReader& reader, const std::string& text) {
     reader.fail(key_model, what + " has no tokenizer=FILE (required for llama2.c models)");
   }
   return model;
+}
+
+// Names that point at other models of the job: reference= of a model line, from= of a delta
+// strategy.
+void check_model_names(const JobReader& reader, const JobConfig& job) {
+  for (const ModelSpec& model : job.models) {
+    if (model.reference.empty()) continue;
+    if (job.model_index(model.reference) < 0 || model.reference == model.name) {
+      reader.fail(key_model, "model '" + model.name + "': reference=" + model.reference +
+                                 " must name another model of the job");
+    }
+  }
+  for (size_t s = 0; s < job.strategies.size(); ++s) {
+    const StrategySpec& strategy = job.strategies[s];
+    if (strategy.kind == StrategyKind::delta && job.model_index(strategy.from_model) < 0) {
+      reader.fail(key_strategy, "'" + job.strategy_texts[s] + "': from=" + strategy.from_model +
+                                    " names no model of the job");
+    }
+  }
 }
 
 po::variables_map read_key_values(const std::string& text, const std::string& path) {
@@ -207,6 +229,7 @@ void parse_eval(const JobReader& reader, JobConfig& job) {
   job.eval_paragraphs = reader.integer_at_least(key_paragraphs, job.eval_paragraphs, 1);
   job.greedy_tokens = reader.integer_at_least(key_greedy_tokens, job.greedy_tokens, 0);
   job.greedy_prompt = reader.optional_text(key_greedy_prompt).value_or("");
+  job.eval_probes = optional_file(key_eval_probes, "behaviour probes file");
 }
 
 // "0-9 12 14-15" for a seed list: consecutive ascending runs collapsed into ranges.
@@ -259,6 +282,7 @@ JobConfig parse_job_text(const std::string& text, const std::string& path) {
 
   job.amounts = parse_amounts(reader);
   parse_strategies(reader, job);
+  check_model_names(reader, job);
   job.seeds = parse_seeds(reader);
   job.record_sites = parse_record_sites(reader, job);
   return job;
@@ -286,6 +310,13 @@ JobConfig parse_job_file(const std::string& path) {
   text << file.rdbuf();  // sets failbit on `text` for an empty file, which is not an error
   if (file.bad()) throw InputError(in_file(path, "job file cannot be read"));
   return parse_job_text(text.str(), path);
+}
+
+int32_t JobConfig::model_index(const std::string& model_name) const {
+  for (size_t m = 0; m < models.size(); ++m) {
+    if (models[m].name == model_name) return static_cast<int32_t>(m);
+  }
+  return -1;
 }
 
 Grid job_grid(const JobConfig& job) {

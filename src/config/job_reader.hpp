@@ -34,6 +34,7 @@ inline constexpr const char* key_input_divisor = "eval.input_divisor";
 inline constexpr const char* key_input_mean = "eval.input_mean";
 inline constexpr const char* key_input_std = "eval.input_std";
 inline constexpr const char* key_greedy_prompt = "eval.greedy_prompt";
+inline constexpr const char* key_eval_probes = "eval.probes";
 inline constexpr const char* key_fractions = "sweep.fractions";
 inline constexpr const char* key_fractions_log = "sweep.fractions_log";
 inline constexpr const char* key_counts = "sweep.counts";

@@ -106,6 +106,7 @@ std::string StrategySpec::name() const {
     case StrategyKind::random_value: return "random-value";
     case StrategyKind::scale: return "scale";
     case StrategyKind::magnitude: return "magnitude";
+    case StrategyKind::delta: return "delta";
   }
   return "?";
 }
@@ -128,6 +129,9 @@ std::string StrategySpec::canonical() const {
       label += ")";
       break;
     }
+    case StrategyKind::delta:
+      label += "(from=" + from_model + ",order=" + (order == DeltaOrder::largest ? "largest" : "random") + ")";
+      break;
     case StrategyKind::zero:
     case StrategyKind::signflip:
     case StrategyKind::random_value: break;
@@ -144,13 +148,13 @@ StrategyKind strategy_kind(const std::string& name, const std::string& where) {
       {"zero", StrategyKind::zero},         {"gaussian", StrategyKind::gaussian},
       {"signflip", StrategyKind::signflip}, {"bitflip", StrategyKind::bitflip},
       {"random-value", StrategyKind::random_value}, {"scale", StrategyKind::scale},
-      {"magnitude", StrategyKind::magnitude}};
+      {"magnitude", StrategyKind::magnitude}, {"delta", StrategyKind::delta}};
   for (const auto& [kind_name, kind] : kinds) {
     if (name == kind_name) return kind;
   }
   throw InputError(where + ": unknown strategy '" + name +
-                   "'; expected zero, gaussian, signflip, bitflip, random-value, scale or "
-                   "magnitude");
+                   "'; expected zero, gaussian, signflip, bitflip, random-value, scale, "
+                   "magnitude or delta");
 }
 
 // Which optional parameters a strategy line gave: some are required, bits only sometimes allowed.
@@ -193,6 +197,17 @@ void apply_parameter(const std::string& word, const std::string& name, const std
     allowed(s.kind == StrategyKind::bitflip || s.kind == StrategyKind::magnitude);
     parse_bits(value, where, s);
     given.bits = true;
+  } else if (key == "from") {
+    allowed(s.kind == StrategyKind::delta);
+    check_input(!value.empty() && value.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                          "0123456789._-") == std::string::npos,
+                where + ": delta from must name a model of the job, found '" + value + "'");
+    s.from_model = value;
+  } else if (key == "order") {
+    allowed(s.kind == StrategyKind::delta);
+    if (value == "random") s.order = DeltaOrder::random;
+    else if (value == "largest") s.order = DeltaOrder::largest;
+    else throw InputError(where + ": delta order must be random or largest, found '" + value + "'");
   } else if (key == "then") {
     allowed(s.kind == StrategyKind::magnitude);
     if (value == "zero") s.action = TargetAction::zero;
@@ -218,6 +233,8 @@ void normalise_and_check(StrategySpec& s, const GivenParameters& given, const st
   check_input(s.kind != StrategyKind::gaussian || given.sigma,
               where + ": gaussian needs sigma=<number>");
   check_input(s.kind != StrategyKind::scale || given.factor, where + ": scale needs factor=<number>");
+  check_input(s.kind != StrategyKind::delta || !s.from_model.empty(),
+              where + ": delta needs from=MODEL, the model whose values it moves in");
   if (s.kind == StrategyKind::magnitude) {
     if (s.flips_bits()) {
       if (!given.bits) s.bits = BitClass::exponent_msb;

@@ -15,9 +15,16 @@ int64_t greedy_input_length(const EvalInputs& inputs) {
   return static_cast<int64_t>(inputs.greedy_prompt.size()) + inputs.greedy_tokens - 1;
 }
 
+// A probe's teacher-forced input: prompt + target without its last token (which predicts
+// nothing we score).
+int64_t probe_input_length(const ProbeTokens& probe) {
+  return static_cast<int64_t>(probe.prompt_ids.size() + probe.target_ids.size()) - 1;
+}
+
 int64_t capacity_tokens(const EvalInputs& inputs) {
   int64_t total = greedy_input_length(inputs);
   for (const auto& sequence : inputs.sequences) total += static_cast<int64_t>(sequence.size());
+  for (const auto& probe : inputs.probes) total += probe_input_length(probe);
   return total;
 }
 
@@ -26,6 +33,7 @@ int64_t capacity_seq_len(const EvalInputs& inputs) {
   for (const auto& sequence : inputs.sequences) {
     longest = std::max(longest, static_cast<int64_t>(sequence.size()));
   }
+  for (const auto& probe : inputs.probes) longest = std::max(longest, probe_input_length(probe));
   return longest;
 }
 
@@ -53,6 +61,15 @@ const EvalInputs& checked(const LlamaConfig& config, const EvalInputs& inputs) {
                 "greedy prompt plus greedy_tokens (" + std::to_string(greedy_input_length(inputs) + 1) +
                     ") exceeds the model's seq_len " + std::to_string(config.seq_len));
   }
+  for (size_t p = 0; p < inputs.probes.size(); ++p) {
+    const ProbeTokens& probe = inputs.probes[p];
+    check_input(!probe.target_ids.empty(), "probe " + std::to_string(p) + " has an empty target");
+    check_input(probe.kind >= 0 && probe.kind < inputs.n_probe_kinds,
+                "probe " + std::to_string(p) + " has no kind");
+    std::vector<int32_t> joint = probe.prompt_ids;
+    joint.insert(joint.end(), probe.target_ids.begin(), probe.target_ids.end());
+    check_sequence(config, joint, "probe " + std::to_string(p) + " (prompt + target)");
+  }
   return inputs;
 }
 
@@ -61,6 +78,7 @@ const EvalInputs& checked(const LlamaConfig& config, const EvalInputs& inputs) {
 LanguageModelEvaluator::LanguageModelEvaluator(const Model& model, const EvalInputs& inputs,
                                                ForwardFactory make_forward)
     : vocab_(model.config.vocab_size),
+      config_(model.config),
       forward_(make_forward(model.config, capacity_tokens(checked(model.config, inputs)),
                             capacity_seq_len(inputs))),
       logits_(floats(capacity_tokens(inputs) * vocab_)) {
@@ -83,19 +101,42 @@ LanguageModelEvaluator::LanguageModelEvaluator(const Model& model, const EvalInp
     greedy_first_row_ = batch_.n_tokens() + static_cast<int64_t>(inputs.greedy_prompt.size()) - 1;
     batch_.append(greedy_input);
   }
+  n_probe_kinds_ = inputs.n_probe_kinds;
+  for (const ProbeTokens& probe : inputs.probes) {
+    std::vector<int32_t> input = probe.prompt_ids;
+    input.insert(input.end(), probe.target_ids.begin(), probe.target_ids.end() - 1);
+    const int64_t first_row = batch_.n_tokens() + static_cast<int64_t>(probe.prompt_ids.size()) - 1;
+    probe_rows_.push_back(ProbeRows{probe.kind, first_row, probe.target_ids});
+    batch_.append(input);
+  }
 
   logits_.resize(floats(batch_.n_tokens() * vocab_));
   forward_->run(model, batch_, logits_.data());
-  ref_probs_.resize(pred_rows_.size() * floats(vocab_));
-  ref_rows_.reserve(pred_rows_.size());
+  cache_reference(model.path, ref_probs_, ref_rows_);
+  baseline_.metrics = score();
+}
+
+void LanguageModelEvaluator::cache_reference(const std::string& path, std::vector<float>& probs,
+                                             std::vector<ReferenceRow>& rows) const {
+  probs.resize(pred_rows_.size() * floats(vocab_));
+  rows.clear();
+  rows.reserve(pred_rows_.size());
   for (size_t p = 0; p < pred_rows_.size(); ++p) {
     const float* row = logits_.data() + pred_rows_[p] * vocab_;
     check_input(row_is_finite(row, vocab_),
-                model.path + ": the unperturbed model produces non-finite logits on evaluation "
-                             "position " + std::to_string(p));
-    ref_rows_.push_back(make_reference_row(row, vocab_, ref_probs_.data() + p * floats(vocab_)));
+                path + ": the unperturbed model produces non-finite logits on evaluation "
+                       "position " + std::to_string(p));
+    rows.push_back(make_reference_row(row, vocab_, probs.data() + p * floats(vocab_)));
   }
-  baseline_.metrics = score();
+}
+
+void LanguageModelEvaluator::set_reference(const Model& reference) {
+  check_input(same_dimensions(reference.config, config_),
+              reference.path + ": a reference checkpoint must have the dimensions of the model it "
+                               "is compared with (" + dimensions_text(config_) + "), found " +
+                               dimensions_text(reference.config));
+  forward_->run(reference, batch_, logits_.data());
+  cache_reference(reference.path, second_probs_, second_rows_);
 }
 
 // The prefix never exceeds prompt + max_new - 1 tokens (the last token is not fed back), which
@@ -119,16 +160,57 @@ std::vector<int32_t> LanguageModelEvaluator::greedy_continuation(const Model& mo
 
 TrialMetrics LanguageModelEvaluator::score() const {
   MetricAccumulator accumulator;
+  const bool second = !second_rows_.empty();
   for (size_t p = 0; p < pred_rows_.size(); ++p) {
-    accumulator.add(logits_.data() + pred_rows_[p] * vocab_, vocab_, ref_rows_[p], targets_[p]);
+    accumulator.add(logits_.data() + pred_rows_[p] * vocab_, vocab_, ref_rows_[p], targets_[p],
+                    second ? &second_rows_[p] : nullptr);
   }
   TrialMetrics metrics = accumulator.finish();
+  score_probes(metrics);
   const auto& greedy = baseline_.greedy_ids;
   metrics.greedy_length = static_cast<int64_t>(greedy.size());
   metrics.greedy_match = greedy.empty() ? 0
                                         : leading_matches(logits_.data() + greedy_first_row_ * vocab_,
                                                           vocab_, greedy.data(), metrics.greedy_length);
   return metrics;
+}
+
+// A probe's greedy continuation begins with its target exactly when, teacher-forced on the
+// target, every target token is the argmax of the row that predicts it: then greedy decoding
+// emits those tokens one by one.
+std::vector<LanguageModelEvaluator::ProbeOutcome> LanguageModelEvaluator::probe_outcomes() const {
+  std::vector<ProbeOutcome> outcomes;  // (n_probes)
+  outcomes.reserve(probe_rows_.size());
+  for (const ProbeRows& probe : probe_rows_) {
+    ProbeOutcome outcome;
+    outcome.begins_with_target = true;
+    for (size_t j = 0; j < probe.targets.size(); ++j) {
+      const float* row = logits_.data() + (probe.first_row + static_cast<int64_t>(j)) * vocab_;
+      outcome.logprob += token_logprob(row, vocab_, probe.targets[j]);
+      outcome.begins_with_target = outcome.begins_with_target && argmax_row(row, vocab_) == probe.targets[j];
+    }
+    outcomes.push_back(outcome);
+  }
+  return outcomes;
+}
+
+// Per kind: the fraction of prompts that behave, and the mean log-probability of the target.
+void LanguageModelEvaluator::score_probes(TrialMetrics& metrics) const {
+  std::vector<int64_t> prompts(static_cast<size_t>(n_probe_kinds_), 0);       // (n_kinds)
+  std::vector<int64_t> behaving(static_cast<size_t>(n_probe_kinds_), 0);      // (n_kinds)
+  std::vector<double> logprob_sum(static_cast<size_t>(n_probe_kinds_), 0.0);  // (n_kinds)
+  const std::vector<ProbeOutcome> outcomes = probe_outcomes();
+  for (size_t p = 0; p < outcomes.size(); ++p) {
+    const auto k = static_cast<size_t>(probe_rows_[p].kind);
+    ++prompts[k];
+    behaving[k] += outcomes[p].begins_with_target;
+    logprob_sum[k] += outcomes[p].logprob;
+  }
+  for (size_t k = 0; k < prompts.size(); ++k) {
+    const auto n = static_cast<double>(prompts[k]);
+    metrics.probe_rate[k] = static_cast<double>(behaving[k]) / n;
+    metrics.probe_logprob[k] = logprob_sum[k] / n;
+  }
 }
 
 double LanguageModelEvaluator::forward_flops() const { return forward_->flops(batch_); }

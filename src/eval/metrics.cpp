@@ -62,9 +62,20 @@ int32_t argmax_row(const float* logits, int64_t vocab) {
   return static_cast<int32_t>(first);
 }
 
+namespace {
+
+// KL(p_ref || softmax(logits)) of a finite row with log-sum-exp `lse`, clamping the rounding
+// residue of an unchanged row (KL >= 0 mathematically).
+double kl_from(const ReferenceRow& ref, const float* logits, int64_t vocab, double lse) {
+  return std::max(0.0, ref.sum_p_log_p - dot(ref.probs, logits, vocab) + lse * ref.mass);
+}
+
+}  // namespace
+
 void MetricAccumulator::add(const float* logits, int64_t vocab, const ReferenceRow& ref,
-                            int32_t target) {
+                            int32_t target, const ReferenceRow* second) {
   ++positions_;
+  has_second_ = second != nullptr;
   const int32_t argmax = argmax_row(logits, vocab);
   corrupted_ += ref.argmax == target && argmax != target;
   if (argmax < 0) {  // NaN/Inf logits: disagreeing, wrong, NLL and KL undefined
@@ -72,15 +83,18 @@ void MetricAccumulator::add(const float* logits, int64_t vocab, const ReferenceR
     nll_sum_ = not_a_number;
     kl_sum_ = not_a_number;
     kl_max_ = not_a_number;
+    kl_second_sum_ = not_a_number;
     return;
   }
   agree_ += argmax == ref.argmax;
   correct_ += argmax == target;
   const double lse = log_sum_exp(logits, vocab);
   const double nll = lse - static_cast<double>(logits[target]);
-  const double p_dot_logits = dot(ref.probs, logits, vocab);
-  // Clamp the rounding residue of an unchanged row (KL >= 0 mathematically).
-  const double kl = std::max(0.0, ref.sum_p_log_p - p_dot_logits + lse * ref.mass);
+  const double kl = kl_from(ref, logits, vocab, lse);
+  if (second) {
+    agree_second_ += argmax == second->argmax;
+    kl_second_sum_ += kl_from(*second, logits, vocab, lse);
+  }
   nll_sum_ += nll;
   nll_finite_sum_ += nll;
   kl_sum_ += kl;
@@ -106,7 +120,16 @@ TrialMetrics MetricAccumulator::finish() const {
     m.mean_nll_finite = nll_finite_sum_ / n_finite;
     m.mean_kl_finite = kl_finite_sum_ / n_finite;
   }
+  if (has_second_) {
+    m.top1_agreement_ref = static_cast<double>(agree_second_) / n;
+    m.mean_kl_ref = kl_second_sum_ / n;
+  }
   return m;
+}
+
+double token_logprob(const float* logits, int64_t vocab, int32_t token) {
+  if (!row_is_finite(logits, vocab)) return not_a_number;
+  return static_cast<double>(logits[token]) - log_sum_exp(logits, vocab);
 }
 
 int64_t leading_matches(const float* logits, int64_t vocab, const int32_t* expected, int64_t n) {

@@ -1,5 +1,6 @@
 // Reads a results file back (`fracsweep merge`, resume): provenance, models, trials, sites.
 #include <algorithm>
+#include <type_traits>
 #include <cstddef>
 #include <iterator>
 #include <string>
@@ -97,6 +98,21 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
     model.baseline.greedy_ids.assign(first, first + greedy_length[m]);
     model.greedy_text = greedy_text[m];
   }
+  if (file.has_object("/grid/probe_kind")) stored.probe_kinds = file.strings("/grid/probe_kind");
+  for (const JobTrialColumn& description : job_trial_columns(false, stored.probe_kinds)) {
+    if (description.kind < 0) continue;
+    const std::vector<double> values = file.numeric<double>("/baseline/" + description.name);
+    check_input(values.size() == n_models,
+                in_file(stored.source_path, "/baseline/" + description.name + " disagrees with /grid/model"));
+    for (size_t m = 0; m < n_models; ++m) {
+      TrialRow row;
+      row.metrics = stored.models[m].baseline.metrics;
+      with_trial_value(description, row, [&](auto& value) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(value)>, double>) value = values[m];
+      });
+      stored.models[m].baseline.metrics = row.metrics;
+    }
+  }
   const std::vector<int32_t> tensor_model = file.numeric<int32_t>("/tensors/model_idx");
   const std::vector<std::string> tensor_names = file.strings("/tensors/name");
   const std::vector<int64_t> offsets = file.numeric<int64_t>("/tensors/offset");
@@ -123,7 +139,7 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
 
 // /trials through the column table, then the recorded sites grouped by trial.
 void read_rows(const Hdf5FileReader& file, StoredResults& stored) {
-  stored.rows = read_trial_rows(file);
+  stored.rows = read_trial_rows(file, stored.probe_kinds);
   if (!file.has_object("/sites")) return;
   const std::vector<int64_t> site_trial = file.numeric<int64_t>("/sites/trial");
   const std::vector<int64_t> site_offset = file.numeric<int64_t>("/sites/offset");

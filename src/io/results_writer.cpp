@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <cstddef>
 #include <filesystem>
 #include <string>
@@ -179,13 +180,18 @@ void write_grid(const Hdf5FileWriter& writer, const ResultsContent& content) {
                    make_column("amount_label", labels, "amount as labelled")});
 
   write_dimension(writer, group, make_column("seed", job.seeds, "trial seed"), {});
+  if (!content.probe_kinds.empty()) {
+    write_dimension(writer, group,
+                    make_column("probe_kind", content.probe_kinds, "behaviour probe kind ([eval] probes)"), {});
+  }
 }
 
 // /trials: one dataset per column over the dimension scale `trial` (the first column), and the
 // column table as attributes of the group.
-void write_trials(const Hdf5FileWriter& writer, const std::vector<Column>& columns) {
+void write_trials(const Hdf5FileWriter& writer, const ResultsContent& content,
+                  const std::vector<Column>& columns) {
   const Group group = writer.create_group("trials");
-  write_trial_column_table(writer, group);
+  write_trial_column_table(writer, group, content_trial_columns(content));
   write_dimension(writer, group, columns.front(),
                   std::vector<Column>(columns.begin() + 1, columns.end()));
 }
@@ -239,9 +245,25 @@ void write_baseline(const Hdf5FileWriter& writer, const ResultsContent& content)
       make_column("greedy_length", std::move(greedy_length), "length of the greedy continuation"),
       make_column("greedy_text", std::move(greedy_text), "decoded greedy continuation"),
   };
-  for (const Column& column : columns) {
-    const Dataset dataset = writer.write_column(group, column);
-    writer.attach_dimension_scale(dataset, model_scale_dataset, 0);
+  std::vector<Column> probe_columns;  // per probe kind: rate and log-prob over the models
+  for (const JobTrialColumn& description : job_trial_columns(false, content.probe_kinds)) {
+    if (description.kind < 0) continue;
+    std::vector<double> values;  // (n_models)
+    for (const ModelSummary& summary : content.models) {
+      TrialRow row;
+      row.metrics = summary.baseline.metrics;
+      with_trial_value(description, row, [&](const auto& value) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(value)>, double>) values.push_back(value);
+      });
+    }
+    probe_columns.push_back(make_column(description.name, std::move(values), description.meaning, description.unit));
+  }
+  for (const std::vector<Column>* group_columns :
+       std::initializer_list<const std::vector<Column>*>{&columns, &probe_columns}) {
+    for (const Column& column : *group_columns) {
+      const Dataset dataset = writer.write_column(group, column);
+      writer.attach_dimension_scale(dataset, model_scale_dataset, 0);
+    }
   }
 
   const Column position_scale = make_column("greedy_position", iota_int64(longest_greedy),
@@ -386,7 +408,7 @@ void write_results(const std::string& path, const ResultsContent& content, bool 
   write_root_attributes(writer, content);
   write_grid(writer, content);
   const std::vector<Column> columns = trial_column_values(content);
-  write_trials(writer, columns);
+  write_trials(writer, content, columns);
   writer.write_pytables_table("trials_table", columns);
   write_baseline(writer, content);
   write_tensors(writer, content);

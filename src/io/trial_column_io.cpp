@@ -1,5 +1,6 @@
 #include "trial_column_io.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 #include <utility>
@@ -56,9 +57,8 @@ RowLabels row_labels(const ResultsContent& content) {
   return labels;
 }
 
-Column described_column(const TrialColumn& description, ColumnValues values) {
-  Column column = make_column(std::string(description.name), std::move(values),
-                              std::string(description.meaning), std::string(description.unit));
+Column described_column(const JobTrialColumn& description, ColumnValues values) {
+  Column column = make_column(description.name, std::move(values), description.meaning, description.unit);
   if (description.status_flags) {
     column.flag_values = {status_ok, status_nonfinite};
     column.flag_meanings = trial_status_meanings;
@@ -68,9 +68,9 @@ Column described_column(const TrialColumn& description, ColumnValues values) {
 
 // Values of one numeric column read from `file` into `rows`.
 template <typename T>
-void read_into_rows(const Hdf5FileReader& file, const TrialColumn& description,
+void read_into_rows(const Hdf5FileReader& file, const JobTrialColumn& description,
                     std::vector<TrialRow>& rows) {
-  const std::string path = "/trials/" + std::string(description.name);
+  const std::string path = "/trials/" + description.name;
   const std::vector<T> values = file.numeric<T>(path);  // (n_rows)
   check_input(values.size() == rows.size(),
               in_file(file.path(), path + " has " + std::to_string(values.size()) +
@@ -85,12 +85,20 @@ void read_into_rows(const Hdf5FileReader& file, const TrialColumn& description,
 
 }  // namespace
 
+std::vector<JobTrialColumn> content_trial_columns(const ResultsContent& content) {
+  const auto& models = content.job->models;
+  const bool reference = std::any_of(models.begin(), models.end(),
+                                     [](const ModelSpec& model) { return !model.reference.empty(); });
+  return job_trial_columns(reference, content.probe_kinds);
+}
+
 std::vector<Column> trial_column_values(const ResultsContent& content) {
   const RowLabels labels = row_labels(content);
   const size_t n_rows = content.rows.size();
+  const std::vector<JobTrialColumn> descriptions = content_trial_columns(content);
   std::vector<Column> columns;
-  columns.reserve(trial_columns.size());
-  for (const TrialColumn& description : trial_columns) {
+  columns.reserve(descriptions.size());
+  for (const JobTrialColumn& description : descriptions) {
     if (const auto* label = std::get_if<TrialLabel>(&description.field)) {
       columns.push_back(described_column(description, labels.of(*label)));
       continue;
@@ -114,9 +122,10 @@ std::vector<Column> trial_column_values(const ResultsContent& content) {
   return columns;
 }
 
-void write_trial_column_table(const Hdf5FileWriter& writer, const Group& trials) {
+void write_trial_column_table(const Hdf5FileWriter& writer, const Group& trials,
+                              const std::vector<JobTrialColumn>& descriptions) {
   std::vector<std::string> names, types, units, long_names;  // (n_columns)
-  for (const TrialColumn& description : trial_columns) {
+  for (const JobTrialColumn& description : descriptions) {
     names.emplace_back(description.name);
     types.emplace_back(column_type_name(description.type()));
     units.emplace_back(description.unit);
@@ -128,9 +137,11 @@ void write_trial_column_table(const Hdf5FileWriter& writer, const Group& trials)
   writer.write_text_array_attribute(trials, "column_long_names", long_names);
 }
 
-std::vector<TrialRow> read_trial_rows(const Hdf5FileReader& file) {
+std::vector<TrialRow> read_trial_rows(const Hdf5FileReader& file,
+                                     const std::vector<std::string>& probe_kinds) {
   std::vector<TrialRow> rows(file.numeric<int64_t>("/trials/trial").size());
-  for (const TrialColumn& description : trial_columns) {
+  const bool reference = file.has_object("/trials/" + std::string(reference_columns[0].name));
+  for (const JobTrialColumn& description : job_trial_columns(reference, probe_kinds)) {
     switch (description.type()) {
       case ColumnType::int32: read_into_rows<int32_t>(file, description, rows); break;
       case ColumnType::int64: read_into_rows<int64_t>(file, description, rows); break;

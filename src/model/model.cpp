@@ -30,4 +30,30 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return text;
 }
 
+bool same_dimensions(const LlamaConfig& a, const LlamaConfig& b) {
+  return a.dim == b.dim && a.hidden_dim == b.hidden_dim && a.n_layers == b.n_layers &&
+         a.n_heads == b.n_heads && a.n_kv_heads == b.n_kv_heads && a.vocab_size == b.vocab_size;
+}
+
+std::string dimensions_text(const LlamaConfig& c) {
+  return "dim=" + std::to_string(c.dim) + " hidden_dim=" + std::to_string(c.hidden_dim) +
+         " layers=" + std::to_string(c.n_layers) + " heads=" + std::to_string(c.n_heads) +
+         " kv_heads=" + std::to_string(c.n_kv_heads) + " vocab=" + std::to_string(c.vocab_size);
+}
+
+void check_same_tensors(const Model& model, const Model& other, const std::string& what) {
+  check_input(model.tensors.size() == other.tensors.size(),
+              what + ": " + other.path + " has " + std::to_string(other.tensors.size()) +
+                  " tensors, " + model.path + " has " + std::to_string(model.tensors.size()) +
+                  "; expected two checkpoints of one architecture");
+  for (size_t i = 0; i < model.tensors.size(); ++i) {
+    const TensorInfo& a = model.tensors[i];
+    const TensorInfo& b = other.tensors[i];
+    check_input(a.name == b.name && a.shape == b.shape && a.offset == b.offset,
+                what + ": tensor " + std::to_string(i) + " is '" + a.name + "' (" + shape_text(a.shape) +
+                    ") in " + model.path + " but '" + b.name + "' (" + shape_text(b.shape) + ") in " +
+                    other.path + "; expected two checkpoints of one architecture");
+  }
+}
+
 }  // namespace fracsweep

@@ -2,9 +2,15 @@
 #include "fracsweep/nn/llama.hpp"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "fracsweep/util/error.hpp"
+#include "fracsweep/eval/classifier.hpp"
+#include "fracsweep/formats/gguf.hpp"
+#include "fracsweep/formats/hf.hpp"
 #include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/nn/sequential.hpp"
+#include "fracsweep/models/language_eval.hpp"
 #include "fracsweep/models/model_loaders.hpp"
 #include "fracsweep/formats/tokenizer.hpp"
 
@@ -44,6 +50,8 @@ void check_llama2c_model(const JobConfig& job, const ModelSpec& spec) {
                                     ") exceeds model '" + spec.name + "' seq_len " +
                                     std::to_string(config.seq_len)));
   check_scopes(job, spec, llama2c_tensor_table(config));
+  EvalInputs probes_only;
+  add_probes(job, nullptr, &tokenizer, config.seq_len, probes_only);
 }
 
 std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelSpec& spec,
@@ -56,6 +64,7 @@ std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelS
   inputs.greedy_prompt = greedy_prompt_ids(job, tokenizer);
   inputs.greedy_tokens = job.greedy_tokens;
   inputs.greedy_stop_id = tokenizer.bos_id();
+  add_probes(job, &sources, &tokenizer, open->model.config.seq_len, inputs);
   auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
   open->baseline_text =
       tokenizer.decode_after(inputs.greedy_prompt.back(), evaluator->baseline().greedy_ids);
@@ -66,7 +75,32 @@ std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelS
 EvalSources read_eval_sources(const JobConfig& job) {
   EvalSources sources;
   if (!job.eval_text.empty()) sources.paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
+  if (!job.eval_probes.empty()) sources.probes = read_probes(job.eval_probes);
   return sources;
+}
+
+Model load_model_file(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) return load_hf_model(path);
+  if (path.ends_with(".gguf")) return load_gguf_llama(path);
+  if (path.ends_with(".json")) {
+    const SequentialSpec spec = read_sequential_spec(path);
+    Model model = load_sequential_model(spec);
+    build_network(spec, model);  // shapes must chain, as in a sweep
+    return model;
+  }
+  return load_llama2c(path);
+}
+
+Model load_model_weights(const JobConfig& job, size_t m) {
+  const ModelSpec& spec = job.models.at(m);
+  switch (spec.format) {
+    case ModelFormat::llama2c: return load_llama2c(spec.path);
+    case ModelFormat::gguf: return load_gguf_llama(spec.path);
+    case ModelFormat::huggingface: return load_hf_model(spec.path);
+    case ModelFormat::sequential: return load_sequential_model(read_sequential_spec(spec.path));
+  }
+  throw RunError("unknown model format");
 }
 
 void check_model(const JobConfig& job, size_t m) {
@@ -83,8 +117,10 @@ void check_job_inputs(const JobConfig& job) {
   for (size_t m = 0; m < job.models.size(); ++m) check_model(job, m);
 }
 
-std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources) {
-  const ModelSpec& spec = job.models.at(m);
+namespace {
+
+std::unique_ptr<OpenModel> open_by_format(const JobConfig& job, const ModelSpec& spec,
+                                          const EvalSources& sources) {
   switch (spec.format) {
     case ModelFormat::llama2c: return open_llama2c_model(job, spec, sources);
     case ModelFormat::gguf: return open_gguf_model(job, spec, sources);
@@ -92,6 +128,26 @@ std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const Eval
     case ModelFormat::sequential: return open_sequential_model(job, spec, sources);
   }
   throw RunError("unknown model format");
+}
+
+}  // namespace
+
+std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources) {
+  const ModelSpec& spec = job.models.at(m);
+  std::unique_ptr<OpenModel> open = open_by_format(job, spec, sources);
+  if (!spec.reference.empty()) {
+    const Model reference = load_model_weights(job, static_cast<size_t>(job.model_index(spec.reference)));
+    open->evaluator->set_reference(reference);
+  }
+  for (const StrategySpec& strategy : job.strategies) {
+    if (strategy.kind != StrategyKind::delta || strategy.from_model == spec.name ||
+        open->donors.count(strategy.from_model) > 0) {
+      continue;
+    }
+    const auto donor_idx = static_cast<size_t>(job.model_index(strategy.from_model));
+    open->donors[strategy.from_model] = std::make_unique<const Model>(load_model_weights(job, donor_idx));
+  }
+  return open;
 }
 
 }  // namespace fracsweep

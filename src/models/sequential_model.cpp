@@ -81,32 +81,55 @@ ClassifierData read_classifier_data(const SequentialSpec& spec, const std::strin
   return data;
 }
 
+namespace {
+
+// Reference rows (examples) and probabilities (examples, classes) of finite outputs `logits`.
+void cache_reference(const std::string& path, const std::vector<float>& logits, int64_t examples,
+                     int64_t classes, std::vector<float>& probs, std::vector<ReferenceRow>& rows) {
+  probs.resize(logits.size());
+  rows.clear();
+  rows.reserve(static_cast<size_t>(examples));
+  for (int64_t e = 0; e < examples; ++e) {
+    const float* row = logits.data() + e * classes;
+    check_input(row_is_finite(row, classes),
+                path + ": the unperturbed model produces non-finite outputs on evaluation example " +
+                    std::to_string(e));
+    rows.push_back(make_reference_row(row, classes, probs.data() + e * classes));
+  }
+}
+
+}  // namespace
+
 ClassifierEvaluator::ClassifierEvaluator(const Model& model, SequentialNetwork network, ClassifierData data)
     : network_(std::move(network)),
       data_(std::move(data)),
       workspace_(network_, data_.examples),
       logits_(static_cast<size_t>(data_.examples * network_.classes)),
-      ref_probs_(logits_.size()) {
-  const int64_t classes = network_.classes;
+      tensors_(model.tensors) {
   sequential_forward(network_, model, data_.inputs.data(), data_.examples, network_.scored_layers, workspace_,
                      logits_.data());
-  ref_rows_.reserve(static_cast<size_t>(data_.examples));
-  for (int64_t e = 0; e < data_.examples; ++e) {
-    const float* row = logits_.data() + e * classes;
-    check_input(row_is_finite(row, classes),
-                model.path + ": the unperturbed model produces non-finite outputs on evaluation example " +
-                    std::to_string(e));
-    ref_rows_.push_back(make_reference_row(row, classes, ref_probs_.data() + e * classes));
-  }
+  cache_reference(model.path, logits_, data_.examples, network_.classes, ref_probs_, ref_rows_);
   baseline_.metrics = score();
+}
+
+void ClassifierEvaluator::set_reference(const Model& reference) {
+  Model shapes;
+  shapes.path = "the evaluated model";
+  shapes.tensors = tensors_;
+  check_same_tensors(shapes, reference, "reference checkpoint");
+  sequential_forward(network_, reference, data_.inputs.data(), data_.examples, network_.scored_layers,
+                     workspace_, logits_.data());
+  cache_reference(reference.path, logits_, data_.examples, network_.classes, second_probs_, second_rows_);
 }
 
 TrialMetrics ClassifierEvaluator::score() const {
   MetricAccumulator accumulator;
   const int64_t classes = network_.classes;
+  const bool second = !second_rows_.empty();
   for (int64_t e = 0; e < data_.examples; ++e) {
-    accumulator.add(logits_.data() + e * classes, classes, ref_rows_[static_cast<size_t>(e)],
-                    data_.labels[static_cast<size_t>(e)]);
+    const auto i = static_cast<size_t>(e);
+    accumulator.add(logits_.data() + e * classes, classes, ref_rows_[i], data_.labels[i],
+                    second ? &second_rows_[i] : nullptr);
   }
   return accumulator.finish();
 }
@@ -121,6 +144,9 @@ double ClassifierEvaluator::forward_flops() const { return network_.forward_flop
 
 void check_sequential_model(const JobConfig& job, const ModelSpec& spec) {
   check_classifier_eval_keys(job, spec);
+  check_input(job.eval_probes.empty(),
+              in_file(job.path, "[eval] probes are prompts for language models; model '" + spec.name +
+                                    "' is a classifier"));
   const SequentialSpec description = read_sequential_spec(spec.path);
   const SafetensorsFile weights(description.weights_path);
   const NetworkLayout layout = plan_against(description, weights);

@@ -103,22 +103,17 @@ std::vector<int64_t> Perturber::select_sites(const StrategySpec& strategy, int64
   check_invariant(k >= 0 && k <= n_scope, "site count outside the scope");
   if (strategy.kind == StrategyKind::magnitude) {
     if (index.by_magnitude.empty() && n_scope > 0) {
-      index.by_magnitude.reserve(static_cast<size_t>(n_scope));
-      for (int32_t t : index.tensor_ids) {
-        const TensorInfo& info = model_.tensors[static_cast<size_t>(t)];
-        for (int64_t i = 0; i < info.count; ++i) index.by_magnitude.push_back(info.offset + i);
-      }
-      const std::vector<float>& values = model_.values;
-      std::sort(index.by_magnitude.begin(), index.by_magnitude.end(), [&](int64_t a, int64_t b) {
-        const float wa = values[static_cast<size_t>(a)], wb = values[static_cast<size_t>(b)];
-        const bool nan_a = std::isnan(wa), nan_b = std::isnan(wb);
-        if (nan_a != nan_b) return nan_a;
-        const float ma = nan_a ? 0.0f : std::fabs(wa), mb = nan_b ? 0.0f : std::fabs(wb);
-        if (ma != mb) return ma > mb;
-        return a < b;
-      });
+      index.by_magnitude = ranked_offsets(index, [](float w, float) { return std::fabs(w); }, nullptr);
     }
     return {index.by_magnitude.begin(), index.by_magnitude.begin() + k};
+  }
+  if (strategy.kind == StrategyKind::delta && strategy.order == DeltaOrder::largest) {
+    std::vector<int64_t>& ranked = index.by_delta[strategy.from_model];
+    if (ranked.empty() && n_scope > 0) {
+      ranked = ranked_offsets(index, [](float w, float d) { return std::fabs(d - w); },
+                              &donor(strategy.from_model));
+    }
+    return {ranked.begin(), ranked.begin() + k};
   }
   const KeyedRng rng(key_from_text(sites_key_text(strategy.scope, seed)));
   std::vector<int64_t> sites = permutation_prefix(rng, n_scope, k, 0);
@@ -130,6 +125,49 @@ std::vector<int64_t> Perturber::select_sites(const StrategySpec& strategy, int64
     site = info.offset + (site - index.prefix[static_cast<size_t>(slot)]);
   }
   return sites;
+}
+
+std::vector<int64_t> Perturber::ranked_offsets(const ScopeIndex& index, float (*key)(float w, float d),
+                                               const Model* donor_model) const {
+  std::vector<int64_t> offsets;  // (n_scope) in-scope offsets, then sorted
+  offsets.reserve(static_cast<size_t>(index.prefix.back()));
+  for (int32_t t : index.tensor_ids) {
+    const TensorInfo& info = model_.tensors[static_cast<size_t>(t)];
+    for (int64_t i = 0; i < info.count; ++i) offsets.push_back(info.offset + i);
+  }
+  const std::vector<float>& values = model_.values;
+  const auto key_of = [&](int64_t offset) {
+    const auto o = static_cast<size_t>(offset);
+    return key(values[o], donor_model ? donor_model->values[o] : 0.0f);
+  };
+  std::sort(offsets.begin(), offsets.end(), [&](int64_t a, int64_t b) {
+    const float ka = key_of(a), kb = key_of(b);
+    const bool nan_a = std::isnan(ka), nan_b = std::isnan(kb);
+    if (nan_a != nan_b) return nan_a;
+    if (!nan_a && ka != kb) return ka > kb;
+    return a < b;
+  });
+  return offsets;
+}
+
+void Perturber::add_donor(const std::string& name, const Model& donor_model) {
+  check_same_tensors(model_, donor_model, "delta from=" + name);
+  for (size_t t = 0; t < model_.tensors.size(); ++t) {
+    const TensorInfo& mine = model_.tensors[t];
+    const TensorInfo& theirs = donor_model.tensors[t];
+    check_input(mine.stored == theirs.stored,
+                "delta from=" + name + ": tensor '" + mine.name + "' is stored as " +
+                    stored_type_name(theirs.stored) + " in " + donor_model.path + " but as " +
+                    stored_type_name(mine.stored) + " in " + model_.path +
+                    "; values are moved bit-exactly, so the stored formats must match");
+  }
+  donors_[name] = &donor_model;
+}
+
+const Model& Perturber::donor(const std::string& name) const {
+  const auto found = donors_.find(name);
+  check_invariant(found != donors_.end(), "delta from=" + name + ": the donor model was not loaded");
+  return *found->second;
 }
 
 int32_t Perturber::tensor_of(int64_t offset) const {
@@ -173,6 +211,9 @@ float new_stored16_value(StoredType type, const StrategySpec& s, const KeyedRng&
 
 float Perturber::new_value(const StrategySpec& s, const KeyedRng& values_rng, int64_t site_rank,
                            int64_t offset, float old) const {
+  // The donor's working value is the exact widening of its stored pattern, which has this
+  // tensor's format (add_donor): moving it moves the stored bits exactly.
+  if (s.kind == StrategyKind::delta) return donor(s.from_model).values[static_cast<size_t>(offset)];
   const StoredType stored = model_.tensors[static_cast<size_t>(tensor_of(offset))].stored;
   if (stored == StoredType::f32) return new_float32_value(s, values_rng, site_rank, offset, old);
   // Bit flips draw from the stream themselves; the float32 result is only used by computed
@@ -219,26 +260,31 @@ float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values
         case TargetAction::signflip: return -old;
         case TargetAction::bitflip: return flip(s.bits);
       }
+      break;
+    case StrategyKind::delta: break;  // new_value moves the donor's value
   }
   return old;
 }
 
-void Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
-                      std::vector<Touched>& undo, std::vector<SiteRecord>* record) {
+int64_t Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
+                         std::vector<Touched>& undo, std::vector<SiteRecord>* record) {
   check_invariant(&model == &model_, "Perturber applied to a model it was not built for");
   undo.clear();
   if (record) record->clear();
   const std::vector<int64_t> sites = select_sites(strategy, k, seed);
   const KeyedRng values_rng(key_from_text(values_key_text(strategy, seed)));
   undo.reserve(sites.size());
+  int64_t changed = 0;
   for (size_t rank = 0; rank < sites.size(); ++rank) {
     float& w = model.values[static_cast<size_t>(sites[rank])];
     const float old = w;
     const float updated = new_value(strategy, values_rng, static_cast<int64_t>(rank), sites[rank], old);
     undo.push_back({sites[rank], old});
     w = updated;
+    changed += std::bit_cast<uint32_t>(updated) != std::bit_cast<uint32_t>(old);
     if (record) record->push_back({sites[rank], old, updated});
   }
+  return changed;
 }
 
 void Perturber::restore(Model& model, const std::vector<Touched>& undo) {

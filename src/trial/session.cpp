@@ -55,7 +55,10 @@ TrialRow row_identity(const TrialSpec& spec, const TrialAxes& axes, int64_t k, i
 ModelSession::ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources)
     : name_(job.models[static_cast<size_t>(model_idx)].name),
       open_(open_model(job, static_cast<size_t>(model_idx), sources)),
-      perturber_(std::make_unique<Perturber>(open_->model, job.seed, name_)) {}
+      perturber_(std::make_unique<Perturber>(open_->model, job.seed, name_)) {
+  perturber_->add_donor(name_, open_->model);  // delta from= this model itself: moves nothing
+  for (const auto& [donor_name, donor] : open_->donors) perturber_->add_donor(donor_name, *donor);
+}
 
 TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec, bool record_sites,
                                     int rank) {
@@ -66,15 +69,17 @@ TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec,
 
   TrialResult result;
   TrialMetrics metrics;
+  int64_t k_changed = 0;
   {
     RestoreOnExit restore_bitwise(open_->model, undo_);
     // Sites from the keyed RNG, perturbed in place; their old values go to undo_.
-    perturber_->apply(open_->model, axes.strategy, k, axes.seed, undo_,
-                      record_sites ? &result.sites : nullptr);
+    k_changed = perturber_->apply(open_->model, axes.strategy, k, axes.seed, undo_,
+                                  record_sites ? &result.sites : nullptr);
     // One batched forward pass, compared with the cached unperturbed outputs.
     metrics = open_->evaluator->evaluate(open_->model);
   }
   result.row = row_identity(spec, axes, k, n_scope, rank);
+  result.row.k_changed = k_changed;
   result.row.metrics = metrics;
   result.row.status = metrics.nonfinite_positions > 0 ? status_nonfinite : status_ok;
   result.row.wall_s =

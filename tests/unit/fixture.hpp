@@ -14,8 +14,8 @@ namespace fracsweep::test {
 
 class Fixture {
  public:
-  Fixture() {
-    const std::string json = shared_file("fixtures/stories260K/expected.json");
+  explicit Fixture(const std::string& relative = "fixtures/stories260K/expected.json") {
+    const std::string json = shared_file(relative);
     const std::string command =
         "/usr/bin/python3 -c \"import json,sys\n"
         "def walk(p, v):\n"

@@ -12,6 +12,7 @@ int command_run(const std::vector<std::string>& args, MPI_Comm comm);
 int command_plan(const std::vector<std::string>& args, MPI_Comm comm);
 int command_inspect(const std::vector<std::string>& args, MPI_Comm comm);
 int command_merge(const std::vector<std::string>& args, MPI_Comm comm);
+int command_diff(const std::vector<std::string>& args, MPI_Comm comm);
 
 }  // namespace fracsweep
 

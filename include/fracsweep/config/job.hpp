@@ -21,6 +21,9 @@ struct ModelSpec {
   std::string path;            // model file or directory (absolute after parsing)
   std::string tokenizer_path;  // llama2.c tokenizer.bin (absolute; llama2c models only)
   ModelFormat format = ModelFormat::llama2c;
+  // `reference=NAME`: another model of the job whose unperturbed outputs this model's trials are
+  // also compared with (e.g. a fine-tune against its base); empty: none.
+  std::string reference;
 };
 
 // One entry of the amount axis: a fraction of in-scope parameters (k = round(f * N)) or an
@@ -40,6 +43,8 @@ struct JobConfig {
   uint64_t seed = 0;  // job seed: part of every RNG key
 
   std::vector<ModelSpec> models;
+  // Index of the model called `name`, or -1.
+  int32_t model_index(const std::string& name) const;
 
   // Evaluation inputs (absolute paths; empty when not given). Language models read `eval_text`
   // (with a tokenizer) or `eval_tokens` (pre-tokenized); classifiers read `eval_inputs` and
@@ -56,6 +61,7 @@ struct JobConfig {
 
   int64_t greedy_tokens = 256;    // greedy continuation length (0 disables)
   std::string greedy_prompt;      // empty: from BOS alone
+  std::string eval_probes;        // behaviour probes (.tsv, formats/probes.hpp); empty: none
 
   std::vector<Amount> amounts;    // fraction axis (fractions, log-spaced fractions, counts)
   std::vector<StrategySpec> strategies;

@@ -18,7 +18,10 @@ struct Scope {
   std::string canonical() const;  // "include=a,b;exclude=c" ("include=*" by default)
 };
 
-enum class StrategyKind { zero, gaussian, signflip, bitflip, random_value, scale, magnitude };
+enum class StrategyKind { zero, gaussian, signflip, bitflip, random_value, scale, magnitude, delta };
+// Which sites a delta strategy moves first: random (keyed permutation prefix, as every random
+// strategy) or the largest |donor - model| first (deterministic).
+enum class DeltaOrder { random, largest };
 // What a magnitude-targeted strategy does to its sites.
 enum class TargetAction { zero, signflip, bitflip };
 // IEEE-754 binary32 bit classes: sign = bit 31, exponent = bits 23..30, exponent-msb = bit 30,
@@ -36,10 +39,15 @@ struct StrategySpec {
   BitClass bits = BitClass::any;               // bitflip, magnitude then=bitflip
   int bit = -1;                                // BitClass::explicit_bit
   TargetAction action = TargetAction::zero;    // magnitude
+  std::string from_model;                      // delta: the donor model's name in the job
+  DeltaOrder order = DeltaOrder::random;       // delta
   Scope scope;
 
-  // Deterministic strategies (magnitude) run once per fraction whatever the seed axis.
-  bool deterministic() const { return kind == StrategyKind::magnitude; }
+  // Deterministic strategies (magnitude, delta order=largest) run once per fraction whatever
+  // the seed axis.
+  bool deterministic() const {
+    return kind == StrategyKind::magnitude || (kind == StrategyKind::delta && order == DeltaOrder::largest);
+  }
   // Flips bits of the stored values (bitflip, or magnitude then=bitflip): `bits` and `bit` apply.
   bool flips_bits() const {
     return kind == StrategyKind::bitflip ||

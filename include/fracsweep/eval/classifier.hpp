@@ -37,6 +37,7 @@ class ClassifierEvaluator : public Evaluator {
 
   const Baseline& baseline() const override { return baseline_; }
   TrialMetrics evaluate(const Model& model) override;
+  void set_reference(const Model& reference) override;
   double forward_flops() const override;
   // Logits of the last evaluate() / baseline run: (examples, classes).
   const std::vector<float>& logits() const { return logits_; }
@@ -50,6 +51,9 @@ class ClassifierEvaluator : public Evaluator {
   std::vector<float> logits_;           // (examples, classes)
   std::vector<float> ref_probs_;        // (examples, classes) unperturbed probabilities
   std::vector<ReferenceRow> ref_rows_;  // (examples) views into ref_probs_
+  std::vector<float> second_probs_;     // (examples, classes) a second checkpoint's probabilities
+  std::vector<ReferenceRow> second_rows_;  // (examples) views into second_probs_; empty: none
+  std::vector<TensorInfo> tensors_;     // the model's tensor table (a reference must match it)
   Baseline baseline_;
 };
 

@@ -9,6 +9,7 @@
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/nn/forward.hpp"
 #include "fracsweep/eval/metrics.hpp"
+#include "fracsweep/formats/probes.hpp"
 #include "fracsweep/model/model.hpp"
 
 namespace fracsweep {
@@ -20,6 +21,9 @@ struct EvalInputs {
   // The continuation ends when this token is predicted (not included): BOS for llama2.c and
   // the Llama family, eos_token_id for GPT-2. -1 never ends it early.
   int32_t greedy_stop_id = -1;
+  // Behaviour probes (formats/probes.hpp), teacher-forced in the same batch: prompt + target.
+  std::vector<ProbeTokens> probes;
+  int64_t n_probe_kinds = 0;
 };
 
 // The unperturbed model's own behaviour on the evaluation inputs.
@@ -35,6 +39,10 @@ class Evaluator {
   virtual const Baseline& baseline() const = 0;
   // Metrics of `model` (perturbed in place) against the baseline.
   virtual TrialMetrics evaluate(const Model& model) = 0;
+  // Also scores every trial against `reference`, a second checkpoint of the same architecture
+  // and shapes, on the same inputs (TrialMetrics::top1_agreement_ref, mean_kl_ref); its outputs
+  // are computed now and cached. Throws InputError when the architectures differ.
+  virtual void set_reference(const Model& reference) = 0;
   // FLOPs of one forward pass over the evaluation inputs (plans and benchmarks).
   virtual double forward_flops() const = 0;
 };
@@ -49,19 +57,39 @@ class LanguageModelEvaluator : public Evaluator {
 
   const Baseline& baseline() const override { return baseline_; }
   TrialMetrics evaluate(const Model& model) override;
+  void set_reference(const Model& reference) override;
   double forward_flops() const override;
+  // Every probe's outcome on the logits of the last evaluate() / baseline run (probe order).
+  struct ProbeOutcome {
+    double logprob = 0;               // log p(target | prompt), teacher-forced; NaN: non-finite
+    bool begins_with_target = false;  // the greedy continuation begins with the target
+  };
+  std::vector<ProbeOutcome> probe_outcomes() const;
+  // Greedy argmax decoding of `model` from `prompt` for up to `max_new` tokens, stopping at
+  // `stop_id` (not included); runs the forward pass on the growing prefix. The prompt plus
+  // max_new - 1 tokens must fit the capacity this evaluator was built for.
+  std::vector<int32_t> greedy_continuation(const Model& model, const std::vector<int32_t>& prompt,
+                                           int64_t max_new, int32_t stop_id);
   const TokenBatch& batch() const { return batch_; }
   // Logits of the last evaluate() / baseline run: (n_tokens, vocab).
   const std::vector<float>& logits() const { return logits_; }
 
  private:
-  // Greedy argmax decoding from `prompt` for up to `max_new` tokens, stopping at `stop_id`
-  // (not included); runs the forward pass on the growing prefix.
-  std::vector<int32_t> greedy_continuation(const Model& model, const std::vector<int32_t>& prompt,
-                                           int64_t max_new, int32_t stop_id);
-  TrialMetrics score() const;  // metrics of logits_ against the reference
+  // Where one probe sits in the batch: rows first_row .. first_row + targets.size() - 1 predict
+  // the target's tokens.
+  struct ProbeRows {
+    int32_t kind = 0;
+    int64_t first_row = 0;
+    std::vector<int32_t> targets;  // (n_target) target token ids
+  };
+  TrialMetrics score() const;       // metrics of logits_ against the reference
+  void score_probes(TrialMetrics& metrics) const;
+  // Reference rows (n_pred) and their probabilities (n_pred, vocab) of the logits in logits_.
+  void cache_reference(const std::string& path, std::vector<float>& probs,
+                       std::vector<ReferenceRow>& rows) const;
 
   int64_t vocab_ = 0;
+  LlamaConfig config_;  // the architecture the forward pass was built for
   std::unique_ptr<LanguageModelForward> forward_;
   TokenBatch batch_;                    // eval sequences, then prompt + greedy continuation
   std::vector<int64_t> pred_rows_;      // (n_pred) batch rows that predict a next eval token
@@ -70,6 +98,10 @@ class LanguageModelEvaluator : public Evaluator {
   std::vector<float> logits_;           // (n_tokens, vocab)
   std::vector<float> ref_probs_;        // (n_pred, vocab) unperturbed probabilities
   std::vector<ReferenceRow> ref_rows_;  // (n_pred) views into ref_probs_ with row constants
+  std::vector<float> second_probs_;     // (n_pred, vocab) a second checkpoint's probabilities
+  std::vector<ReferenceRow> second_rows_;  // (n_pred) views into second_probs_; empty: none
+  std::vector<ProbeRows> probe_rows_;   // (n_probes) batch rows of each probe's target
+  int64_t n_probe_kinds_ = 0;
   Baseline baseline_;
 };
 

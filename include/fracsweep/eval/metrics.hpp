@@ -11,12 +11,23 @@
 //                   wrong; their NLL and KL are NaN, so mean_nll/mean_kl/max_kl become NaN
 //                   (mean_nll_finite / mean_kl_finite average the finite positions only).
 // Softmax and sums are computed in double.
+#include <array>
 #include <cstdint>
 #include <limits>
+
+#include "fracsweep/formats/probes.hpp"
 
 namespace fracsweep {
 
 constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
+
+// One value per probe kind (formats/probes.hpp); kinds a job does not have stay NaN.
+using PerProbeKind = std::array<double, max_probe_kinds>;
+constexpr PerProbeKind no_probe_values() {
+  PerProbeKind values{};
+  for (double& v : values) v = not_a_number;
+  return values;
+}
 
 struct TrialMetrics {
   int64_t positions = 0;             // predicted positions evaluated
@@ -32,6 +43,14 @@ struct TrialMetrics {
   double mean_kl_finite = not_a_number;
   int64_t greedy_match = 0;          // leading continuation tokens equal to the unperturbed
   int64_t greedy_length = 0;         // length of the unperturbed continuation
+  // Against a second checkpoint's outputs on the same inputs ([models] reference=NAME): top-1
+  // agreement and mean KL(p_reference || p_perturbed); NaN without a reference.
+  double top1_agreement_ref = not_a_number;
+  double mean_kl_ref = not_a_number;
+  // Behaviour probes, per kind: the fraction of prompts whose greedy continuation begins with
+  // the target, and the mean over prompts of log p(target | prompt) (nats; teacher-forced).
+  PerProbeKind probe_rate = no_probe_values();
+  PerProbeKind probe_logprob = no_probe_values();
 };
 
 // The unperturbed model at one position, in the form KL needs:
@@ -53,15 +72,22 @@ bool row_is_finite(const float* logits, int64_t vocab);
 // Accumulates positions of one trial.
 class MetricAccumulator {
  public:
-  // One predicted position: perturbed logits (vocab), the unperturbed reference there, and the
-  // true next token.
-  void add(const float* logits, int64_t vocab, const ReferenceRow& ref, int32_t target);
+  // One predicted position: perturbed logits (vocab), the unperturbed reference there, the true
+  // next token, and optionally a second checkpoint's reference row at the same position.
+  void add(const float* logits, int64_t vocab, const ReferenceRow& ref, int32_t target,
+           const ReferenceRow* second = nullptr);
   TrialMetrics finish() const;
 
  private:
   int64_t positions_ = 0, nonfinite_ = 0, agree_ = 0, correct_ = 0, corrupted_ = 0;
   double nll_sum_ = 0, nll_finite_sum_ = 0, kl_sum_ = 0, kl_finite_sum_ = 0, kl_max_ = 0;
+  bool has_second_ = false;
+  int64_t agree_second_ = 0;
+  double kl_second_sum_ = 0;
 };
+
+// log softmax(logits)[token] of one row, NaN when the row has a NaN or Inf.
+double token_logprob(const float* logits, int64_t vocab, int32_t token);
 
 // Number of leading positions whose perturbed argmax equals the reference continuation:
 // `logits` (n, vocab) are the rows that predict continuation tokens `expected` (n).

@@ -29,6 +29,8 @@ class Tokenizer {
   // last prompt token of a greedy continuation).
   std::string decode_after(int32_t previous, const std::vector<int32_t>& ids) const;
 
+  // Token `id`'s vocabulary entry as stored (byte-fallback pieces stay "<0xXX>").
+  const std::string& piece(int32_t id) const { return pieces_.at(static_cast<size_t>(id)); }
   int64_t vocab_size() const { return static_cast<int64_t>(pieces_.size()); }
   int32_t bos_id() const { return bos_id_; }
   int32_t eos_id() const { return eos_id_; }

@@ -43,6 +43,7 @@ struct ResultsContent {
   std::vector<ModelSummary> models;  // (n_models) job order
   std::vector<TrialRow> rows;        // completed trials, ascending trial id
   std::vector<TrialSites> sites;     // recorded trials, ascending trial id
+  std::vector<std::string> probe_kinds;  // [eval] probes kinds in file order (empty: none)
   Provenance provenance;
 };
 
@@ -62,6 +63,7 @@ struct StoredResults {
   std::vector<ModelSummary> models;  // (n_models) baselines, tensors; no per-tensor statistics
   std::vector<TrialRow> rows;        // ascending trial id
   std::vector<TrialSites> sites;     // ascending trial id
+  std::vector<std::string> probe_kinds;  // /grid/probe_kind (empty: no probes)
   Provenance provenance;             // sessions split into lines
 };
 

@@ -5,15 +5,22 @@
 // (/trials/<column> datasets and /trials_table fields, in this order), the reader (merge and
 // resume) and the schema attributes all iterate this table, so a new metric is one new entry.
 //
+// Two families of columns are present only when a job asks for them (optional_trial_columns):
+// the comparison with a reference checkpoint (some model line has reference=NAME) and two
+// columns per behaviour-probe kind ([eval] probes). They follow the fixed columns.
+//
 // In the file, every /trials/<column> carries long_name = meaning and, when the unit is not
 // empty, units = unit (CF conventions: identifiers, labels and counts carry no units); the
 // /trials group lists the whole table in the string-array attributes column_names,
 // column_types, column_units and column_long_names.
 #include <array>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "fracsweep/trial/trial.hpp"
 
@@ -24,8 +31,10 @@ namespace fracsweep {
 enum class TrialLabel { model, strategy, stored_dtype };
 
 // Where a column's values live.
+// PerProbeKind members hold one value per probe kind; the column names its kind.
 using TrialField = std::variant<int32_t TrialRow::*, int64_t TrialRow::*, double TrialRow::*,
-                                int64_t TrialMetrics::*, double TrialMetrics::*, TrialLabel>;
+                                int64_t TrialMetrics::*, double TrialMetrics::*,
+                                PerProbeKind TrialMetrics::*, TrialLabel>;
 
 enum class ColumnType { int32, int64, float64, text };
 
@@ -56,7 +65,8 @@ struct TrialColumn {
           } else if constexpr (std::is_same_v<Member, int32_t TrialRow::*>) {
             return ColumnType::int32;
           } else if constexpr (std::is_same_v<Member, double TrialRow::*> ||
-                               std::is_same_v<Member, double TrialMetrics::*>) {
+                               std::is_same_v<Member, double TrialMetrics::*> ||
+                               std::is_same_v<Member, PerProbeKind TrialMetrics::*>) {
             return ColumnType::float64;
           } else {
             return ColumnType::int64;
@@ -66,14 +76,40 @@ struct TrialColumn {
   }
 };
 
+// A column of one job's file: a fixed column, or an optional one with its name made for the job
+// (`kind` indexes PerProbeKind members; -1 otherwise).
+struct JobTrialColumn {
+  std::string name;
+  std::string unit;
+  std::string meaning;
+  TrialField field;
+  bool status_flags = false;
+  int kind = -1;
+
+  explicit JobTrialColumn(const TrialColumn& column)
+      : name(column.name), unit(column.unit), meaning(column.meaning), field(column.field),
+        status_flags(column.status_flags) {}
+  JobTrialColumn(std::string name_, std::string unit_, std::string meaning_, TrialField field_,
+                 int kind_ = -1)
+      : name(std::move(name_)), unit(std::move(unit_)), meaning(std::move(meaning_)),
+        field(field_), kind(kind_) {}
+  ColumnType type() const { return TrialColumn{"", "", "", field}.type(); }
+};
+
 // Calls `use(value)` with a reference to the row's value of a TrialRow or TrialMetrics column
 // (const when `row` is const) and returns true; returns false for label columns.
-template <typename Row, typename Use>
-bool with_trial_value(const TrialColumn& column, Row& row, Use&& use) {
+template <typename Column, typename Row, typename Use>
+bool with_trial_value(const Column& column, Row& row, Use&& use) {
   return std::visit(
       [&](auto member) {
         using Member = decltype(member);
         if constexpr (std::is_same_v<Member, TrialLabel>) {
+          return false;
+        } else if constexpr (std::is_same_v<Member, PerProbeKind TrialMetrics::*>) {
+          if constexpr (std::is_same_v<Column, JobTrialColumn>) {
+            use((row.metrics.*member)[static_cast<size_t>(column.kind)]);
+            return true;
+          }
           return false;
         } else if constexpr (std::is_member_object_pointer_v<Member> &&
                              std::is_invocable_v<Member, decltype(row.metrics)&>) {
@@ -103,6 +139,8 @@ inline constexpr std::array trial_columns = {
                 &TrialRow::fraction},
     TrialColumn{"seed", "", "trial seed", &TrialRow::seed},
     TrialColumn{"k", "", "parameters perturbed", &TrialRow::k},
+    TrialColumn{"k_changed", "", "perturbed parameters whose stored bits changed",
+                &TrialRow::k_changed},
     TrialColumn{"n_scope", "", "in-scope parameters", &TrialRow::n_scope},
     TrialColumn{"positions", "", "predicted positions evaluated", &TrialMetrics::positions},
     TrialColumn{"nonfinite_positions", "", "positions whose logits contain NaN or Inf",
@@ -135,5 +173,39 @@ inline constexpr std::array trial_columns = {
     TrialColumn{"rank", "", "MPI rank that ran the trial", &TrialRow::rank},
     TrialColumn{"status", "", "trial status", &TrialRow::status, /*status_flags=*/true},
 };
+
+// Present when some model of the job has reference=NAME (NaN for models without one).
+inline constexpr std::array reference_columns = {
+    TrialColumn{"top1_agreement_ref", "1",
+                "fraction of positions whose argmax equals the reference model's argmax",
+                &TrialMetrics::top1_agreement_ref},
+    TrialColumn{"mean_kl_ref", "nats", "mean KL(reference || perturbed) over positions",
+                &TrialMetrics::mean_kl_ref},
+};
+
+// Per probe kind K: "probe_" + K + suffix, meaning with {kind} replaced by K.
+struct ProbeColumnTemplate {
+  std::string_view suffix;
+  std::string_view unit;
+  std::string_view meaning;
+  PerProbeKind TrialMetrics::*field;
+};
+inline constexpr std::array probe_column_templates = {
+    ProbeColumnTemplate{"_rate", "1",
+                        "fraction of {kind} probe prompts whose greedy continuation begins with "
+                        "the target",
+                        &TrialMetrics::probe_rate},
+    ProbeColumnTemplate{"_logprob", "nats",
+                        "mean over {kind} probe prompts of log p(target | prompt)",
+                        &TrialMetrics::probe_logprob},
+};
+
+// The columns of a job's file: the fixed table, then the reference columns when `reference`,
+// then the probe columns of each kind (in the kinds' order).
+std::vector<JobTrialColumn> job_trial_columns(bool reference, const std::vector<std::string>& probe_kinds);
+
+// The probe kind a column name belongs to ("probe_trigger_rate" -> "trigger"), or "" when the
+// name is not a probe column.
+std::string probe_kind_of_column(const std::string& name);
 
 }  // namespace fracsweep

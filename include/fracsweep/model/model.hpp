@@ -55,6 +55,15 @@ struct Model {
 void append_tensor(std::vector<TensorInfo>& tensors, const std::string& name,
                    std::vector<int64_t> shape);
 
+// Equal forward-pass dimensions: dim, hidden_dim, layers, heads, kv heads and vocabulary.
+bool same_dimensions(const LlamaConfig& a, const LlamaConfig& b);
+// "dim=64 hidden_dim=172 layers=5 heads=8 kv_heads=4 vocab=512".
+std::string dimensions_text(const LlamaConfig& config);
+
+// Throws InputError unless `other` has the tensors of `model`: the same names, shapes and
+// order (two checkpoints of one architecture). `what` introduces the message.
+void check_same_tensors(const Model& model, const Model& other, const std::string& what);
+
 // "64x64" style shape text.
 std::string shape_text(const std::vector<int64_t>& shape);
 

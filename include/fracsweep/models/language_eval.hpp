@@ -54,6 +54,20 @@ inline std::vector<std::vector<int32_t>> read_token_sequences(const std::string&
   return sequences;
 }
 
+// The job's behaviour probes ([eval] probes), encoded with `tokenizer` (formats/probes.hpp),
+// into `inputs`; read from `sources` when given, else from the file (checks before any work).
+// Probes need a tokenizer: without one (nullptr) they are an input error naming the file.
+inline void add_probes(const JobConfig& job, const EvalSources* sources, const Tokenizer* tokenizer,
+                       int64_t seq_len, EvalInputs& inputs) {
+  if (job.eval_probes.empty()) return;
+  const ProbeSet probes = sources && sources->probes ? *sources->probes : read_probes(job.eval_probes);
+  check_input(tokenizer != nullptr,
+              in_file(probes.path, "behaviour probes need the model's tokenizer, and this model has "
+                                   "none fracsweep can use"));
+  inputs.probes = probe_token_ids(probes, *tokenizer, seq_len);
+  inputs.n_probe_kinds = static_cast<int64_t>(probes.kinds.size());
+}
+
 // Teacher-forced sequences and greedy prompt of model `spec`: [eval] tokens when given, else
 // [eval] text through `tokenizer` (nullptr when the model has none usable, which is then an
 // error naming the job and model). The greedy continuation stops at `bos_id`; without a
@@ -82,6 +96,7 @@ inline EvalInputs language_eval_inputs(const JobConfig& job, const ModelSpec& sp
   }
   inputs.greedy_tokens = job.greedy_tokens;
   inputs.greedy_stop_id = bos_id;
+  add_probes(job, sources, tokenizer, seq_len, inputs);
   check_input(job.greedy_tokens == 0 ||
                   static_cast<int64_t>(inputs.greedy_prompt.size()) + job.greedy_tokens <= seq_len,
               in_file(job.path, "[eval] greedy_prompt (" + std::to_string(inputs.greedy_prompt.size()) +

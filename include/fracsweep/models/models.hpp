@@ -3,12 +3,15 @@
 // rank keeps while it runs one model's trials (parameters, evaluator with its cached baseline).
 // The one place that knows which loader and which evaluator go with a model format.
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "fracsweep/eval/evaluator.hpp"
 #include "fracsweep/config/job.hpp"
+#include "fracsweep/formats/probes.hpp"
 #include "fracsweep/model/model.hpp"
 
 namespace fracsweep {
@@ -16,6 +19,7 @@ namespace fracsweep {
 // Evaluation data read once per rank and shared by every model of the job.
 struct EvalSources {
   std::vector<std::string> paragraphs;  // language models: the first N paragraphs of [eval] text
+  std::optional<ProbeSet> probes;       // [eval] probes, when given
 };
 
 EvalSources read_eval_sources(const JobConfig& job);
@@ -26,6 +30,9 @@ struct OpenModel {
   Model model;
   std::unique_ptr<Evaluator> evaluator;
   std::string baseline_text;  // decoded greedy continuation (language models), else empty
+  // Other models of the job whose values `delta from=NAME` strategies move in, by name (a
+  // strategy naming this model itself reads `model`).
+  std::map<std::string, std::unique_ptr<const Model>> donors;
 };
 
 // Cheap checks of model `m` before any work: header/size validation, tokenizer, that every
@@ -36,7 +43,16 @@ void check_model(const JobConfig& job, size_t m);
 // check_model for every model of the job, in job order.
 void check_job_inputs(const JobConfig& job);
 
-// Loads model `m`, builds its evaluator and computes its baseline.
+// The model file or directory at `path`, in the format its name implies (as in job files): a
+// directory is a Hugging Face model directory, *.gguf GGUF, *.json a sequential classifier
+// (whose layer shapes are checked), anything else a llama2.c checkpoint.
+Model load_model_file(const std::string& path);
+
+// The weights of model `m` alone (no evaluator), e.g. a reference or delta donor.
+Model load_model_weights(const JobConfig& job, size_t m);
+
+// Loads model `m`, builds its evaluator and computes its baseline; with reference=NAME also the
+// reference's outputs, and the donors of the job's delta strategies.
 std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources);
 
 }  // namespace fracsweep

@@ -85,9 +85,15 @@ class Perturber {
   std::vector<int64_t> select_sites(const StrategySpec& strategy, int64_t k, int64_t seed);
 
   // Perturbs `k` sites of `model` in place and appends what it touched to `undo` (cleared
-  // first). When `record` is non-null it receives every site with old and new value.
-  void apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
-             std::vector<Touched>& undo, std::vector<SiteRecord>* record = nullptr);
+  // first). When `record` is non-null it receives every site with old and new value. Returns
+  // how many sites now hold a different bit pattern (a zero written over a zero changes nothing).
+  int64_t apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
+                std::vector<Touched>& undo, std::vector<SiteRecord>* record = nullptr);
+
+  // Makes `donor` (a second checkpoint of the same architecture, called `name` in the job) the
+  // source of `delta from=name` values. Throws InputError unless its tensors have the model's
+  // names, shapes and stored formats. `donor` must outlive the Perturber.
+  void add_donor(const std::string& name, const Model& donor);
 
   // Writes the touched values back bitwise, in reverse order.
   static void restore(Model& model, const std::vector<Touched>& undo);
@@ -105,7 +111,13 @@ class Perturber {
     std::vector<int32_t> tensor_ids;  // (n_in_scope_tensors) model tensor indices, file order
     std::vector<int64_t> prefix;      // (n_in_scope_tensors + 1) in-scope elements before each
     std::vector<int64_t> by_magnitude;  // offsets sorted by |w| desc, ties by offset; lazily
+    // Per donor: offsets sorted by |donor - w| desc (NaN first), ties by offset; lazily.
+    std::map<std::string, std::vector<int64_t>> by_delta;
   };
+  // Offsets of `index` sorted by `key` descending (NaN first), ties by lower offset.
+  std::vector<int64_t> ranked_offsets(const ScopeIndex& index, float (*key)(float w, float d),
+                                      const Model* donor) const;
+  const Model& donor(const std::string& name) const;
   // Built on first use from the model's current values: apply() selects sites before it writes,
   // and every trial restores before the next, so these are always the unperturbed values.
   ScopeIndex& scope_index(const Scope& scope);
@@ -121,6 +133,7 @@ class Perturber {
   std::string model_name_;
   std::vector<TensorStats> stats_;            // (n_tensors) of the unperturbed model
   std::map<std::string, ScopeIndex> scopes_;  // by Scope::canonical()
+  std::map<std::string, const Model*> donors_;  // delta sources by model name
 };
 
 }  // namespace fracsweep

@@ -28,6 +28,7 @@ struct TrialRow {
   double fraction = 0.0;   // requested fraction; k / n_scope for count entries
   int64_t seed = 0;
   int64_t k = 0;           // sites perturbed
+  int64_t k_changed = 0;   // sites whose stored bits the perturbation changed (<= k)
   int64_t n_scope = 0;     // in-scope parameters
   TrialMetrics metrics;
   double wall_s = 0.0;     // seconds for perturb + forward + metrics + restore
