@@ -52,6 +52,7 @@ TRIALS = {
     "fraction": "float64",
     "seed": "int64",
     "k": "int64",
+    "k_changed": "int64",
     "n_scope": "int64",
     "positions": "int64",
     "nonfinite_positions": "int64",

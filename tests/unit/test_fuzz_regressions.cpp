@@ -86,7 +86,7 @@ BOOST_AUTO_TEST_CASE(gguf_block_count_beyond_the_stored_tensors_fails_fast) {
   const auto start = std::chrono::steady_clock::now();
   const std::string message = input_error_of([&] { fs::gguf_llama_config(file); });
   BOOST_TEST(contains(message, "'llama.block_count' (16777215)"), message);
-  BOOST_TEST(contains(message, "9 tensors per layer, the file holds 1 tensors"), message);
+  BOOST_TEST(contains(message, "9 tensors per layer, the checkpoint holds 1 tensors"), message);
   BOOST_TEST(contains(message, path), message);
   BOOST_TEST(seconds_since(start) < 1.0);
 }

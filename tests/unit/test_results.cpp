@@ -456,7 +456,7 @@ std::string expected_json(const ResultsContent& content) {
                                         {"amount_label", json(amount_labels)},
                                         {"seed", json(job.seeds)}});
 
-  std::vector<int64_t> trial, seed, k, n_scope, positions, nonfinite, greedy_match, greedy_length;
+  std::vector<int64_t> trial, seed, k, k_changed, n_scope, positions, nonfinite, greedy_match, greedy_length;
   std::vector<int32_t> model_idx, strategy_idx, fraction_idx, seed_idx, rank, status;
   std::vector<std::string> model, strategy, stored_dtype;
   std::vector<double> fraction, mean_nll, perplexity, mean_nll_finite, accuracy, sdc_rate, agreement,
@@ -475,6 +475,7 @@ std::string expected_json(const ResultsContent& content) {
     fraction.push_back(row.fraction);
     seed.push_back(row.seed);
     k.push_back(row.k);
+    k_changed.push_back(row.k_changed);
     n_scope.push_back(row.n_scope);
     positions.push_back(row.metrics.positions);
     nonfinite.push_back(row.metrics.nonfinite_positions);
@@ -504,6 +505,7 @@ std::string expected_json(const ResultsContent& content) {
                                           {"fraction", json(fraction)},
                                           {"seed", json(seed)},
                                           {"k", json(k)},
+                                          {"k_changed", json(k_changed)},
                                           {"n_scope", json(n_scope)},
                                           {"positions", json(positions)},
                                           {"nonfinite_positions", json(nonfinite)},

@@ -76,7 +76,8 @@ void require_same_row(const TrialRow& a, const TrialRow& b) {
   BOOST_TEST(a.seed == b.seed);
   BOOST_TEST(a.k == b.k);
   BOOST_TEST(a.n_scope == b.n_scope);
-  static_assert(sizeof(TrialMetrics) == 13 * 8, "TrialMetrics has no padding to compare");
+  static_assert(sizeof(TrialMetrics) == (15 + 2 * max_probe_kinds) * 8, "TrialMetrics has no padding to compare");
+  BOOST_TEST(a.k_changed == b.k_changed);
   BOOST_TEST(std::memcmp(&a.metrics, &b.metrics, sizeof(TrialMetrics)) == 0,
              "metrics of trial " << a.trial << " differ between two runs");
   BOOST_TEST(a.rank == b.rank);

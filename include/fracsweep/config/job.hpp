@@ -23,7 +23,7 @@ struct ModelSpec {
   ModelFormat format = ModelFormat::llama2c;
   // `reference=NAME`: another model of the job whose unperturbed outputs this model's trials are
   // also compared with (e.g. a fine-tune against its base); empty: none.
-  std::string reference;
+  std::string reference = "";
 };
 
 // One entry of the amount axis: a fraction of in-scope parameters (k = round(f * N)) or an
