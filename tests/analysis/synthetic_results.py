@@ -99,7 +99,7 @@ def planted_row(sweep: SyntheticSweep, model_idx: int, strategy_idx: int, amount
     ratio = (effective / sweep.seed_f_star(strategy_idx, seed_idx)) ** strategy.hill
     rng = np.random.default_rng([sweep.outcome_seed, model_idx, strategy_idx, amount_idx, seed_idx, 1])
     positions = sweep.positions
-    row = dict(fraction=effective, seed=sweep.seeds[seed_idx], k=k, n_scope=n_scope,
+    row = dict(fraction=effective, seed=sweep.seeds[seed_idx], k=k, k_changed=k, n_scope=n_scope,
                positions=positions, greedy_length=sweep.greedy_length,
                wall_s=0.01 + 0.001 * seed_idx, rank=seed_idx % 2)
     if effective > strategy.destroyed_above:
@@ -138,6 +138,7 @@ TRIAL_COLUMNS = (
     ("fraction", "float64", "1", "fraction of in-scope parameters (k / n_scope for count entries)"),
     ("seed", "int64", "", "trial seed"),
     ("k", "int64", "", "parameters perturbed"),
+    ("k_changed", "int64", "", "perturbed parameters whose stored bits changed"),
     ("n_scope", "int64", "", "in-scope parameters"),
     ("positions", "int64", "", "predicted positions evaluated"),
     ("nonfinite_positions", "int64", "", "positions whose logits contain NaN or Inf"),
