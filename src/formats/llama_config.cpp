@@ -49,7 +49,9 @@ namespace fracsweep {
 
 void check_layer_tensors(int64_t n_layers, int64_t stored_tensors, int64_t tensors_per_layer,
                          const std::string& path, const std::string& key) {
-  check_input(n_layers <= stored_tensors / tensors_per_layer,
+  // Only counts no checkpoint could hold fail here (not even one tensor per layer); a layer or
+  // two short is reported by name as the first missing tensor.
+  check_input(n_layers <= stored_tensors,
               in_file(path, "key '" + key + "' (" + std::to_string(n_layers) + ") needs " +
                                 std::to_string(tensors_per_layer) + " tensors per layer, the checkpoint holds " +
                                 std::to_string(stored_tensors) + " tensors in all (layer tensors missing?)"));
