@@ -179,22 +179,46 @@ GemmInfo gemm_info() {
   return state.info;
 }
 
-void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
-               int64_t ldw, float* c, int64_t ldc, float beta) {
+namespace {
+
+// The one call of bli_sgemm: C (m x n) = A (m x k) * B (k x n) + beta C, every operand given by
+// its row and column strides, so that transposes are only a matter of strides. `name` and the
+// leading dimensions are for the message of a caller's shape error.
+void gemm_strided(const char* name, int64_t m, int64_t n, int64_t k, const float* a,
+                  int64_t a_row, int64_t a_col, const float* b, int64_t b_row, int64_t b_col,
+                  float* c, int64_t ldc, float beta, bool strides_cover) {
   // Called in hot loops: the message is built only on failure.
-  if (m < 0 || n < 0 || k < 0 || lda < k || ldw < k || ldc < n) {
-    throw RunError("internal error: matmul_nt shape m=" + std::to_string(m) +
+  if (m < 0 || n < 0 || k < 0 || !strides_cover || ldc < n) {
+    throw RunError(std::string("internal error: ") + name + " shape m=" + std::to_string(m) +
                    " n=" + std::to_string(n) + " k=" + std::to_string(k) +
-                   " with strides lda=" + std::to_string(lda) + " ldw=" + std::to_string(ldw) +
-                   " ldc=" + std::to_string(ldc) + " (row strides must cover the rows)");
+                   " with strides a=(" + std::to_string(a_row) + "," + std::to_string(a_col) +
+                   ") b=(" + std::to_string(b_row) + "," + std::to_string(b_col) +
+                   ") ldc=" + std::to_string(ldc) + " (row strides must cover the rows)");
   }
   if (m == 0 || n == 0) return;
   float alpha = 1.0f;
-  // A (m x k): row stride lda, column stride 1. B = W^T (k x n): element (p, j) is w[j*ldw + p],
-  // so row stride 1, column stride ldw. C (m x n): row stride ldc, column stride 1.
   bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, to_dim(m), to_dim(n), to_dim(k), &alpha,
-            const_cast<float*>(a), to_dim(lda), 1, const_cast<float*>(w), 1, to_dim(ldw), &beta, c,
-            to_dim(ldc), 1);
+            const_cast<float*>(a), to_dim(a_row), to_dim(a_col), const_cast<float*>(b),
+            to_dim(b_row), to_dim(b_col), &beta, c, to_dim(ldc), 1);
+}
+
+}  // namespace
+
+void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
+               int64_t ldw, float* c, int64_t ldc, float beta) {
+  // B = W^T (k x n): element (p, j) is w[j*ldw + p], so row stride 1, column stride ldw.
+  gemm_strided("matmul_nt", m, n, k, a, lda, 1, w, 1, ldw, c, ldc, beta, lda >= k && ldw >= k);
+}
+
+void matmul_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float* c, int64_t ldc, float beta) {
+  gemm_strided("matmul_nn", m, n, k, a, lda, 1, b, ldb, 1, c, ldc, beta, lda >= k && ldb >= n);
+}
+
+void matmul_tn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float* c, int64_t ldc, float beta) {
+  // A^T (m x k): element (i, p) is a[p*lda + i], so row stride 1, column stride lda.
+  gemm_strided("matmul_tn", m, n, k, a, 1, lda, b, ldb, 1, c, ldc, beta, lda >= m && ldb >= n);
 }
 
 }  // namespace fracsweep

@@ -7,20 +7,43 @@
 
 namespace fracsweep::ref {
 
-void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
-               int64_t ldw, float* c, int64_t ldc, float beta) {
+namespace {
+
+// C (m x n) = A B + beta C with A's element (i, p) at a[i * a_row + p * a_col] and B's element
+// (p, j) at b[p * b_row + j * b_col]; sums in double. beta = 0 overwrites (C may hold garbage,
+// even NaN), as in BLAS.
+void matmul_strided(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row, int64_t a_col,
+                    const float* b, int64_t b_row, int64_t b_col, float* c, int64_t ldc,
+                    float beta) {
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       double sum = 0.0;
       for (int64_t p = 0; p < k; ++p) {
-        sum += static_cast<double>(a[i * lda + p]) * static_cast<double>(w[j * ldw + p]);
+        sum += static_cast<double>(a[i * a_row + p * a_col]) *
+               static_cast<double>(b[p * b_row + j * b_col]);
       }
       float& target = c[i * ldc + j];
-      // beta = 0 overwrites (C may hold garbage, even NaN), as in BLAS.
       target = beta == 0.0f ? static_cast<float>(sum)
                             : static_cast<float>(sum + static_cast<double>(beta) * target);
     }
   }
+}
+
+}  // namespace
+
+void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
+               int64_t ldw, float* c, int64_t ldc, float beta) {
+  matmul_strided(m, n, k, a, lda, 1, w, 1, ldw, c, ldc, beta);
+}
+
+void matmul_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float* c, int64_t ldc, float beta) {
+  matmul_strided(m, n, k, a, lda, 1, b, ldb, 1, c, ldc, beta);
+}
+
+void matmul_tn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float* c, int64_t ldc, float beta) {
+  matmul_strided(m, n, k, a, 1, lda, b, ldb, 1, c, ldc, beta);
 }
 
 void rmsnorm_rows(const float* x, const float* weight, float* out, int64_t rows, int64_t d,

@@ -124,6 +124,59 @@ BOOST_AUTO_TEST_CASE(matmul_nt_matches_reference) {
   }
 }
 
+// matmul_nn and matmul_tn (the backward pass's dx = dy W and dW = dy^T x) against their ref
+// twins, with padded strides; the bound is the one above, for k products per element.
+BOOST_AUTO_TEST_CASE(matmul_nn_and_tn_match_reference) {
+  struct Shape {
+    int64_t m, n, k, pad;
+  };
+  for (const Shape& s : {Shape{1, 1, 1, 0}, Shape{17, 29, 13, 3}, Shape{64, 64, 300, 0},
+                         Shape{172, 64, 130, 5}, Shape{512, 64, 100, 0}}) {
+    for (const bool transposed_a : {false, true}) {
+      const int64_t lda = (transposed_a ? s.m : s.k) + s.pad;  // A is (k x m) when transposed
+      const int64_t ldb = s.n + s.pad;
+      const int64_t ldc = s.n + s.pad;
+      const std::vector<float> a = random_floats((transposed_a ? s.k : s.m) * lda, 4);
+      const std::vector<float> b = random_floats(s.k * ldb, 5);
+      for (const float beta : {0.0f, 1.0f}) {
+        const std::vector<float> initial = random_floats(s.m * ldc, 6);
+        std::vector<float> fast = initial;
+        std::vector<float> plain = initial;
+        if (transposed_a) {
+          fs::matmul_tn(s.m, s.n, s.k, a.data(), lda, b.data(), ldb, fast.data(), ldc, beta);
+          fs::ref::matmul_tn(s.m, s.n, s.k, a.data(), lda, b.data(), ldb, plain.data(), ldc, beta);
+        } else {
+          fs::matmul_nn(s.m, s.n, s.k, a.data(), lda, b.data(), ldb, fast.data(), ldc, beta);
+          fs::ref::matmul_nn(s.m, s.n, s.k, a.data(), lda, b.data(), ldb, plain.data(), ldc, beta);
+        }
+        double worst_ratio = 0.0;
+        for (int64_t i = 0; i < s.m; ++i) {
+          for (int64_t j = 0; j < ldc; ++j) {
+            const size_t at = static_cast<size_t>(i * ldc + j);
+            if (j >= s.n) {  // padding untouched
+              BOOST_TEST(fast[at] == initial[at]);
+              continue;
+            }
+            double magnitude = beta * std::abs(initial[at]);
+            for (int64_t p = 0; p < s.k; ++p) {
+              const float a_ip = transposed_a ? a[p * lda + i] : a[i * lda + p];
+              magnitude += std::abs(static_cast<double>(a_ip) * b[p * ldb + j]);
+            }
+            const double bound = static_cast<double>(s.k + 1) * std::ldexp(1.0, -24) * magnitude;
+            worst_ratio = std::max(worst_ratio, std::abs(fast[at] - plain[at]) / bound);
+          }
+        }
+        BOOST_TEST(worst_ratio <= 1.0, (transposed_a ? "tn" : "nn") << " m=" << s.m << " n=" << s.n
+                                           << " k=" << s.k << " error/bound=" << worst_ratio);
+      }
+    }
+  }
+  // A stride that does not cover a row is an internal error, not a silent wrong answer.
+  std::vector<float> c(4);
+  BOOST_CHECK_THROW(fs::matmul_nn(2, 2, 3, c.data(), 2, c.data(), 2, c.data(), 2), fs::RunError);
+  BOOST_CHECK_THROW(fs::matmul_tn(2, 2, 3, c.data(), 1, c.data(), 2, c.data(), 2), fs::RunError);
+}
+
 BOOST_AUTO_TEST_CASE(matmul_nt_empty_and_bad_shapes) {
   std::vector<float> c = {5.0f};
   const std::vector<float> a = {1.0f};

@@ -1,5 +1,6 @@
 #pragma once
-// The one place that calls BLIS: set-up (kernel set, threads) and C = A * W^T.
+// The one place that calls BLIS: set-up (kernel set, threads) and the three GEMM forms the
+// forward and backward passes need (C = A W^T, C = A B, C = A^T B), all row-major.
 #include <cstdint>
 #include <string>
 
@@ -32,5 +33,15 @@ BlisKernels parse_blis_kernels(const std::string& text);  // throws InputError
 // C row stride ldc. beta = 0 overwrites C, beta = 1 accumulates.
 void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
                int64_t ldw, float* c, int64_t ldc, float beta = 0.0f);
+
+// C (m x n) = A (m x k, row stride lda) * B (k x n, row stride ldb); C row stride ldc.
+// The backward pass of y = x W^T for the input: dx = dy W.
+void matmul_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float* c, int64_t ldc, float beta = 0.0f);
+
+// C (m x n) = A^T * B, with A (k x m, row stride lda) and B (k x n, row stride ldb); C row
+// stride ldc. The backward pass of y = x W^T for the weights: dW = dy^T x (k = tokens).
+void matmul_tn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float* c, int64_t ldc, float beta = 0.0f);
 
 }  // namespace fracsweep

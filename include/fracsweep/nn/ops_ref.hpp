@@ -7,6 +7,10 @@ namespace fracsweep::ref {
 
 void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
                int64_t ldw, float* c, int64_t ldc, float beta = 0.0f);
+void matmul_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float* c, int64_t ldc, float beta = 0.0f);
+void matmul_tn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float* c, int64_t ldc, float beta = 0.0f);
 void rmsnorm_rows(const float* x, const float* weight, float* out, int64_t rows, int64_t d,
                   float eps);
 void rope_rows(float* x, const int32_t* positions, int64_t rows, int64_t n_heads,
