@@ -1,0 +1,309 @@
+// Llama gradient (see llama_backward.hpp): a forward pass that keeps the residual stream at
+// every layer boundary, the objective's derivative at the logits, then layer by layer in
+// reverse: recompute the layer's activations from its input, back-propagate through the
+// feed-forward block, then the attention block.
+#include "fracsweep/nn/llama_backward.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "fracsweep/nn/forward.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/llama.hpp"
+#include "fracsweep/nn/ops.hpp"
+#include "fracsweep/nn/ops_backward.hpp"
+#include "llama_weights.hpp"
+
+namespace fracsweep {
+namespace {
+
+using llama_detail::LayerWeights;
+using llama_detail::LlamaWeights;
+
+// One layer's forward values, recomputed from its input for its backward pass.
+struct LayerActivations {
+  LayerActivations(const LlamaConfig& c, int64_t n)
+      : xn1(floats(n * c.dim)), q(floats(n * c.dim)), k(floats(n * c.kv_dim())),
+        v(floats(n * c.kv_dim())), att(floats(n * c.dim)), x1(floats(n * c.dim)),
+        xn2(floats(n * c.dim)), gate(floats(n * c.hidden_dim)), up(floats(n * c.hidden_dim)),
+        hidden(floats(n * c.hidden_dim)) {}
+  std::vector<float> xn1;     // (n, dim)        attention block's normalised input
+  std::vector<float> q;       // (n, dim)        queries after RoPE
+  std::vector<float> k;       // (n, kv_dim)     keys after RoPE
+  std::vector<float> v;       // (n, kv_dim)     values
+  std::vector<float> att;     // (n, dim)        attention output before wo
+  std::vector<float> x1;      // (n, dim)        residual stream after the attention block
+  std::vector<float> xn2;     // (n, dim)        feed-forward block's normalised input
+  std::vector<float> gate;    // (n, hidden_dim) w1 xn2 (before the activation)
+  std::vector<float> up;      // (n, hidden_dim) w3 xn2
+  std::vector<float> hidden;  // (n, hidden_dim) silu(gate) * up
+};
+
+// Gradients with respect to one layer's activations (reused by every layer).
+struct LayerGradients {
+  LayerGradients(const LlamaConfig& c, int64_t n)
+      : dxn(floats(n * c.dim)), datt(floats(n * c.dim)), dq(floats(n * c.dim)),
+        dk(floats(n * c.kv_dim())), dv(floats(n * c.kv_dim())), dgate(floats(n * c.hidden_dim)),
+        dup(floats(n * c.hidden_dim)) {}
+  std::vector<float> dxn;    // (n, dim)        d / d normalised block input
+  std::vector<float> datt;   // (n, dim)        d / d attention output
+  std::vector<float> dq;     // (n, dim)        d / d queries (after, then before RoPE)
+  std::vector<float> dk;     // (n, kv_dim)     d / d keys (after, then before RoPE)
+  std::vector<float> dv;     // (n, kv_dim)     d / d values
+  std::vector<float> dgate;  // (n, hidden_dim) d / d hidden, then d / d gate
+  std::vector<float> dup;    // (n, hidden_dim) d / d up
+};
+
+// The batch-independent parts of one pass.
+struct PassContext {
+  const Model& model;
+  const LlamaConfig& c;
+  const TokenBatch& batch;
+  std::vector<float> rope;     // (seq_len, head_dim) rope_table
+  std::vector<float> scratch;  // attention scratch, forward and backward, longest sequence
+};
+
+// One layer forward from x_in (n, dim), keeping every activation in `a`; writes the layer's
+// output to x_out (n, dim) unless it is nullptr.
+void layer_forward(PassContext& pass, const LayerWeights& layer, const float* x_in,
+                   LayerActivations& a, float* x_out) {
+  const LlamaConfig& c = pass.c;
+  const TokenBatch& batch = pass.batch;
+  const int64_t n = batch.n_tokens(), dim = c.dim, kv = c.kv_dim(), hidden = c.hidden_dim;
+  rmsnorm_rows(x_in, layer.attn_norm, a.xn1.data(), n, dim, c.norm_eps);
+  matmul_nt(n, dim, dim, a.xn1.data(), dim, layer.wq, dim, a.q.data(), dim);
+  matmul_nt(n, kv, dim, a.xn1.data(), dim, layer.wk, dim, a.k.data(), kv);
+  matmul_nt(n, kv, dim, a.xn1.data(), dim, layer.wv, dim, a.v.data(), kv);
+  rope_rows(a.q.data(), batch.positions.data(), pass.rope.data(), n, c.n_heads, c.head_dim());
+  rope_rows(a.k.data(), batch.positions.data(), pass.rope.data(), n, c.n_kv_heads, c.head_dim());
+  for (int64_t s = 0; s < batch.n_seqs(); ++s) {
+    const int64_t first = batch.seq_start[s];
+    attention_causal(a.q.data() + first * dim, dim, a.k.data() + first * kv,
+                     a.v.data() + first * kv, kv, a.att.data() + first * dim, dim,
+                     batch.seq_start[s + 1] - first, c.n_heads, c.n_kv_heads, c.head_dim(),
+                     pass.scratch.data());
+  }
+  std::copy_n(x_in, n * dim, a.x1.data());
+  matmul_nt(n, dim, dim, a.att.data(), dim, layer.wo, dim, a.x1.data(), dim, 1.0f);
+  rmsnorm_rows(a.x1.data(), layer.ffn_norm, a.xn2.data(), n, dim, c.norm_eps);
+  matmul_nt(n, hidden, dim, a.xn2.data(), dim, layer.w1, dim, a.gate.data(), hidden);
+  matmul_nt(n, hidden, dim, a.xn2.data(), dim, layer.w3, dim, a.up.data(), hidden);
+  std::copy(a.gate.begin(), a.gate.end(), a.hidden.begin());
+  swiglu(a.hidden.data(), a.up.data(), n * hidden);
+  if (x_out != nullptr) {
+    std::copy_n(a.x1.data(), n * dim, x_out);
+    matmul_nt(n, dim, hidden, a.hidden.data(), hidden, layer.w2, hidden, x_out, dim, 1.0f);
+  }
+}
+
+// Squared input norms per input feature of every tensor (gradient.hpp's input_norm), summed
+// over all rows during the forward pass and written out once.
+class InputNorms {
+ public:
+  explicit InputNorms(const Model& model) : model_(model) {}
+  // sums of tensor `weights` (rows_out, cols) += squares of x's columns.
+  void add_columns(const float* weights, const float* x, int64_t rows, int64_t cols) {
+    add_column_squares(x, rows, cols, cols, sums_of(weights, cols).data());
+  }
+  // The same for a norm gain: the columns of x normalised by their row's RMS (before the gain).
+  void add_normalised_columns(const float* gain, const float* x, int64_t rows, int64_t d, float eps) {
+    std::vector<double>& sums = sums_of(gain, d);
+    for (int64_t r = 0; r < rows; ++r) {
+      double sum_squares = 0.0;
+      for (int64_t i = 0; i < d; ++i) sum_squares += static_cast<double>(x[r * d + i]) * x[r * d + i];
+      const double inv_ms = 1.0 / (sum_squares / static_cast<double>(d) + eps);  // 1 / rms^2
+      for (int64_t i = 0; i < d; ++i) sums[i] += static_cast<double>(x[r * d + i]) * x[r * d + i] * inv_ms;
+    }
+  }
+  // Writes sqrt(sum) to every entry of each tensor ((rows_out, cols) row-major: entry (o, i)
+  // gets column i's norm) and, for the embedding table, sqrt(lookups of row t + its classifier
+  // column sums when tied).
+  void write(const float* tok_embeddings, int64_t vocab, int64_t dim, const TokenBatch& batch,
+             float* input_norm) const {
+    std::fill_n(input_norm, model_.values.size(), 0.0f);
+    const float* base = model_.values.data();
+    std::vector<double> lookups(static_cast<size_t>(vocab), 0.0);  // (vocab) rows per token
+    for (const int32_t token : batch.tokens) lookups[static_cast<size_t>(token)] += 1.0;
+    for (const Entry& entry : entries_) {
+      const int64_t offset = entry.weights - base;
+      const int64_t cols = static_cast<int64_t>(entry.sums.size());
+      const int64_t rows_out = entry.weights == tok_embeddings ? vocab : tensor_rows(offset, cols);
+      for (int64_t o = 0; o < rows_out; ++o) {
+        for (int64_t i = 0; i < cols; ++i) {
+          const double extra = entry.weights == tok_embeddings ? lookups[static_cast<size_t>(o)] : 0.0;
+          input_norm[offset + o * cols + i] =
+              static_cast<float>(std::sqrt(entry.sums[static_cast<size_t>(i)] + extra));
+        }
+      }
+    }
+    if (std::none_of(entries_.begin(), entries_.end(),
+                     [&](const Entry& e) { return e.weights == tok_embeddings; })) {
+      const int64_t offset = tok_embeddings - base;
+      for (int64_t t = 0; t < vocab; ++t) {
+        std::fill_n(input_norm + offset + t * dim, dim,
+                    static_cast<float>(std::sqrt(lookups[static_cast<size_t>(t)])));
+      }
+    }
+  }
+
+ private:
+  struct Entry {
+    const float* weights;
+    std::vector<double> sums;  // (cols) squared norm of each input feature
+  };
+  std::vector<double>& sums_of(const float* weights, int64_t cols) {
+    for (Entry& entry : entries_) {
+      if (entry.weights == weights) return entry.sums;
+    }
+    entries_.push_back({weights, std::vector<double>(static_cast<size_t>(cols), 0.0)});
+    return entries_.back().sums;
+  }
+  // Rows of the tensor that starts at `offset` with `cols` columns.
+  int64_t tensor_rows(int64_t offset, int64_t cols) const {
+    for (const TensorInfo& info : model_.tensors) {
+      if (info.offset == offset) return info.count / cols;
+    }
+    return 0;
+  }
+  const Model& model_;
+  std::vector<Entry> entries_;
+};
+
+}  // namespace
+
+double llama_gradient(const Model& model, const TokenBatch& batch, const LogitObjective& objective,
+                      const GradientOutputs& out) {
+  const LlamaConfig& c = model.config;
+  const LlamaWeights w = llama_detail::llama_weights(model);
+  const int64_t longest = llama_detail::check_batch(c, batch);
+  const int64_t n = batch.n_tokens(), dim = c.dim, kv = c.kv_dim(), hidden = c.hidden_dim;
+  const int64_t vocab = c.vocab_size, layers = c.n_layers;
+
+  PassContext pass{model, c, batch, std::vector<float>(floats(c.seq_len * c.head_dim())),
+                   std::vector<float>(floats(std::max(attention_scratch_floats(longest, c.head_dim()),
+                                                      attention_backward_scratch_floats(longest))))};
+  rope_table(c.seq_len, c.head_dim(), c.rope_theta, pass.rope.data());
+  std::vector<float> residual(floats((layers + 1) * n * dim));  // (L + 1, n, dim) layer inputs; [L] = final
+  std::vector<float> xf(floats(n * dim));                       // (n, dim)   final normalised stream
+  std::vector<float> logits(floats(n * vocab));                 // (n, vocab)
+  std::vector<float> dlogits(floats(n * vocab));                // (n, vocab) d objective / d logits
+  std::vector<float> dx(floats(n * dim));                       // (n, dim)   d / d residual stream
+  LayerActivations a(c, n);
+  LayerGradients g(c, n);
+  InputNorms norms(model);
+
+  // Forward, keeping each layer's input.
+  llama_detail::embed_tokens(w.tok_embeddings, batch, dim, residual.data());
+  for (int64_t l = 0; l < layers; ++l) {
+    const LayerWeights& layer = w.layers[static_cast<size_t>(l)];
+    const float* x_in = residual.data() + l * n * dim;
+    layer_forward(pass, layer, x_in, a, residual.data() + (l + 1) * n * dim);
+    if (out.input_norm != nullptr) {
+      norms.add_normalised_columns(layer.attn_norm, x_in, n, dim, c.norm_eps);
+      for (const float* projection : {layer.wq, layer.wk, layer.wv}) {
+        norms.add_columns(projection, a.xn1.data(), n, dim);
+      }
+      norms.add_columns(layer.wo, a.att.data(), n, dim);
+      norms.add_normalised_columns(layer.ffn_norm, a.x1.data(), n, dim, c.norm_eps);
+      norms.add_columns(layer.w1, a.xn2.data(), n, dim);
+      norms.add_columns(layer.w3, a.xn2.data(), n, dim);
+      norms.add_columns(layer.w2, a.hidden.data(), n, hidden);
+    }
+  }
+  const float* x_last = residual.data() + layers * n * dim;
+  rmsnorm_rows(x_last, w.norm_final, xf.data(), n, dim, c.norm_eps);
+  matmul_nt(n, vocab, dim, xf.data(), dim, w.classifier, dim, logits.data(), vocab);
+  const double value = objective(logits.data(), n, vocab, dlogits.data());
+  if (out.input_norm != nullptr) {
+    norms.add_normalised_columns(w.norm_final, x_last, n, dim, c.norm_eps);
+    norms.add_columns(w.classifier, xf.data(), n, dim);
+    norms.write(w.tok_embeddings, vocab, dim, batch, out.input_norm);
+  }
+  if (out.grad == nullptr) return value;
+
+  // Backward. Weight gradients accumulate (beta = 1) onto zeros, so a tied tensor sums both uses.
+  float* grad = out.grad;
+  std::fill_n(grad, model.values.size(), 0.0f);
+  auto grad_of = [&](const float* weights) { return grad + (weights - model.values.data()); };
+  std::vector<double> gain_grad(floats(dim));  // (dim) one norm gain's gradient, in double
+  auto write_gain = [&](const float* gain) {
+    std::transform(gain_grad.begin(), gain_grad.end(), grad_of(gain),
+                   [](double sum) { return static_cast<float>(sum); });
+    std::fill(gain_grad.begin(), gain_grad.end(), 0.0);
+  };
+
+  matmul_tn(vocab, dim, n, dlogits.data(), vocab, xf.data(), dim, grad_of(w.classifier), dim, 1.0f);
+  matmul_nn(n, dim, vocab, dlogits.data(), vocab, w.classifier, dim, g.dxn.data(), dim);
+  std::fill(dx.begin(), dx.end(), 0.0f);
+  rmsnorm_rows_backward(x_last, w.norm_final, g.dxn.data(), dx.data(), gain_grad.data(), n, dim,
+                        c.norm_eps);
+  write_gain(w.norm_final);
+
+  for (int64_t l = layers - 1; l >= 0; --l) {
+    const LayerWeights& layer = w.layers[static_cast<size_t>(l)];
+    const float* x_in = residual.data() + l * n * dim;
+    layer_forward(pass, layer, x_in, a, nullptr);
+
+    // Feed-forward block: x_out = x1 + hidden w2^T, hidden = silu(xn2 w1^T) * (xn2 w3^T).
+    matmul_nn(n, hidden, dim, dx.data(), dim, layer.w2, hidden, g.dgate.data(), hidden);
+    matmul_tn(dim, hidden, n, dx.data(), dim, a.hidden.data(), hidden, grad_of(layer.w2), hidden, 1.0f);
+    swiglu_backward(a.gate.data(), a.up.data(), g.dgate.data(), g.dgate.data(), g.dup.data(),
+                    n * hidden);
+    matmul_tn(hidden, dim, n, g.dgate.data(), hidden, a.xn2.data(), dim, grad_of(layer.w1), dim, 1.0f);
+    matmul_tn(hidden, dim, n, g.dup.data(), hidden, a.xn2.data(), dim, grad_of(layer.w3), dim, 1.0f);
+    matmul_nn(n, dim, hidden, g.dgate.data(), hidden, layer.w1, dim, g.dxn.data(), dim);
+    matmul_nn(n, dim, hidden, g.dup.data(), hidden, layer.w3, dim, g.dxn.data(), dim, 1.0f);
+    rmsnorm_rows_backward(a.x1.data(), layer.ffn_norm, g.dxn.data(), dx.data(), gain_grad.data(),
+                          n, dim, c.norm_eps);
+    write_gain(layer.ffn_norm);
+
+    // Attention block: x1 = x_in + att wo^T, att = attention(rope(xn1 wq^T), rope(xn1 wk^T), xn1 wv^T).
+    matmul_nn(n, dim, dim, dx.data(), dim, layer.wo, dim, g.datt.data(), dim);
+    matmul_tn(dim, dim, n, dx.data(), dim, a.att.data(), dim, grad_of(layer.wo), dim, 1.0f);
+    for (int64_t s = 0; s < batch.n_seqs(); ++s) {
+      const int64_t first = batch.seq_start[s];
+      attention_causal_backward(a.q.data() + first * dim, dim, a.k.data() + first * kv,
+                                a.v.data() + first * kv, kv, g.datt.data() + first * dim, dim,
+                                g.dq.data() + first * dim, dim, g.dk.data() + first * kv,
+                                g.dv.data() + first * kv, kv, batch.seq_start[s + 1] - first,
+                                c.n_heads, c.n_kv_heads, c.head_dim(), pass.scratch.data());
+    }
+    rope_rows_backward(g.dq.data(), batch.positions.data(), pass.rope.data(), n, c.n_heads,
+                       c.head_dim());
+    rope_rows_backward(g.dk.data(), batch.positions.data(), pass.rope.data(), n, c.n_kv_heads,
+                       c.head_dim());
+    matmul_tn(dim, dim, n, g.dq.data(), dim, a.xn1.data(), dim, grad_of(layer.wq), dim, 1.0f);
+    matmul_tn(kv, dim, n, g.dk.data(), kv, a.xn1.data(), dim, grad_of(layer.wk), dim, 1.0f);
+    matmul_tn(kv, dim, n, g.dv.data(), kv, a.xn1.data(), dim, grad_of(layer.wv), dim, 1.0f);
+    matmul_nn(n, dim, dim, g.dq.data(), dim, layer.wq, dim, g.dxn.data(), dim);
+    matmul_nn(n, dim, kv, g.dk.data(), kv, layer.wk, dim, g.dxn.data(), dim, 1.0f);
+    matmul_nn(n, dim, kv, g.dv.data(), kv, layer.wv, dim, g.dxn.data(), dim, 1.0f);
+    rmsnorm_rows_backward(x_in, layer.attn_norm, g.dxn.data(), dx.data(), gain_grad.data(), n, dim,
+                          c.norm_eps);
+    write_gain(layer.attn_norm);
+  }
+
+  // Embedding lookup: each row's gradient goes to its token's row, in row order.
+  float* embedding_grad = grad_of(w.tok_embeddings);
+  for (int64_t r = 0; r < n; ++r) {
+    float* row = embedding_grad + static_cast<int64_t>(batch.tokens[static_cast<size_t>(r)]) * dim;
+    for (int64_t i = 0; i < dim; ++i) row[i] += dx[static_cast<size_t>(r * dim + i)];
+  }
+  return value;
+}
+
+// Forward (llama_forward_flops) + the recomputed layer forwards (its layer part again) + the
+// backward pass: every projection GEMM twice (dx and dW), the classifier twice, and attention's
+// four products (scores, dp = dout v^T, dq, dk; dv is the fourth), i.e. twice its forward cost.
+double llama_gradient_flops(const LlamaConfig& config, const TokenBatch& batch) {
+  const double forward = llama_forward_flops(config, batch);
+  const double classifier =
+      2.0 * static_cast<double>(batch.n_tokens()) * static_cast<double>(config.vocab_size) *
+      static_cast<double>(config.dim);
+  const double layers = forward - classifier;
+  return forward + layers + 2.0 * forward;
+}
+
+}  // namespace fracsweep
