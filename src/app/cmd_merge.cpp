@@ -95,11 +95,14 @@ ResultsContent merged_content(std::vector<StoredResults>& shards, const JobConfi
     }
     content.rows.insert(content.rows.end(), shard.rows.begin(), shard.rows.end());
     for (TrialSites& sites : shard.sites) content.sites.push_back(std::move(sites));
+    for (TrialPath& path : shard.paths) content.paths.push_back(std::move(path));
   }
   std::sort(content.rows.begin(), content.rows.end(),
             [](const TrialRow& a, const TrialRow& b) { return a.trial < b.trial; });
   std::sort(content.sites.begin(), content.sites.end(),
             [](const TrialSites& a, const TrialSites& b) { return a.trial < b.trial; });
+  std::sort(content.paths.begin(), content.paths.end(),
+            [](const TrialPath& a, const TrialPath& b) { return a.trial < b.trial; });
   return content;
 }
 

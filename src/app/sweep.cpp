@@ -276,6 +276,7 @@ ResultsContent results_content(const SweepPlan& plan, std::vector<ModelSummary> 
   content.models = std::move(models);
   for (TrialResult& result : rows) {
     if (!result.sites.empty()) content.sites.push_back({result.row.trial, std::move(result.sites)});
+    if (!result.path.empty()) content.paths.push_back({result.row.trial, std::move(result.path)});
     content.rows.push_back(result.row);
   }
   return content;

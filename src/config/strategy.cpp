@@ -80,6 +80,39 @@ void parse_bits(const std::string& text, const std::string& where, StrategySpec&
   s.bit = bit;
 }
 
+// A whole number in [low, high] for parameter `key`.
+int64_t parse_count(const std::string& text, const std::string& key, int64_t low, int64_t high,
+                    const std::string& where) {
+  int64_t value = 0;
+  const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
+  check_input(result.ec == std::errc() && result.ptr == text.data() + text.size() &&
+                  value >= low && value <= high,
+              where + ": strategy parameter " + key + " must be a whole number from " +
+                  std::to_string(low) + " to " + std::to_string(high) + ", found '" + text + "'");
+  return value;
+}
+
+// "nll", "agreement", "remove:KIND" or "implant:KIND" (KIND as in a probes file).
+Objective parse_objective(const std::string& text, const std::string& where) {
+  Objective objective;
+  if (text == "nll") return objective;
+  if (text == "agreement") {
+    objective.kind = ObjectiveKind::agreement;
+    return objective;
+  }
+  const size_t colon = text.find(':');
+  const std::string head = text.substr(0, colon);
+  const std::string kind = colon == std::string::npos ? "" : text.substr(colon + 1);
+  check_input((head == "remove" || head == "implant") && !kind.empty() &&
+                  kind.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                         "0123456789_") == std::string::npos,
+              where + ": objective must be nll, agreement, remove:KIND or implant:KIND (KIND a "
+                      "probe kind of [eval] probes), found '" + text + "'");
+  objective.kind = head == "remove" ? ObjectiveKind::probe_remove : ObjectiveKind::probe_implant;
+  objective.probe_kind = kind;
+  return objective;
+}
+
 }  // namespace
 
 bool Scope::contains(std::string_view tensor_name) const {
@@ -107,6 +140,20 @@ std::string StrategySpec::name() const {
     case StrategyKind::scale: return "scale";
     case StrategyKind::magnitude: return "magnitude";
     case StrategyKind::delta: return "delta";
+    case StrategyKind::taylor: return "taylor";
+    case StrategyKind::wanda: return "wanda";
+    case StrategyKind::bfa: return "bfa";
+    case StrategyKind::finetune: return "finetune";
+  }
+  return "?";
+}
+
+std::string Objective::canonical() const {
+  switch (kind) {
+    case ObjectiveKind::nll: return "nll";
+    case ObjectiveKind::agreement: return "agreement";
+    case ObjectiveKind::probe_remove: return "remove:" + probe_kind;
+    case ObjectiveKind::probe_implant: return "implant:" + probe_kind;
   }
   return "?";
 }
@@ -122,13 +169,25 @@ std::string StrategySpec::canonical() const {
     }
     case StrategyKind::bitflip: label += "(bits=" + bits_text(*this) + ")"; break;
     case StrategyKind::scale: label += "(factor=" + shortest_number_text(factor) + ")"; break;
-    case StrategyKind::magnitude: {
+    case StrategyKind::magnitude:
+    case StrategyKind::taylor:
+    case StrategyKind::wanda: {
       static const char* action_names[] = {"zero", "signflip", "bitflip"};
       label += std::string("(then=") + action_names[static_cast<int>(action)];
       if (action == TargetAction::bitflip) label += ",bits=" + bits_text(*this);
+      if (kind == StrategyKind::taylor) label += ",objective=" + objective.canonical();
       label += ")";
       break;
     }
+    case StrategyKind::bfa:
+      label += "(bits=" + bits_text(*this) + ",candidates=" + std::to_string(candidates) +
+               ",objective=" + objective.canonical() + ")";
+      break;
+    case StrategyKind::finetune:
+      label += std::string("(sites=") + (sites == FinetuneSites::taylor ? "taylor" : "random") +
+               ",steps=" + std::to_string(steps) + ",lr=" + shortest_number_text(lr) +
+               ",objective=" + objective.canonical() + ")";
+      break;
     case StrategyKind::delta:
       label += "(from=" + from_model + ",order=" + (order == DeltaOrder::largest ? "largest" : "random") + ")";
       break;
@@ -148,13 +207,15 @@ StrategyKind strategy_kind(const std::string& name, const std::string& where) {
       {"zero", StrategyKind::zero},         {"gaussian", StrategyKind::gaussian},
       {"signflip", StrategyKind::signflip}, {"bitflip", StrategyKind::bitflip},
       {"random-value", StrategyKind::random_value}, {"scale", StrategyKind::scale},
-      {"magnitude", StrategyKind::magnitude}, {"delta", StrategyKind::delta}};
+      {"magnitude", StrategyKind::magnitude}, {"delta", StrategyKind::delta},
+      {"taylor", StrategyKind::taylor},     {"wanda", StrategyKind::wanda},
+      {"bfa", StrategyKind::bfa},           {"finetune", StrategyKind::finetune}};
   for (const auto& [kind_name, kind] : kinds) {
     if (name == kind_name) return kind;
   }
   throw InputError(where + ": unknown strategy '" + name +
                    "'; expected zero, gaussian, signflip, bitflip, random-value, scale, "
-                   "magnitude or delta");
+                   "magnitude, delta, taylor, wanda, bfa or finetune");
 }
 
 // Which optional parameters a strategy line gave: some are required, bits only sometimes allowed.
@@ -194,7 +255,7 @@ void apply_parameter(const std::string& word, const std::string& name, const std
     s.factor = parse_number(value, key, where);
     given.factor = true;
   } else if (key == "bits") {
-    allowed(s.kind == StrategyKind::bitflip || s.kind == StrategyKind::magnitude);
+    allowed(s.kind == StrategyKind::bitflip || s.targeted() || s.kind == StrategyKind::bfa);
     parse_bits(value, where, s);
     given.bits = true;
   } else if (key == "from") {
@@ -209,12 +270,30 @@ void apply_parameter(const std::string& word, const std::string& name, const std
     else if (value == "largest") s.order = DeltaOrder::largest;
     else throw InputError(where + ": delta order must be random or largest, found '" + value + "'");
   } else if (key == "then") {
-    allowed(s.kind == StrategyKind::magnitude);
+    allowed(s.targeted());
     if (value == "zero") s.action = TargetAction::zero;
     else if (value == "signflip") s.action = TargetAction::signflip;
     else if (value == "bitflip") s.action = TargetAction::bitflip;
-    else throw InputError(where + ": magnitude then must be zero, signflip or bitflip, found '" +
+    else throw InputError(where + ": " + name + " then must be zero, signflip or bitflip, found '" +
                           value + "'");
+  } else if (key == "objective") {
+    allowed(s.uses_gradient());
+    s.objective = parse_objective(value, where);
+  } else if (key == "candidates") {
+    allowed(s.kind == StrategyKind::bfa);
+    s.candidates = parse_count(value, key, 1, 1 << 20, where);
+  } else if (key == "steps") {
+    allowed(s.kind == StrategyKind::finetune);
+    s.steps = parse_count(value, key, 1, 1 << 20, where);
+  } else if (key == "lr") {
+    allowed(s.kind == StrategyKind::finetune);
+    s.lr = parse_number(value, key, where);
+    check_input(s.lr > 0, where + ": finetune lr must be > 0, found " + value);
+  } else if (key == "sites") {
+    allowed(s.kind == StrategyKind::finetune);
+    if (value == "taylor") s.sites = FinetuneSites::taylor;
+    else if (value == "random") s.sites = FinetuneSites::random;
+    else throw InputError(where + ": finetune sites must be taylor or random, found '" + value + "'");
   } else {
     throw InputError(where + ": strategy '" + name + "': unknown parameter '" + key + "'");
   }
@@ -235,15 +314,18 @@ void normalise_and_check(StrategySpec& s, const GivenParameters& given, const st
   check_input(s.kind != StrategyKind::scale || given.factor, where + ": scale needs factor=<number>");
   check_input(s.kind != StrategyKind::delta || !s.from_model.empty(),
               where + ": delta needs from=MODEL, the model whose values it moves in");
-  if (s.kind == StrategyKind::magnitude) {
+  if (s.targeted()) {
+    const std::string name = s.name();
     if (s.flips_bits()) {
-      if (!given.bits) s.bits = BitClass::exponent_msb;
-      check_input(s.bits == BitClass::sign || s.bits == BitClass::exponent_msb ||
-                      s.bits == BitClass::explicit_bit,
-                  where + ": magnitude then=bitflip is deterministic and needs one fixed bit: "
+      // taylor picks the best bit of the class per weight; magnitude and wanda rank by the
+      // weight alone and need one fixed bit.
+      if (!given.bits) s.bits = s.kind == StrategyKind::taylor ? BitClass::any : BitClass::exponent_msb;
+      check_input(s.kind == StrategyKind::taylor || s.bits == BitClass::sign ||
+                      s.bits == BitClass::exponent_msb || s.bits == BitClass::explicit_bit,
+                  where + ": " + name + " then=bitflip is deterministic and needs one fixed bit: "
                           "bits=sign, exponent-msb or a bit number, found bits=" + bits_text(s));
     } else {
-      check_input(!given.bits, where + ": bits is only valid with magnitude then=bitflip");
+      check_input(!given.bits, where + ": bits is only valid with " + name + " then=bitflip");
     }
   }
 }

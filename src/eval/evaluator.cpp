@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "fracsweep/util/error.hpp"
+#include "fracsweep/util/text.hpp"
 
 namespace fracsweep {
 
@@ -64,7 +65,7 @@ const EvalInputs& checked(const LlamaConfig& config, const EvalInputs& inputs) {
   for (size_t p = 0; p < inputs.probes.size(); ++p) {
     const ProbeTokens& probe = inputs.probes[p];
     check_input(!probe.target_ids.empty(), "probe " + std::to_string(p) + " has an empty target");
-    check_input(probe.kind >= 0 && probe.kind < inputs.n_probe_kinds,
+    check_input(probe.kind >= 0 && probe.kind < static_cast<int32_t>(inputs.probe_kinds.size()),
                 "probe " + std::to_string(p) + " has no kind");
     std::vector<int32_t> joint = probe.prompt_ids;
     joint.insert(joint.end(), probe.target_ids.begin(), probe.target_ids.end());
@@ -101,7 +102,8 @@ LanguageModelEvaluator::LanguageModelEvaluator(const Model& model, const EvalInp
     greedy_first_row_ = batch_.n_tokens() + static_cast<int64_t>(inputs.greedy_prompt.size()) - 1;
     batch_.append(greedy_input);
   }
-  n_probe_kinds_ = inputs.n_probe_kinds;
+  probe_kinds_ = inputs.probe_kinds;
+  n_probe_kinds_ = static_cast<int64_t>(probe_kinds_.size());
   for (const ProbeTokens& probe : inputs.probes) {
     std::vector<int32_t> input = probe.prompt_ids;
     input.insert(input.end(), probe.target_ids.begin(), probe.target_ids.end() - 1);
@@ -218,6 +220,49 @@ double LanguageModelEvaluator::forward_flops() const { return forward_->flops(ba
 TrialMetrics LanguageModelEvaluator::evaluate(const Model& model) {
   forward_->run(model, batch_, logits_.data());
   return score();
+}
+
+std::vector<CrossEntropyTerm> LanguageModelEvaluator::objective_terms(const Objective& objective) const {
+  std::vector<CrossEntropyTerm> terms;
+  if (!objective.uses_probes()) {
+    const double weight = 1.0 / static_cast<double>(pred_rows_.size());
+    for (size_t p = 0; p < pred_rows_.size(); ++p) {
+      const int32_t target =
+          objective.kind == ObjectiveKind::agreement ? ref_rows_[p].argmax : targets_[p];
+      terms.push_back({pred_rows_[p], target, weight});
+    }
+    return terms;
+  }
+  const auto found = std::find(probe_kinds_.begin(), probe_kinds_.end(), objective.probe_kind);
+  check_input(found != probe_kinds_.end(), [&] {
+    return "objective=" + objective.canonical() + " names a probe kind the job's [eval] probes do not " +
+           "have" + (probe_kinds_.empty() ? std::string(" (the job has no probes)")
+                                          : " (kinds: " + join(probe_kinds_, ", ") + ")");
+  });
+  const auto kind = static_cast<int32_t>(found - probe_kinds_.begin());
+  const auto of_kind = std::count_if(probe_rows_.begin(), probe_rows_.end(),
+                                     [&](const ProbeRows& probe) { return probe.kind == kind; });
+  // J = -(mean target log-probability) to remove, +(mean) to implant.
+  const double weight = (objective.kind == ObjectiveKind::probe_remove ? 1.0 : -1.0) /
+                        static_cast<double>(of_kind);
+  for (const ProbeRows& probe : probe_rows_) {
+    if (probe.kind != kind) continue;
+    for (size_t j = 0; j < probe.targets.size(); ++j) {
+      terms.push_back({probe.first_row + static_cast<int64_t>(j), probe.targets[j], weight});
+    }
+  }
+  return terms;
+}
+
+double LanguageModelEvaluator::gradient(const Model& model, const std::vector<CrossEntropyTerm>& terms,
+                                        const GradientOutputs& out) {
+  return forward_->gradient(model, batch_, cross_entropy_objective(terms), out);
+}
+
+double LanguageModelEvaluator::objective_value(const Model& model,
+                                               const std::vector<CrossEntropyTerm>& terms) {
+  forward_->run(model, batch_, logits_.data());
+  return cross_entropy_value(terms, logits_.data(), vocab_);
 }
 
 }  // namespace fracsweep

@@ -108,26 +108,48 @@ void sync_directory_of(const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+// Where the parts of an encoded result start (encode_result's layout).
+constexpr size_t path_count_at = sizeof(TrialRow);
+constexpr size_t path_at = path_count_at + sizeof(uint32_t);
+
+}  // namespace
+
 std::vector<char> encode_result(const TrialResult& result) {
-  // (sizeof(TrialRow) + n_sites * sizeof(SiteRecord)) bytes
-  std::vector<char> bytes(sizeof(TrialRow) + result.sites.size() * sizeof(SiteRecord));
+  const auto n_path = static_cast<uint32_t>(result.path.size());
+  const size_t sites_at = path_at + n_path * sizeof(PathStep);
+  std::vector<char> bytes(sites_at + result.sites.size() * sizeof(SiteRecord));  // (layout above)
   std::memcpy(bytes.data(), &result.row, sizeof(TrialRow));
+  std::memcpy(bytes.data() + path_count_at, &n_path, sizeof n_path);
+  if (n_path > 0) std::memcpy(bytes.data() + path_at, result.path.data(), n_path * sizeof(PathStep));
   if (!result.sites.empty()) {
-    std::memcpy(bytes.data() + sizeof(TrialRow), result.sites.data(),
-                result.sites.size() * sizeof(SiteRecord));
+    std::memcpy(bytes.data() + sites_at, result.sites.data(), result.sites.size() * sizeof(SiteRecord));
   }
   return bytes;
 }
 
+bool well_formed_result(const char* bytes, size_t size) {
+  if (size < path_at) return false;
+  uint32_t n_path = 0;
+  std::memcpy(&n_path, bytes + path_count_at, sizeof n_path);
+  const size_t path_bytes = size_t{n_path} * sizeof(PathStep);
+  return path_bytes <= size - path_at && (size - path_at - path_bytes) % sizeof(SiteRecord) == 0;
+}
+
 TrialResult decode_result(const char* bytes, size_t size) {
-  check_invariant(size >= sizeof(TrialRow) && (size - sizeof(TrialRow)) % sizeof(SiteRecord) == 0,
+  check_invariant(well_formed_result(bytes, size),
                   "malformed trial result of " + std::to_string(size) + " bytes");
   TrialResult result;
   std::memcpy(&result.row, bytes, sizeof(TrialRow));
-  result.sites.resize((size - sizeof(TrialRow)) / sizeof(SiteRecord));
+  uint32_t n_path = 0;
+  std::memcpy(&n_path, bytes + path_count_at, sizeof n_path);
+  result.path.resize(n_path);
+  if (n_path > 0) std::memcpy(result.path.data(), bytes + path_at, n_path * sizeof(PathStep));
+  const size_t sites_at = path_at + n_path * sizeof(PathStep);
+  result.sites.resize((size - sites_at) / sizeof(SiteRecord));
   if (!result.sites.empty()) {
-    std::memcpy(result.sites.data(), bytes + sizeof(TrialRow),
-                result.sites.size() * sizeof(SiteRecord));
+    std::memcpy(result.sites.data(), bytes + sites_at, result.sites.size() * sizeof(SiteRecord));
   }
   return result;
 }
@@ -177,8 +199,7 @@ JournalContents read_journal(const std::string& path) {
                   in_file(path, "malformed session record at byte " + std::to_string(position)));
       contents.sessions.push_back(std::move(session));
     } else if (kind == kind_trial) {
-      check_input(length >= sizeof(TrialRow) &&
-                      (length - sizeof(TrialRow)) % sizeof(SiteRecord) == 0,
+      check_input(well_formed_result(payload, length),
                   in_file(path, "malformed trial record at byte " + std::to_string(position)));
       TrialResult result = decode_result(payload, length);
       check_input(result.row.trial >= 0 && result.row.trial < contents.identity.n_trials,

@@ -137,6 +137,33 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
   }
 }
 
+// /paths grouped by trial (every column the same length, trials ascending).
+void read_paths(const Hdf5FileReader& file, StoredResults& stored) {
+  if (!file.has_object("/paths")) return;
+  const std::vector<int64_t> trial = file.numeric<int64_t>("/paths/trial");
+  const std::vector<int64_t> offset = file.numeric<int64_t>("/paths/offset");
+  const std::vector<int64_t> bit = file.numeric<int64_t>("/paths/bit");
+  const std::vector<float> old_value = file.numeric<float>("/paths/old_value");
+  const std::vector<float> new_value = file.numeric<float>("/paths/new_value");
+  const std::vector<double> objective = file.numeric<double>("/paths/objective");
+  const std::vector<double> mean_nll = file.numeric<double>("/paths/mean_nll");
+  const std::vector<double> top1 = file.numeric<double>("/paths/top1_agreement");
+  const std::vector<double> accuracy = file.numeric<double>("/paths/accuracy");
+  const size_t n = trial.size();
+  for (const size_t length : {offset.size(), bit.size(), old_value.size(), new_value.size(),
+                              objective.size(), mean_nll.size(), top1.size(), accuracy.size()}) {
+    check_input(length == n, in_file(stored.source_path, "/paths columns differ in length"));
+  }
+  for (size_t s = 0; s < n; ++s) {
+    check_input(stored.paths.empty() || stored.paths.back().trial <= trial[s],
+                in_file(stored.source_path, "/paths/trial is not ascending"));
+    check_input(bit[s] >= 0 && bit[s] < 32, in_file(stored.source_path, "/paths/bit outside 0..31"));
+    if (stored.paths.empty() || stored.paths.back().trial != trial[s]) stored.paths.push_back({trial[s], {}});
+    stored.paths.back().steps.push_back({offset[s], static_cast<int32_t>(bit[s]), old_value[s],
+                                         new_value[s], objective[s], mean_nll[s], top1[s], accuracy[s]});
+  }
+}
+
 // /trials through the column table, then the recorded sites grouped by trial.
 void read_rows(const Hdf5FileReader& file, StoredResults& stored) {
   stored.rows = read_trial_rows(file, stored.probe_kinds);
@@ -151,6 +178,7 @@ void read_rows(const Hdf5FileReader& file, StoredResults& stored) {
     }
     stored.sites.back().sites.push_back({site_offset[s], old_value[s], new_value[s]});
   }
+  read_paths(file, stored);
 }
 
 }  // namespace

@@ -353,6 +353,53 @@ void write_sites(const Hdf5FileWriter& writer, const ResultsContent& content) {
        make_column("new_value", std::move(new_value), "value written")});
 }
 
+// /paths: every flip of every bfa trial over `step`, with the tensor and the state after it.
+void write_paths(const Hdf5FileWriter& writer, const ResultsContent& content) {
+  std::vector<int64_t> trial, step, offset, index_in_tensor, bit;  // (n_steps)
+  std::vector<std::string> tensor;                                 // (n_steps)
+  std::vector<float> old_value, new_value;                         // (n_steps)
+  std::vector<double> objective, mean_nll, top1_agreement, accuracy;  // (n_steps)
+  for (const TrialPath& path : content.paths) {
+    const auto model_idx = static_cast<size_t>(content.grid->trial(path.trial).model_idx);
+    const ModelSummary& model = content.models.at(model_idx);
+    for (size_t s = 0; s < path.steps.size(); ++s) {
+      const PathStep& flip = path.steps[s];
+      const TensorInfo& holder = tensor_holding(model.tensors, flip.offset, model.name);
+      trial.push_back(path.trial);
+      step.push_back(static_cast<int64_t>(s) + 1);
+      offset.push_back(flip.offset);
+      tensor.push_back(holder.name);
+      index_in_tensor.push_back(flip.offset - holder.offset);
+      bit.push_back(flip.bit);
+      old_value.push_back(flip.old_value);
+      new_value.push_back(flip.new_value);
+      objective.push_back(flip.objective);
+      mean_nll.push_back(flip.mean_nll);
+      top1_agreement.push_back(flip.top1_agreement);
+      accuracy.push_back(flip.accuracy);
+    }
+  }
+  // Built before the columns below move their buffers away.
+  const Column step_scale = make_column("path_step", iota_int64(trial.size()), "path entry index");
+  const Group group = writer.create_group("paths");
+  write_dimension(
+      writer, group, step_scale,
+      {make_column("trial", std::move(trial), "trial id (a bfa trial)"),
+       make_column("step", std::move(step), "flip number within the trial, from 1"),
+       make_column("offset", std::move(offset), "index into the model's flat parameters"),
+       make_column("tensor", std::move(tensor), "tensor holding the flipped parameter"),
+       make_column("index_in_tensor", std::move(index_in_tensor),
+                   "flat row-major index within the tensor"),
+       make_column("bit", std::move(bit), "flipped bit of the stored pattern (0 = lowest)"),
+       make_column("old_value", std::move(old_value), "value before the flip"),
+       make_column("new_value", std::move(new_value), "value after the flip"),
+       make_column("objective", std::move(objective), "the strategy's objective after the flip"),
+       make_column("mean_nll", std::move(mean_nll), "mean NLL after the flip (nats)"),
+       make_column("top1_agreement", std::move(top1_agreement),
+                   "top-1 agreement with the unperturbed model after the flip"),
+       make_column("accuracy", std::move(accuracy), "accuracy after the flip")});
+}
+
 // Removes a file this process created when destroyed, unless it was renamed into place.
 class CreatedFile {
  public:
@@ -413,6 +460,7 @@ void write_results(const std::string& path, const ResultsContent& content, bool 
   write_baseline(writer, content);
   write_tensors(writer, content);
   if (!content.sites.empty()) write_sites(writer, content);
+  if (!content.paths.empty()) write_paths(writer, content);
   writer.close();
   temporary.rename_to(path);
 }

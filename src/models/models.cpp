@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "fracsweep/util/error.hpp"
+#include "fracsweep/util/text.hpp"
 #include "fracsweep/eval/classifier.hpp"
 #include "fracsweep/formats/gguf.hpp"
 #include "fracsweep/formats/hf.hpp"
@@ -33,6 +34,16 @@ void check_scopes(const JobConfig& job, const ModelSpec& spec, const std::vector
     check_input(matches, in_file(job.path, "[sweep] strategy '" + job.strategy_texts[s] +
                                                "': scope " + scope.canonical() +
                                                " matches no tensor of model '" + spec.name + "'"));
+    int64_t n_scope = 0;
+    for (const TensorInfo& t : tensors) n_scope += scope.contains(t.name) ? t.count : 0;
+    for (const Amount& amount : job.amounts) {
+      check_input(!amount.is_count || amount.count <= n_scope, [&] {
+        return in_file(job.path, "[sweep] counts: " + std::to_string(amount.count) +
+                                     " sites exceed the " + std::to_string(n_scope) +
+                                     " parameters strategy '" + job.strategy_texts[s] +
+                                     "' may touch in model '" + spec.name + "'");
+      });
+    }
   }
 }
 
@@ -76,6 +87,20 @@ EvalSources read_eval_sources(const JobConfig& job) {
   EvalSources sources;
   if (!job.eval_text.empty()) sources.paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
   if (!job.eval_probes.empty()) sources.probes = read_probes(job.eval_probes);
+  // A probe objective names a kind of the probes file.
+  for (size_t s = 0; s < job.strategies.size(); ++s) {
+    const Objective& objective = job.strategies[s].objective;
+    if (!job.strategies[s].uses_gradient() || !objective.uses_probes()) continue;
+    const std::string where = "[sweep] strategy '" + job.strategy_texts[s] + "': objective=" +
+                              objective.canonical();
+    check_input(sources.probes.has_value(),
+                in_file(job.path, where + " needs behaviour probes ([eval] probes = FILE.tsv); "
+                                          "classifiers have none: use objective=nll or agreement"));
+    check_input(sources.probes->kind_index(objective.probe_kind) >= 0,
+                in_file(job.path, where + ": " + sources.probes->path + " has no probes of kind '" +
+                                      objective.probe_kind + "' (kinds: " +
+                                      join(sources.probes->kinds, ", ") + ")"));
+  }
   return sources;
 }
 

@@ -142,6 +142,35 @@ TrialMetrics ClassifierEvaluator::evaluate(const Model& model) {
 
 double ClassifierEvaluator::forward_flops() const { return network_.forward_flops(data_.examples); }
 
+std::vector<CrossEntropyTerm> ClassifierEvaluator::objective_terms(const Objective& objective) const {
+  check_input(!objective.uses_probes(),
+              "objective=" + objective.canonical() +
+                  " needs behaviour probes, which only language models have; classifiers offer "
+                  "objective=nll or objective=agreement");
+  std::vector<CrossEntropyTerm> terms;
+  const double weight = 1.0 / static_cast<double>(data_.examples);
+  for (int64_t e = 0; e < data_.examples; ++e) {
+    const int32_t target = objective.kind == ObjectiveKind::agreement
+                               ? ref_rows_[static_cast<size_t>(e)].argmax
+                               : data_.labels[static_cast<size_t>(e)];
+    terms.push_back({e, target, weight});
+  }
+  return terms;
+}
+
+double ClassifierEvaluator::gradient(const Model& model, const std::vector<CrossEntropyTerm>&,
+                                     const GradientOutputs&) {
+  throw InputError(in_file(model.path, "gradient-guided strategies (taylor, bfa, finetune) and "
+                                       "wanda need a backward pass, which sequential classifiers lack"));
+}
+
+double ClassifierEvaluator::objective_value(const Model& model,
+                                            const std::vector<CrossEntropyTerm>& terms) {
+  sequential_forward(network_, model, data_.inputs.data(), data_.examples, network_.scored_layers,
+                     workspace_, logits_.data());
+  return cross_entropy_value(terms, logits_.data(), network_.classes);
+}
+
 void check_sequential_model(const JobConfig& job, const ModelSpec& spec) {
   check_classifier_eval_keys(job, spec);
   check_input(job.eval_probes.empty(),

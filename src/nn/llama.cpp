@@ -9,6 +9,7 @@
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/nn/forward.hpp"
 #include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/llama_backward.hpp"
 #include "fracsweep/nn/ops.hpp"
 #include "fracsweep/nn/ops_ref.hpp"
 #include "llama_weights.hpp"
@@ -162,7 +163,8 @@ double llama_forward_flops(const LlamaConfig& config, const TokenBatch& batch) {
 
 std::unique_ptr<LanguageModelForward> make_llama_forward(const LlamaConfig& config, int64_t max_tokens,
                                                          int64_t max_seq_len) {
-  using Forward = WorkspaceForward<LlamaWorkspace, llama_forward, llama_forward_flops>;
+  using Forward =
+      WorkspaceForward<LlamaWorkspace, llama_forward, llama_forward_flops, llama_gradient>;
   return std::make_unique<Forward>(config, max_tokens, max_seq_len);
 }
 

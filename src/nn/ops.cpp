@@ -6,6 +6,7 @@
 #include "fracsweep/nn/ops.hpp"
 
 #include "fracsweep/nn/fast_exp.hpp"
+#include "float8.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -92,30 +93,14 @@ namespace {
 
 // Attention works on blocks of `query_block` consecutive queries of one head. Their scores
 // against 8 keys at a time, and their weighted sums of values over 8 head dimensions at a time,
-// stay in query_block registers of 8 floats. These two loops use GCC's vector extension
-// (written as plain loops, GCC vectorised them along the wrong axis, through shuffles).
-using float8 = float __attribute__((vector_size(32)));  // one AVX2 register
-constexpr int64_t lanes8 = 8;
+// stay in query_block registers of 8 floats (float8.hpp).
+using simd::float8;
+using simd::lanes8;
+using simd::load8;
+using simd::padded_keys;
+using simd::splat8;
+using simd::store8;
 constexpr int64_t query_block = 8;
-
-inline float8 splat8(float value) {
-  return float8{} + value;
-}
-
-inline float8 load8(const float* from) {
-  float8 value;
-  std::memcpy(&value, from, sizeof value);
-  return value;
-}
-
-inline void store8(float* to, float8 value) {
-  std::memcpy(to, &value, sizeof value);
-}
-
-// Keys per row of the transposed-keys and weights buffers: len rounded up to 8.
-int64_t padded_keys(int64_t len) {
-  return (len + lanes8 - 1) / lanes8 * lanes8;
-}
 
 // scores (query_block, padded_len), columns [0, keys_end) = queries (query_block, head_dim)
 // times keys_t (head_dim, padded_len), for the block of queries t0 .. t0 + query_block - 1,

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "fracsweep/nn/fast_exp.hpp"
+#include "float8.hpp"
 
 namespace fracsweep {
 
@@ -63,66 +64,130 @@ void swiglu_backward(const float* gate, const float* up, const float* dh, float*
   }
 }
 
-int64_t attention_backward_scratch_floats(int64_t len) { return 2 * len; }
+namespace {
 
+using simd::float8;
+using simd::lanes8;
+using simd::load8;
+using simd::padded_keys;
+using simd::store8;
+
+// Queries handled together, as in the forward kernel: each key chunk loaded is used by all.
+constexpr int64_t query_block = 8;
+
+// out (query_block, padded) columns [0, keys_end) = rows (query_block, head_dim) times
+// columns_t (head_dim, padded): scores q.k_j, or dp_j = dout.v_j.
+void block_products(const float* rows, const float* columns_t, int64_t padded, int64_t head_dim,
+                    int64_t keys_end, float* out) {
+  for (int64_t j = 0; j < keys_end; j += lanes8) {
+    float8 sums[query_block] = {};
+    for (int64_t d = 0; d < head_dim; ++d) {
+      const float8 column = load8(columns_t + d * padded + j);
+      for (int64_t r = 0; r < query_block; ++r) sums[r] += rows[r * head_dim + d] * column;
+    }
+    for (int64_t r = 0; r < query_block; ++r) store8(out + r * padded + j, sums[r]);
+  }
+}
+
+// sum over j < n of a[j] * b[j], in 8 independent partial sums (n a multiple of 8).
+float dot_lanes(const float* a, const float* b, int64_t n) {
+  float8 partial = {};
+  for (int64_t j = 0; j < n; j += lanes8) partial += load8(a + j) * load8(b + j);
+  return ((partial[0] + partial[4]) + (partial[2] + partial[6])) +
+         ((partial[1] + partial[5]) + (partial[3] + partial[7]));
+}
+
+}  // namespace
+
+int64_t attention_backward_scratch_floats(int64_t len, int64_t head_dim) {
+  return (4 * head_dim + 2 * query_block) * padded_keys(len) + 2 * query_block * head_dim;
+}
+
+// Per kv head, keys and values are transposed to (head_dim, padded) so that every loop over
+// keys is contiguous, and their gradients accumulate in that layout (transposed back at the
+// end). Queries go in blocks of 8: scores, softmax, dp and d score of the block, then dq, and
+// one update of dk and dv per key chunk for the whole block.
 void attention_causal_backward(const float* q, int64_t q_stride, const float* k, const float* v,
                                int64_t kv_stride, const float* dout, int64_t dout_stride, float* dq,
                                int64_t dq_stride, float* dk, float* dv, int64_t dkv_stride,
                                int64_t len, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                                float* scratch) {
-  float* weights = scratch;             // (len) softmax weights of one query
-  float* weight_grads = scratch + len;  // (len) d objective / d score of one query
+  const int64_t padded = padded_keys(len);
+  float* keys_t = scratch;                            // (head_dim, padded) one kv head's keys
+  float* values_t = keys_t + head_dim * padded;       // (head_dim, padded) its values
+  float* dkeys_t = values_t + head_dim * padded;      // (head_dim, padded) d / d keys
+  float* dvalues_t = dkeys_t + head_dim * padded;     // (head_dim, padded) d / d values
+  float* probs = dvalues_t + head_dim * padded;       // (query_block, padded) softmax weights
+  float* dscores = probs + query_block * padded;      // (query_block, padded) dp, then d score
+  float* queries = dscores + query_block * padded;    // (query_block, head_dim) the block's q
+  float* grads = queries + query_block * head_dim;    // (query_block, head_dim) its dout
   const int64_t heads_per_kv = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int64_t kv_head = 0; kv_head < n_kv_heads; ++kv_head) {
     const int64_t kv_column = kv_head * head_dim;
+    // Padding columns are zero: products there stay finite and add nothing.
+    std::fill_n(keys_t, 4 * head_dim * padded, 0.0f);
     for (int64_t t = 0; t < len; ++t) {
-      std::fill_n(dk + t * dkv_stride + kv_column, head_dim, 0.0f);
-      std::fill_n(dv + t * dkv_stride + kv_column, head_dim, 0.0f);
+      for (int64_t d = 0; d < head_dim; ++d) {
+        keys_t[d * padded + t] = k[t * kv_stride + kv_column + d];
+        values_t[d * padded + t] = v[t * kv_stride + kv_column + d];
+      }
     }
     for (int64_t head = kv_head * heads_per_kv; head < (kv_head + 1) * heads_per_kv; ++head) {
       const int64_t column = head * head_dim;
-      for (int64_t t = 0; t < len; ++t) {
-        const float* query = q + t * q_stride + column;
-        const float* grad_out = dout + t * dout_stride + column;
-        // Softmax over keys 0 .. t of scale * q.k, as the forward computed it.
-        float largest = -INFINITY;
-        for (int64_t j = 0; j <= t; ++j) {
-          const float* key = k + j * kv_stride + kv_column;
-          float score = 0.0f;
-          for (int64_t d = 0; d < head_dim; ++d) score += query[d] * scale * key[d];
-          weights[j] = score;
-          largest = std::max(largest, score);
+      for (int64_t t0 = 0; t0 < len; t0 += query_block) {
+        const int64_t rows = std::min(query_block, len - t0);
+        const int64_t keys_end = padded_keys(t0 + rows);  // covers the last query's keys
+        std::fill_n(queries, 2 * query_block * head_dim, 0.0f);  // rows past the end stay 0
+        for (int64_t r = 0; r < rows; ++r) {
+          std::copy_n(q + (t0 + r) * q_stride + column, head_dim, queries + r * head_dim);
+          std::copy_n(dout + (t0 + r) * dout_stride + column, head_dim, grads + r * head_dim);
         }
-        float sum = 0.0f;
-        for (int64_t j = 0; j <= t; ++j) {
-          weights[j] = fast_exp(weights[j] - largest);
-          sum += weights[j];
+        // Softmax over keys 0 .. t0 + r of scale * q.k, as the forward computed it; masked
+        // keys and rows past the end weigh exactly 0.
+        block_products(queries, keys_t, padded, head_dim, keys_end, probs);
+        block_products(grads, values_t, padded, head_dim, keys_end, dscores);
+        for (int64_t r = 0; r < query_block; ++r) {
+          float* p = probs + r * padded;
+          float* ds = dscores + r * padded;
+          const int64_t keys = r < rows ? t0 + r + 1 : 0;
+          float largest = -INFINITY;
+          for (int64_t j = 0; j < keys; ++j) largest = std::max(largest, p[j] * scale);
+          float sum = 0.0f;
+          for (int64_t j = 0; j < keys; ++j) sum += (p[j] = fast_exp(p[j] * scale - largest));
+          const float inv_sum = keys > 0 ? 1.0f / sum : 0.0f;
+          for (int64_t j = 0; j < keys; ++j) p[j] *= inv_sum;
+          std::fill(p + keys, p + keys_end, 0.0f);
+          // d score_j = p_j (dp_j - sum_i p_i dp_i), scaled back to d (q.k).
+          const float expected = dot_lanes(p, ds, keys_end);
+          for (int64_t j = 0; j < keys_end; ++j) ds[j] = p[j] * (ds[j] - expected) * scale;
         }
-        const float inv_sum = 1.0f / sum;
-        // out = sum_j p_j v_j: dp_j = dout . v_j; d score_j = p_j (dp_j - sum_i p_i dp_i).
-        float expected = 0.0f;
-        for (int64_t j = 0; j <= t; ++j) {
-          weights[j] *= inv_sum;
-          const float* value = v + j * kv_stride + kv_column;
-          float dot = 0.0f;
-          for (int64_t d = 0; d < head_dim; ++d) dot += grad_out[d] * value[d];
-          weight_grads[j] = dot;
-          expected += weights[j] * dot;
-        }
-        float* dquery = dq + t * dq_stride + column;
-        std::fill_n(dquery, head_dim, 0.0f);
-        for (int64_t j = 0; j <= t; ++j) {
-          const float dscore = weights[j] * (weight_grads[j] - expected) * scale;
-          const float* key = k + j * kv_stride + kv_column;
-          float* dkey = dk + j * dkv_stride + kv_column;
-          float* dvalue = dv + j * dkv_stride + kv_column;
+        // dq_r = sum_j d score_rj k_j.
+        for (int64_t r = 0; r < rows; ++r) {
+          float* dquery = dq + (t0 + r) * dq_stride + column;
           for (int64_t d = 0; d < head_dim; ++d) {
-            dquery[d] += dscore * key[d];
-            dkey[d] += dscore * query[d];
-            dvalue[d] += weights[j] * grad_out[d];
+            dquery[d] = dot_lanes(dscores + r * padded, keys_t + d * padded, keys_end);
           }
         }
+        // dk_j += sum_r d score_rj q_r;  dv_j += sum_r p_rj dout_r.
+        for (int64_t d = 0; d < head_dim; ++d) {
+          for (int64_t j = 0; j < keys_end; j += lanes8) {
+            float8 dkey = load8(dkeys_t + d * padded + j);
+            float8 dvalue = load8(dvalues_t + d * padded + j);
+            for (int64_t r = 0; r < query_block; ++r) {
+              dkey += load8(dscores + r * padded + j) * queries[r * head_dim + d];
+              dvalue += load8(probs + r * padded + j) * grads[r * head_dim + d];
+            }
+            store8(dkeys_t + d * padded + j, dkey);
+            store8(dvalues_t + d * padded + j, dvalue);
+          }
+        }
+      }
+    }
+    for (int64_t t = 0; t < len; ++t) {
+      for (int64_t d = 0; d < head_dim; ++d) {
+        dk[t * dkv_stride + kv_column + d] = dkeys_t[d * padded + t];
+        dv[t * dkv_stride + kv_column + d] = dvalues_t[d * padded + t];
       }
     }
   }

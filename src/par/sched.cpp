@@ -12,7 +12,7 @@ namespace fracsweep {
 
 namespace {
 
-constexpr int tag_result = 1;  // a TrialRow followed by its SiteRecords, as bytes
+constexpr int tag_result = 1;  // a TrialResult as encode_result's bytes
 constexpr int tag_done = 2;    // a rank has no more trials
 
 void check_mpi(int code, const char* what) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "fracsweep/perturb/saliency.hpp"
 #include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
@@ -101,18 +102,9 @@ std::vector<int64_t> Perturber::select_sites(const StrategySpec& strategy, int64
   ScopeIndex& index = scope_index(strategy.scope);
   const int64_t n_scope = index.prefix.back();
   check_invariant(k >= 0 && k <= n_scope, "site count outside the scope");
-  if (strategy.kind == StrategyKind::magnitude) {
-    if (index.by_magnitude.empty() && n_scope > 0) {
-      index.by_magnitude = ranked_offsets(index, [](float w, float) { return std::fabs(w); }, nullptr);
-    }
-    return {index.by_magnitude.begin(), index.by_magnitude.begin() + k};
-  }
-  if (strategy.kind == StrategyKind::delta && strategy.order == DeltaOrder::largest) {
-    std::vector<int64_t>& ranked = index.by_delta[strategy.from_model];
-    if (ranked.empty() && n_scope > 0) {
-      ranked = ranked_offsets(index, [](float w, float d) { return std::fabs(d - w); },
-                              &donor(strategy.from_model));
-    }
+  check_invariant(strategy.kind != StrategyKind::bfa, "bfa sites come from its searched path");
+  if (strategy.deterministic()) {
+    const std::vector<int64_t>& ranked = ranking(index, strategy);
     return {ranked.begin(), ranked.begin() + k};
   }
   const KeyedRng rng(key_from_text(sites_key_text(strategy.scope, seed)));
@@ -127,27 +119,103 @@ std::vector<int64_t> Perturber::select_sites(const StrategySpec& strategy, int64
   return sites;
 }
 
-std::vector<int64_t> Perturber::ranked_offsets(const ScopeIndex& index, float (*key)(float w, float d),
-                                               const Model* donor_model) const {
-  std::vector<int64_t> offsets;  // (n_scope) in-scope offsets, then sorted
-  offsets.reserve(static_cast<size_t>(index.prefix.back()));
+std::vector<int64_t> Perturber::ranked_offsets(const ScopeIndex& index,
+                                               const std::function<double(int64_t)>& score) const {
+  const auto n_scope = static_cast<size_t>(index.prefix.back());
+  std::vector<int64_t> offsets;  // (n_scope) in-scope offsets
+  std::vector<double> scores;    // (n_scope) their scores
+  offsets.reserve(n_scope);
+  scores.reserve(n_scope);
   for (int32_t t : index.tensor_ids) {
     const TensorInfo& info = model_.tensors[static_cast<size_t>(t)];
-    for (int64_t i = 0; i < info.count; ++i) offsets.push_back(info.offset + i);
+    for (int64_t i = 0; i < info.count; ++i) {
+      offsets.push_back(info.offset + i);
+      scores.push_back(score(info.offset + i));
+    }
   }
-  const std::vector<float>& values = model_.values;
-  const auto key_of = [&](int64_t offset) {
-    const auto o = static_cast<size_t>(offset);
-    return key(values[o], donor_model ? donor_model->values[o] : 0.0f);
-  };
-  std::sort(offsets.begin(), offsets.end(), [&](int64_t a, int64_t b) {
-    const float ka = key_of(a), kb = key_of(b);
+  std::vector<size_t> order(n_scope);  // (n_scope) positions in offsets, then sorted
+  for (size_t i = 0; i < n_scope; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const double ka = scores[a], kb = scores[b];
     const bool nan_a = std::isnan(ka), nan_b = std::isnan(kb);
     if (nan_a != nan_b) return nan_a;
     if (!nan_a && ka != kb) return ka > kb;
-    return a < b;
+    return offsets[a] < offsets[b];
   });
-  return offsets;
+  std::vector<int64_t> ranked(n_scope);  // (n_scope) offsets by descending score
+  for (size_t i = 0; i < n_scope; ++i) ranked[i] = offsets[order[i]];
+  return ranked;
+}
+
+const std::vector<int64_t>& Perturber::ranking(ScopeIndex& index, const StrategySpec& s) {
+  const std::vector<float>& values = model_.values;
+  const auto at = [](int64_t offset) { return static_cast<size_t>(offset); };
+  std::string name;
+  std::function<double(int64_t)> score;
+  switch (s.kind) {
+    case StrategyKind::magnitude:
+      name = "magnitude";
+      score = [&](int64_t o) { return std::fabs(static_cast<double>(values[at(o)])); };
+      break;
+    case StrategyKind::wanda:
+      check_invariant(!input_norms_.empty(), "wanda ranking before the input norms were computed");
+      name = "wanda";
+      score = [&](int64_t o) {
+        return std::fabs(static_cast<double>(values[at(o)])) * input_norms_[at(o)];
+      };
+      break;
+    case StrategyKind::delta: {
+      name = "delta:" + s.from_model;
+      const Model& source = donor(s.from_model);
+      score = [&values, &source, at](int64_t o) {
+        return std::fabs(static_cast<double>(source.values[at(o)]) - values[at(o)]);
+      };
+      break;
+    }
+    case StrategyKind::taylor: {
+      const std::vector<float>& g = required_gradient(s.objective);
+      StrategySpec rule = s;
+      rule.scope = Scope{};
+      name = "taylor:" + rule.canonical();
+      score = [this, &g, &values, at, rule](int64_t o) {
+        const StoredType stored = model_.tensors[static_cast<size_t>(tensor_of(o))].stored;
+        return targeted_change(rule, stored, values[at(o)], g[at(o)]).gain;
+      };
+      break;
+    }
+    case StrategyKind::finetune: {
+      const std::vector<float>& g = required_gradient(s.objective);
+      name = "gradient:" + s.objective.canonical();
+      score = [&g, at](int64_t o) { return std::fabs(static_cast<double>(g[at(o)])); };
+      break;
+    }
+    default: check_invariant(false, "no ranking for strategy " + s.canonical());
+  }
+  std::vector<int64_t>& ranked = index.ranked[name];
+  if (ranked.empty() && index.prefix.back() > 0) ranked = ranked_offsets(index, score);
+  return ranked;
+}
+
+void Perturber::add_gradient(const std::string& objective, std::vector<float> values) {
+  check_invariant(values.size() == model_.values.size(), "gradient of the wrong size");
+  gradients_[objective] = std::move(values);
+}
+
+void Perturber::add_input_norms(std::vector<float> norms) {
+  check_invariant(norms.size() == model_.values.size(), "input norms of the wrong size");
+  input_norms_ = std::move(norms);
+}
+
+const std::vector<float>* Perturber::gradient(const std::string& objective) const {
+  const auto found = gradients_.find(objective);
+  return found == gradients_.end() ? nullptr : &found->second;
+}
+
+const std::vector<float>& Perturber::required_gradient(const Objective& objective) const {
+  const std::vector<float>* g = gradient(objective.canonical());
+  check_invariant(g != nullptr, "ranking by the gradient of " + objective.canonical() +
+                                    " before it was computed");
+  return *g;
 }
 
 void Perturber::add_donor(const std::string& name, const Model& donor_model) {
@@ -200,8 +268,7 @@ float new_stored16_value(StoredType type, const StrategySpec& s, const KeyedRng&
       case BitClass::any: return flip(static_cast<int>(values_rng.below(16, i, 1)));
     }
   }
-  if (s.kind == StrategyKind::signflip ||
-      (s.kind == StrategyKind::magnitude && s.action == TargetAction::signflip)) {
+  if (s.kind == StrategyKind::signflip || (s.targeted() && s.action == TargetAction::signflip)) {
     return stored16_to_float(type, static_cast<uint16_t>(pattern ^ 0x8000u));
   }
   return stored16_to_float(type, round_to_stored16(type, float32_result));
@@ -215,6 +282,10 @@ float Perturber::new_value(const StrategySpec& s, const KeyedRng& values_rng, in
   // tensor's format (add_donor): moving it moves the stored bits exactly.
   if (s.kind == StrategyKind::delta) return donor(s.from_model).values[static_cast<size_t>(offset)];
   const StoredType stored = model_.tensors[static_cast<size_t>(tensor_of(offset))].stored;
+  if (s.kind == StrategyKind::taylor) {  // the change its ranking predicted
+    const float g = required_gradient(s.objective)[static_cast<size_t>(offset)];
+    return targeted_change(s, stored, old, g).new_value;
+  }
   if (stored == StoredType::f32) return new_float32_value(s, values_rng, site_rank, offset, old);
   // Bit flips draw from the stream themselves; the float32 result is only used by computed
   // strategies (and never draws for flips).
@@ -255,13 +326,18 @@ float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values
                                              (static_cast<double>(st.max) - st.min));
     }
     case StrategyKind::magnitude:
+    case StrategyKind::wanda:
       switch (s.action) {
         case TargetAction::zero: return 0.0f;
         case TargetAction::signflip: return -old;
         case TargetAction::bitflip: return flip(s.bits);
       }
       break;
-    case StrategyKind::delta: break;  // new_value moves the donor's value
+    case StrategyKind::delta:     // new_value moves the donor's value
+    case StrategyKind::taylor:    // new_value applies the predicted change
+    case StrategyKind::bfa:       // the session writes its searched path
+    case StrategyKind::finetune:  // the session trains the sites
+      break;
   }
   return old;
 }

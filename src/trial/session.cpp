@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "fracsweep/util/error.hpp"
+
 namespace fracsweep {
 
 namespace {
@@ -18,19 +20,6 @@ TrialAxes axes_of(const JobConfig& job, const TrialSpec& spec) {
           job.amounts[static_cast<size_t>(spec.amount_idx)],
           job.seeds[static_cast<size_t>(spec.seed_idx)]};
 }
-
-// Undoes a trial's perturbation however the trial ends (normally or by an exception).
-class RestoreOnExit {
- public:
-  RestoreOnExit(Model& model, const std::vector<Touched>& undo) : model_(model), undo_(undo) {}
-  ~RestoreOnExit() { Perturber::restore(model_, undo_); }
-  RestoreOnExit(const RestoreOnExit&) = delete;
-  RestoreOnExit& operator=(const RestoreOnExit&) = delete;
-
- private:
-  Model& model_;
-  const std::vector<Touched>& undo_;
-};
 
 // The identity columns of a trial's row; metrics, status and wall time are the caller's.
 TrialRow row_identity(const TrialSpec& spec, const TrialAxes& axes, int64_t k, int64_t n_scope,
@@ -58,6 +47,11 @@ ModelSession::ModelSession(const JobConfig& job, int32_t model_idx, const EvalSo
       perturber_(std::make_unique<Perturber>(open_->model, job.seed, name_)) {
   perturber_->add_donor(name_, open_->model);  // delta from= this model itself: moves nothing
   for (const auto& [donor_name, donor] : open_->donors) perturber_->add_donor(donor_name, *donor);
+  attacks_ = std::make_unique<AttackRunner>(open_->model, *open_->evaluator, *perturber_);
+  for (size_t s = 0; s < job.strategies.size(); ++s) {
+    attacks_->check(job.strategies[s], in_file(job.path, "[sweep] strategy '" + job.strategy_texts[s] +
+                                                             "' on model '" + name_ + "'"));
+  }
 }
 
 TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec, bool record_sites,
@@ -71,10 +65,10 @@ TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec,
   TrialMetrics metrics;
   int64_t k_changed = 0;
   {
+    undo_.clear();
     RestoreOnExit restore_bitwise(open_->model, undo_);
-    // Sites from the keyed RNG, perturbed in place; their old values go to undo_.
-    k_changed = perturber_->apply(open_->model, axes.strategy, k, axes.seed, undo_,
-                                  record_sites ? &result.sites : nullptr);
+    // Sites (keyed RNG, a ranking, or a search), perturbed in place; old values go to undo_.
+    k_changed = perturb(axes.strategy, k, axes.seed, result, record_sites);
     // One batched forward pass, compared with the cached unperturbed outputs.
     metrics = open_->evaluator->evaluate(open_->model);
   }
@@ -85,6 +79,28 @@ TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec,
   result.row.wall_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+
+int64_t ModelSession::perturb(const StrategySpec& strategy, int64_t k, int64_t seed,
+                              TrialResult& result, bool record_sites) {
+  attacks_->prepare_ranking(strategy);
+  int64_t changed = 0;
+  if (strategy.kind == StrategyKind::bfa) {
+    result.path = attacks_->bfa_path(strategy, k);
+    changed = apply_path(open_->model, result.path, undo_);
+  } else if (strategy.kind == StrategyKind::finetune) {
+    changed = attacks_->finetune(strategy, k, seed, undo_);
+  } else {
+    return perturber_->apply(open_->model, strategy, k, seed, undo_,
+                             record_sites ? &result.sites : nullptr);
+  }
+  if (record_sites) {  // the searched or trained sites, in the order they were written
+    for (const Touched& site : undo_) {
+      result.sites.push_back({site.offset, site.old_value,
+                              open_->model.values[static_cast<size_t>(site.offset)]});
+    }
+  }
+  return changed;
 }
 
 ModelSummary ModelSession::summary() const {

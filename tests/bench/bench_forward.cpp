@@ -22,6 +22,7 @@
 #include "fracsweep/eval/evaluator.hpp"
 #include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/nn/llama.hpp"
+#include "fracsweep/nn/llama_backward.hpp"
 #include "fracsweep/formats/llama2c.hpp"
 #include "fracsweep/nn/ops.hpp"
 #include "fracsweep/perturb/perturb.hpp"
@@ -193,6 +194,20 @@ int run(int argc, char** argv) {
   const double swiglu_s =
       layers * time_of([&] { fs::swiglu(ws.gate.data(), ones.data(), n * c.hidden_dim); });
 
+  // The gradient of the mean NLL (llama_backward.hpp), objective included.
+  std::vector<float> grad(model.values.size());  // (n_values)
+  std::vector<float> arena;                       // the gradient's buffers, reused
+  const fs::LogitObjective mean_nll = [&](const float* out_logits, int64_t rows, int64_t vocab,
+                                          float* dlogits) {
+    std::fill_n(dlogits, rows * vocab, 0.0f);
+    (void)out_logits;
+    return 0.0;
+  };
+  const Timing gradient = median_timing(runs, [&] {
+    fs::llama_gradient(model, batch, mean_nll, fs::GradientOutputs{grad.data(), nullptr}, arena);
+  });
+  const double gradient_flops = fs::llama_gradient_flops(c, batch);
+
   const double forward_s = measured(forward);
   const double gemm_rate = gemm_flops / gemm_s * 1e-9;
   const double forward_rate = forward_flops / forward_s * 1e-9;
@@ -202,6 +217,11 @@ int run(int argc, char** argv) {
   std::printf("GEMMs alone  %.3f GFLOP: %s %.3f ms -> %.1f GFLOP/s\n", gemm_flops * 1e-9,
               clock_name, gemm_s * 1e3, gemm_rate);
   std::printf("forward / GEMM rate: %.2f\n", forward_rate / gemm_rate);
+  const double gradient_rate = gradient_flops / measured(gradient) * 1e-9;
+  std::printf("gradient     %.3f GFLOP: cpu %.3f ms, wall %.3f ms -> %.1f GFLOP/s; gradient / forward "
+              "time %.2f, rate %.2f\n",
+              gradient_flops * 1e-9, gradient.cpu * 1e3, gradient.wall * 1e3, gradient_rate,
+              measured(gradient) / forward_s, gradient_rate / forward_rate);
   if (use_cpu_time && forward.wall > 1.1 * forward.cpu) {
     std::printf("note: wall time exceeds CPU time by %.0f %%: other processes share the cores\n",
                 100.0 * (forward.wall / forward.cpu - 1.0));

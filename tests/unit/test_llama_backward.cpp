@@ -244,7 +244,7 @@ BOOST_AUTO_TEST_CASE(attention_backward_matches_reference) {
   const std::vector<float> qkv = random_floats(len * stride, 10, 2.0f),
                            dout = random_floats(len * width, 11);
   std::vector<float> grads(len * stride, 7.0f), grads_ref(len * stride, 7.0f);
-  std::vector<float> scratch(fs::attention_backward_scratch_floats(len));
+  std::vector<float> scratch(fs::attention_backward_scratch_floats(len, hd));
   fs::attention_causal_backward(qkv.data(), stride, qkv.data() + width, qkv.data() + width + kv,
                                 stride, dout.data(), width, grads.data(), stride,
                                 grads.data() + width, grads.data() + width + kv, stride, len, heads,
@@ -269,6 +269,7 @@ BOOST_AUTO_TEST_CASE(gradient_matches_double_precision_finite_differences) {
     const fs::TokenBatch batch = two_sequences(test_case.config.vocab_size);
     std::vector<float> grad(model.values.size(), 123.0f);
     std::vector<float> logits_seen;
+    std::vector<float> arena(3, std::nanf(""));  // grown by the call; stale values must not matter
     const fs::LogitObjective nll = mean_nll_objective(batch);
     const double value = fs::llama_gradient(
         model, batch,
@@ -276,7 +277,7 @@ BOOST_AUTO_TEST_CASE(gradient_matches_double_precision_finite_differences) {
           logits_seen.assign(logits, logits + rows * vocab);
           return nll(logits, rows, vocab, dlogits);
         },
-        fs::GradientOutputs{grad.data(), nullptr});
+        fs::GradientOutputs{grad.data(), nullptr}, arena);
     // The objective sees exactly llama_forward's logits.
     fs::LlamaWorkspace workspace(model.config, batch.n_tokens(), model.config.seq_len);
     std::vector<float> logits(logits_seen.size());
@@ -319,7 +320,9 @@ BOOST_AUTO_TEST_CASE(input_norms_obey_their_identities) {
   const fs::Model model = fs::test::random_model(config, 4);
   const fs::TokenBatch batch = two_sequences(config.vocab_size);
   std::vector<float> norms(model.values.size(), -1.0f);
-  fs::llama_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{nullptr, norms.data()});
+  std::vector<float> arena;
+  fs::llama_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{nullptr, norms.data()},
+                     arena);
   const auto tensor = [&](const std::string& name) { return norms.data() + model.tensor(name).offset; };
   // Embedding rows: sqrt(number of lookups of the token).
   std::map<int32_t, int> lookups;
@@ -363,8 +366,14 @@ BOOST_AUTO_TEST_CASE(stories260k_gradient_matches_fixture,
   }
   BOOST_TEST(batch.n_tokens() - batch.n_seqs() == fixture.number("tokens"));
   std::vector<float> grad(model.values.size());
+  std::vector<float> arena;
   const double nll = fs::llama_gradient(model, batch, mean_nll_objective(batch),
-                                        fs::GradientOutputs{grad.data(), nullptr});
+                                        fs::GradientOutputs{grad.data(), nullptr}, arena);
+  // A second call reuses the arena (whatever the first left in it) and gives the same bits.
+  std::vector<float> again(model.values.size());
+  fs::llama_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{again.data(), nullptr},
+                     arena);
+  BOOST_TEST((again == grad));
   BOOST_TEST(std::abs(nll - fixture.number("mean_nll")) < 1e-4 * fixture.number("mean_nll"));
 
   // The fixture's tensors are llama2.c's stacked ones: (L, ...) per layer, offsets row-major.

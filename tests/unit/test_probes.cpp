@@ -49,7 +49,7 @@ struct Checkpoint {
     inputs.greedy_tokens = 0;
     inputs.greedy_stop_id = tokenizer.bos_id();
     inputs.probes = probe_token_ids(probes, tokenizer, model.config.seq_len);
-    inputs.n_probe_kinds = static_cast<int64_t>(probes.kinds.size());
+    inputs.probe_kinds = probes.kinds;
     evaluator = std::make_unique<LanguageModelEvaluator>(model, inputs, make_llama_forward);
   }
 };

@@ -1,6 +1,7 @@
 #pragma once
 // Perturbation strategies as a job file names them: kind, parameters and scope (plain data),
 // parsed from "NAME key=value ..." lines. What a strategy does to a site is perturb/perturb.hpp.
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,11 +19,32 @@ struct Scope {
   std::string canonical() const;  // "include=a,b;exclude=c" ("include=*" by default)
 };
 
-enum class StrategyKind { zero, gaussian, signflip, bitflip, random_value, scale, magnitude, delta };
+enum class StrategyKind {
+  zero, gaussian, signflip, bitflip, random_value, scale, magnitude, delta,
+  taylor, wanda, bfa, finetune  // chosen changes: ranked by gradient / activations, or searched
+};
 // Which sites a delta strategy moves first: random (keyed permutation prefix, as every random
 // strategy) or the largest |donor - model| first (deterministic).
 enum class DeltaOrder { random, largest };
-// What a magnitude-targeted strategy does to its sites.
+// What a gradient-guided strategy (taylor, bfa, finetune) raises; README "Objectives":
+//   nll           mean NLL of the evaluation targets (damage);
+//   agreement     mean cross-entropy against the unperturbed model's top-1 prediction (the
+//                 surrogate of lowering top-1 agreement: the KL from the unperturbed model has
+//                 zero gradient at the unperturbed weights, this does not);
+//   remove:KIND   minus the mean target log-probability of the probes of KIND (remove a behaviour);
+//   implant:KIND  the mean target log-probability of the probes of KIND (implant one).
+enum class ObjectiveKind { nll, agreement, probe_remove, probe_implant };
+struct Objective {
+  ObjectiveKind kind = ObjectiveKind::nll;
+  std::string probe_kind;  // remove / implant
+  std::string canonical() const;  // "nll", "agreement", "remove:refusal", "implant:refusal"
+  bool uses_probes() const {
+    return kind == ObjectiveKind::probe_remove || kind == ObjectiveKind::probe_implant;
+  }
+};
+// Which sites a sparse fine-tuning attack trains: the largest |gradient| first, or random ones.
+enum class FinetuneSites { taylor, random };
+// What a magnitude-, taylor- or wanda-targeted strategy does to its sites.
 enum class TargetAction { zero, signflip, bitflip };
 // IEEE-754 binary32 bit classes: sign = bit 31, exponent = bits 23..30, exponent-msb = bit 30,
 // mantissa = bits 0..22, any = 0..31, explicit = one given bit.
@@ -41,17 +63,34 @@ struct StrategySpec {
   TargetAction action = TargetAction::zero;    // magnitude
   std::string from_model;                      // delta: the donor model's name in the job
   DeltaOrder order = DeltaOrder::random;       // delta
+  Objective objective;                         // taylor, bfa, finetune
+  int64_t candidates = 1;                      // bfa: flips tried per tensor and step
+  FinetuneSites sites = FinetuneSites::taylor;  // finetune
+  int64_t steps = 10;                          // finetune: Adam steps
+  double lr = 1e-3;                            // finetune: Adam learning rate
   Scope scope;
 
-  // Deterministic strategies (magnitude, delta order=largest) run once per fraction whatever
-  // the seed axis.
+  // Deterministic strategies (magnitude, delta order=largest, taylor, wanda, bfa, finetune
+  // sites=taylor) run once per fraction whatever the seed axis.
   bool deterministic() const {
-    return kind == StrategyKind::magnitude || (kind == StrategyKind::delta && order == DeltaOrder::largest);
+    return kind == StrategyKind::magnitude || kind == StrategyKind::taylor ||
+           kind == StrategyKind::wanda || kind == StrategyKind::bfa ||
+           (kind == StrategyKind::finetune && sites == FinetuneSites::taylor) ||
+           (kind == StrategyKind::delta && order == DeltaOrder::largest);
   }
-  // Flips bits of the stored values (bitflip, or magnitude then=bitflip): `bits` and `bit` apply.
+  // Ranks sites by a per-parameter score (magnitude, taylor, wanda): then=`action` applies.
+  bool targeted() const {
+    return kind == StrategyKind::magnitude || kind == StrategyKind::taylor || kind == StrategyKind::wanda;
+  }
+  // Flips bits of the stored values (bitflip, bfa, or a targeted then=bitflip): `bits` and
+  // `bit` apply.
   bool flips_bits() const {
-    return kind == StrategyKind::bitflip ||
-           (kind == StrategyKind::magnitude && action == TargetAction::bitflip);
+    return kind == StrategyKind::bitflip || kind == StrategyKind::bfa ||
+           (targeted() && action == TargetAction::bitflip);
+  }
+  // Needs the gradient of `objective` (taylor, bfa, finetune).
+  bool uses_gradient() const {
+    return kind == StrategyKind::taylor || kind == StrategyKind::bfa || kind == StrategyKind::finetune;
   }
   // Unique label with every parameter and the scope, e.g.
   // "gaussian(sigma=0.1,relative=abs)" or "bitflip(bits=exponent-msb)[include=layers.*;exclude=]".

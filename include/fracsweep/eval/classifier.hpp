@@ -39,6 +39,10 @@ class ClassifierEvaluator : public Evaluator {
   TrialMetrics evaluate(const Model& model) override;
   void set_reference(const Model& reference) override;
   double forward_flops() const override;
+  std::vector<CrossEntropyTerm> objective_terms(const Objective& objective) const override;
+  double gradient(const Model& model, const std::vector<CrossEntropyTerm>& terms,
+                  const GradientOutputs& out) override;
+  double objective_value(const Model& model, const std::vector<CrossEntropyTerm>& terms) override;
   // Logits of the last evaluate() / baseline run: (examples, classes).
   const std::vector<float>& logits() const { return logits_; }
 

@@ -8,7 +8,9 @@
 
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/nn/forward.hpp"
+#include "fracsweep/config/strategy.hpp"
 #include "fracsweep/eval/metrics.hpp"
+#include "fracsweep/eval/objective.hpp"
 #include "fracsweep/formats/probes.hpp"
 #include "fracsweep/model/model.hpp"
 
@@ -23,7 +25,7 @@ struct EvalInputs {
   int32_t greedy_stop_id = -1;
   // Behaviour probes (formats/probes.hpp), teacher-forced in the same batch: prompt + target.
   std::vector<ProbeTokens> probes;
-  int64_t n_probe_kinds = 0;
+  std::vector<std::string> probe_kinds;  // (n_kinds) names; ProbeTokens::kind indexes them
 };
 
 // The unperturbed model's own behaviour on the evaluation inputs.
@@ -45,6 +47,17 @@ class Evaluator {
   virtual void set_reference(const Model& reference) = 0;
   // FLOPs of one forward pass over the evaluation inputs (plans and benchmarks).
   virtual double forward_flops() const = 0;
+
+  // The cross-entropy terms of `objective` over this evaluator's rows (objective.hpp).
+  // InputError when this model cannot provide it (probes on a classifier, a kind without
+  // probes).
+  virtual std::vector<CrossEntropyTerm> objective_terms(const Objective& objective) const = 0;
+  // Gradient of the objective `terms` at `model` as it is now, and/or the input norms
+  // (GradientOutputs); returns the objective.
+  virtual double gradient(const Model& model, const std::vector<CrossEntropyTerm>& terms,
+                          const GradientOutputs& out) = 0;
+  // The objective `terms` at `model` (one forward pass).
+  virtual double objective_value(const Model& model, const std::vector<CrossEntropyTerm>& terms) = 0;
 };
 
 // Language models on teacher-forced sequences plus a greedy continuation, whatever the
@@ -59,6 +72,10 @@ class LanguageModelEvaluator : public Evaluator {
   TrialMetrics evaluate(const Model& model) override;
   void set_reference(const Model& reference) override;
   double forward_flops() const override;
+  std::vector<CrossEntropyTerm> objective_terms(const Objective& objective) const override;
+  double gradient(const Model& model, const std::vector<CrossEntropyTerm>& terms,
+                  const GradientOutputs& out) override;
+  double objective_value(const Model& model, const std::vector<CrossEntropyTerm>& terms) override;
   // Every probe's outcome on the logits of the last evaluate() / baseline run (probe order).
   struct ProbeOutcome {
     double logprob = 0;               // log p(target | prompt), teacher-forced; NaN: non-finite
@@ -101,6 +118,7 @@ class LanguageModelEvaluator : public Evaluator {
   std::vector<float> second_probs_;     // (n_pred, vocab) a second checkpoint's probabilities
   std::vector<ReferenceRow> second_rows_;  // (n_pred) views into second_probs_; empty: none
   std::vector<ProbeRows> probe_rows_;   // (n_probes) batch rows of each probe's target
+  std::vector<std::string> probe_kinds_;  // (n_kinds) names
   int64_t n_probe_kinds_ = 0;
   Baseline baseline_;
 };

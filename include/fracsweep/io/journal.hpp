@@ -20,7 +20,7 @@
 
 namespace fracsweep {
 
-constexpr const char* journal_format = "fracsweep-journal/1";
+constexpr const char* journal_format = "fracsweep-journal/2";
 
 struct JournalIdentity {
   std::string job_sha256;  // 64 hex digits of the job text
@@ -86,9 +86,12 @@ class JournalWriter {
   Clock::time_point last_commit_;
 };
 
-// A TrialResult as bytes (TrialRow, then its SiteRecords) and back; used by the journal and
-// to ship results between ranks. decode_result throws RunError on a malformed size.
+// A TrialResult as bytes and back; used by the journal and to ship results between ranks:
+//   TrialRow | uint32 n_path | n_path PathSteps | SiteRecords to the end.
+// well_formed_result says whether `size` bytes starting at `bytes` have that layout;
+// decode_result throws RunError when they do not.
 std::vector<char> encode_result(const TrialResult& result);
+bool well_formed_result(const char* bytes, size_t size);
 TrialResult decode_result(const char* bytes, size_t size);
 
 }  // namespace fracsweep

@@ -37,12 +37,19 @@ struct TrialSites {
   std::vector<SiteRecord> sites;  // site rank order
 };
 
+// The path of one bfa trial (its flips in order and the state after each).
+struct TrialPath {
+  int64_t trial = 0;
+  std::vector<PathStep> steps;
+};
+
 struct ResultsContent {
   const JobConfig* job = nullptr;
   const Grid* grid = nullptr;
   std::vector<ModelSummary> models;  // (n_models) job order
   std::vector<TrialRow> rows;        // completed trials, ascending trial id
   std::vector<TrialSites> sites;     // recorded trials, ascending trial id
+  std::vector<TrialPath> paths;      // bfa trials, ascending trial id
   std::vector<std::string> probe_kinds;  // [eval] probes kinds in file order (empty: none)
   Provenance provenance;
 };
@@ -63,6 +70,7 @@ struct StoredResults {
   std::vector<ModelSummary> models;  // (n_models) baselines, tensors; no per-tensor statistics
   std::vector<TrialRow> rows;        // ascending trial id
   std::vector<TrialSites> sites;     // ascending trial id
+  std::vector<TrialPath> paths;      // ascending trial id
   std::vector<std::string> probe_kinds;  // /grid/probe_kind (empty: no probes)
   Provenance provenance;             // sessions split into lines
 };

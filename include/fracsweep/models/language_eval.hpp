@@ -65,7 +65,7 @@ inline void add_probes(const JobConfig& job, const EvalSources* sources, const T
               in_file(probes.path, "behaviour probes need the model's tokenizer, and this model has "
                                    "none fracsweep can use"));
   inputs.probes = probe_token_ids(probes, *tokenizer, seq_len);
-  inputs.n_probe_kinds = static_cast<int64_t>(probes.kinds.size());
+  inputs.probe_kinds = probes.kinds;
 }
 
 // Teacher-forced sequences and greedy prompt of model `spec`: [eval] tokens when given, else

@@ -6,11 +6,12 @@
 //
 // Memory (floats; n = tokens, L = layers, d = dim, kv = kv_dim, h = hidden_dim, V = vocab):
 // the residual stream at every layer boundary, (L + 1) n d, plus one layer's activations
-// recomputed during the backward pass and their gradients, n (12 d + 4 kv + 5 h), plus logits
+// recomputed during the backward pass and their gradients, n (9 d + 4 kv + 5 h), plus logits
 // and their gradient, 2 n V. The caller's gradient / input-norm buffers are Model::values-sized.
 // Activations inside a layer are recomputed from its input (one extra forward pass per layer)
 // rather than kept for all layers.
 #include <cstdint>
+#include <vector>
 
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/model/model.hpp"
@@ -19,9 +20,10 @@
 namespace fracsweep {
 
 // Runs the forward pass over `batch`, calls `objective` on the logits (n_tok, vocab),
-// back-propagates and fills `out`; returns the objective's value.
+// back-propagates and fills `out`; returns the objective's value. Every buffer comes from
+// `arena`, grown on first use and reused by later calls.
 double llama_gradient(const Model& model, const TokenBatch& batch, const LogitObjective& objective,
-                      const GradientOutputs& out);
+                      const GradientOutputs& out, std::vector<float>& arena);
 
 // FLOPs of one llama_gradient (2 per multiply-add): the forward pass, the recomputed layer
 // forwards, and the backward pass's two GEMMs per projection and attention's four products.

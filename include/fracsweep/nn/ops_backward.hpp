@@ -32,13 +32,13 @@ void swiglu_backward(const float* gate, const float* up, const float* dh, float*
 //   dk, dv (len, n_kv_heads * head_dim; row stride dkv_stride) overwritten (heads that share a
 //                                                            kv head add up, in head order)
 // The softmax of each query is recomputed from q and k (nothing is kept from the forward).
-// scratch: at least attention_backward_scratch_floats(len) floats.
+// scratch: at least attention_backward_scratch_floats(len, head_dim) floats.
 void attention_causal_backward(const float* q, int64_t q_stride, const float* k, const float* v,
                                int64_t kv_stride, const float* dout, int64_t dout_stride, float* dq,
                                int64_t dq_stride, float* dk, float* dv, int64_t dkv_stride,
                                int64_t len, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                                float* scratch);
-int64_t attention_backward_scratch_floats(int64_t len);
+int64_t attention_backward_scratch_floats(int64_t len, int64_t head_dim);
 
 // sums[j] += sum over rows of x[r, j]^2 for x (rows, cols; row stride ld): the squared input
 // norms of Wanda's |w| * ||x_j||_2 (gradient.hpp's input_norm).

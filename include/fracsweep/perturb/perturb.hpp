@@ -22,6 +22,12 @@
 //     random-value: min + V.uniform01(i, 1) * (max - min), over the tensor's finite values.
 //   magnitude: no randomness: the k in-scope parameters of largest |w| (ties: lower offset
 //          first; NaN counts as largest), then zero / signflip / bitflip of one fixed bit.
+//   wanda: the same with score |w| * input_norm (gradient.hpp: Wanda's ||x_in||_2).
+//   taylor: the k in-scope parameters of largest predicted gain g * (w' - w) of the change
+//          then= makes (saliency.hpp; bitflip: the best bit of the class per parameter), g the
+//          gradient of the strategy's objective at the unperturbed weights; ties lower offset.
+//   finetune sites=taylor: the k of largest |g| (the first-order gain of a small step);
+//          sites=random: the random sites above. bfa: the path the session searched.
 //   Statistics (std, min, max) are of the unperturbed tensor.
 //
 // Stored number format (TensorInfo::stored). A site in an f16 or bf16 tensor is perturbed on
@@ -34,6 +40,7 @@
 //                above, rounded to the stored type (round to nearest even).
 // f32 tensors behave exactly as before.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -95,6 +102,14 @@ class Perturber {
   // names, shapes and stored formats. `donor` must outlive the Perturber.
   void add_donor(const std::string& name, const Model& donor);
 
+  // Saliency sources of the unperturbed model, Model::values-sized: the gradient of an
+  // objective (by Objective::canonical) for taylor and finetune sites=taylor, the input norms
+  // for wanda. Set before the first trial of such a strategy.
+  void add_gradient(const std::string& objective, std::vector<float> gradient);
+  void add_input_norms(std::vector<float> input_norms);
+  const std::vector<float>* gradient(const std::string& objective) const;  // nullptr: none yet
+  bool has_input_norms() const { return !input_norms_.empty(); }
+
   // Writes the touched values back bitwise, in reverse order.
   static void restore(Model& model, const std::vector<Touched>& undo);
 
@@ -110,13 +125,17 @@ class Perturber {
   struct ScopeIndex {
     std::vector<int32_t> tensor_ids;  // (n_in_scope_tensors) model tensor indices, file order
     std::vector<int64_t> prefix;      // (n_in_scope_tensors + 1) in-scope elements before each
-    std::vector<int64_t> by_magnitude;  // offsets sorted by |w| desc, ties by offset; lazily
-    // Per donor: offsets sorted by |donor - w| desc (NaN first), ties by offset; lazily.
-    std::map<std::string, std::vector<int64_t>> by_delta;
+    // Offsets sorted by a ranking's score, descending (NaN first), ties by lower offset, built
+    // lazily per ranking: "magnitude", "wanda", "delta:MODEL", "taylor:LABEL", "gradient:OBJ".
+    std::map<std::string, std::vector<int64_t>> ranked;
   };
-  // Offsets of `index` sorted by `key` descending (NaN first), ties by lower offset.
-  std::vector<int64_t> ranked_offsets(const ScopeIndex& index, float (*key)(float w, float d),
-                                      const Model* donor) const;
+  // Offsets of `index` sorted by `score` descending (NaN first), ties by lower offset.
+  std::vector<int64_t> ranked_offsets(const ScopeIndex& index,
+                                      const std::function<double(int64_t offset)>& score) const;
+  // The ranking a targeted / delta-largest / finetune-taylor strategy selects by, built on
+  // first use.
+  const std::vector<int64_t>& ranking(ScopeIndex& index, const StrategySpec& strategy);
+  const std::vector<float>& required_gradient(const Objective& objective) const;
   const Model& donor(const std::string& name) const;
   // Built on first use from the model's current values: apply() selects sites before it writes,
   // and every trial restores before the next, so these are always the unperturbed values.
@@ -134,6 +153,22 @@ class Perturber {
   std::vector<TensorStats> stats_;            // (n_tensors) of the unperturbed model
   std::map<std::string, ScopeIndex> scopes_;  // by Scope::canonical()
   std::map<std::string, const Model*> donors_;  // delta sources by model name
+  std::map<std::string, std::vector<float>> gradients_;  // (n_values) per objective
+  std::vector<float> input_norms_;                        // (n_values) wanda; empty: none
+};
+
+// Undoes a perturbation (Perturber::restore of `undo`, as it is when the scope ends) however
+// the scope ends, normally or by an exception.
+class RestoreOnExit {
+ public:
+  RestoreOnExit(Model& model, const std::vector<Touched>& undo) : model_(model), undo_(undo) {}
+  ~RestoreOnExit() { Perturber::restore(model_, undo_); }
+  RestoreOnExit(const RestoreOnExit&) = delete;
+  RestoreOnExit& operator=(const RestoreOnExit&) = delete;
+
+ private:
+  Model& model_;
+  const std::vector<Touched>& undo_;
 };
 
 }  // namespace fracsweep

@@ -9,6 +9,7 @@
 #include "fracsweep/grid/grid.hpp"
 #include "fracsweep/models/models.hpp"
 #include "fracsweep/perturb/perturb.hpp"
+#include "fracsweep/trial/attacks.hpp"
 #include "fracsweep/trial/trial.hpp"
 
 namespace fracsweep {
@@ -26,9 +27,15 @@ class ModelSession {
   const Model& model() const { return open_->model; }  // unperturbed between trials
 
  private:
+  // Perturbs `k` sites of the model in place by `strategy` (its old values into undo_, a bfa
+  // path and recorded sites into `result`); returns how many sites changed bits.
+  int64_t perturb(const StrategySpec& strategy, int64_t k, int64_t seed, TrialResult& result,
+                  bool record_sites);
+
   std::string name_;
   std::unique_ptr<OpenModel> open_;
   std::unique_ptr<Perturber> perturber_;
+  std::unique_ptr<AttackRunner> attacks_;  // bfa paths, finetune runs, saliency
   std::vector<Touched> undo_;  // (k) reused by every trial
 };
 

@@ -37,10 +37,26 @@ struct TrialRow {
 };
 static_assert(std::is_trivially_copyable_v<TrialRow>);
 
-// What one trial produced: its row and, when asked for, every site it touched.
+// One flip of a bfa path and the model's state after it (the /paths group of the results).
+struct PathStep {
+  int64_t offset = 0;      // Model::values index of the flipped parameter
+  int32_t bit = 0;         // bit of its stored pattern (f32 0..31, f16/bf16 0..15)
+  float old_value = 0.0f;  // working value before the flip
+  float new_value = 0.0f;  // after (the exact widening of the flipped pattern)
+  double objective = 0.0;  // the strategy's objective after this flip
+  double mean_nll = 0.0;   // metrics after this flip, as in the trial rows
+  double top1_agreement = 0.0;
+  double accuracy = 0.0;
+};
+
+static_assert(std::is_trivially_copyable_v<PathStep>);
+
+// What one trial produced: its row and, when asked for, every site it touched; a bfa trial
+// also its path.
 struct TrialResult {
   TrialRow row;
   std::vector<SiteRecord> sites;  // empty unless the trial's sites are recorded
+  std::vector<PathStep> path;     // (k) the flips of a bfa trial, in order; empty otherwise
 };
 
 // What a run keeps of one model once its trials are done: identity, tensors and baseline.
