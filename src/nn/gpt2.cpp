@@ -32,15 +32,9 @@ void layernorm_rows(const float* x, const float* weight, const float* bias, floa
                     float eps) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * d;
-    double sum = 0;
-    for (int64_t i = 0; i < d; ++i) sum += row[i];
-    const double mean = sum / static_cast<double>(d);
-    double squares = 0;
-    for (int64_t i = 0; i < d; ++i) squares += (row[i] - mean) * (row[i] - mean);
-    const auto inv = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(d) + eps));
-    const auto mean_f = static_cast<float>(mean);
+    const RowScale scale = layernorm_row_scale(row, d, eps);
     float* o = out + r * d;
-    for (int64_t i = 0; i < d; ++i) o[i] = (row[i] - mean_f) * inv * weight[i] + bias[i];
+    for (int64_t i = 0; i < d; ++i) o[i] = (row[i] - scale.mean) * scale.inv * weight[i] + bias[i];
   }
 }
 

@@ -1,10 +1,12 @@
 // Backward kernels of GPT-2's row-wise operations (see gpt2_ops_backward.hpp). They run once per
 // gradient next to GEMMs that cost O(d) times more, so they are plain loops; each recomputes
-// what it needs of the forward values (LayerNorm's mean and scale as gpt2.cpp's layernorm_rows
-// computes them, GELU's tanh) from the forward's input.
+// what it needs of the forward values (LayerNorm's mean and scale with the forward's own
+// layernorm_row_scale, GELU's tanh) from the forward's input.
 #include "fracsweep/nn/gpt2_ops_backward.hpp"
 
 #include <cmath>
+
+#include "gpt2_weights.hpp"
 
 namespace fracsweep {
 
@@ -15,17 +17,11 @@ void layernorm_rows_backward(const float* x, const float* weight, const float* d
     const float* dout_row = dout + r * d;
     float* dx_row = dx + r * d;
     // Mean and scale exactly as the forward pass computed them.
-    double sum = 0.0;
-    for (int64_t i = 0; i < d; ++i) sum += x_row[i];
-    const double mean = sum / static_cast<double>(d);
-    double squares = 0.0;
-    for (int64_t i = 0; i < d; ++i) squares += (x_row[i] - mean) * (x_row[i] - mean);
-    const auto inv = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(d) + eps));
-    const auto mean_f = static_cast<float>(mean);
+    const auto [mean, inv] = gpt2_detail::layernorm_row_scale(x_row, d, eps);
     // With g = dout * weight: dx_j = inv (g_j - mean(g) - xhat_j mean(g xhat)).
     double sum_g = 0.0, sum_g_xhat = 0.0;
     for (int64_t i = 0; i < d; ++i) {
-      const float xhat = (x_row[i] - mean_f) * inv;
+      const float xhat = (x_row[i] - mean) * inv;
       const float g = dout_row[i] * weight[i];
       sum_g += g;
       sum_g_xhat += static_cast<double>(g) * xhat;
@@ -35,7 +31,7 @@ void layernorm_rows_backward(const float* x, const float* weight, const float* d
     const auto mean_g = static_cast<float>(sum_g / static_cast<double>(d));
     const auto mean_g_xhat = static_cast<float>(sum_g_xhat / static_cast<double>(d));
     for (int64_t i = 0; i < d; ++i) {
-      const float xhat = (x_row[i] - mean_f) * inv;
+      const float xhat = (x_row[i] - mean) * inv;
       dx_row[i] += inv * (dout_row[i] * weight[i] - mean_g - xhat * mean_g_xhat);
     }
   }

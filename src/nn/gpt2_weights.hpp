@@ -3,6 +3,7 @@
 // and the pieces of the forward pass (gpt2.cpp) that the backward pass (gpt2_backward.cpp)
 // reruns: the embedding and the row kernels, defined once in gpt2.cpp so that both passes
 // compute the same floats.
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -65,8 +66,23 @@ inline Gpt2Weights gpt2_weights(const Model& model) {
 // passed llama_detail::check_batch.
 void embed(const Gpt2Weights& w, const TokenBatch& batch, int64_t dim, float* x);
 
-// out[r, :] = (x[r, :] - mean) / sqrt(var + eps) * weight + bias; x, out (rows, d). Mean and
-// variance in double, the normalisation in float.
+// One row's mean and 1 / sqrt(variance + eps) as layernorm_rows normalises it (sums in double,
+// results rounded to float): the backward kernel recomputes them with this too.
+struct RowScale {
+  float mean;
+  float inv;
+};
+inline RowScale layernorm_row_scale(const float* row, int64_t d, float eps) {
+  double sum = 0;
+  for (int64_t i = 0; i < d; ++i) sum += row[i];
+  const double mean = sum / static_cast<double>(d);
+  double squares = 0;
+  for (int64_t i = 0; i < d; ++i) squares += (row[i] - mean) * (row[i] - mean);
+  return {static_cast<float>(mean), static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(d) + eps))};
+}
+
+// out[r, :] = (x[r, :] - mean) * inv * weight + bias with layernorm_row_scale's mean and inv;
+// x, out (rows, d).
 void layernorm_rows(const float* x, const float* weight, const float* bias, float* out,
                     int64_t rows, int64_t d, float eps);
 
