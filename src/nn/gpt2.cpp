@@ -6,34 +6,42 @@
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/nn/ops.hpp"
+#include "gpt2_weights.hpp"
 
 namespace fracsweep {
 
-namespace {
+using gpt2_detail::add_bias_rows;
+using gpt2_detail::embed;
+using gpt2_detail::gelu_tanh;
+using gpt2_detail::gpt2_weights;
+using gpt2_detail::Gpt2Weights;
+using gpt2_detail::layernorm_rows;
+using gpt2_detail::LayerWeights;
 
-// out[r, :] = (x[r, :] - mean) / sqrt(var + eps) * weight + bias; x, out (rows, d).
+namespace gpt2_detail {
+
+void embed(const Gpt2Weights& w, const TokenBatch& batch, int64_t dim, float* x) {
+  for (int64_t r = 0; r < batch.n_tokens(); ++r) {
+    const float* token = w.wte + batch.tokens[floats(r)] * dim;
+    const float* position = w.wpe + batch.positions[floats(r)] * dim;
+    for (int64_t i = 0; i < dim; ++i) x[r * dim + i] = token[i] + position[i];
+  }
+}
+
 void layernorm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t rows, int64_t d,
                     float eps) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * d;
-    double sum = 0;
-    for (int64_t i = 0; i < d; ++i) sum += row[i];
-    const double mean = sum / static_cast<double>(d);
-    double squares = 0;
-    for (int64_t i = 0; i < d; ++i) squares += (row[i] - mean) * (row[i] - mean);
-    const auto inv = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(d) + eps));
-    const auto mean_f = static_cast<float>(mean);
+    const RowScale scale = layernorm_row_scale(row, d, eps);
     float* o = out + r * d;
-    for (int64_t i = 0; i < d; ++i) o[i] = (row[i] - mean_f) * inv * weight[i] + bias[i];
+    for (int64_t i = 0; i < d; ++i) o[i] = (row[i] - scale.mean) * scale.inv * weight[i] + bias[i];
   }
 }
 
-// x[r, :] += bias for every row; x (rows, d).
 void add_bias_rows(float* x, const float* bias, int64_t rows, int64_t d) {
   for (int64_t r = 0; r < rows; ++r) add_inplace(x + r * d, bias, d);
 }
 
-// GELU, tanh approximation (GPT-2's "gelu_new"), in place.
 void gelu_tanh(float* x, int64_t n) {
   constexpr float sqrt_2_over_pi = 0.7978845608028654f;
   for (int64_t i = 0; i < n; ++i) {
@@ -42,7 +50,7 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
-}  // namespace
+}  // namespace gpt2_detail
 
 std::vector<TensorInfo> gpt2_tensor_table(const LlamaConfig& c) {
   std::vector<TensorInfo> tensors;
@@ -84,41 +92,35 @@ Gpt2Workspace::Gpt2Workspace(const LlamaConfig& c, int64_t tokens, int64_t seq_l
 
 void gpt2_forward(const Model& model, const TokenBatch& batch, Gpt2Workspace& ws, float* logits) {
   const LlamaConfig& c = model.config;
+  const Gpt2Weights w = gpt2_weights(model);
+  const int64_t longest = llama_detail::check_batch(c, batch);
   const int64_t n = batch.n_tokens(), d = c.dim, h = c.hidden_dim;
   check_invariant(n <= ws.max_tokens, "GPT-2 workspace too small for the batch");
-  const float* wte = model.data("wte");
-  const float* wpe = model.data("wpe");
-  for (int64_t r = 0; r < n; ++r) {
-    const float* token = wte + batch.tokens[floats(r)] * d;
-    const float* position = wpe + batch.positions[floats(r)] * d;
-    for (int64_t i = 0; i < d; ++i) ws.x[floats(r * d + i)] = token[i] + position[i];
-  }
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const std::string layer = "layers." + std::to_string(l) + ".";
-    auto p = [&](const char* name) { return model.data(layer + name); };
+  check_invariant(longest <= ws.max_seq_len, "GPT-2 workspace too small for a sequence");
+  embed(w, batch, d, ws.x.data());
+  for (const LayerWeights& layer : w.layers) {
     // x += c_proj(attention(c_attn(ln_1(x))))
-    layernorm_rows(ws.x.data(), p("ln_1.weight"), p("ln_1.bias"), ws.xn.data(), n, d, c.norm_eps);
-    matmul_nt(n, 3 * d, d, ws.xn.data(), d, p("attn.c_attn.weight"), d, ws.qkv.data(), 3 * d);
-    add_bias_rows(ws.qkv.data(), p("attn.c_attn.bias"), n, 3 * d);
+    layernorm_rows(ws.x.data(), layer.ln_1_weight, layer.ln_1_bias, ws.xn.data(), n, d, c.norm_eps);
+    matmul_nt(n, 3 * d, d, ws.xn.data(), d, layer.c_attn_weight, d, ws.qkv.data(), 3 * d);
+    add_bias_rows(ws.qkv.data(), layer.c_attn_bias, n, 3 * d);
     for (int64_t s = 0; s < batch.n_seqs(); ++s) {
       const int64_t start = batch.seq_start[floats(s)], len = batch.seq_start[floats(s + 1)] - start;
-      check_invariant(len <= ws.max_seq_len, "GPT-2 workspace too small for a sequence");
       const float* q = ws.qkv.data() + start * 3 * d;
       attention_causal(q, 3 * d, q + d, q + 2 * d, 3 * d, ws.att.data() + start * d, d, len, c.n_heads, c.n_heads,
                        c.head_dim(), ws.scratch.data());
     }
-    matmul_nt(n, d, d, ws.att.data(), d, p("attn.c_proj.weight"), d, ws.x.data(), d, 1.0f);
-    add_bias_rows(ws.x.data(), p("attn.c_proj.bias"), n, d);
+    matmul_nt(n, d, d, ws.att.data(), d, layer.attn_proj_weight, d, ws.x.data(), d, 1.0f);
+    add_bias_rows(ws.x.data(), layer.attn_proj_bias, n, d);
     // x += mlp.c_proj(gelu(mlp.c_fc(ln_2(x))))
-    layernorm_rows(ws.x.data(), p("ln_2.weight"), p("ln_2.bias"), ws.xn.data(), n, d, c.norm_eps);
-    matmul_nt(n, h, d, ws.xn.data(), d, p("mlp.c_fc.weight"), d, ws.hidden.data(), h);
-    add_bias_rows(ws.hidden.data(), p("mlp.c_fc.bias"), n, h);
+    layernorm_rows(ws.x.data(), layer.ln_2_weight, layer.ln_2_bias, ws.xn.data(), n, d, c.norm_eps);
+    matmul_nt(n, h, d, ws.xn.data(), d, layer.c_fc_weight, d, ws.hidden.data(), h);
+    add_bias_rows(ws.hidden.data(), layer.c_fc_bias, n, h);
     gelu_tanh(ws.hidden.data(), n * h);
-    matmul_nt(n, d, h, ws.hidden.data(), h, p("mlp.c_proj.weight"), h, ws.x.data(), d, 1.0f);
-    add_bias_rows(ws.x.data(), p("mlp.c_proj.bias"), n, d);
+    matmul_nt(n, d, h, ws.hidden.data(), h, layer.mlp_proj_weight, h, ws.x.data(), d, 1.0f);
+    add_bias_rows(ws.x.data(), layer.mlp_proj_bias, n, d);
   }
-  layernorm_rows(ws.x.data(), model.data("ln_f.weight"), model.data("ln_f.bias"), ws.xn.data(), n, d, c.norm_eps);
-  matmul_nt(n, c.vocab_size, d, ws.xn.data(), d, wte, d, logits, c.vocab_size);
+  layernorm_rows(ws.x.data(), w.ln_f_weight, w.ln_f_bias, ws.xn.data(), n, d, c.norm_eps);
+  matmul_nt(n, c.vocab_size, d, ws.xn.data(), d, w.wte, d, logits, c.vocab_size);
 }
 
 double gpt2_forward_flops(const LlamaConfig& c, const TokenBatch& batch) {

@@ -18,48 +18,21 @@
 #include "fracsweep/eval/metrics.hpp"
 #include "fracsweep/formats/safetensors.hpp"
 #include "model_writers.hpp"
+#include "random_gpt2.hpp"
 
 using namespace fracsweep;
 
 namespace {
 
-constexpr int64_t n_embd = 16, n_layer = 2, n_head = 4, n_positions = 32, vocab = 50, n_inner = 4 * n_embd;
+constexpr test::Gpt2Shape model_shape{};
+constexpr int64_t n_embd = model_shape.n_embd, n_layer = model_shape.n_layer, n_head = model_shape.n_head,
+                  n_positions = model_shape.n_positions, vocab = model_shape.vocab, n_inner = model_shape.n_inner;
+static_assert(n_inner == 4 * n_embd, "config.json leaves n_inner null: the default 4 n_embd");
 
 // HF GPT-2 arrays by HF name (without prefix), row-major as HF stores them.
-using Arrays = std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>>;
+using Arrays = test::Gpt2Arrays;
 
-Arrays random_gpt2(uint32_t seed) {
-  std::mt19937 engine(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  Arrays arrays;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape, float mean, float sigma) {
-    int64_t count = 1;
-    for (int64_t s : shape) count *= s;
-    std::vector<float> values(static_cast<size_t>(count));
-    for (float& v : values) v = mean + sigma * normal(engine);
-    arrays[name] = {std::move(shape), std::move(values)};
-  };
-  add("wte.weight", {vocab, n_embd}, 0, 0.5f);
-  add("wpe.weight", {n_positions, n_embd}, 0, 0.2f);
-  for (int64_t l = 0; l < n_layer; ++l) {
-    const std::string h = "h." + std::to_string(l) + ".";
-    add(h + "ln_1.weight", {n_embd}, 1, 0.1f);
-    add(h + "ln_1.bias", {n_embd}, 0, 0.1f);
-    add(h + "attn.c_attn.weight", {n_embd, 3 * n_embd}, 0, 0.3f);  // Conv1D: (in, out)
-    add(h + "attn.c_attn.bias", {3 * n_embd}, 0, 0.1f);
-    add(h + "attn.c_proj.weight", {n_embd, n_embd}, 0, 0.3f);
-    add(h + "attn.c_proj.bias", {n_embd}, 0, 0.1f);
-    add(h + "ln_2.weight", {n_embd}, 1, 0.1f);
-    add(h + "ln_2.bias", {n_embd}, 0, 0.1f);
-    add(h + "mlp.c_fc.weight", {n_embd, n_inner}, 0, 0.3f);
-    add(h + "mlp.c_fc.bias", {n_inner}, 0, 0.1f);
-    add(h + "mlp.c_proj.weight", {n_inner, n_embd}, 0, 0.2f);
-    add(h + "mlp.c_proj.bias", {n_embd}, 0, 0.1f);
-  }
-  add("ln_f.weight", {n_embd}, 1, 0.1f);
-  add("ln_f.bias", {n_embd}, 0, 0.1f);
-  return arrays;
-}
+Arrays random_gpt2(uint32_t seed) { return test::random_gpt2(seed, model_shape); }
 
 std::string gpt2_config_json(const std::string& extra = "") {
   return "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"n_embd\": " + std::to_string(n_embd) +
@@ -205,6 +178,17 @@ BOOST_AUTO_TEST_CASE(gpt2_matches_the_plain_reference) {
     int64_t parameters = 0;
     for (const auto& [name, array] : arrays) parameters += static_cast<int64_t>(array.second.size());
     BOOST_TEST(model.n_parameters() == parameters);
+    // The in-memory builder the gradient tests use holds exactly what the loader built.
+    const Model in_memory = test::gpt2_model(arrays, model_shape);
+    BOOST_TEST((in_memory.values == model.values));
+    BOOST_TEST(same_dimensions(in_memory.config, model.config));
+    BOOST_TEST(in_memory.config.seq_len == model.config.seq_len);
+    BOOST_TEST(in_memory.config.norm_eps == model.config.norm_eps);
+    BOOST_TEST(in_memory.tensors.size() == model.tensors.size());
+    for (size_t t = 0; t < std::min(in_memory.tensors.size(), model.tensors.size()); ++t) {
+      BOOST_TEST(in_memory.tensors[t].name == model.tensors[t].name);
+      BOOST_TEST((in_memory.tensors[t].shape == model.tensors[t].shape), model.tensors[t].name);
+    }
     // Conv1D weights are held transposed: element (o, i) is the file's (i, o).
     const TensorInfo& c_fc = model.tensor("layers.1.mlp.c_fc.weight");
     BOOST_TEST((c_fc.shape == std::vector<int64_t>{n_inner, n_embd}));
