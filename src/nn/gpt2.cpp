@@ -1,4 +1,5 @@
 #include "fracsweep/nn/gpt2.hpp"
+#include "fracsweep/nn/gpt2_backward.hpp"
 
 #include <cmath>
 #include <string>
@@ -135,20 +136,10 @@ double gpt2_forward_flops(const LlamaConfig& c, const TokenBatch& batch) {
   return flops;
 }
 
-namespace {
-
-double gpt2_gradient_missing(const Model& model, const TokenBatch&, const LogitObjective&,
-                             const GradientOutputs&, std::vector<float>&) {
-  throw InputError(in_file(model.path, "gradient-guided strategies (taylor, bfa, finetune) and "
-                                       "wanda need a backward pass, which GPT-2 models lack"));
-}
-
-}  // namespace
-
 std::unique_ptr<LanguageModelForward> make_gpt2_forward(const LlamaConfig& config, int64_t max_tokens,
                                                         int64_t max_seq_len) {
   using Forward =
-      WorkspaceForward<Gpt2Workspace, gpt2_forward, gpt2_forward_flops, gpt2_gradient_missing>;
+      WorkspaceForward<Gpt2Workspace, gpt2_forward, gpt2_forward_flops, gpt2_gradient>;
   return std::make_unique<Forward>(config, max_tokens, max_seq_len);
 }
 

@@ -15,6 +15,7 @@
 #include "fracsweep/nn/ops.hpp"
 #include "fracsweep/nn/ops_backward.hpp"
 #include "arena.hpp"
+#include "input_norms.hpp"
 #include "llama_weights.hpp"
 
 namespace fracsweep {
@@ -124,79 +125,6 @@ void layer_forward(PassContext& pass, const LayerWeights& layer, const float* x_
   }
 }
 
-// Squared input norms per input feature of every tensor (gradient.hpp's input_norm), summed
-// over all rows during the forward pass and written out once.
-class InputNorms {
- public:
-  explicit InputNorms(const Model& model) : model_(model) {}
-  // sums of tensor `weights` (rows_out, cols) += squares of x's columns.
-  void add_columns(const float* weights, const float* x, int64_t rows, int64_t cols) {
-    add_column_squares(x, rows, cols, cols, sums_of(weights, cols).data());
-  }
-  // The same for a norm gain: the columns of x normalised by their row's RMS (before the gain).
-  void add_normalised_columns(const float* gain, const float* x, int64_t rows, int64_t d, float eps) {
-    std::vector<double>& sums = sums_of(gain, d);
-    for (int64_t r = 0; r < rows; ++r) {
-      double sum_squares = 0.0;
-      for (int64_t i = 0; i < d; ++i) sum_squares += static_cast<double>(x[r * d + i]) * x[r * d + i];
-      const double inv_ms = 1.0 / (sum_squares / static_cast<double>(d) + eps);  // 1 / rms^2
-      for (int64_t i = 0; i < d; ++i) sums[i] += static_cast<double>(x[r * d + i]) * x[r * d + i] * inv_ms;
-    }
-  }
-  // Writes sqrt(sum) to every entry of each tensor ((rows_out, cols) row-major: entry (o, i)
-  // gets column i's norm) and, for the embedding table, sqrt(lookups of row t + its classifier
-  // column sums when tied).
-  void write(const float* tok_embeddings, int64_t vocab, int64_t dim, const TokenBatch& batch,
-             float* input_norm) const {
-    std::fill_n(input_norm, model_.values.size(), 0.0f);
-    const float* base = model_.values.data();
-    std::vector<double> lookups(static_cast<size_t>(vocab), 0.0);  // (vocab) rows per token
-    for (const int32_t token : batch.tokens) lookups[static_cast<size_t>(token)] += 1.0;
-    for (const Entry& entry : entries_) {
-      const int64_t offset = entry.weights - base;
-      const int64_t cols = static_cast<int64_t>(entry.sums.size());
-      const int64_t rows_out = entry.weights == tok_embeddings ? vocab : tensor_rows(offset, cols);
-      for (int64_t o = 0; o < rows_out; ++o) {
-        for (int64_t i = 0; i < cols; ++i) {
-          const double extra = entry.weights == tok_embeddings ? lookups[static_cast<size_t>(o)] : 0.0;
-          input_norm[offset + o * cols + i] =
-              static_cast<float>(std::sqrt(entry.sums[static_cast<size_t>(i)] + extra));
-        }
-      }
-    }
-    if (std::none_of(entries_.begin(), entries_.end(),
-                     [&](const Entry& e) { return e.weights == tok_embeddings; })) {
-      const int64_t offset = tok_embeddings - base;
-      for (int64_t t = 0; t < vocab; ++t) {
-        std::fill_n(input_norm + offset + t * dim, dim,
-                    static_cast<float>(std::sqrt(lookups[static_cast<size_t>(t)])));
-      }
-    }
-  }
-
- private:
-  struct Entry {
-    const float* weights;
-    std::vector<double> sums;  // (cols) squared norm of each input feature
-  };
-  std::vector<double>& sums_of(const float* weights, int64_t cols) {
-    for (Entry& entry : entries_) {
-      if (entry.weights == weights) return entry.sums;
-    }
-    entries_.push_back({weights, std::vector<double>(static_cast<size_t>(cols), 0.0)});
-    return entries_.back().sums;
-  }
-  // Rows of the tensor that starts at `offset` with `cols` columns.
-  int64_t tensor_rows(int64_t offset, int64_t cols) const {
-    for (const TensorInfo& info : model_.tensors) {
-      if (info.offset == offset) return info.count / cols;
-    }
-    return 0;
-  }
-  const Model& model_;
-  std::vector<Entry> entries_;
-};
-
 }  // namespace
 
 double llama_gradient(const Model& model, const TokenBatch& batch, const LogitObjective& objective,
@@ -212,7 +140,7 @@ double llama_gradient(const Model& model, const TokenBatch& batch, const LogitOb
   PassContext pass{model, c, batch, b.rope, b.scratch};
   LayerActivations& a = b.a;
   LayerGradients& g = b.g;
-  InputNorms norms(model);
+  InputNormSums norms(model);
 
   // Forward, keeping each layer's input.
   llama_detail::embed_tokens(w.tok_embeddings, batch, dim, b.residual);
@@ -221,12 +149,12 @@ double llama_gradient(const Model& model, const TokenBatch& batch, const LogitOb
     const float* x_in = b.residual + l * n * dim;
     layer_forward(pass, layer, x_in, a, b.residual + (l + 1) * n * dim);
     if (out.input_norm != nullptr) {
-      norms.add_normalised_columns(layer.attn_norm, x_in, n, dim, c.norm_eps);
+      norms.add_normalised_columns(layer.attn_norm, x_in, n, dim, c.norm_eps, false);
       for (const float* projection : {layer.wq, layer.wk, layer.wv}) {
         norms.add_columns(projection, a.xn1, n, dim);
       }
       norms.add_columns(layer.wo, a.att, n, dim);
-      norms.add_normalised_columns(layer.ffn_norm, a.x1, n, dim, c.norm_eps);
+      norms.add_normalised_columns(layer.ffn_norm, a.x1, n, dim, c.norm_eps, false);
       norms.add_columns(layer.w1, a.xn2, n, dim);
       norms.add_columns(layer.w3, a.xn2, n, dim);
       norms.add_columns(layer.w2, a.hidden, n, hidden);
@@ -237,9 +165,11 @@ double llama_gradient(const Model& model, const TokenBatch& batch, const LogitOb
   matmul_nt(n, vocab, dim, b.xf, dim, w.classifier, dim, b.logits, vocab);
   const double value = objective(b.logits, n, vocab, b.dlogits);
   if (out.input_norm != nullptr) {
-    norms.add_normalised_columns(w.norm_final, x_last, n, dim, c.norm_eps);
+    norms.add_normalised_columns(w.norm_final, x_last, n, dim, c.norm_eps, false);
     norms.add_columns(w.classifier, b.xf, n, dim);
-    norms.write(w.tok_embeddings, vocab, dim, batch, out.input_norm);
+    std::vector<double> lookups(floats(vocab), 0.0);  // (vocab) rows that look each token up
+    for (const int32_t token : batch.tokens) lookups[static_cast<size_t>(token)] += 1.0;
+    norms.write(out.input_norm, w.tok_embeddings, dim, lookups);
   }
   if (out.grad == nullptr) return value;
 

@@ -22,6 +22,7 @@
 #include "fracsweep/nn/gpt2.hpp"
 #include "fracsweep/nn/gpt2_backward.hpp"
 #include "fracsweep/nn/gpt2_ops_backward.hpp"
+#include "gradient_checks.hpp"
 #include "random_gpt2.hpp"
 #include "random_llama.hpp"
 
@@ -34,50 +35,9 @@ struct BlisSetUp {
 };
 BOOST_TEST_GLOBAL_FIXTURE(BlisSetUp);
 
-std::vector<float> random_floats(int64_t n, uint32_t seed, float half_width = 1.0f) {
-  std::mt19937 generator(seed);
-  std::uniform_real_distribution<float> distribution(-half_width, half_width);
-  std::vector<float> values(static_cast<size_t>(n));
-  for (float& value : values) value = distribution(generator);
-  return values;
-}
-
-// max |a - b| / max |b| over two equally long sequences.
-template <class A, class B>
-double relative_error(const A& a, const B& b) {
-  double worst = 0.0, largest = 0.0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
-    largest = std::max(largest, std::abs(static_cast<double>(b[i])));
-  }
-  return worst / largest;
-}
-
-// Mean NLL of next-token prediction over every sequence of a batch (rows t < len - 1 predict
-// token t + 1), as a LogitObjective: d/d logits = (softmax - one_hot) / predicted rows.
-fs::LogitObjective mean_nll_objective(const fs::TokenBatch& batch) {
-  return [&batch](const float* logits, int64_t rows, int64_t vocab, float* dlogits) {
-    std::fill_n(dlogits, rows * vocab, 0.0f);
-    int64_t predicted = 0;
-    for (int64_t s = 0; s < batch.n_seqs(); ++s) predicted += batch.seq_start[s + 1] - batch.seq_start[s] - 1;
-    double total = 0.0;
-    for (int64_t s = 0; s < batch.n_seqs(); ++s) {
-      for (int64_t r = batch.seq_start[s]; r + 1 < batch.seq_start[s + 1]; ++r) {
-        const float* row = logits + r * vocab;
-        const double largest = *std::max_element(row, row + vocab);
-        double sum = 0.0;
-        for (int64_t j = 0; j < vocab; ++j) sum += std::exp(row[j] - largest);
-        const int32_t target = batch.tokens[static_cast<size_t>(r + 1)];
-        total += largest + std::log(sum) - row[target];
-        for (int64_t j = 0; j < vocab; ++j) {
-          const double p = std::exp(row[j] - largest) / sum;
-          dlogits[r * vocab + j] = static_cast<float>((p - (j == target ? 1.0 : 0.0)) / static_cast<double>(predicted));
-        }
-      }
-    }
-    return total / static_cast<double>(predicted);
-  };
-}
+using fs::test::mean_nll_objective;
+using fs::test::random_floats;
+using fs::test::relative_error;
 
 // Squared column norms of the inputs a pass fed each weight and gain, by tensor name (the
 // gains' input being the normalised, pre-gain rows; wte's its input as the head).
@@ -285,6 +245,7 @@ BOOST_AUTO_TEST_CASE(gradient_matches_double_precision_finite_differences) {
     const fs::TokenBatch batch = two_sequences(test_case.shape.vocab);
     std::vector<float> grad(model.values.size(), 123.0f);
     std::vector<float> logits_seen;
+    std::vector<float> arena(3, std::nanf(""));  // grown by the call; stale values must not matter
     const fs::LogitObjective nll = mean_nll_objective(batch);
     const double value = fs::gpt2_gradient(
         model, batch,
@@ -292,7 +253,7 @@ BOOST_AUTO_TEST_CASE(gradient_matches_double_precision_finite_differences) {
           logits_seen.assign(logits, logits + rows * vocab);
           return nll(logits, rows, vocab, dlogits);
         },
-        fs::GradientOutputs{grad.data(), nullptr});
+        fs::GradientOutputs{grad.data(), nullptr}, arena);
     // The objective sees exactly gpt2_forward's logits.
     fs::Gpt2Workspace workspace(model.config, batch.n_tokens(), model.config.seq_len);
     std::vector<float> logits(logits_seen.size());
@@ -343,9 +304,12 @@ BOOST_AUTO_TEST_CASE(input_norms_are_the_norms_of_what_each_tensor_multiplies) {
   const fs::Model model = fs::test::gpt2_model(fs::test::random_gpt2(4, shape), shape);
   const fs::TokenBatch batch = two_sequences(shape.vocab);
   std::vector<float> norms(model.values.size(), -1.0f), grad(model.values.size()), grad_alone(model.values.size());
-  fs::gpt2_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{grad.data(), norms.data()});
+  std::vector<float> arena;
+  fs::gpt2_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{grad.data(), norms.data()},
+                    arena);
   BOOST_TEST(std::count(norms.begin(), norms.end(), -1.0f) == 0);  // every entry written
-  fs::gpt2_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{grad_alone.data(), nullptr});
+  fs::gpt2_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{grad_alone.data(), nullptr},
+                    arena);
   BOOST_TEST((grad == grad_alone));  // the norms do not change the gradient
 
   ColumnSquares seen;
@@ -403,7 +367,9 @@ BOOST_AUTO_TEST_CASE(larger_model_directional_derivative_and_speed) {
   batch.append(fs::test::random_tokens(64, shape.vocab, 22));
   std::vector<float> grad(model.values.size());
   const auto start = std::chrono::steady_clock::now();
-  const double value = fs::gpt2_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{grad.data(), nullptr});
+  std::vector<float> arena;
+  const double value = fs::gpt2_gradient(model, batch, mean_nll_objective(batch),
+                                         fs::GradientOutputs{grad.data(), nullptr}, arena);
   const auto gradient_done = std::chrono::steady_clock::now();
   fs::Gpt2Workspace workspace(model.config, batch.n_tokens(), shape.n_positions);
   std::vector<float> logits(static_cast<size_t>(batch.n_tokens() * shape.vocab));

@@ -14,6 +14,7 @@
 // buffers are Model::values-sized. Activations inside a layer are recomputed from its input
 // (one extra forward pass per layer) rather than kept for all layers.
 #include <cstdint>
+#include <vector>
 
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/model/model.hpp"
@@ -27,7 +28,7 @@ namespace fracsweep {
 // classifier's squared input norms) (it is also the head), wpe row p sqrt(rows at position p),
 // biases and LayerNorm shifts sqrt(n), LayerNorm gains the norms of the normalised input.
 double gpt2_gradient(const Model& model, const TokenBatch& batch, const LogitObjective& objective,
-                     const GradientOutputs& out);
+                     const GradientOutputs& out, std::vector<float>& arena);
 
 // FLOPs of one gpt2_gradient (2 per multiply-add; LayerNorm, GELU and softmax not counted): the
 // forward pass, the recomputed layer forwards, and the backward pass's two GEMMs per projection
