@@ -121,14 +121,15 @@ void AttackRunner::prepare_ranking(const StrategySpec& strategy) {
 }
 
 std::vector<PathStep> AttackRunner::bfa_path(const StrategySpec& strategy, int64_t k) {
-  std::vector<PathStep>& path = paths_[strategy.canonical()];
-  if (static_cast<int64_t>(path.size()) < k) {
+  SearchedPath& searched = paths_[strategy.canonical()];
+  std::vector<PathStep>& path = searched.steps;
+  if (static_cast<int64_t>(path.size()) < k && !searched.ended) {
     const std::vector<CrossEntropyTerm>& objective = terms(strategy.objective);
     std::vector<Touched> undo;
     RestoreOnExit restore(model_, undo);
     apply_path(model_, path, undo);  // continue from the end of the path searched so far
     std::vector<float> gradient(model_.values.size());  // (n_values) at the current weights
-    while (static_cast<int64_t>(path.size()) < k) {
+    while (static_cast<int64_t>(path.size()) < k && !searched.ended) {
       evaluator_.gradient(model_, objective, GradientOutputs{gradient.data(), nullptr});
       // Each tensor's most promising flips by g * (w' - w), then each one's true objective.
       bool have_best = false;
@@ -158,9 +159,10 @@ std::vector<PathStep> AttackRunner::bfa_path(const StrategySpec& strategy, int64
       const TrialMetrics metrics = evaluator_.evaluate(model_);
       path.push_back({best.offset, best.change.bit, old, best.change.new_value, best_objective,
                       metrics.mean_nll, metrics.top1_agreement, metrics.accuracy});
+      searched.ended = !std::isfinite(best_objective);
     }
   }
-  return {path.begin(), path.begin() + k};
+  return {path.begin(), path.begin() + std::min(k, static_cast<int64_t>(path.size()))};
 }
 
 int64_t AttackRunner::finetune(const StrategySpec& strategy, int64_t k, int64_t seed,

@@ -33,7 +33,9 @@ class AttackRunner {
   void prepare_ranking(const StrategySpec& strategy);
 
   // The first `k` flips of `strategy`'s bfa path, searching it further when needed. The model
-  // is unperturbed before and after.
+  // is unperturbed before and after. Once a flip makes the objective non-finite (outputs
+  // destroyed; for implant:KIND, the search cannot go on) the path ends there, so a larger
+  // budget returns fewer than `k` flips.
   std::vector<PathStep> bfa_path(const StrategySpec& strategy, int64_t k);
 
   // Trains `k` sites of `strategy` (finetune) with Adam for its steps, raising its objective,
@@ -51,7 +53,11 @@ class AttackRunner {
   Evaluator& evaluator_;
   Perturber& perturber_;
   std::map<std::string, std::vector<CrossEntropyTerm>> terms_;  // by Objective::canonical
-  std::map<std::string, std::vector<PathStep>> paths_;          // by StrategySpec::canonical
+  struct SearchedPath {
+    std::vector<PathStep> steps;
+    bool ended = false;  // the last flip made the objective non-finite: nothing to search
+  };
+  std::map<std::string, SearchedPath> paths_;  // by StrategySpec::canonical
 };
 
 // Writes `steps`' new values in order, appending each site's previous value to `undo` (not
