@@ -54,6 +54,12 @@ double layer_gemm_flops(const ResolvedLayer& layer) {
   return 0.0;
 }
 
+// Size of the scored layers' output per example (the logits).
+int64_t network_classes(const SequentialNetwork& network) {
+  return network.scored_layers == 0 ? network.input_size
+                                    : product(network.layers[network.scored_layers - 1].out_shape);
+}
+
 // The first scored layer with parameters (nothing below it is back-propagated); scored_layers
 // when there is none.
 size_t first_with_parameters(const SequentialNetwork& network) {
@@ -92,266 +98,260 @@ const float* at_offset(const float* base, int64_t offset) {
   return offset < 0 ? nullptr : base + offset;
 }
 
-// The buffers of one gradient pass over chunks of up to `chunk` examples, sized once.
-class GradientPass {
- public:
-  GradientPass(const SequentialNetwork& network, const Model& model, int64_t chunk)
-      : network_(network), values_(model.values.data()) {
-    const Footprint f = footprint(network);
-    const size_t layers = network.scored_layers;
-    input_of_.assign(layers + 1, nullptr);
-    kept_offset_.assign(layers, -1);
-    int64_t kept_per_example = 0;
-    for (size_t i = 0; i + 1 < layers; ++i) {
-      if (is_alias(network.layers[i].spec.kind)) continue;
-      kept_offset_[i] = chunk * kept_per_example;
-      kept_per_example += product(network.layers[i].out_shape);
-    }
-    kept_.resize(static_cast<size_t>(chunk * f.kept));
-    grad_a_.resize(static_cast<size_t>(chunk * f.largest));
-    grad_b_.resize(static_cast<size_t>(chunk * f.largest));
-    columns_.resize(static_cast<size_t>(chunk * f.columns));
-    conv_rows_.resize(static_cast<size_t>(chunk * f.conv_out));
-    stat_offset_.assign(layers, -1);
-    int64_t stats = 0;
-    for (size_t i = 0; i < layers; ++i) {
-      const ResolvedLayer& layer = network.layers[i];
-      switch (layer.spec.kind) {
-        case LayerKind::linear:
-          stat_offset_[i] = stats;
-          stats += layer.in_features;
-          break;
-        case LayerKind::conv2d:
-          stat_offset_[i] = stats;
-          stats += patch_size(layer.window);
-          break;
-        case LayerKind::batchnorm:
-          if (layer.weight >= 0) {
-            stat_offset_[i] = stats;
-            stats += layer.in_shape[0];
-          }
-          break;
-        default:
-          break;
-      }
-    }
-    stats_.assign(static_cast<size_t>(stats), 0.0);
-  }
-
-  // Runs the scored layers on `inputs` (m, input_size), keeping every layer's input, and writes
-  // the logits (m, classes).
-  void forward(const float* inputs, int64_t m, float* logits) {
-    const size_t layers = network_.scored_layers;
-    input_of_[0] = inputs;
-    if (layers == 0) {
-      std::memcpy(logits, inputs, static_cast<size_t>(m * network_.input_size) * sizeof(float));
-      return;
-    }
-    for (size_t i = 0; i < layers; ++i) {
-      const ResolvedLayer& layer = network_.layers[i];
-      const LayerSpec& s = layer.spec;
-      const bool last = i + 1 == layers;
-      const float* source = input_of_[i];  // (m, layer input size)
-      const int64_t in_size = product(layer.in_shape);
-      if (is_alias(s.kind)) {
-        if (last) std::memcpy(logits, source, static_cast<size_t>(m * in_size) * sizeof(float));
-        input_of_[i + 1] = last ? logits : source;
-        continue;
-      }
-      float* target = last ? logits : kept_.data() + kept_offset_[i];  // (m, layer output size)
-      if (is_in_place(s.kind)) {
-        std::memcpy(target, source, static_cast<size_t>(m * in_size) * sizeof(float));
-      }
-      switch (s.kind) {
-        case LayerKind::linear:
-          linear_forward(m, layer.in_features, layer.out_features, source,
-                         at_offset(values_, layer.weight), at_offset(values_, layer.bias), target);
-          break;
-        case LayerKind::conv2d:
-          conv2d_forward(m, layer.window, layer.out_features, source,
-                         at_offset(values_, layer.weight), at_offset(values_, layer.bias),
-                         columns_.data(), conv_rows_.data(), target);
-          break;
-        case LayerKind::batchnorm:
-          batchnorm_forward(m, layer.in_shape[0], in_size / layer.in_shape[0],
-                            at_offset(values_, layer.weight), at_offset(values_, layer.bias),
-                            at_offset(values_, layer.running_mean),
-                            at_offset(values_, layer.running_var), s.eps, target);
-          break;
-        case LayerKind::relu:
-          relu_forward(m * in_size, target);
-          break;
-        case LayerKind::gelu:
-          gelu_forward(m * in_size, target);
-          break;
-        case LayerKind::tanh:
-          tanh_forward(m * in_size, target);
-          break;
-        case LayerKind::maxpool2d:
-          maxpool2d_forward(m, layer.window, source, target);
-          break;
-        case LayerKind::avgpool2d:
-          avgpool2d_forward(m, layer.window, source, target);
-          break;
-        case LayerKind::softmax:
-          softmax_forward(m, in_size, target);
-          break;
-        case LayerKind::log_softmax:
-          log_softmax_forward(m, in_size, target);
-          break;
-        case LayerKind::flatten:
-        case LayerKind::dropout:
-          break;
-      }
-      input_of_[i + 1] = target;
-    }
-  }
-
-  // Back-propagates dlogits (m, classes) through the layers of the last forward() and adds the
-  // parameter gradients into `grad` (Model::values.size()).
-  void backward(int64_t m, const float* dlogits, float* grad) {
-    const size_t first = first_with_parameters(network_);
-    const float* dy = dlogits;  // (m, output size of layer i)
-    for (size_t i = network_.scored_layers; i-- > first;) {
-      const ResolvedLayer& layer = network_.layers[i];
-      const LayerSpec& s = layer.spec;
-      if (is_alias(s.kind)) continue;     // dx = dy
-      const float* x = input_of_[i];      // (m, layer input size)
-      const float* y = input_of_[i + 1];  // (m, layer output size)
-      const int64_t in_size = product(layer.in_shape);
-      // (m, layer input size); nothing below the first layer with parameters needs it.
-      float* dx = i == first ? nullptr : dy == grad_a_.data() ? grad_b_.data() : grad_a_.data();
-      switch (s.kind) {
-        case LayerKind::linear:
-          linear_backward(m, layer.in_features, layer.out_features, x,
-                          at_offset(values_, layer.weight), dy, dx, at_offset(grad, layer.weight),
-                          at_offset(grad, layer.bias));
-          break;
-        case LayerKind::conv2d:
-          conv2d_backward(m, layer.window, layer.out_features, x, at_offset(values_, layer.weight),
-                          dy, columns_.data(), conv_rows_.data(), dx, at_offset(grad, layer.weight),
-                          at_offset(grad, layer.bias));
-          break;
-        case LayerKind::batchnorm:
-          batchnorm_backward(
-              m, layer.in_shape[0], in_size / layer.in_shape[0], x,
-              at_offset(values_, layer.weight), at_offset(values_, layer.running_mean),
-              at_offset(values_, layer.running_var), s.eps, dy, dx, at_offset(grad, layer.weight),
-              at_offset(grad, layer.bias), at_offset(grad, layer.running_mean),
-              at_offset(grad, layer.running_var));
-          break;
-        case LayerKind::relu:
-          relu_backward(m * in_size, x, dy, dx);
-          break;
-        case LayerKind::gelu:
-          gelu_backward(m * in_size, x, dy, dx);
-          break;
-        case LayerKind::tanh:
-          tanh_backward(m * in_size, y, dy, dx);
-          break;
-        case LayerKind::maxpool2d:
-          maxpool2d_backward(m, layer.window, x, dy, dx);
-          break;
-        case LayerKind::avgpool2d:
-          avgpool2d_backward(m, layer.window, dy, dx);
-          break;
-        case LayerKind::softmax:
-          softmax_backward(m, in_size, y, dy, dx);
-          break;
-        case LayerKind::log_softmax:
-          log_softmax_backward(m, in_size, y, dy, dx);
-          break;
-        case LayerKind::flatten:
-        case LayerKind::dropout:
-          break;
-      }
-      dy = dx;
-    }
-  }
-
-  // Adds the sums of squares input_norm needs, over the m examples of the last forward().
-  void add_statistics(int64_t m) {
-    for (size_t i = 0; i < network_.scored_layers; ++i) {
-      if (stat_offset_[i] < 0) continue;
-      const ResolvedLayer& layer = network_.layers[i];
-      double* sq = stats_.data() + stat_offset_[i];
-      switch (layer.spec.kind) {
-        case LayerKind::linear:
-          column_sum_squares(m, layer.in_features, input_of_[i], sq);
-          break;
-        case LayerKind::conv2d:
-          conv2d_column_sum_squares(m, layer.window, input_of_[i], sq);
-          break;
-        case LayerKind::batchnorm: {
-          const int64_t channels = layer.in_shape[0];
-          batchnorm_normalised_sum_squares(m, channels, product(layer.in_shape) / channels,
-                                           input_of_[i], values_ + layer.running_mean,
-                                           values_ + layer.running_var, layer.spec.eps, sq);
-          break;
-        }
-        default:
-          break;
-      }
-    }
-  }
-
-  // input_norm (Model::values.size()) from the statistics of all n examples.
-  void write_input_norm(int64_t n, size_t n_values, float* input_norm) const {
-    std::vector<double> sq(n_values, 0.0);  // (n_values) squared norms; shared tensors add up
-    const auto rows = static_cast<double>(n);
-    auto add_rows = [&](int64_t offset, int64_t count, double value) {
-      if (offset < 0) return;
-      for (int64_t j = 0; j < count; ++j) sq[static_cast<size_t>(offset + j)] += value;
-    };
-    // Every output unit o of a weight (out, k) sees the same k input statistics.
-    auto add_weight = [&](int64_t offset, int64_t out, int64_t k, const double* stats) {
-      for (int64_t o = 0; o < out; ++o) {
-        for (int64_t j = 0; j < k; ++j) sq[static_cast<size_t>(offset + o * k + j)] += stats[j];
-      }
-    };
-    for (size_t i = 0; i < network_.scored_layers; ++i) {
-      const ResolvedLayer& layer = network_.layers[i];
-      const double* stats = stat_offset_[i] < 0 ? nullptr : stats_.data() + stat_offset_[i];
-      switch (layer.spec.kind) {
-        case LayerKind::linear:
-          add_weight(layer.weight, layer.out_features, layer.in_features, stats);
-          add_rows(layer.bias, layer.out_features, rows);
-          break;
-        case LayerKind::conv2d:
-          add_weight(layer.weight, layer.out_features, patch_size(layer.window), stats);
-          add_rows(layer.bias, layer.out_features,
-                   rows * static_cast<double>(positions(layer.window)));
-          break;
-        case LayerKind::batchnorm: {
-          const int64_t channels = layer.in_shape[0];
-          if (stats) add_weight(layer.weight, 1, channels, stats);
-          add_rows(layer.bias, channels,
-                   rows * static_cast<double>(product(layer.in_shape) / channels));
-          // Running statistics multiply no input: 0.
-          break;
-        }
-        default:
-          break;
-      }
-    }
-    for (size_t j = 0; j < n_values; ++j) input_norm[j] = static_cast<float>(std::sqrt(sq[j]));
-  }
-
- private:
-  const SequentialNetwork& network_;
-  const float* values_;                 // Model::values
-  std::vector<const float*> input_of_;  // (scored_layers + 1) input of layer i; [last] = logits
-  std::vector<int64_t> kept_offset_;    // (scored_layers) offset of layer i's output in kept_
-  std::vector<float> kept_;             // per kept layer output: (chunk, output size), back to back
-  std::vector<float> grad_a_;           // (chunk, largest activation) dy / dx, alternating
-  std::vector<float> grad_b_;           // (chunk, largest activation)
-  std::vector<float> columns_;          // (chunk * OH * OW, C * KH * KW) im2col rows, then dcolumns
-  std::vector<float> conv_rows_;        // (chunk * OH * OW, O) conv GEMM result, then dy as rows
-  std::vector<int64_t> stat_offset_;    // (scored_layers) offset in stats_; -1: none
-  std::vector<double> stats_;           // per linear: (in); conv2d: (C*KH*KW); batchnorm gain: (C)
-};
-
 }  // namespace
+
+SequentialGradientWorkspace::SequentialGradientWorkspace(const SequentialNetwork& network,
+                                                         int64_t n_examples, int64_t budget_bytes) {
+  const Footprint f = footprint(network);
+  max_examples_ = std::max<int64_t>(n_examples, 0);
+  chunk_ = sequential_gradient_chunk(network, n_examples, budget_bytes);
+  per_example_ = f.per_example();
+  scored_layers_ = network.scored_layers;
+  classes_ = network_classes(network);
+  const int64_t chunk = chunk_;
+  const size_t layers = network.scored_layers;
+  input_of_.assign(layers + 1, nullptr);
+  kept_offset_.assign(layers, -1);
+  int64_t kept_per_example = 0;
+  for (size_t i = 0; i + 1 < layers; ++i) {
+    if (is_alias(network.layers[i].spec.kind)) continue;
+    kept_offset_[i] = chunk * kept_per_example;
+    kept_per_example += product(network.layers[i].out_shape);
+  }
+  kept_.resize(static_cast<size_t>(chunk * f.kept));
+  grad_a_.resize(static_cast<size_t>(chunk * f.largest));
+  grad_b_.resize(static_cast<size_t>(chunk * f.largest));
+  columns_.resize(static_cast<size_t>(chunk * f.columns));
+  conv_rows_.resize(static_cast<size_t>(chunk * f.conv_out));
+  stat_offset_.assign(layers, -1);
+  int64_t stats = 0;
+  for (size_t i = 0; i < layers; ++i) {
+    const ResolvedLayer& layer = network.layers[i];
+    switch (layer.spec.kind) {
+      case LayerKind::linear:
+        stat_offset_[i] = stats;
+        stats += layer.in_features;
+        break;
+      case LayerKind::conv2d:
+        stat_offset_[i] = stats;
+        stats += patch_size(layer.window);
+        break;
+      case LayerKind::batchnorm:
+        if (layer.weight >= 0) {
+          stat_offset_[i] = stats;
+          stats += layer.in_shape[0];
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  stats_.assign(static_cast<size_t>(stats), 0.0);
+  logits_.resize(static_cast<size_t>(max_examples_ * classes_));
+  dlogits_.resize(static_cast<size_t>(max_examples_ * classes_));
+}
+
+// Runs the scored layers on `inputs` (m, input_size), keeping every layer's input, and writes
+// the logits (m, classes).
+void SequentialGradientWorkspace::forward(const SequentialNetwork& network, const float* values,
+                                          const float* inputs, int64_t m, float* logits) {
+  const size_t layers = network.scored_layers;
+  input_of_[0] = inputs;
+  if (layers == 0) {
+    std::memcpy(logits, inputs, static_cast<size_t>(m * network.input_size) * sizeof(float));
+    return;
+  }
+  for (size_t i = 0; i < layers; ++i) {
+    const ResolvedLayer& layer = network.layers[i];
+    const LayerSpec& s = layer.spec;
+    const bool last = i + 1 == layers;
+    const float* source = input_of_[i];  // (m, layer input size)
+    const int64_t in_size = product(layer.in_shape);
+    if (is_alias(s.kind)) {
+      if (last) std::memcpy(logits, source, static_cast<size_t>(m * in_size) * sizeof(float));
+      input_of_[i + 1] = last ? logits : source;
+      continue;
+    }
+    float* target = last ? logits : kept_.data() + kept_offset_[i];  // (m, layer output size)
+    if (is_in_place(s.kind)) {
+      std::memcpy(target, source, static_cast<size_t>(m * in_size) * sizeof(float));
+    }
+    switch (s.kind) {
+      case LayerKind::linear:
+        linear_forward(m, layer.in_features, layer.out_features, source,
+                       at_offset(values, layer.weight), at_offset(values, layer.bias), target);
+        break;
+      case LayerKind::conv2d:
+        conv2d_forward(m, layer.window, layer.out_features, source, at_offset(values, layer.weight),
+                       at_offset(values, layer.bias), columns_.data(), conv_rows_.data(), target);
+        break;
+      case LayerKind::batchnorm:
+        batchnorm_forward(m, layer.in_shape[0], in_size / layer.in_shape[0],
+                          at_offset(values, layer.weight), at_offset(values, layer.bias),
+                          at_offset(values, layer.running_mean),
+                          at_offset(values, layer.running_var), s.eps, target);
+        break;
+      case LayerKind::relu:
+        relu_forward(m * in_size, target);
+        break;
+      case LayerKind::gelu:
+        gelu_forward(m * in_size, target);
+        break;
+      case LayerKind::tanh:
+        tanh_forward(m * in_size, target);
+        break;
+      case LayerKind::maxpool2d:
+        maxpool2d_forward(m, layer.window, source, target);
+        break;
+      case LayerKind::avgpool2d:
+        avgpool2d_forward(m, layer.window, source, target);
+        break;
+      case LayerKind::softmax:
+        softmax_forward(m, in_size, target);
+        break;
+      case LayerKind::log_softmax:
+        log_softmax_forward(m, in_size, target);
+        break;
+      case LayerKind::flatten:
+      case LayerKind::dropout:
+        break;
+    }
+    input_of_[i + 1] = target;
+  }
+}
+
+// Back-propagates dlogits (m, classes) through the layers of the last forward() and adds the
+// parameter gradients into `grad` (Model::values.size()).
+void SequentialGradientWorkspace::backward(const SequentialNetwork& network, const float* values,
+                                           int64_t m, const float* dlogits, float* grad) {
+  const size_t first = first_with_parameters(network);
+  const float* dy = dlogits;  // (m, output size of layer i)
+  for (size_t i = network.scored_layers; i-- > first;) {
+    const ResolvedLayer& layer = network.layers[i];
+    const LayerSpec& s = layer.spec;
+    if (is_alias(s.kind)) continue;     // dx = dy
+    const float* x = input_of_[i];      // (m, layer input size)
+    const float* y = input_of_[i + 1];  // (m, layer output size)
+    const int64_t in_size = product(layer.in_shape);
+    // (m, layer input size); nothing below the first layer with parameters needs it.
+    float* dx = i == first ? nullptr : dy == grad_a_.data() ? grad_b_.data() : grad_a_.data();
+    switch (s.kind) {
+      case LayerKind::linear:
+        linear_backward(m, layer.in_features, layer.out_features, x,
+                        at_offset(values, layer.weight), dy, dx, at_offset(grad, layer.weight),
+                        at_offset(grad, layer.bias));
+        break;
+      case LayerKind::conv2d:
+        conv2d_backward(m, layer.window, layer.out_features, x, at_offset(values, layer.weight), dy,
+                        columns_.data(), conv_rows_.data(), dx, at_offset(grad, layer.weight),
+                        at_offset(grad, layer.bias));
+        break;
+      case LayerKind::batchnorm:
+        batchnorm_backward(m, layer.in_shape[0], in_size / layer.in_shape[0], x,
+                           at_offset(values, layer.weight), at_offset(values, layer.running_mean),
+                           at_offset(values, layer.running_var), s.eps, dy, dx,
+                           at_offset(grad, layer.weight), at_offset(grad, layer.bias),
+                           at_offset(grad, layer.running_mean), at_offset(grad, layer.running_var));
+        break;
+      case LayerKind::relu:
+        relu_backward(m * in_size, x, dy, dx);
+        break;
+      case LayerKind::gelu:
+        gelu_backward(m * in_size, x, dy, dx);
+        break;
+      case LayerKind::tanh:
+        tanh_backward(m * in_size, y, dy, dx);
+        break;
+      case LayerKind::maxpool2d:
+        maxpool2d_backward(m, layer.window, x, dy, dx);
+        break;
+      case LayerKind::avgpool2d:
+        avgpool2d_backward(m, layer.window, dy, dx);
+        break;
+      case LayerKind::softmax:
+        softmax_backward(m, in_size, y, dy, dx);
+        break;
+      case LayerKind::log_softmax:
+        log_softmax_backward(m, in_size, y, dy, dx);
+        break;
+      case LayerKind::flatten:
+      case LayerKind::dropout:
+        break;
+    }
+    dy = dx;
+  }
+}
+
+// Adds the sums of squares input_norm needs, over the m examples of the last forward().
+void SequentialGradientWorkspace::add_statistics(const SequentialNetwork& network,
+                                                 const float* values, int64_t m) {
+  for (size_t i = 0; i < network.scored_layers; ++i) {
+    if (stat_offset_[i] < 0) continue;
+    const ResolvedLayer& layer = network.layers[i];
+    double* sq = stats_.data() + stat_offset_[i];
+    switch (layer.spec.kind) {
+      case LayerKind::linear:
+        column_sum_squares(m, layer.in_features, input_of_[i], sq);
+        break;
+      case LayerKind::conv2d:
+        conv2d_column_sum_squares(m, layer.window, input_of_[i], sq);
+        break;
+      case LayerKind::batchnorm: {
+        const int64_t channels = layer.in_shape[0];
+        batchnorm_normalised_sum_squares(m, channels, product(layer.in_shape) / channels,
+                                         input_of_[i], values + layer.running_mean,
+                                         values + layer.running_var, layer.spec.eps, sq);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+// input_norm (Model::values.size()) from the statistics of all n examples.
+void SequentialGradientWorkspace::write_input_norm(const SequentialNetwork& network, int64_t n,
+                                                   size_t n_values, float* input_norm) {
+  std::vector<double>& sq = norm_sq_;  // (n_values) squared norms; shared tensors add up
+  sq.assign(n_values, 0.0);
+  const auto rows = static_cast<double>(n);
+  auto add_rows = [&](int64_t offset, int64_t count, double value) {
+    if (offset < 0) return;
+    for (int64_t j = 0; j < count; ++j) sq[static_cast<size_t>(offset + j)] += value;
+  };
+  // Every output unit o of a weight (out, k) sees the same k input statistics.
+  auto add_weight = [&](int64_t offset, int64_t out, int64_t k, const double* stats) {
+    for (int64_t o = 0; o < out; ++o) {
+      for (int64_t j = 0; j < k; ++j) sq[static_cast<size_t>(offset + o * k + j)] += stats[j];
+    }
+  };
+  for (size_t i = 0; i < network.scored_layers; ++i) {
+    const ResolvedLayer& layer = network.layers[i];
+    const double* stats = stat_offset_[i] < 0 ? nullptr : stats_.data() + stat_offset_[i];
+    switch (layer.spec.kind) {
+      case LayerKind::linear:
+        add_weight(layer.weight, layer.out_features, layer.in_features, stats);
+        add_rows(layer.bias, layer.out_features, rows);
+        break;
+      case LayerKind::conv2d:
+        add_weight(layer.weight, layer.out_features, patch_size(layer.window), stats);
+        add_rows(layer.bias, layer.out_features,
+                 rows * static_cast<double>(positions(layer.window)));
+        break;
+      case LayerKind::batchnorm: {
+        const int64_t channels = layer.in_shape[0];
+        if (stats) add_weight(layer.weight, 1, channels, stats);
+        add_rows(layer.bias, channels,
+                 rows * static_cast<double>(product(layer.in_shape) / channels));
+        // Running statistics multiply no input: 0.
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  for (size_t j = 0; j < n_values; ++j) input_norm[j] = static_cast<float>(std::sqrt(sq[j]));
+}
 
 int64_t sequential_gradient_chunk(const SequentialNetwork& network, int64_t n,
                                   int64_t budget_bytes) {
@@ -376,39 +376,48 @@ double sequential_gradient_flops(const SequentialNetwork& network, int64_t n,
 
 double sequential_gradient(const SequentialNetwork& network, const Model& model,
                            const float* inputs, int64_t n, const LogitObjective& objective,
-                           const GradientOutputs& out, int64_t budget_bytes) {
-  check_invariant(n >= 0, "sequential_gradient: negative example count");
-  check_invariant(network.scored_layers <= network.layers.size(),
-                  "sequential_gradient: scored layers beyond the network");
-  const int64_t classes = network.scored_layers == 0
-                              ? network.input_size
-                              : product(network.layers[network.scored_layers - 1].out_shape);
-  const int64_t chunk = sequential_gradient_chunk(network, n, budget_bytes);
+                           const GradientOutputs& out, SequentialGradientWorkspace& workspace) {
+  SequentialGradientWorkspace& w = workspace;
+  check_invariant(n >= 0 && n <= w.max_examples_,
+                  "sequential_gradient: example count beyond the workspace");
+  check_invariant(network.scored_layers == w.scored_layers_ &&
+                      footprint(network).per_example() == w.per_example_ &&
+                      network_classes(network) == w.classes_,
+                  "sequential_gradient: workspace built for another network");
+  const float* values = model.values.data();
+  const int64_t classes = w.classes_, chunk = w.chunk_;
   const bool one_pass = chunk >= n;
-  GradientPass pass(network, model, chunk);
-  std::vector<float> logits(static_cast<size_t>(n * classes));  // (n, classes)
-  std::vector<float> dlogits(
-      static_cast<size_t>(n * classes));  // (n, classes) d objective / d logits
+  float* logits = w.logits_.data();    // (n, classes)
+  float* dlogits = w.dlogits_.data();  // (n, classes) d objective / d logits
   for (int64_t first = 0; first < n; first += chunk) {
     const int64_t m = std::min(chunk, n - first);
-    pass.forward(inputs + first * network.input_size, m, logits.data() + first * classes);
+    w.forward(network, values, inputs + first * network.input_size, m, logits + first * classes);
   }
-  const double value = objective(logits.data(), n, classes, dlogits.data());
+  const double value = objective(logits, n, classes, dlogits);
 
   const size_t n_values = model.values.size();
   if (out.grad) std::fill(out.grad, out.grad + n_values, 0.0f);
+  if (out.input_norm) std::fill(w.stats_.begin(), w.stats_.end(), 0.0);
   if (out.grad || out.input_norm) {
     for (int64_t first = 0; first < n; first += chunk) {
       const int64_t m = std::min(chunk, n - first);
       if (!one_pass) {
-        pass.forward(inputs + first * network.input_size, m, logits.data() + first * classes);
+        w.forward(network, values, inputs + first * network.input_size, m,
+                  logits + first * classes);
       }
-      if (out.grad) pass.backward(m, dlogits.data() + first * classes, out.grad);
-      if (out.input_norm) pass.add_statistics(m);
+      if (out.grad) w.backward(network, values, m, dlogits + first * classes, out.grad);
+      if (out.input_norm) w.add_statistics(network, values, m);
     }
   }
-  if (out.input_norm) pass.write_input_norm(n, n_values, out.input_norm);
+  if (out.input_norm) w.write_input_norm(network, n, n_values, out.input_norm);
   return value;
+}
+
+double sequential_gradient(const SequentialNetwork& network, const Model& model,
+                           const float* inputs, int64_t n, const LogitObjective& objective,
+                           const GradientOutputs& out, int64_t budget_bytes) {
+  SequentialGradientWorkspace workspace(network, n, budget_bytes);
+  return sequential_gradient(network, model, inputs, n, objective, out, workspace);
 }
 
 // --- backward kernels
@@ -420,10 +429,16 @@ void linear_backward(int64_t n, int64_t in, int64_t out, const float* x, const f
   // dW (out, in) += dy^T (out, n) * x (n, in)
   if (dweight) matmul_tn(out, in, n, dy, out, x, in, dweight, in, 1.0f);
   if (dbias) {
-    for (int64_t o = 0; o < out; ++o) {
-      double sum = 0;
-      for (int64_t e = 0; e < n; ++e) sum += dy[e * out + o];
-      dbias[o] += static_cast<float>(sum);
+    // Column sums of dy in double, a block of columns at a time so rows are read contiguously.
+    constexpr int64_t block = 16;
+    for (int64_t o0 = 0; o0 < out; o0 += block) {
+      const int64_t width = std::min(block, out - o0);
+      double sum[block] = {};
+      for (int64_t e = 0; e < n; ++e) {
+        const float* row = dy + e * out + o0;
+        for (int64_t j = 0; j < width; ++j) sum[j] += row[j];
+      }
+      for (int64_t j = 0; j < width; ++j) dbias[o0 + j] += static_cast<float>(sum[j]);
     }
   }
 }

@@ -168,21 +168,24 @@ TinyModel cnn_model() {
                     20);
 }
 
-// conv2d(1 -> 2, 3x3, stride 2, padding 1) + tanh + avgpool 2 + flatten + linear(8 -> 6) + gelu
-// + linear(6 -> 3) on (1, 7, 7) inputs.
+// conv2d(1 -> 2, 3x3, stride 2, padding 1) + tanh + conv2d(2 -> 2, 3x3, padding 1; its input
+// gradient goes through the padding) + avgpool 2 + flatten + linear(8 -> 6) + gelu +
+// linear(6 -> 3) on (1, 7, 7) inputs.
 TinyModel smooth_model() {
-  return make_model(
-      {1, 7, 7}, 3,
-      {conv("c.w", "c.b", 2, 1), layer(LayerKind::tanh), pool(LayerKind::avgpool2d, 2, 2),
-       layer(LayerKind::flatten), layer(LayerKind::linear, "fc1.w", "fc1.b"),
-       layer(LayerKind::gelu), layer(LayerKind::linear, "fc2.w", "fc2.b")},
-      {{"c.w", {2, 1, 3, 3}, {}},
-       {"c.b", {2}, {}},
-       {"fc1.w", {6, 8}, {}},
-       {"fc1.b", {6}, {}},
-       {"fc2.w", {3, 6}, {}},
-       {"fc2.b", {3}, {}}},
-      30);
+  return make_model({1, 7, 7}, 3,
+                    {conv("c.w", "c.b", 2, 1), layer(LayerKind::tanh), conv("c2.w", "c2.b", 1, 1),
+                     pool(LayerKind::avgpool2d, 2, 2), layer(LayerKind::flatten),
+                     layer(LayerKind::linear, "fc1.w", "fc1.b"), layer(LayerKind::gelu),
+                     layer(LayerKind::linear, "fc2.w", "fc2.b")},
+                    {{"c.w", {2, 1, 3, 3}, {}},
+                     {"c.b", {2}, {}},
+                     {"c2.w", {2, 2, 3, 3}, {}},
+                     {"c2.b", {2}, {}},
+                     {"fc1.w", {6, 8}, {}},
+                     {"fc1.b", {6}, {}},
+                     {"fc2.w", {3, 6}, {}},
+                     {"fc2.b", {3}, {}}},
+                    30);
 }
 
 // Every other kind and case: conv2d without bias (2x2, (2, 7, 7) -> (3, 6, 6)), overlapping
@@ -853,15 +856,20 @@ BOOST_AUTO_TEST_CASE(chunked_passes_match_one_pass_and_repeat_exactly) {
                                                  mean_nll_objective(labels, &calls),
                                                  outputs(grad2.data(), norm2.data()), budget);
   BOOST_TEST(calls == 1);
-  fs::sequential_gradient(m.network, m.model, inputs.data(), n, mean_nll_objective(labels),
-                          outputs(grad3.data(), norm3.data()), budget);
   BOOST_TEST(chunked == whole, boost::test_tools::tolerance(1e-6));
   check_close(grad2, grad, 1e-5, "chunked gradient");
   check_close(norm2, norm, 1e-6, "chunked input norms");
-  BOOST_TEST(std::memcmp(grad2.data(), grad3.data(), count * sizeof(float)) == 0,
-             "not the same every run");
-  BOOST_TEST(std::memcmp(norm2.data(), norm3.data(), count * sizeof(float)) == 0,
-             "not the same every run");
+  // The same every run, also through one workspace used twice (room for more examples).
+  fs::SequentialGradientWorkspace workspace(m.network, n + 3, budget);
+  BOOST_TEST(workspace.chunk() == 2);
+  for (int run = 0; run < 2; ++run) {
+    fs::sequential_gradient(m.network, m.model, inputs.data(), n, mean_nll_objective(labels),
+                            outputs(grad3.data(), norm3.data()), workspace);
+    BOOST_TEST(std::memcmp(grad2.data(), grad3.data(), count * sizeof(float)) == 0,
+               "gradient not the same in run " << run);
+    BOOST_TEST(std::memcmp(norm2.data(), norm3.data(), count * sizeof(float)) == 0,
+               "input norms not the same in run " << run);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(gradient_flops_count_the_gemms) {
@@ -951,15 +959,26 @@ BOOST_AUTO_TEST_CASE(digits_classifier_gradient_matches_finite_differences) {
     fs::sequential_forward(m.network, m.model, data.inputs.data(), n, m.network.scored_layers,
                            workspace, logits.data());
   });
-  const double backward = best_of(5, [&] {
+  const double fresh = best_of(5, [&] {
     fs::sequential_gradient(m.network, m.model, data.inputs.data(), n,
                             mean_nll_objective(data.labels), outputs(grad.data(), nullptr));
   });
-  BOOST_TEST_MESSAGE("digits, 450 examples: forward "
-                     << forward * 1e6 << " us, gradient " << backward * 1e6 << " us, ratio "
-                     << backward / forward << " ("
-                     << fs::sequential_gradient_flops(m.network, n) / m.network.forward_flops(n)
-                     << "x the forward's GEMM FLOPs)");
+  const fs::LogitObjective objective = mean_nll_objective(data.labels);
+  std::vector<float> dlogits(logits.size());  // (n, classes)
+  const double objective_only =
+      best_of(5, [&] { objective(logits.data(), n, m.network.classes, dlogits.data()); });
+  fs::SequentialGradientWorkspace gradient_workspace(m.network, n);
+  const double backward = best_of(5, [&] {
+    fs::sequential_gradient(m.network, m.model, data.inputs.data(), n,
+                            mean_nll_objective(data.labels), outputs(grad.data(), nullptr),
+                            gradient_workspace);
+  });
+  BOOST_TEST_MESSAGE("digits, 450 examples, best of 5: forward "
+                     << forward * 1e6 << " us; gradient with a reused workspace " << backward * 1e6
+                     << " us (ratio " << backward / forward << "; the objective alone "
+                     << objective_only * 1e6 << " us), with a fresh one " << fresh * 1e6
+                     << " us; GEMM FLOPs ratio "
+                     << fs::sequential_gradient_flops(m.network, n) / m.network.forward_flops(n));
 }
 
 BOOST_AUTO_TEST_CASE(mnist_cnn_gradient_matches_finite_differences,

@@ -19,12 +19,61 @@
 //   their true gradients: d/dmean = -gamma * s * sum(dy), d/dvar = -gamma * s^2 / 2 *
 //   sum(dy * xhat), with s = 1 / sqrt(var + eps) and xhat = (x - mean) * s.
 #include <cstdint>
+#include <vector>
 
 #include "fracsweep/model/model.hpp"
 #include "fracsweep/nn/gradient.hpp"
 #include "fracsweep/nn/sequential.hpp"
 
 namespace fracsweep {
+
+// Default budget for the per-chunk buffers of a gradient pass (see sequential_gradient).
+inline constexpr int64_t sequential_gradient_budget = int64_t{256} << 20;
+
+// Every buffer of sequential_gradient for one network over up to `n_examples` examples, sized
+// once (memory: see sequential_gradient); reusable across calls, e.g. one gradient per
+// perturbed model. Not shared between threads.
+class SequentialGradientWorkspace {
+ public:
+  SequentialGradientWorkspace(const SequentialNetwork& network, int64_t n_examples,
+                              int64_t budget_bytes = sequential_gradient_budget);
+  int64_t max_examples() const { return max_examples_; }
+  int64_t chunk() const { return chunk_; }  // examples per chunk
+
+ private:
+  friend double sequential_gradient(const SequentialNetwork&, const Model&, const float*, int64_t,
+                                    const LogitObjective&, const GradientOutputs&,
+                                    SequentialGradientWorkspace&);
+  // Runs the scored layers on inputs (m, input_size), keeping every layer's input; writes the
+  // logits (m, classes).
+  void forward(const SequentialNetwork& network, const float* values, const float* inputs,
+               int64_t m, float* logits);
+  // Back-propagates dlogits (m, classes) through the last forward(); adds into grad.
+  void backward(const SequentialNetwork& network, const float* values, int64_t m,
+                const float* dlogits, float* grad);
+  // Adds the sums of squares input_norm needs over the m examples of the last forward().
+  void add_statistics(const SequentialNetwork& network, const float* values, int64_t m);
+  // input_norm (n_values) from the statistics of all n examples.
+  void write_input_norm(const SequentialNetwork& network, int64_t n, size_t n_values,
+                        float* input_norm);
+
+  int64_t max_examples_ = 0, chunk_ = 0;
+  int64_t per_example_ = 0;  // floats per example of the chunk buffers (A + G + C + R)
+  size_t scored_layers_ = 0;
+  int64_t classes_ = 0;
+  std::vector<const float*> input_of_;  // (scored_layers + 1) input of layer i; [last]: logits
+  std::vector<int64_t> kept_offset_;    // (scored_layers) offset of layer i's output in kept_
+  std::vector<float> kept_;             // per kept layer output: (chunk, output size), back to back
+  std::vector<float> grad_a_;           // (chunk, largest activation) dy / dx, alternating
+  std::vector<float> grad_b_;           // (chunk, largest activation)
+  std::vector<float> columns_;          // (chunk * OH * OW, C * KH * KW) im2col rows, then dcolumns
+  std::vector<float> conv_rows_;        // (chunk * OH * OW, O) conv GEMM result, then dy as rows
+  std::vector<float> logits_;           // (max_examples, classes)
+  std::vector<float> dlogits_;          // (max_examples, classes) d objective / d logits
+  std::vector<int64_t> stat_offset_;    // (scored_layers) offset in stats_; -1: none
+  std::vector<double> stats_;    // per linear: (in); conv2d: (C * KH * KW); batchnorm gain: (C)
+  std::vector<double> norm_sq_;  // (Model::values.size()) squared input norms, when asked for
+};
 
 // Runs the scored layers ([0, network.scored_layers)) on inputs (n, input_size), calls
 // `objective` once on the logits (n, classes), back-propagates, fills `out` (either pointer may
@@ -44,17 +93,23 @@ namespace fracsweep {
 // run in order, so the result is the same every run.
 double sequential_gradient(const SequentialNetwork& network, const Model& model,
                            const float* inputs, int64_t n, const LogitObjective& objective,
-                           const GradientOutputs& out, int64_t budget_bytes = int64_t{256} << 20);
+                           const GradientOutputs& out,
+                           int64_t budget_bytes = sequential_gradient_budget);
+// The same with buffers sized once (n <= workspace.max_examples(), workspace built for this
+// network); its chunk is the workspace's.
+double sequential_gradient(const SequentialNetwork& network, const Model& model,
+                           const float* inputs, int64_t n, const LogitObjective& objective,
+                           const GradientOutputs& out, SequentialGradientWorkspace& workspace);
 
 // FLOPs of one sequential_gradient over n examples: forward GEMMs (twice when the budget forces
 // chunks), and backward GEMMs (dW of every linear / conv2d layer, dx of every one but the first
 // layer with parameters, below which nothing is back-propagated); 2 per multiply-add.
 double sequential_gradient_flops(const SequentialNetwork& network, int64_t n,
-                                 int64_t budget_bytes = int64_t{256} << 20);
+                                 int64_t budget_bytes = sequential_gradient_budget);
 
 // Examples per chunk of sequential_gradient for this network, n and budget.
 int64_t sequential_gradient_chunk(const SequentialNetwork& network, int64_t n,
-                                  int64_t budget_bytes = int64_t{256} << 20);
+                                  int64_t budget_bytes = sequential_gradient_budget);
 
 // --- backward kernels over a batch of n examples (optimised; `ref` twins below)
 
