@@ -90,7 +90,9 @@ class SequentialGradientWorkspace {
 // 8 * Model::values.size() bytes when `out.input_norm` is set (squares summed in double).
 // When chunk < n the logits of all examples are computed first (the objective sees all n
 // rows at once), then each chunk's forward pass is run again before its backward pass; chunks
-// run in order, so the result is the same every run.
+// run in order, so the result is the same every run. This overload builds a workspace per call
+// (on the digits MLP, allocating and faulting it in costs 5x the pass itself): keep one when
+// calling repeatedly.
 double sequential_gradient(const SequentialNetwork& network, const Model& model,
                            const float* inputs, int64_t n, const LogitObjective& objective,
                            const GradientOutputs& out,
@@ -101,9 +103,9 @@ double sequential_gradient(const SequentialNetwork& network, const Model& model,
                            const float* inputs, int64_t n, const LogitObjective& objective,
                            const GradientOutputs& out, SequentialGradientWorkspace& workspace);
 
-// FLOPs of one sequential_gradient over n examples: forward GEMMs (twice when the budget forces
-// chunks), and backward GEMMs (dW of every linear / conv2d layer, dx of every one but the first
-// layer with parameters, below which nothing is back-propagated); 2 per multiply-add.
+// FLOPs of one sequential_gradient over n examples with `out.grad` set: forward GEMMs (twice when
+// the budget forces chunks), and backward GEMMs (dW of every linear / conv2d layer, dx of every one
+// but the first layer with parameters, below which nothing is back-propagated); 2 per multiply-add.
 double sequential_gradient_flops(const SequentialNetwork& network, int64_t n,
                                  int64_t budget_bytes = sequential_gradient_budget);
 
