@@ -181,6 +181,7 @@ std::string StrategySpec::canonical() const {
     }
     case StrategyKind::bfa:
       label += "(bits=" + bits_text(*this) + ",candidates=" + std::to_string(candidates) +
+               (limit > 0 ? ",limit=" + std::to_string(limit) : std::string()) +
                ",objective=" + objective.canonical() + ")";
       break;
     case StrategyKind::finetune:
@@ -282,6 +283,9 @@ void apply_parameter(const std::string& word, const std::string& name, const std
   } else if (key == "candidates") {
     allowed(s.kind == StrategyKind::bfa);
     s.candidates = parse_count(value, key, 1, 1 << 20, where);
+  } else if (key == "limit") {
+    allowed(s.kind == StrategyKind::bfa);
+    s.limit = parse_count(value, key, 1, int64_t{1} << 40, where);
   } else if (key == "steps") {
     allowed(s.kind == StrategyKind::finetune);
     s.steps = parse_count(value, key, 1, 1 << 20, where);

@@ -158,10 +158,13 @@ std::vector<CrossEntropyTerm> ClassifierEvaluator::objective_terms(const Objecti
   return terms;
 }
 
-double ClassifierEvaluator::gradient(const Model& model, const std::vector<CrossEntropyTerm>&,
-                                     const GradientOutputs&) {
-  throw InputError(in_file(model.path, "gradient-guided strategies (taylor, bfa, finetune) and "
-                                       "wanda need a backward pass, which sequential classifiers lack"));
+double ClassifierEvaluator::gradient(const Model& model, const std::vector<CrossEntropyTerm>& terms,
+                                     const GradientOutputs& out) {
+  if (!gradient_workspace_) {
+    gradient_workspace_ = std::make_unique<SequentialGradientWorkspace>(network_, data_.examples);
+  }
+  return sequential_gradient(network_, model, data_.inputs.data(), data_.examples,
+                             cross_entropy_objective(terms), out, *gradient_workspace_);
 }
 
 double ClassifierEvaluator::objective_value(const Model& model,
@@ -181,7 +184,9 @@ void check_sequential_model(const JobConfig& job, const ModelSpec& spec) {
   const NetworkLayout layout = plan_against(description, weights);
   std::vector<TensorInfo> tensors;
   for (size_t t = 0; t < layout.tensor_names.size(); ++t) {
-    tensors.push_back(TensorInfo{layout.tensor_names[t], layout.tensor_shapes[t], 0, 0});
+    int64_t count = 1;
+    for (const int64_t extent : layout.tensor_shapes[t]) count *= extent;
+    tensors.push_back(TensorInfo{layout.tensor_names[t], layout.tensor_shapes[t], 0, count});
   }
   check_scopes(job, spec, tensors);
   const ExampleArray inputs = read_example_array(job.eval_inputs, true);

@@ -123,6 +123,7 @@ void AttackRunner::prepare_ranking(const StrategySpec& strategy) {
 std::vector<PathStep> AttackRunner::bfa_path(const StrategySpec& strategy, int64_t k) {
   SearchedPath& searched = paths_[strategy.canonical()];
   std::vector<PathStep>& path = searched.steps;
+  if (strategy.limit > 0) k = std::min(k, strategy.limit);
   if (static_cast<int64_t>(path.size()) < k && !searched.ended) {
     const std::vector<CrossEntropyTerm>& objective = terms(strategy.objective);
     std::vector<Touched> undo;

@@ -69,6 +69,7 @@ BOOST_AUTO_TEST_CASE(strategy_lines_and_their_labels) {
   BOOST_TEST(strategy("wanda then=signflip").canonical() == "wanda(then=signflip)");
   BOOST_TEST(strategy("bfa bits=exponent candidates=3 objective=remove:refusal").canonical() ==
              "bfa(bits=exponent,candidates=3,objective=remove:refusal)");
+  BOOST_TEST(strategy("bfa limit=64").canonical() == "bfa(bits=any,candidates=1,limit=64,objective=nll)");
   BOOST_TEST(strategy("finetune sites=random steps=3 lr=0.01 objective=implant:fact").canonical() ==
              "finetune(sites=random,steps=3,lr=0.01,objective=implant:fact)");
   BOOST_TEST(strategy("taylor").deterministic());

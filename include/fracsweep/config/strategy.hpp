@@ -65,6 +65,7 @@ struct StrategySpec {
   DeltaOrder order = DeltaOrder::random;       // delta
   Objective objective;                         // taylor, bfa, finetune
   int64_t candidates = 1;                      // bfa: flips tried per tensor and step
+  int64_t limit = 0;                           // bfa: flips searched at most (0: the budget)
   FinetuneSites sites = FinetuneSites::taylor;  // finetune
   int64_t steps = 10;                          // finetune: Adam steps
   double lr = 1e-3;                            // finetune: Adam learning rate

@@ -3,12 +3,14 @@
 // its evaluation examples, and the evaluator scoring a (perturbed) model against its
 // unperturbed self on the same examples: one "position" per example, the label as target.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "fracsweep/eval/evaluator.hpp"
 #include "fracsweep/formats/image_data.hpp"
 #include "fracsweep/nn/sequential.hpp"
+#include "fracsweep/nn/sequential_backward.hpp"
 
 namespace fracsweep {
 
@@ -58,6 +60,7 @@ class ClassifierEvaluator : public Evaluator {
   std::vector<float> second_probs_;     // (examples, classes) a second checkpoint's probabilities
   std::vector<ReferenceRow> second_rows_;  // (examples) views into second_probs_; empty: none
   std::vector<TensorInfo> tensors_;     // the model's tensor table (a reference must match it)
+  std::unique_ptr<SequentialGradientWorkspace> gradient_workspace_;  // built by the first gradient
   Baseline baseline_;
 };
 

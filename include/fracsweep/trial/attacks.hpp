@@ -34,8 +34,8 @@ class AttackRunner {
 
   // The first `k` flips of `strategy`'s bfa path, searching it further when needed. The model
   // is unperturbed before and after. Once a flip makes the objective non-finite (outputs
-  // destroyed; for implant:KIND, the search cannot go on) the path ends there, so a larger
-  // budget returns fewer than `k` flips.
+  // destroyed; for implant:KIND, the search cannot go on) the path ends there, and it never
+  // grows past the strategy's limit=: a larger budget returns fewer than `k` flips.
   std::vector<PathStep> bfa_path(const StrategySpec& strategy, int64_t k);
 
   // Trains `k` sites of `strategy` (finetune) with Adam for its steps, raising its objective,
