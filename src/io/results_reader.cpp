@@ -164,9 +164,10 @@ void read_paths(const Hdf5FileReader& file, StoredResults& stored) {
   }
 }
 
-// /trials through the column table, then the recorded sites grouped by trial.
+// /trials through the column table, the bfa paths, then the recorded sites grouped by trial.
 void read_rows(const Hdf5FileReader& file, StoredResults& stored) {
   stored.rows = read_trial_rows(file, stored.probe_kinds);
+  read_paths(file, stored);
   if (!file.has_object("/sites")) return;
   const std::vector<int64_t> site_trial = file.numeric<int64_t>("/sites/trial");
   const std::vector<int64_t> site_offset = file.numeric<int64_t>("/sites/offset");
@@ -178,7 +179,6 @@ void read_rows(const Hdf5FileReader& file, StoredResults& stored) {
     }
     stored.sites.back().sites.push_back({site_offset[s], old_value[s], new_value[s]});
   }
-  read_paths(file, stored);
 }
 
 }  // namespace
