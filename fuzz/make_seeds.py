@@ -114,9 +114,11 @@ def journal() -> bytes:
     def text(value: str) -> bytes:
         return struct.pack("<I", len(value)) + value.encode()
 
-    identity = text("fracsweep-journal/1") + text("ab" * 32) + struct.pack("<qqqII", 4, 0, 1, 176, 16)
+    # sizeof(TrialRow) = 328, sizeof(SiteRecord) = 16, sizeof(PathStep) = 56 (x86-64, GCC 12).
+    identity = text("fracsweep-journal/2") + text("ab" * 32) + struct.pack("<qqqII", 4, 0, 1, 328, 16)
     session = text("2026-01-01T00:00:00Z") + text("") + text("host") + struct.pack("<q", 0)
-    trial = bytes(176) + bytes(16)
+    # A trial record: the row, the path length, a one-step path, one recorded site.
+    trial = bytes(328) + struct.pack("<I", 1) + bytes(56) + bytes(16)
     return record("H", identity) + record("S", session) + record("T", trial) + record("T", trial)[:-3]
 
 

@@ -138,7 +138,7 @@ inline constexpr std::array trial_columns = {
     TrialColumn{"fraction", "1", "fraction of in-scope parameters (k / n_scope for count entries)",
                 &TrialRow::fraction},
     TrialColumn{"seed", "", "trial seed", &TrialRow::seed},
-    TrialColumn{"k", "", "parameters perturbed", &TrialRow::k},
+    TrialColumn{"k", "", "parameters perturbed (bfa: the flip budget)", &TrialRow::k},
     TrialColumn{"k_changed", "", "perturbed parameters whose stored bits changed",
                 &TrialRow::k_changed},
     TrialColumn{"n_scope", "", "in-scope parameters", &TrialRow::n_scope},
