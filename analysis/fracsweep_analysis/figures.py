@@ -437,7 +437,8 @@ def behaviour_figure(probe_curves: pd.DataFrame, curves: pd.DataFrame, model: st
     mean over seeds with its bootstrap CI as a band, the unperturbed value as a dash-dotted line;
     the last column shows general ability next to them (median mean NLL and top-1 agreement
     from `curves`, as in the curve figures). Non-finite log-prob means (a target row with
-    non-finite logits in some seed) are open triangles on the bottom edge."""
+    non-finite logits in some seed) are open triangles on the bottom edge, non-finite NLL
+    medians on the top edge."""
     capability = [metric for metric in CAPABILITY_PANELS if metric in set(curves["metric"])]
     n_columns = len(kinds) + (1 if capability else 0)
     figure = Figure(figsize=(4.3 * n_columns + 3.2, 7.4), layout="constrained")
@@ -457,10 +458,9 @@ def behaviour_figure(probe_curves: pd.DataFrame, curves: pd.DataFrame, model: st
             axis = axes[row, n_columns - 1]
             panel = curves[(curves["model"] == model) & (curves["metric"] == metric)]
             info = metric_info(metric)
-            _behaviour_panel(axis, panel, styles, "median", info.is_rate)
             values = panel[["median", "median_lo", "median_hi"]].to_numpy().ravel()
-            if use_log_scale(info, values[np.isfinite(values)]):  # bit flips reach 1e36 nats
-                axis.set_yscale("log", nonpositive="mask")
+            log_y = use_log_scale(info, values[np.isfinite(values)])  # bit flips reach 1e36 nats
+            _behaviour_panel(axis, panel, styles, "median", info.is_rate, log_y)
             axis.set_ylabel(_wrap(info.axis_label, 40))
             axis.set_title("general ability (median across seeds)", loc="left", fontsize=9)
         for row in range(len(capability), 2):
@@ -486,9 +486,13 @@ def behaviour_figure(probe_curves: pd.DataFrame, curves: pd.DataFrame, model: st
 
 
 def _behaviour_panel(axis, panel: pd.DataFrame, styles: dict[str, StrategyStyle], centre: str,
-                     unit_interval: bool) -> None:
-    """Lines per strategy of the `centre` column with its CI band, and the baseline line."""
-    bottom_markers = []
+                     unit_interval: bool, log_y: bool = False) -> None:
+    """Lines per strategy of the `centre` column with its CI band, and the baseline line.
+    Non-finite centres are open triangles: +inf (destroyed, for losses) on the top edge, -inf
+    (an unreachable target's log-prob) on the bottom edge."""
+    edge_markers = []  # (x, colour, +1 top / -1 bottom)
+    if log_y:
+        axis.set_yscale("log", nonpositive="mask")
     for strategy, group in panel.groupby("strategy", sort=False):
         style = styles[strategy]
         group = group.sort_values("fraction")
@@ -503,21 +507,26 @@ def _behaviour_panel(axis, panel: pd.DataFrame, styles: dict[str, StrategyStyle]
             low, high = group[f"{centre}_lo"].to_numpy(), group[f"{centre}_hi"].to_numpy()
             axis.fill_between(x, low, high, where=np.isfinite(low) & np.isfinite(high),
                               color=style.colour, alpha=0.15, linewidth=0)
-        if (~finite).any():
-            bottom_markers.append((x[~finite], style.colour))
+        for sign in (1, -1):
+            at_edge = np.isinf(y) & (np.sign(y) == sign)
+            if at_edge.any():
+                edge_markers.append((x[at_edge], style.colour, sign))
     baseline = panel["baseline"].dropna() if "baseline" in panel else pd.Series(dtype=float)
     if len(baseline) and math.isfinite(float(baseline.iloc[0])):
         axis.axhline(float(baseline.iloc[0]), color="#333333", linestyle="-.", linewidth=1.2,
                      label="unperturbed model")
     if unit_interval:
         axis.set_ylim(-0.04, 1.04)
-    if bottom_markers:
-        low_edge = axis.get_ylim()[0]
-        for x, colour in bottom_markers:
-            axis.plot(x, np.full(x.size, low_edge), linestyle="none", marker="v", markersize=7,
-                      markerfacecolor="white", markeredgecolor=colour, clip_on=False)
-        axis.plot([], [], linestyle="none", marker="v", markerfacecolor="white", markeredgecolor="#333333",
-                  label="non-finite (drawn at the bottom edge)")
+    low_edge, high_edge = axis.get_ylim()
+    for x, colour, sign in edge_markers:
+        axis.plot(x, np.full(x.size, high_edge if sign > 0 else low_edge), linestyle="none",
+                  marker="^" if sign > 0 else "v", markersize=7, markerfacecolor="white",
+                  markeredgecolor=colour, clip_on=False)
+    for sign, marker, edge in ((1, "^", "top"), (-1, "v", "bottom")):
+        if any(entry[2] == sign for entry in edge_markers):
+            axis.plot([], [], linestyle="none", marker=marker, markerfacecolor="white",
+                      markeredgecolor="#333333", label=f"non-finite (drawn at the {edge} edge)")
+    axis.set_ylim(low_edge, high_edge)
 
 
 def make_behaviour_figures(results: Results, probe_curves: pd.DataFrame, curves: pd.DataFrame, kinds,
