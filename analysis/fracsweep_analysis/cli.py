@@ -8,6 +8,7 @@ from pathlib import Path
 from . import __version__
 from .claims import DEFAULT_CLAIM_FRACTIONS
 from .critical import DEFAULT_CRITERIA, parse_criterion
+from .delta import DEFAULT_KEEP_FRACTION
 from .figures import DEFAULT_FORMATS
 from .load import ResultsFileError, load_results
 from .metrics import DEFAULT_METRICS, FIGURE_METRICS, METRICS
@@ -42,6 +43,13 @@ def _fraction_list(text: str) -> tuple[float, ...]:
     return values
 
 
+def _fraction(text: str) -> float:
+    values = _fraction_list(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected one fraction in (0, 1], got {text!r}")
+    return values[0]
+
+
 def _format_list(text: str) -> tuple[str, ...]:
     formats = tuple(item.strip().lower() for item in text.split(",") if item.strip())
     if not formats or any(f not in FIGURE_FORMATS for f in formats):
@@ -61,10 +69,14 @@ def report_parser() -> argparse.ArgumentParser:
         prog="fracsweep-report",
         description="Analyse a fracsweep results file: claim-check table, critical fractions f*, "
                     "curves with bootstrap confidence intervals, figures, data-quality and "
-                    "provenance sections, written as Markdown and HTML.",
+                    "provenance sections, written as Markdown and HTML. Files with behaviour-probe "
+                    "columns also get probe curves, a behaviour-vs-capability table and, with "
+                    "delta strategies, how much of a fine-tune must be kept.",
         epilog="Outputs in OUT: report.md, report.html, figures/*.png|svg, tables/curves.csv, "
                "tables/critical.csv, tables/claims.csv (and tables/missing_trials.csv for partial "
-               "files). Exit status: 0 ok, 2 bad options, 3 unreadable or foreign results file.",
+               "files; tables/behaviour_curves.csv, behaviour_vs_capability.csv, delta.csv and "
+               "delta_keep.csv for files with probes). Exit status: 0 ok, 2 bad options, 3 "
+               "unreadable or foreign results file.",
     )
     parser.add_argument("results", type=Path,
                         help="results file (HDF5, schema fracsweep-results/1); partial files from "
@@ -82,6 +94,11 @@ def report_parser() -> argparse.ArgumentParser:
                         default=",".join(f"{f:g}" for f in DEFAULT_CLAIM_FRACTIONS),
                         help="fractions quoted in the claim check; the nearest swept fractions are "
                              "used and named (default: %(default)s)")
+    parser.add_argument("--keep-fraction", type=_fraction, default=DEFAULT_KEEP_FRACTION, metavar="F",
+                        help="for files with behaviour probes and delta strategies: the fraction of "
+                             "a fine-tune in the question 'does keeping the F largest changes "
+                             "suffice?'; the swept fractions bracketing it are used when it is not "
+                             "swept (default: %(default)s)")
     parser.add_argument("--metrics", type=_metric_list, default=",".join(DEFAULT_METRICS), metavar="M,M",
                         help=f"metrics summarised in tables/curves.csv, among {', '.join(METRICS)} "
                              f"(default: %(default)s)")
@@ -115,7 +132,8 @@ def report_main(argv: list[str] | None = None) -> int:
     settings = ReportSettings(metrics=options.metrics, figure_metrics=options.figure_metrics,
                               criteria=tuple(options.criteria or DEFAULT_CRITERIA),
                               claim_fractions=options.claim_fractions, bootstrap=bootstrap,
-                              formats=options.formats, figures=not options.no_figures)
+                              formats=options.formats, figures=not options.no_figures,
+                              keep_fraction=options.keep_fraction)
     progress = Progress(enabled=not options.quiet)
     try:
         outputs = write_report(options.results, options.out, settings, progress)

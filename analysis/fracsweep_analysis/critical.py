@@ -27,7 +27,7 @@ from scipy import stats as scipy_stats
 
 from .formatting import percent
 from .load import Results
-from .metrics import METRICS, metric_info
+from .metrics import metric_info, probe_column
 from .progress import Progress
 from .stats import BootstrapSettings, percentile_interval
 
@@ -53,10 +53,11 @@ class Criterion:
         metric_info(self.metric)
         if self.direction not in ("below", "above"):
             raise ValueError(f"criterion direction must be 'below' or 'above', got {self.direction!r}")
-        if self.relative and self.metric not in BASELINE_METRICS:
+        if self.relative and self.metric not in BASELINE_METRICS and not probe_column(self.metric):
             raise ValueError(f"criterion on {self.metric} cannot be relative to the baseline: the "
-                             f"results file has baselines for {', '.join(BASELINE_METRICS)} only")
-        if self.relative == "points" and not METRICS[self.metric].is_rate:
+                             f"results file has baselines for {', '.join(BASELINE_METRICS)} and "
+                             f"the probe columns only")
+        if self.relative == "points" and not metric_info(self.metric).is_rate:
             raise ValueError(f"'pt' (percentage points) applies to rates, not {self.metric}")
 
     @property
@@ -70,12 +71,12 @@ class Criterion:
 
     def describe(self) -> str:
         sign = "<" if self.direction == "below" else ">"
-        name = METRICS[self.metric].label
+        name = metric_info(self.metric).label
         if self.relative == "factor":
             return f"{name} {sign} {self.value:g} × baseline"
         if self.relative == "points":
             return f"{name} {sign} baseline {'+' if self.value >= 0 else '−'} {abs(self.value):g} points"
-        unit = METRICS[self.metric].unit
+        unit = metric_info(self.metric).unit
         unit_text = f" {unit}" if unit in ("nats/token", "nats", "tokens") else ""
         return f"{name} {sign} {self.value:g}{unit_text}"
 
@@ -83,7 +84,7 @@ class Criterion:
         """The absolute threshold for `model` (NaN when it needs a baseline that is absent)."""
         if not self.relative:
             return self.value
-        if baseline is None or model not in baseline.index:
+        if baseline is None or model not in baseline.index or self.metric not in baseline.columns:
             return math.nan
         reference = float(baseline.loc[model, self.metric])
         return reference * self.value if self.relative == "factor" else reference + self.value / 100.0
@@ -95,7 +96,7 @@ class Criterion:
 
 
 CRITERION_PATTERN = re.compile(
-    r"^\s*(?P<metric>[a-z0-9_]+)\s*(?P<sign>[<>])\s*(?:(?P<factor>x)\s*(?P<fvalue>[0-9.eE+-]+)|"
+    r"^\s*(?P<metric>[A-Za-z0-9_]+)\s*(?P<sign>[<>])\s*(?:(?P<factor>x)\s*(?P<fvalue>[0-9.eE+-]+)|"
     r"(?P<points>[+-][0-9.eE+-]+)\s*pt|(?P<absolute>[0-9.eE+-]+))\s*$")
 
 
@@ -228,6 +229,7 @@ def fit_logistic(log_fractions: np.ndarray, crossed: np.ndarray, confidence: flo
 CRITICAL_COLUMNS = ["model", "strategy", "criterion", "description", "threshold", "status",
                     "f_star", "f_star_lo", "f_star_hi", "n_seeds", "seeds_crossed",
                     "seed_f_star_min", "seed_f_star_max", "swept_min", "swept_max",
+                    "bracket_lo", "bracket_hi",
                     "logistic_status", "logistic_f50", "logistic_lo", "logistic_hi"]
 
 
@@ -250,6 +252,24 @@ def seed_matrix(trials: pd.DataFrame, metric: str) -> SeedMatrix:
     return SeedMatrix(log_fractions, outcome[:, order])
 
 
+def crossing_bracket(log_fractions: np.ndarray, curve: np.ndarray, criterion: Criterion,
+                     threshold: float) -> tuple[float, float]:
+    """The swept fractions around the first crossing of one curve (F) over ascending log10 f:
+    (last fraction with data not past the threshold before it, first fraction past it).
+    NaN for an end that does not exist: (NaN, smallest swept) when the curve is past the
+    threshold at its first point, (largest swept not past, NaN) when it never crosses."""
+    valid = ~np.isnan(curve)
+    crossed = valid & criterion.crossed(curve, threshold)
+    if not valid.any():
+        return math.nan, math.nan
+    if not crossed.any():
+        return float(10 ** log_fractions[np.flatnonzero(valid)[-1]]), math.nan
+    first = int(np.argmax(crossed))
+    before = np.flatnonzero(valid[:first])
+    low = float(10 ** log_fractions[before[-1]]) if before.size else math.nan
+    return low, float(10 ** log_fractions[first])
+
+
 def _median_curves(outcome: np.ndarray, axis: int) -> np.ndarray:
     if not np.isnan(outcome).any():
         return np.median(outcome, axis=axis)  # complete cells: the much faster path
@@ -267,12 +287,14 @@ def critical_fraction(trials: pd.DataFrame, criterion: Criterion, threshold: flo
            "swept_min": 10 ** x.min(), "swept_max": 10 ** x.max()}
     if math.isnan(threshold):
         return {**row, "status": "no baseline for a relative threshold", "f_star": math.nan,
+                "bracket_lo": math.nan, "bracket_hi": math.nan,
                 "f_star_lo": math.nan, "f_star_hi": math.nan, "seeds_crossed": 0,
                 "seed_f_star_min": math.nan, "seed_f_star_max": math.nan,
                 "logistic_status": "not fitted", "logistic_f50": math.nan,
                 "logistic_lo": math.nan, "logistic_hi": math.nan}
     centre_curve = _median_curves(matrix.outcome, axis=0)[None, :]  # (1, F)
     log_star, status = first_crossings(x, centre_curve, criterion, threshold)
+    row.update(zip(("bracket_lo", "bracket_hi"), crossing_bracket(x, centre_curve[0], criterion, threshold)))
     per_seed, _ = first_crossings(x, matrix.outcome, criterion, threshold)
     crossed_seeds = per_seed[per_seed < math.inf]  # -inf: at or below the smallest fraction
     row.update(status=status[0], f_star=10 ** log_star[0], seeds_crossed=int(crossed_seeds.size),

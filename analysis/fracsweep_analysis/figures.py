@@ -361,7 +361,7 @@ def sensitivity_figure(curves: pd.DataFrame, critical: pd.DataFrame, results: Re
 
 # --- all figures of a report -----------------------------------------------------------------
 
-FIGURE_PATTERNS = ("curve-*", "heatmap-*", "sensitivity-*")
+FIGURE_PATTERNS = ("curve-*", "heatmap-*", "sensitivity-*", "behaviour-*")
 
 
 def remove_old_figures(out_dir: Path) -> None:
@@ -422,6 +422,143 @@ def make_figures(results: Results, curves: pd.DataFrame, critical: pd.DataFrame,
                                         f"({criteria[0].describe()}) for each scope.",
                                         _save(figure, out_dir, stem, formats)))
                 progress.advance()
+    progress.finish()
+    return files
+
+
+# --- behaviour probes ------------------------------------------------------------------------
+
+CAPABILITY_PANELS = ("mean_nll", "top1_agreement")
+
+
+def behaviour_figure(probe_curves: pd.DataFrame, curves: pd.DataFrame, model: str, kinds,
+                     styles: dict[str, StrategyStyle], confidence: float = 0.95) -> Figure:
+    """Per probe kind (columns): behaviour rate (top) and target log-prob (bottom) vs fraction,
+    mean over seeds with its bootstrap CI as a band, the unperturbed value as a dash-dotted line;
+    the last column shows general ability next to them (median mean NLL and top-1 agreement
+    from `curves`, as in the curve figures). Non-finite log-prob means (a target row with
+    non-finite logits in some seed) are open triangles on the bottom edge, non-finite NLL
+    medians on the top edge."""
+    capability = [metric for metric in CAPABILITY_PANELS if metric in set(curves["metric"])]
+    n_columns = len(kinds) + (1 if capability else 0)
+    figure = Figure(figsize=(4.3 * n_columns + 3.2, 7.4), layout="constrained")
+    axes = figure.subplots(2, n_columns, squeeze=False, sharex=True)
+    data = probe_curves[probe_curves["model"] == model]
+    for column, kind in enumerate(kinds):
+        for row, (quantity, info) in enumerate((("rate", kind.rate), ("logprob", kind.logprob))):
+            axis = axes[row, column]
+            panel = data[(data["kind"] == kind.kind) & (data["quantity"] == quantity)]
+            _behaviour_panel(axis, panel, styles, "mean", quantity == "rate")
+            unit = "fraction of prompts" if quantity == "rate" else info.unit
+            name = "behaviour rate" if quantity == "rate" else "log p(target | prompt)"
+            axis.set_ylabel(_wrap(f"{kind.kind}: {name} ({unit})", 40))
+            axis.set_title(_wrap(info.label, 52), loc="left", fontsize=9)
+    if capability:
+        for row, metric in enumerate(capability):
+            axis = axes[row, n_columns - 1]
+            panel = curves[(curves["model"] == model) & (curves["metric"] == metric)]
+            info = metric_info(metric)
+            values = panel[["median", "median_lo", "median_hi"]].to_numpy().ravel()
+            log_y = use_log_scale(info, values[np.isfinite(values)])  # bit flips reach 1e36 nats
+            _behaviour_panel(axis, panel, styles, "median", info.is_rate, log_y)
+            axis.set_ylabel(_wrap(info.axis_label, 40))
+            axis.set_title("general ability (median across seeds)", loc="left", fontsize=9)
+        for row in range(len(capability), 2):
+            axes[row, n_columns - 1].set_visible(False)
+    for (row, _), axis in np.ndenumerate(axes):
+        if axis.get_visible():
+            _percent_axis(axis)
+            axis.grid(True, which="major", color="#dddddd", linewidth=0.8)
+            if row == 0:
+                axis.set_xlabel("")
+    handles, labels = [], []
+    for axis in axes.ravel():
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    axes[0, n_columns - 1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                                  frameon=False)
+    figure.suptitle(f"{model}: behaviour probes vs fraction perturbed — lines: mean across seeds, "
+                    f"bands: {confidence:.0%} bootstrap CI of the mean; dash-dotted: unperturbed",
+                    x=0.01, ha="left")
+    return figure
+
+
+def _behaviour_panel(axis, panel: pd.DataFrame, styles: dict[str, StrategyStyle], centre: str,
+                     unit_interval: bool, log_y: bool = False) -> None:
+    """Lines per strategy of the `centre` column with its CI band, and the baseline line.
+    Non-finite centres are open triangles: +inf (destroyed, for losses) on the top edge, -inf
+    (an unreachable target's log-prob) on the bottom edge."""
+    edge_markers = []  # (x, colour, +1 top / -1 bottom)
+    if log_y:
+        axis.set_yscale("log", nonpositive="mask")
+    for strategy, group in panel.groupby("strategy", sort=False):
+        style = styles[strategy]
+        group = group.sort_values("fraction")
+        x = group["fraction"].to_numpy()
+        y = group[centre].to_numpy()
+        finite = np.isfinite(y)
+        deterministic = group["n"].max() == 1
+        label = _wrap(strategy + (" (deterministic)" if deterministic else ""))
+        axis.plot(x[finite], y[finite], color=style.colour, marker=style.marker,
+                  linestyle=style.linestyle, markersize=4, linewidth=1.6, label=label)
+        if not deterministic:
+            low, high = group[f"{centre}_lo"].to_numpy(), group[f"{centre}_hi"].to_numpy()
+            axis.fill_between(x, low, high, where=np.isfinite(low) & np.isfinite(high),
+                              color=style.colour, alpha=0.15, linewidth=0)
+        for sign in (1, -1):
+            at_edge = np.isinf(y) & (np.sign(y) == sign)
+            if at_edge.any():
+                edge_markers.append((x[at_edge], style.colour, sign))
+    baseline = panel["baseline"].dropna() if "baseline" in panel else pd.Series(dtype=float)
+    if len(baseline) and math.isfinite(float(baseline.iloc[0])):
+        axis.axhline(float(baseline.iloc[0]), color="#333333", linestyle="-.", linewidth=1.2,
+                     label="unperturbed model")
+    if unit_interval:
+        axis.set_ylim(-0.04, 1.04)
+    low_edge, high_edge = axis.get_ylim()
+    for x, colour, sign in edge_markers:
+        axis.plot(x, np.full(x.size, high_edge if sign > 0 else low_edge), linestyle="none",
+                  marker="^" if sign > 0 else "v", markersize=7, markerfacecolor="white",
+                  markeredgecolor=colour, clip_on=False)
+    for sign, marker, edge in ((1, "^", "top"), (-1, "v", "bottom")):
+        if any(entry[2] == sign for entry in edge_markers):
+            axis.plot([], [], linestyle="none", marker=marker, markerfacecolor="white",
+                      markeredgecolor="#333333", label=f"non-finite (drawn at the {edge} edge)")
+    axis.set_ylim(low_edge, high_edge)
+
+
+def make_behaviour_figures(results: Results, probe_curves: pd.DataFrame, curves: pd.DataFrame, kinds,
+                           out_dir: Path, confidence: float, formats=DEFAULT_FORMATS,
+                           progress: Progress | None = None) -> list[FigureFile]:
+    """One behaviour figure per model (none when the file has no probe kinds)."""
+    if not kinds:
+        return []
+    progress = progress or Progress(enabled=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    styles = strategy_styles(list(results.grid.strategies["strategy"]))
+    models = list(results.grid.models["model"])
+    capability = curves.copy()
+    if results.baseline is not None:
+        capability["baseline"] = [float(results.baseline.loc[model, metric])
+                                  if metric in results.baseline.columns else math.nan
+                                  for model, metric in zip(capability["model"], capability["metric"])]
+    progress.start("behaviour figures", len(models))
+    files = []
+    with matplotlib.rc_context(STYLE):
+        for model in models:
+            figure = behaviour_figure(probe_curves, capability, model, kinds, styles, confidence)
+            stem = f"behaviour-{slug(model)}"
+            files.append(FigureFile(
+                stem, f"{model}: behaviour probes and general ability vs fraction",
+                f"Per probe kind, the behaviour rate (fraction of prompts whose greedy continuation "
+                f"begins with the target) and the mean log-probability of the target, as the mean "
+                f"across seeds with {confidence:.0%} percentile-bootstrap CIs of the mean over seeds; "
+                f"the right-hand column shows median mean NLL and top-1 agreement of the same "
+                f"trials. Dash-dotted lines are the unperturbed model.",
+                _save(figure, out_dir, stem, formats)))
+            progress.advance()
     progress.finish()
     return files
 

@@ -69,6 +69,8 @@ class Grid:
     strategies: pd.DataFrame  # index strategy_idx: strategy, strategy_name, strategy_scope, ...
     amounts: pd.DataFrame     # index fraction_idx: fraction (NaN for counts), count, amount_label
     seeds: np.ndarray         # (R) int64
+    # Behaviour-probe kinds (/grid/probe_kind, in the file's order); empty for jobs without probes.
+    probe_kinds: tuple[str, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -288,8 +290,15 @@ def _read_grid(path: Path, h5: h5py.File) -> Grid:
         if len(duplicated):
             raise ResultsFileError(path, f"/grid/{axis} labels must be unique; repeated: "
                                          f"{', '.join(map(str, duplicated))}")
+    probe_kinds = ()
+    if "grid/probe_kind" in h5:
+        try:
+            probe_kinds = tuple(str(kind) for kind in _strings(_dataset(path, h5, "grid/probe_kind")))
+        except TypeError as error:
+            raise ResultsFileError(path, "dataset /grid/probe_kind: expected strings, found dtype "
+                                         f"{h5['grid/probe_kind'].dtype}") from error
     return Grid(models=models, strategies=strategies, amounts=amounts,
-                seeds=np.asarray(axes["seed"], dtype=np.int64))
+                seeds=np.asarray(axes["seed"], dtype=np.int64), probe_kinds=probe_kinds)
 
 
 def _trial_column_table(path: Path, h5: h5py.File) -> pd.DataFrame:
@@ -450,6 +459,13 @@ def _read_baseline(path: Path, h5: h5py.File, grid: Grid, notes: list[str]) -> p
         frame[name] = _dataset(path, h5, f"baseline/{name}", n_models)[()]
     if "greedy_text" in h5["baseline"]:
         frame["greedy_text"] = _strings(_dataset(path, h5, "baseline/greedy_text", n_models))
+    for kind in grid.probe_kinds:  # /baseline/probe_<kind>_rate, _logprob (unperturbed behaviour)
+        for name in (f"probe_{kind}_rate", f"probe_{kind}_logprob"):
+            if f"baseline/{name}" in h5:
+                frame[name] = _dataset(path, h5, f"baseline/{name}", n_models)[()].astype(np.float64)
+            else:
+                notes.append(f"/grid/probe_kind lists {kind!r} but /baseline/{name} is missing: "
+                             f"thresholds relative to its baseline are unavailable")
     return frame.set_index("model")
 
 

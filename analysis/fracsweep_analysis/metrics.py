@@ -8,6 +8,7 @@ the metric's worst value (+inf for losses and divergences) instead of dropping i
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,8 +67,41 @@ DEFAULT_METRICS = ("top1_agreement", "accuracy", "mean_nll", "perplexity", "mean
 FIGURE_METRICS = ("top1_agreement", "mean_kl", "mean_nll", "accuracy", "greedy_match")
 
 
+# Behaviour-probe columns (include/fracsweep/io/trial_columns.hpp, probe_column_templates): two
+# per probe kind, present only in files of jobs with [eval] probes.
+PROBE_COLUMN = re.compile(r"^probe_(?P<kind>[A-Za-z0-9_]+)_(?P<quantity>rate|logprob)$")
+PROBE_QUANTITIES = ("rate", "logprob")
+
+
+def probe_column(name: str) -> tuple[str, str] | None:
+    """'probe_trigger_rate' -> ('trigger', 'rate'); None for other names."""
+    match = PROBE_COLUMN.match(name)
+    return (match["kind"], match["quantity"]) if match else None
+
+
+def probe_metric_info(name: str, units: str | None = None, long_name: str | None = None) -> MetricInfo:
+    """A probe column as a metric. `units` and `long_name` are the file's own attributes of the
+    column (trial_columns.hpp); without them, the schema's: rate '1', log-prob 'nats'.
+
+    A rate is the fraction of a kind's prompts whose greedy continuation begins with the target:
+    never NaN (a prompt with non-finite logits does not behave). The log-prob is NaN when a
+    target row's logits are non-finite, which counts as -inf (the target is unreachable)."""
+    kind, quantity = probe_column(name) or (None, None)
+    if kind is None:
+        raise ValueError(f"{name!r} is not a probe column (probe_<kind>_rate or probe_<kind>_logprob)")
+    if quantity == "rate":
+        unit = "fraction of prompts" if units in (None, "1", "") else units
+        return MetricInfo(name, long_name or f"{kind} probe behaviour rate", unit,
+                          higher_is_better=True, worst=0.0)
+    unit = "nats" if units is None else units
+    return MetricInfo(name, long_name or f"mean log p(target | prompt) of the {kind} probes", unit,
+                      higher_is_better=True, worst=-math.inf)
+
+
 def metric_info(name: str) -> MetricInfo:
-    try:
+    if name in METRICS:
         return METRICS[name]
-    except KeyError:
-        raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(METRICS)}") from None
+    if probe_column(name):
+        return probe_metric_info(name)
+    raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(METRICS)} and the probe "
+                     f"columns probe_<kind>_rate, probe_<kind>_logprob of files with probes")

@@ -6,6 +6,11 @@
     out_dir/tables/critical.csv         f* for every criterion
     out_dir/tables/claims.csv           the claim check in long form
     out_dir/tables/missing_trials.csv   when the file is partial
+  when the file has behaviour-probe columns (jobs with [eval] probes):
+    out_dir/figures/behaviour-<model>.*            probe curves next to general ability
+    out_dir/tables/behaviour_curves.csv            probe rate / log-prob per amount, mean [CI]
+    out_dir/tables/behaviour_vs_capability.csv     which breaks first, per model x strategy x kind
+    out_dir/tables/delta.csv, delta_keep.csv       fine-tune deltas (delta strategies only)
 """
 from __future__ import annotations
 
@@ -19,11 +24,16 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__, formatting
+from .behaviour import (BEHAVIOUR_FACTOR, CAPABILITY_CRITERION, NO_BEHAVIOUR, NO_CHANGE,
+                        ProbeKind, behaviour_vs_capability, probe_curve_tables, probe_curves,
+                        probe_kinds, versus_table)
 from .claims import DEFAULT_CLAIM_FRACTIONS, claim_check, claim_tables
 from .critical import (DEFAULT_CRITERIA, Criterion, critical_fractions, describe_f_star,
                        fraction_text)
-from .figures import DEFAULT_FORMATS, FigureFile, make_figures, remove_old_figures
-from .load import Results, load_results
+from .delta import DEFAULT_KEEP_FRACTION, delta_analysis, delta_table, keep_check, swept_points
+from .figures import (DEFAULT_FORMATS, FigureFile, make_behaviour_figures, make_figures,
+                      remove_old_figures, slug)
+from .load import Results, ResultsFileError, load_results
 from .metrics import DEFAULT_METRICS, FIGURE_METRICS
 from .progress import Progress
 from .stats import BootstrapSettings, summarise_curves
@@ -38,6 +48,7 @@ class ReportSettings:
     bootstrap: BootstrapSettings = BootstrapSettings()
     formats: tuple[str, ...] = DEFAULT_FORMATS
     figures: bool = True
+    keep_fraction: float = DEFAULT_KEEP_FRACTION  # "does keeping this much of a fine-tune suffice?"
 
 
 # --- a small document model rendered twice -------------------------------------------------------
@@ -166,6 +177,47 @@ class ReportOutputs:
     tables: dict[str, Path]
 
 
+@dataclass
+class BehaviourAnalysis:
+    """The behaviour part of a report (files with probe columns)."""
+    kinds: list[ProbeKind]
+    curves: pd.DataFrame   # behaviour.probe_curves
+    versus: pd.DataFrame   # behaviour.behaviour_vs_capability
+    delta: pd.DataFrame    # delta.delta_analysis (empty without delta strategies)
+    keep: pd.DataFrame     # delta.keep_check
+    figures: list[FigureFile] = field(default_factory=list)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        tables = {"behaviour_curves": self.curves, "behaviour_vs_capability": self.versus}
+        if len(self.delta):
+            keep = self.keep.copy()
+            keep["points"] = ["; ".join(f"f={p[0]:.6g}: mean {p[1]:.6g} [{p[2]:.6g}, {p[3]:.6g}], "
+                                        f"median {p[4]:.6g}, n={p[5]}" for p in points)
+                              for points in keep["points"]]
+            tables.update(delta=self.delta, delta_keep=keep)
+        return tables
+
+
+def analyse_behaviour(results: Results, critical: pd.DataFrame, settings: ReportSettings,
+                      progress: Progress) -> BehaviourAnalysis | None:
+    """None when the file has no probe columns (older files, jobs without [eval] probes)."""
+    kinds = probe_kinds(results)
+    if not kinds:
+        return None
+    curves = probe_curves(results, kinds, settings.bootstrap, progress)
+    versus = behaviour_vs_capability(results, kinds, settings.bootstrap, critical, progress)
+    delta = delta_analysis(results, kinds, settings.bootstrap, progress)
+    keep = keep_check(results, delta, curves, settings.keep_fraction)
+    return BehaviourAnalysis(kinds, curves, versus, delta, keep)
+
+
+def _check_criteria(results: Results, criteria) -> None:
+    for criterion in criteria:
+        if criterion.metric not in results.trials.columns:
+            raise ResultsFileError(results.path, f"criterion '{criterion.spec}': the file has no "
+                                                 f"/trials column {criterion.metric}")
+
+
 def write_report(results_path: str | Path, out_dir: str | Path,
                  settings: ReportSettings = ReportSettings(),
                  progress: Progress | None = None) -> ReportOutputs:
@@ -173,9 +225,11 @@ def write_report(results_path: str | Path, out_dir: str | Path,
     out_dir = Path(out_dir)
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     results = load_results(results_path, progress)
+    _check_criteria(results, settings.criteria)
     curves = summarise_curves(results, settings.metrics, settings.bootstrap, progress)
     critical = critical_fractions(results, settings.criteria, settings.bootstrap, progress)
     claims, points = claim_check(results, curves, settings.claim_fractions)
+    behaviour = analyse_behaviour(results, critical, settings, progress)
     if (out_dir / "figures").is_dir():
         remove_old_figures(out_dir / "figures")
     figures = []
@@ -184,24 +238,33 @@ def write_report(results_path: str | Path, out_dir: str | Path,
         figures = make_figures(results, curves, critical, list(settings.criteria), out_dir / "figures",
                                figure_metrics, settings.claim_fractions, settings.bootstrap.confidence,
                                settings.formats, progress)
+        if behaviour is not None:
+            behaviour.figures = make_behaviour_figures(
+                results, behaviour.curves, curves, behaviour.kinds, out_dir / "figures",
+                settings.bootstrap.confidence, settings.formats, progress)
     tables = {"curves": curves, "critical": critical, "claims": claims}
+    if behaviour is not None:
+        tables.update(behaviour.tables())
     if results.missing.count:
         tables["missing_trials"] = results.missing.trials
     table_paths = {}
     for name, frame in tables.items():
         table_paths[name] = out_dir / "tables" / f"{name}.csv"
         frame.to_csv(table_paths[name], index=False)
-    blocks = report_blocks(results, curves, critical, claims, points, figures, settings, out_dir)
+    blocks = report_blocks(results, curves, critical, claims, points, figures, settings, out_dir,
+                           behaviour)
     title = f"fracsweep report: {results.provenance.get('job_name', results.path.name)}"
     markdown_path, html_path = out_dir / "report.md", out_dir / "report.html"
     markdown_path.write_text(render_markdown(blocks), encoding="utf-8")
     html_path.write_text(render_html(blocks, title), encoding="utf-8")
-    return ReportOutputs(markdown_path, html_path, figures, table_paths)
+    all_figures = figures + (behaviour.figures if behaviour is not None else [])
+    return ReportOutputs(markdown_path, html_path, all_figures, table_paths)
 
 
 def report_blocks(results: Results, curves: pd.DataFrame, critical: pd.DataFrame,
                   claims: pd.DataFrame, points, figures: list[FigureFile],
-                  settings: ReportSettings, out_dir: Path) -> list:
+                  settings: ReportSettings, out_dir: Path,
+                  behaviour: BehaviourAnalysis | None = None) -> list:
     provenance = results.provenance
     primary = settings.criteria[0]
     confidence = f"{settings.bootstrap.confidence:.0%}"
@@ -245,6 +308,9 @@ def report_blocks(results: Results, curves: pd.DataFrame, critical: pd.DataFrame
         f"interval, where that fit converges."))
     blocks.append(Table(_critical_display(critical)))
 
+    if behaviour is not None:
+        blocks += _behaviour_blocks(results, behaviour, settings, out_dir)
+
     if figures:
         blocks.append(Heading(2, "Figures"))
         shown_format = next(f for f in (".png", ".svg", ".pdf") if any(p.suffix == f for p in figures[0].paths))
@@ -259,8 +325,135 @@ def report_blocks(results: Results, curves: pd.DataFrame, critical: pd.DataFrame
                                 [_relative(p, out_dir) for p in figure.paths if p != source]))
 
     blocks += _data_quality_blocks(results, curves)
-    blocks += _methods_blocks(settings)
+    blocks += _methods_blocks(settings, behaviour)
     blocks += _provenance_blocks(results)
+    return blocks
+
+
+def _image_blocks(figure: FigureFile, out_dir: Path) -> list:
+    shown_format = next(f for f in (".png", ".svg", ".pdf") if any(p.suffix == f for p in figure.paths))
+    source = next(p for p in figure.paths if p.suffix == shown_format)
+    return [Image(_relative(source, out_dir), figure.title, figure.caption,
+                  [_relative(p, out_dir) for p in figure.paths if p != source])]
+
+
+def _behaviour_blocks(results: Results, behaviour: BehaviourAnalysis, settings: ReportSettings,
+                      out_dir: Path) -> list:
+    """Behaviour probes, behaviour vs capability and, with delta strategies, the fine-tune delta."""
+    confidence = f"{settings.bootstrap.confidence:.0%}"
+    kinds = behaviour.kinds
+    blocks: list = [Heading(2, "Behaviour probes")]
+    meanings = "; ".join(f"{kind.rate.name}: {kind.rate.label}; {kind.logprob.name}: "
+                         f"{kind.logprob.label} ({kind.logprob.unit})" for kind in kinds)
+    blocks.append(Paragraph(
+        f"Probe kinds in the file: {', '.join(kind.kind for kind in kinds)}. Columns ({meanings}). "
+        f"Cells: mean across seeds [{confidence} percentile bootstrap CI of the mean over seeds, "
+        f"{settings.bootstrap.resamples} resamples]; deterministic strategies have one trial per "
+        f"fraction, hence no interval. Log-probabilities, medians and every cell are in "
+        f"tables/behaviour_curves.csv."))
+    baseline_rows = []
+    for model in results.grid.models["model"]:
+        row = {"model": model}
+        for kind in kinds:
+            for info, digits in ((kind.rate, 3), (kind.logprob, 4)):
+                value = results.baseline.loc[model, info.name] if (
+                    results.baseline is not None and info.name in results.baseline.columns) else float("nan")
+                row[info.name] = formatting.number(value, digits)
+        baseline_rows.append(row)
+    blocks.append(Table(pd.DataFrame(baseline_rows), "Unperturbed models (/baseline)"))
+    figures = {figure.stem: figure for figure in behaviour.figures}
+    tables = probe_curve_tables(behaviour.curves)
+    for model in results.grid.models["model"]:
+        blocks.append(Heading(3, f"Model {model}"))
+        figure = figures.get(f"behaviour-{slug(model)}")
+        if figure is not None:
+            blocks += _image_blocks(figure, out_dir)
+        if model in tables:
+            blocks.append(Table(tables[model], f"{model}: behaviour rate (fraction of prompts whose "
+                                               f"greedy continuation begins with the target), mean "
+                                               f"across seeds [{confidence} CI] per swept fraction"))
+
+    blocks.append(Heading(2, "Behaviour vs capability"))
+    blocks.append(Paragraph(
+        f"Per model, strategy and probe kind: the smallest fraction at which the behaviour rate "
+        f"falls below {BEHAVIOUR_FACTOR:.0%} of the model's unperturbed rate, next to the smallest "
+        f"at which {CAPABILITY_CRITERION.describe()}. Both are critical fractions computed as in "
+        f"'Critical fraction f*' (first crossing of the median-across-seeds curve, interpolated in "
+        f"log f, [{confidence} bootstrap CI over seeds]), followed by the swept fractions between "
+        f"which the crossing happens. 'first': 'together' when both are first past their "
+        f"thresholds at the same swept fraction (the grid cannot order them) or their intervals "
+        f"overlap; otherwise the one whose interval lies wholly below the other's; 'neither' when "
+        f"no threshold is crossed within the swept range."))
+    table = versus_table(behaviour.versus)
+    if len(table):
+        blocks.append(Table(table))
+    else:
+        blocks.append(Paragraph("No model shows a probed behaviour at baseline (every baseline rate is 0)."))
+    left_out = []
+    versus = behaviour.versus
+    for verdict, reason in ((NO_BEHAVIOUR, "baseline rate 0, nothing to lose"),
+                            (NO_CHANGE, "the strategy changes no stored value of this model "
+                                        "(k_changed = 0: a delta toward the model itself)")):
+        cells = versus[versus["first"] == verdict]
+        if len(cells):
+            pairs = sorted({f"{row.model} / {row.kind if verdict == NO_BEHAVIOUR else row.strategy}"
+                            for row in cells.itertuples()})
+            left_out.append(f"{reason}: {', '.join(pairs)}")
+    if left_out:
+        blocks.append(Paragraph("Left out of the table (in tables/behaviour_vs_capability.csv): "
+                                + "; ".join(left_out) + "."))
+    if len(behaviour.delta):
+        blocks += _delta_blocks(results, behaviour, settings)
+    return blocks
+
+
+def _delta_blocks(results: Results, behaviour: BehaviourAnalysis, settings: ReportSettings) -> list:
+    confidence = f"{settings.bootstrap.confidence:.0%}"
+    blocks: list = [Heading(2, "Fine-tune delta: how much must be kept")]
+    blocks.append(Paragraph(
+        f"delta strategies move a fraction f of the model's values to another checkpoint's. Per "
+        f"probe kind, the checkpoint with the higher unperturbed rate is the one with the "
+        f"behaviour (the tuned one). On the tuned model, delta from=OTHER reverts f of the "
+        f"fine-tune (1 − f is kept); on the other model, delta from=TUNED transplants f of it (f is "
+        f"kept). The behaviour counts as present while the rate is above {BEHAVIOUR_FACTOR:.0%} of "
+        f"the tuned model's unperturbed rate. The crossing is the critical fraction of the median "
+        f"across seeds [{confidence} bootstrap CI over seeds]; order=largest is deterministic (one "
+        f"trial per fraction, no interval). order=largest moves the largest |Δ| first: a revert "
+        f"keeps the smallest changes, a transplant the largest. Fractions count every in-scope "
+        f"site, Δ = 0 ones included."))
+    table = delta_table(behaviour.delta)
+    if len(table):
+        blocks.append(Table(table))
+    unmoved = behaviour.delta[behaviour.delta["direction"] == ""]
+    if len(unmoved):
+        pairs = {(row.kind, " and ".join(sorted((row.model, row.donor))), row.note)
+                 for row in unmoved.itertuples()}
+        blocks.append(Paragraph("Not in the table: " + "; ".join(
+            f"{kind} probes between {models} ({note})" for kind, models, note in sorted(pairs)) + "."))
+    changed = behaviour.delta["changed_at_full"].dropna()
+    if len(changed) and (changed < 1.0).any():
+        blocks.append(Paragraph(
+            f"Some sites have Δ = 0: at the largest swept fraction only "
+            f"{formatting.percent(float(changed.min()))} of the moved sites changed a stored value "
+            f"(k_changed / k; tables/delta.csv)."))
+
+    quoted = formatting.percent(settings.keep_fraction)
+    blocks.append(Heading(3, f"Does keeping the {quoted} largest changes suffice?"))
+    keep = behaviour.keep
+    points, exact = swept_points(results, settings.keep_fraction)
+    if not exact:
+        around = " and ".join(formatting.percent(fraction) for _, fraction in points)
+        blocks.append(Paragraph(f"f = {quoted} is not a swept fraction; the nearest swept fractions "
+                                f"on either side are {around or 'absent'}, and both are reported."))
+    largest = keep[keep["order"] == "largest"]
+    if largest.empty:
+        blocks.append(Paragraph(
+            "The file cannot answer this: it has no transplant with order=largest (delta "
+            "from=TUNED order=largest on the checkpoint without the behaviour)."))
+    answers = [row.answer for row in largest.itertuples()] + [
+        row.answer for row in keep[keep["order"] != "largest"].itertuples()]
+    if answers:
+        blocks.append(Bullets(answers))
     return blocks
 
 
@@ -349,9 +542,23 @@ def _data_quality_blocks(results: Results, curves: pd.DataFrame) -> list:
     return blocks
 
 
-def _methods_blocks(settings: ReportSettings) -> list:
+def _methods_blocks(settings: ReportSettings, behaviour: BehaviourAnalysis | None = None) -> list:
     bootstrap = settings.bootstrap
     criteria = "; ".join(f"{c.describe()} (spec '{c.spec}')" for c in settings.criteria)
+    extra = [] if behaviour is None else [
+        "Behaviour probes: per kind, the rate is the fraction of the kind's prompts whose greedy "
+        "continuation begins with the target, the log-prob the mean log p(target | prompt) "
+        "(the file's column meanings). Probe curves show the mean across seeds with a percentile "
+        f"bootstrap interval of the mean ({bootstrap.resamples} resamples of the seeds); with 12 or "
+        "so prompts per kind a rate moves in steps of 1/12, so medians sit on those steps. A NaN "
+        "log-prob (non-finite logits on a target row) counts as −∞ and such a prompt never behaves.",
+        f"Behaviour vs capability and fine-tune deltas use the f* machinery (median across seeds) "
+        f"with thresholds {BEHAVIOUR_FACTOR:.0%} × the baseline rate (for transplants: the tuned "
+        f"checkpoint's rate) and {CAPABILITY_CRITERION.describe()}; crossings are strict (below / "
+        f"above). The 'suffices' verdict at {formatting.percent(settings.keep_fraction)} applies "
+        f"the same rule to the median at that fraction or at the swept fractions bracketing it: yes "
+        f"when the behaviour is present already at the lower bracketing point, no when it is absent "
+        f"even at the upper one."]
     return [Heading(2, "Methods"), Bullets([
         "Fraction axis: k / n_scope, the fraction of in-scope parameters actually perturbed "
         "(k = round(f × n_scope)); count entries sit at their own fraction.",
@@ -376,8 +583,9 @@ def _methods_blocks(settings: ReportSettings) -> list:
         "'> largest'. Logistic fit: maximum-likelihood logistic regression of 'past the threshold' "
         "on log10 f over all trials, Wald interval; it treats trials as independent although a "
         "seed's sites are nested across fractions, so its interval is optimistic.",
-        "Deterministic strategies (magnitude) run one trial per fraction: no seed spread, no interval.",
-    ])]
+        "Deterministic strategies (magnitude, delta order=largest) run one trial per fraction: no "
+        "seed spread, no interval.",
+    ] + extra)]
 
 
 def _provenance_blocks(results: Results) -> list:

@@ -105,3 +105,34 @@ def write_sites_job(directory: Path, shared: Path) -> Path:
     job = directory / "sites-check.ini"
     job.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return job
+
+
+REFUSAL_JOB = REPO / "jobs" / "refusal-claims.ini"
+# The reduced copy: fewer fractions (25% not swept, 20% and 50% around it, like the full job's
+# 21.5% and 46.4%) and three seeds; models, probes, evaluation set and strategies as in the job.
+REFUSAL_TEST_FRACTIONS = "0.001 0.01 0.1 0.2 0.5 1"
+REFUSAL_TEST_SEEDS = "0-2"
+
+
+def write_refusal_job(directory: Path, shared: Path) -> Path:
+    """jobs/refusal-claims.ini with ../shared at `shared`, REFUSAL_TEST_FRACTIONS and
+    REFUSAL_TEST_SEEDS; skips (fails under CI=true) when the refusal pair or its probes are absent."""
+    needed = [shared / "models/stories260K/stories260K-refusal.bin",
+              shared / "fixtures/stories260K/probes.tsv",
+              shared / "fixtures/stories260K/refusal-expected.json"]
+    missing = [str(path) for path in needed if not path.is_file()]
+    if missing:
+        unavailable("the refusal job needs " + ", ".join(missing))
+    lines = []
+    for line in REFUSAL_JOB.read_text(encoding="utf-8").splitlines():
+        key = line.split("=", 1)[0].strip()
+        if key == "fractions_log":
+            line = f"fractions = {REFUSAL_TEST_FRACTIONS}"
+        elif key == "seeds":
+            line = f"seeds = {REFUSAL_TEST_SEEDS}"
+        lines.append(line.replace("../../shared", str(shared)))
+    text = "\n".join(lines) + "\n"
+    assert f"fractions = {REFUSAL_TEST_FRACTIONS}" in text and str(shared) in text, "job file changed shape"
+    job = directory / "refusal-test.ini"
+    job.write_text(text, encoding="utf-8")
+    return job

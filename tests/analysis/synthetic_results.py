@@ -11,6 +11,16 @@ f*_seed:
     sdc_rate       = baseline_accuracy - accuracy
 so the population median of f*_seed is f*. Trials above `destroyed_above` have non-finite outputs
 (the engine's convention: NaN losses, zero agreement, every position non-finite).
+
+Behaviour probes (`probe_kinds` non-empty) are planted the same way, per (model, strategy, kind)
+with a `Behaviour`: log10 f_b,seed = log10 f_b + noise_sd * z and r = (f / f_b,seed) ** hill,
+    probe_<kind>_rate    = start + (towards - start) * r / (1 + r)   (halfway at f_b,seed)
+    probe_<kind>_logprob = start_logprob + logprob_slope * r / (1 + r)
+where start is the model's baseline rate. towards = 0 plants a behaviour that drops below 50%
+of its baseline exactly at f_b,seed; start = 0, towards = T one that rises above T / 2 there (a
+transplanted fine-tune). Kinds without a Behaviour stay at the baseline. A strategy with a
+`donor` (delta from=DONOR) changes nothing on the donor model itself: k_changed = 0 and every
+metric at the baseline, as the engine records it.
 """
 from __future__ import annotations
 
@@ -39,6 +49,17 @@ class StrategyDef:
     noise_sd: float = 0.15     # seed-to-seed spread of log10 f*
     hill: float = 2.0          # steepness of the transition in log f
     destroyed_above: float = math.inf  # fractions above this give non-finite outputs
+    donor: str | None = None   # delta from=DONOR: a no-op on the model named DONOR
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """A planted probe-rate curve of one (model, strategy, kind); see the module docstring."""
+    f_b: float                 # planted crossing of the halfway point (population median)
+    towards: float = 0.0       # the rate the curve tends to at large f
+    noise_sd: float = 0.0      # seed-to-seed spread of log10 f_b (0: every seed identical)
+    hill: float = 2.0
+    logprob_slope: float = -20.0
 
 
 @dataclass
@@ -57,6 +78,10 @@ class SyntheticSweep:
     sites: dict[int, dict] = field(default_factory=dict)  # trial -> columns of /sites rows
     outcome_seed: int = 7                  # seeds the binomial noise of top-1 agreement
     complete: bool = True                  # False: n_trials_done / finished_utc as if killed
+    probe_kinds: tuple[str, ...] = ()      # behaviour-probe kinds: probe columns when non-empty
+    # Baseline rate and log-prob per (model, kind); absent pairs: rate 0, log-prob -30.
+    probe_baseline: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    behaviour: dict[tuple[str, str, str], Behaviour] = field(default_factory=dict)  # (model, strategy, kind)
 
     @property
     def n_parameters(self) -> int:
@@ -80,6 +105,18 @@ class SyntheticSweep:
         z = np.random.default_rng([self.outcome_seed, strategy_idx, seed_idx]).standard_normal()
         return 10.0 ** (math.log10(strategy.f_star) + strategy.noise_sd * z)
 
+    def baseline_probe(self, model: str, kind: str) -> tuple[float, float]:
+        return self.probe_baseline.get((model, kind), (0.0, -30.0))
+
+    def seed_f_b(self, model_idx: int, strategy_idx: int, kind: str, seed_idx: int) -> float:
+        planted = self.behaviour[(self.models[model_idx], self.strategies[strategy_idx].label, kind)]
+        if self.strategies[strategy_idx].deterministic or planted.noise_sd == 0:
+            return planted.f_b
+        kind_idx = self.probe_kinds.index(kind)
+        generator = np.random.default_rng([self.outcome_seed, model_idx, strategy_idx, seed_idx, 2, kind_idx])
+        z = generator.standard_normal()
+        return 10.0 ** (math.log10(planted.f_b) + planted.noise_sd * z)
+
     def amount(self, amount_idx: int) -> tuple[float, int, str]:
         """(fraction or NaN, count or -1, amount_label)."""
         entry = self.fractions[amount_idx]
@@ -102,11 +139,18 @@ def planted_row(sweep: SyntheticSweep, model_idx: int, strategy_idx: int, amount
     row = dict(fraction=effective, seed=sweep.seeds[seed_idx], k=k, k_changed=k, n_scope=n_scope,
                positions=positions, greedy_length=sweep.greedy_length,
                wall_s=0.01 + 0.001 * seed_idx, rank=seed_idx % 2)
-    if effective > strategy.destroyed_above:
+    model = sweep.models[model_idx]
+    no_op = strategy.donor == model
+    if no_op:  # delta toward the model itself: nothing changes
+        ratio, row["k_changed"] = 0.0, 0
+    row.update(planted_probes(sweep, model_idx, strategy_idx, effective, seed_idx, no_op))
+    if effective > strategy.destroyed_above and not no_op:
         row.update(nonfinite_positions=positions, mean_nll=math.nan, perplexity=math.nan,
                    mean_nll_finite=math.nan, accuracy=0.0, top1_agreement=0.0, mean_kl=math.nan,
                    max_kl=math.nan, mean_kl_finite=math.nan, greedy_match=0, status=1,
                    sdc_rate=sweep.baseline_accuracy)
+        for kind in sweep.probe_kinds:  # non-finite rows: no prompt behaves, log-prob NaN
+            row.update({f"probe_{kind}_rate": 0.0, f"probe_{kind}_logprob": math.nan})
         return row
     agreement = rng.binomial(positions, 1.0 / (1.0 + ratio)) / positions
     mean_nll = sweep.baseline_nll * (1.0 + 0.5 * ratio)
@@ -119,6 +163,23 @@ def planted_row(sweep: SyntheticSweep, model_idx: int, strategy_idx: int, amount
                mean_kl_finite=0.5 * ratio,
                greedy_match=int(round(sweep.greedy_length / (1.0 + ratio))), status=0)
     return row
+
+
+def planted_probes(sweep: SyntheticSweep, model_idx: int, strategy_idx: int, fraction: float,
+                   seed_idx: int, no_op: bool = False) -> dict:
+    """probe_<kind>_rate and _logprob of one trial (module docstring)."""
+    model, strategy = sweep.models[model_idx], sweep.strategies[strategy_idx].label
+    values = {}
+    for kind in sweep.probe_kinds:
+        rate, logprob = sweep.baseline_probe(model, kind)
+        planted = sweep.behaviour.get((model, strategy, kind))
+        if planted is not None and not no_op:
+            ratio = (fraction / sweep.seed_f_b(model_idx, strategy_idx, kind, seed_idx)) ** planted.hill
+            moved = ratio / (1.0 + ratio)
+            rate, logprob = rate + (planted.towards - rate) * moved, logprob + planted.logprob_slope * moved
+        values[f"probe_{kind}_rate"] = rate
+        values[f"probe_{kind}_logprob"] = logprob
+    return values
 
 
 # The engine's /trials column table (include/fracsweep/io/trial_columns.hpp), in schema order:
@@ -159,17 +220,39 @@ TRIAL_COLUMNS = (
     ("rank", "int32", "", "MPI rank that ran the trial"),
     ("status", "int32", "", "trial status"),
 )
-TRIAL_DTYPES = {name: str if kind == "str" else np.dtype(kind).type
-                for name, kind, _, _ in TRIAL_COLUMNS}
+# Two columns per probe kind after the fixed ones (trial_columns.hpp, probe_column_templates):
+# (suffix, type, units, long_name with {kind}).
+PROBE_COLUMN_TEMPLATES = (
+    ("_rate", "float64", "1",
+     "fraction of {kind} probe prompts whose greedy continuation begins with the target"),
+    ("_logprob", "float64", "nats", "mean over {kind} probe prompts of log p(target | prompt)"),
+)
 
 
-def _describe_trials(trials: h5py.Group) -> None:
+def probe_columns(kinds) -> tuple:
+    """The probe columns of a file with these kinds, in schema order (TRIAL_COLUMNS rows)."""
+    return tuple((f"probe_{kind}{suffix}", column_type, units, long_name.replace("{kind}", kind))
+                 for kind in kinds for suffix, column_type, units, long_name in PROBE_COLUMN_TEMPLATES)
+
+
+def trial_columns(sweep: SyntheticSweep) -> tuple:
+    return TRIAL_COLUMNS + probe_columns(sweep.probe_kinds)
+
+
+def trial_dtypes(columns) -> dict:
+    return {name: str if kind == "str" else np.dtype(kind).type for name, kind, _, _ in columns}
+
+
+TRIAL_DTYPES = trial_dtypes(TRIAL_COLUMNS)
+
+
+def _describe_trials(trials: h5py.Group, columns=TRIAL_COLUMNS) -> None:
     """The column table as attributes of /trials and long_name / units of every column."""
-    trials.attrs["column_names"] = [name for name, _, _, _ in TRIAL_COLUMNS]
-    trials.attrs["column_types"] = [kind for _, kind, _, _ in TRIAL_COLUMNS]
-    trials.attrs["column_units"] = [units for _, _, units, _ in TRIAL_COLUMNS]
-    trials.attrs["column_long_names"] = [long_name for _, _, _, long_name in TRIAL_COLUMNS]
-    for name, _, units, long_name in TRIAL_COLUMNS:
+    trials.attrs["column_names"] = [name for name, _, _, _ in columns]
+    trials.attrs["column_types"] = [kind for _, kind, _, _ in columns]
+    trials.attrs["column_units"] = [units for _, _, units, _ in columns]
+    trials.attrs["column_long_names"] = [long_name for _, _, _, long_name in columns]
+    for name, _, units, long_name in columns:
         trials[name].attrs["long_name"] = long_name
         if units:
             trials[name].attrs["units"] = units
@@ -206,7 +289,8 @@ def write_results(path: str | Path, sweep: SyntheticSweep) -> Path:
                    strategy=sweep.strategies[strategy_idx].label, stored_dtype="f32")
         row.update(planted_row(sweep, model_idx, strategy_idx, amount_idx, seed_idx))
         rows.append(row)
-    columns = {name: [row[name] for row in rows] for name in TRIAL_DTYPES}
+    dtypes = trial_dtypes(trial_columns(sweep))
+    columns = {name: [row[name] for row in rows] for name in dtypes}
     job_text = "[job]\nname = synthetic\n"
     with h5py.File(path, "w") as h5:
         attrs = h5.attrs
@@ -248,19 +332,26 @@ def write_results(path: str | Path, sweep: SyntheticSweep) -> Path:
         grid.create_dataset("count", data=np.array([a[1] for a in amounts], np.int64))
         _strings(grid, "amount_label", [a[2] for a in amounts])
         grid.create_dataset("seed", data=np.array(sweep.seeds, np.int64))
+        if sweep.probe_kinds:
+            _strings(grid, "probe_kind", sweep.probe_kinds)
 
         trials = h5.create_group("trials")
-        _scaled(trials, "trial", columns, TRIAL_DTYPES)
-        _describe_trials(trials)
+        _scaled(trials, "trial", columns, dtypes)
+        _describe_trials(trials, trial_columns(sweep))
         trials["status"].attrs["flag_values"] = np.array([0, 1], np.int32)
         trials["status"].attrs["flag_meanings"] = "ok nonfinite_outputs"
-        table_dtype = np.dtype([(name, "S64" if kind is str else kind) for name, kind in TRIAL_DTYPES.items()])
+        table_dtype = np.dtype([(name, "S64" if kind is str else kind) for name, kind in dtypes.items()])
         table = np.zeros(len(rows), dtype=table_dtype)  # (n_rows) compound copy of /trials
-        for name, kind in TRIAL_DTYPES.items():
+        for name, kind in dtypes.items():
             table[name] = [value.encode() for value in columns[name]] if kind is str else columns[name]
         h5.create_dataset("trials_table", data=table)
 
         baseline = h5.create_group("baseline")
+        probe_baselines = {}  # /baseline/probe_<kind>_rate, _logprob over the models
+        for kind in sweep.probe_kinds:
+            values = [sweep.baseline_probe(model, kind) for model in sweep.models]
+            probe_baselines[f"probe_{kind}_rate"] = [rate for rate, _ in values]
+            probe_baselines[f"probe_{kind}_logprob"] = [logprob for _, logprob in values]
         _scaled(baseline, "model_index", {
             "model_index": range(n_models), "model": sweep.models,
             "mean_nll": [sweep.baseline_nll] * n_models,
@@ -269,9 +360,11 @@ def write_results(path: str | Path, sweep: SyntheticSweep) -> Path:
             "positions": [sweep.positions] * n_models, "nonfinite_positions": [0] * n_models,
             "greedy_length": [sweep.greedy_length] * n_models,
             "greedy_text": ["Once upon a time"] * n_models,
+            **probe_baselines,
         }, {"model_index": np.int32, "model": str, "mean_nll": np.float64, "perplexity": np.float64,
             "accuracy": np.float64, "positions": np.int64, "nonfinite_positions": np.int64,
-            "greedy_length": np.int64, "greedy_text": str})
+            "greedy_length": np.int64, "greedy_text": str,
+            **{name: np.float64 for name in probe_baselines}})
         greedy = np.full((n_models, sweep.greedy_length), -1, np.int32)  # (M, G) padded ids
         greedy[:, :4] = [1, 403, 407, 261]
         baseline.create_dataset("greedy_ids", data=greedy)

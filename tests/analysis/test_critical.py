@@ -8,8 +8,8 @@ import pytest
 from conftest import LOG_FRACTIONS, standard_sweep
 from fracsweep_analysis.critical import (BELOW_RANGE, BRACKETED, DEFAULT_CRITERIA, INTERPOLATED,
                                          NOT_REACHED, Criterion, critical_fraction,
-                                         critical_fractions, describe_f_star, first_crossings,
-                                         fit_logistic, parse_criterion)
+                                         critical_fractions, crossing_bracket, describe_f_star,
+                                         first_crossings, fit_logistic, parse_criterion)
 from fracsweep_analysis.load import load_results
 from fracsweep_analysis.stats import BootstrapSettings
 from synthetic_results import write_results
@@ -174,3 +174,30 @@ def test_describe_states_censoring_in_the_interval():
     assert describe_f_star(row) == "≤ 0.01% (smallest swept) [≤ 0.01%, 0.02%]"
     row.update(f_star_hi=0.0)  # every resample at or below the smallest fraction: no interval
     assert describe_f_star(row) == "≤ 0.01% (smallest swept)"
+
+
+def test_the_swept_fractions_around_a_crossing_are_reported():
+    x = np.log10([1e-4, 1e-3, 1e-2, 1e-1])
+    assert crossing_bracket(x, np.array([0.9, np.nan, 0.3, 0.1]), AGREEMENT_BELOW_HALF, 0.5) == \
+        pytest.approx((1e-4, 1e-2))  # the missing point is skipped
+    low, high = crossing_bracket(x, np.array([0.4, 0.3, 0.2, 0.1]), AGREEMENT_BELOW_HALF, 0.5)
+    assert math.isnan(low) and high == pytest.approx(1e-4)
+    low, high = crossing_bracket(x, np.array([0.9, 0.8, 0.7, 0.6]), AGREEMENT_BELOW_HALF, 0.5)
+    assert low == pytest.approx(0.1) and math.isnan(high)
+
+
+def test_f_star_rows_carry_the_bracket_of_the_median_curve(standard_critical):
+    row = standard_critical.loc[("zero", "top1_agreement<0.5")]
+    i = min(range(len(LOG_FRACTIONS)), key=lambda j: abs(LOG_FRACTIONS[j] - row["bracket_lo"]))
+    assert (row["bracket_lo"], row["bracket_hi"]) == pytest.approx((LOG_FRACTIONS[i], LOG_FRACTIONS[i + 1]))
+    assert row["bracket_lo"] < row["f_star"] <= row["bracket_hi"]
+
+
+def test_probe_columns_take_thresholds_relative_to_their_baseline():
+    criterion = parse_criterion("probe_Trig_1_rate<x0.5")
+    assert criterion == Criterion("probe_Trig_1_rate", "below", 0.5, "factor")
+    baseline = pd.DataFrame({"probe_Trig_1_rate": [0.8]}, index=["m"])
+    assert criterion.threshold(baseline, "m") == pytest.approx(0.4)
+    assert math.isnan(Criterion("probe_other_rate", "below", 0.5, "factor").threshold(baseline, "m"))
+    with pytest.raises(ValueError, match="cannot be relative"):
+        Criterion("mean_kl", "above", 2.0, "factor")

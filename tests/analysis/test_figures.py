@@ -3,10 +3,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import standard_sweep
+from conftest import behaviour_sweep, standard_sweep
+from fracsweep_analysis.behaviour import probe_curves, probe_kinds
 from fracsweep_analysis.critical import DEFAULT_CRITERIA, critical_fractions
-from fracsweep_analysis.figures import (OKABE_ITO, _wrap, make_figures, scope_display,
-                                        scope_groups, strategy_styles)
+from fracsweep_analysis.figures import (OKABE_ITO, _wrap, make_behaviour_figures, make_figures,
+                                        scope_display, scope_groups, strategy_styles)
 from fracsweep_analysis.load import load_results
 from fracsweep_analysis.stats import BootstrapSettings, summarise_curves
 from synthetic_results import write_results
@@ -82,3 +83,32 @@ def test_styles_are_colour_blind_safe_and_distinct():
 def test_long_labels_wrap_at_punctuation():
     assert _wrap("gaussian(sigma=0.1,relative=abs)[include=layers.0.*;exclude=]") == \
         "gaussian(sigma=0.1,relative=abs)\n[include=layers.0.*;exclude=]"
+
+
+@pytest.fixture(scope="module")
+def behaviour_figures(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("behaviour-figures")
+    results = load_results(write_results(directory / "b.h5", behaviour_sweep()))
+    kinds = probe_kinds(results)
+    curves = summarise_curves(results, ("mean_nll", "top1_agreement"), FAST)
+    files = make_behaviour_figures(results, probe_curves(results, kinds, FAST), curves, kinds,
+                                   directory / "out", FAST.confidence)
+    return {figure.stem: figure for figure in files}
+
+
+def test_one_behaviour_figure_per_model_with_probes_and_ability(behaviour_figures):
+    assert set(behaviour_figures) == {"behaviour-tuned", "behaviour-base"}
+    svg = next(p for p in behaviour_figures["behaviour-tuned"].paths if p.suffix == ".svg").read_text()
+    for text in ("trigger: behaviour rate (fraction of", "control: log p(target | prompt) (nats)",
+                 "mean negative log-likelihood", "unperturbed model", "delta(from=base,order=largest)",
+                 "(deterministic)", "non-finite (drawn at the bottom edge)", "bootstrap CI of the mean"):
+        assert text in svg, text
+    png = next(p for p in behaviour_figures["behaviour-tuned"].paths if p.suffix == ".png")
+    pixels = matplotlib.image.imread(png)
+    assert (pixels[..., :3].min(axis=2) < 0.9).mean() > 0.03
+    assert (np.ptp(pixels[..., :3], axis=2) > 0.2).mean() > 0.005
+
+
+def test_no_probe_kinds_no_behaviour_figures(standard_file, tmp_path):
+    results = load_results(standard_file)
+    assert make_behaviour_figures(results, None, None, [], tmp_path, 0.95) == []

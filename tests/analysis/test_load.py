@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from conftest import standard_sweep
+from conftest import behaviour_sweep, standard_sweep
 from fracsweep_analysis.load import ResultsFileError, fraction_label, load_results
 from synthetic_results import StrategyDef, SyntheticSweep, planted_row
 
@@ -204,3 +204,33 @@ def test_label_columns_must_agree_with_indices(make_results):
         h5["trials"].create_dataset("model", data=labels.astype(object), dtype=h5py.string_dtype())
     with pytest.raises(ResultsFileError, match=r"/trials/model of row 2 is 'other-model'"):
         load_results(path)
+
+
+def test_probe_kinds_and_their_baselines_are_read(make_results):
+    results = load_results(make_results(behaviour_sweep(), name="behaviour.h5"))
+    assert results.grid.probe_kinds == ("trigger", "control")
+    assert results.baseline.loc["tuned", "probe_trigger_rate"] == 1.0
+    assert results.baseline.loc["base", "probe_trigger_logprob"] == -40.0
+    assert results.columns.loc["probe_control_logprob", "units"] == "nats"
+    assert results.columns.loc["probe_trigger_rate", "long_name"] == \
+        "fraction of trigger probe prompts whose greedy continuation begins with the target"
+    assert {"k_changed", "probe_trigger_rate", "probe_control_logprob"} <= set(results.trials.columns)
+    assert {"probe_trigger_rate", "probe_control_logprob"} <= set(results.to_xarray().data_vars)
+    no_op = results.trials[(results.trials["model"] == "tuned")
+                           & (results.trials["strategy"] == "delta(from=tuned,order=random)")]
+    assert (no_op["k_changed"] == 0).all() and (no_op["probe_trigger_rate"] == 1.0).all()
+
+
+def test_a_probe_kind_without_its_baseline_is_noted(make_results):
+    path = make_results(behaviour_sweep(), name="behaviour.h5")
+    with h5py.File(path, "a") as h5:
+        del h5["baseline/probe_control_rate"]
+    results = load_results(path)
+    assert "probe_control_rate" not in results.baseline.columns
+    assert any("/baseline/probe_control_rate is missing" in note for note in results.notes)
+
+
+def test_files_without_probes_have_no_probe_kinds(standard_file):
+    results = load_results(standard_file)
+    assert results.grid.probe_kinds == ()
+    assert not any(name.startswith("probe_") for name in results.baseline.columns)

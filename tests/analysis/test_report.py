@@ -5,9 +5,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
-from conftest import standard_sweep
+from conftest import behaviour_sweep, standard_sweep
 from fracsweep_analysis.cli import report_parser
 from synthetic_results import write_results
 
@@ -141,3 +142,78 @@ def test_bad_options_fail_with_usage(tmp_path, standard_file):
         completed = run_report(standard_file, "-o", tmp_path / "out", *arguments)
         assert completed.returncode == 2, arguments
         assert "usage: fracsweep-report" in completed.stderr
+
+
+# --- behaviour probes ---------------------------------------------------------------------------
+
+def test_files_without_probes_get_no_behaviour_sections(partial_report):
+    out, _, _ = partial_report
+    markdown = (out / "report.md").read_text()
+    for heading in ("## Behaviour probes", "## Behaviour vs capability", "## Fine-tune delta"):
+        assert heading not in markdown
+    assert not list((out / "tables").glob("behaviour_*.csv")) and not list((out / "tables").glob("delta*.csv"))
+    assert not list((out / "figures").glob("behaviour-*"))
+
+
+@pytest.fixture(scope="module")
+def behaviour_report(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("behaviour-report")
+    path = write_results(directory / "behaviour.h5", behaviour_sweep())
+    completed = run_report(path, "-o", directory / "out", "--resamples", "300", "--formats", "png")
+    assert completed.returncode == 0, completed.stderr
+    return directory / "out"
+
+
+def test_behaviour_sections_tables_and_figures(behaviour_report):
+    out = behaviour_report
+    markdown = (out / "report.md").read_text()
+    positions = [markdown.index(heading) for heading in (
+        "## Critical fraction f\\*", "## Behaviour probes", "### Model tuned", "### Model base",
+        "## Behaviour vs capability", "## Fine-tune delta: how much must be kept",
+        "### Does keeping the 25% largest changes suffice?", "## Figures", "## Methods")]
+    assert positions == sorted(positions)
+    for name in ("behaviour_curves", "behaviour_vs_capability", "delta", "delta_keep"):
+        assert (out / "tables" / f"{name}.csv").stat().st_size > 0, name
+    for model in ("tuned", "base"):
+        assert f"![{model}: behaviour probes and general ability vs fraction](figures/behaviour-{model}.png)" in markdown
+        assert (out / "figures" / f"behaviour-{model}.png").is_file()
+    versus = pd.read_csv(out / "tables/behaviour_vs_capability.csv")
+    assert versus.set_index(["strategy", "model", "kind"]).loc[("zero", "tuned", "trigger"), "first"] == "behaviour first"
+    assert "| tuned | zero | trigger | 1 | " in markdown and "behaviour first (behaviour interval lies below" in markdown
+    assert "f = 25% is not a swept fraction; the nearest swept fractions on either side are 17.8% and 31.6%" in markdown
+    assert "- Keeping the 25% largest changes of tuned's fine-tune (transplanted onto base), trigger probes: " \
+           "suffices" in markdown
+    assert "Left out of the table" in markdown and "tuned / delta(from=tuned,order=random)" in markdown.replace("\\", "")
+    assert "percentile bootstrap CI of the mean over seeds" in markdown
+
+
+def test_behaviour_report_html_matches_markdown(behaviour_report):
+    markdown = (behaviour_report / "report.md").read_text()
+    html = (behaviour_report / "report.html").read_text()
+    markdown_rows = sum(1 for line in markdown.splitlines() if line.startswith("| ") and "---" not in line)
+    assert markdown_rows == html.count("<tr>")
+    for relative in re.findall(r'<img src="([^"]+)"', html):
+        assert (behaviour_report / relative).is_file(), relative
+
+
+def test_keep_fraction_option_names_the_swept_point(tmp_path):
+    path = write_results(tmp_path / "b.h5", behaviour_sweep())
+    completed = run_report(path, "-o", tmp_path / "out", "--resamples", "200", "--no-figures",
+                           "--keep-fraction", "0.1")
+    assert completed.returncode == 0, completed.stderr
+    markdown = (tmp_path / "out/report.md").read_text()
+    assert "### Does keeping the 10% largest changes suffice?" in markdown
+    assert "is not a swept fraction" not in markdown
+    assert "trigger probes: does not suffice — rate 0.372 (one trial) at 10%" in markdown  # (1/1.3)^2 / (1 + (1/1.3)^2)
+
+
+def test_probe_criteria_work_on_files_with_probes_and_fail_clearly_without(tmp_path, standard_file):
+    path = write_results(tmp_path / "b.h5", behaviour_sweep())
+    completed = run_report(path, "-o", tmp_path / "out", "--resamples", "200", "--no-figures",
+                           "--criterion", "probe_trigger_rate<x0.5")
+    assert completed.returncode == 0, completed.stderr
+    critical = pd.read_csv(tmp_path / "out/tables/critical.csv")
+    assert set(critical["criterion"]) == {"probe_trigger_rate<x0.5"}
+    completed = run_report(standard_file, "-o", tmp_path / "old", "--criterion", "probe_trigger_rate<x0.5")
+    assert completed.returncode == 3
+    assert "criterion 'probe_trigger_rate<x0.5': the file has no /trials column probe_trigger_rate" in completed.stderr
