@@ -198,7 +198,7 @@ TRIAL_COLUMNS = (
      "stored number formats of the in-scope tensors (f32, f16, bf16, joined by +)"),
     ("fraction", "float64", "1", "fraction of in-scope parameters (k / n_scope for count entries)"),
     ("seed", "int64", "", "trial seed"),
-    ("k", "int64", "", "parameters perturbed"),
+    ("k", "int64", "", "parameters perturbed (bfa: the flip budget)"),
     ("k_changed", "int64", "", "perturbed parameters whose stored bits changed"),
     ("n_scope", "int64", "", "in-scope parameters"),
     ("positions", "int64", "", "predicted positions evaluated"),
