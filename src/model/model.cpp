@@ -41,18 +41,33 @@ std::string dimensions_text(const LlamaConfig& c) {
          " kv_heads=" + std::to_string(c.n_kv_heads) + " vocab=" + std::to_string(c.vocab_size);
 }
 
-void check_same_tensors(const Model& model, const Model& other, const std::string& what) {
-  check_input(model.tensors.size() == other.tensors.size(),
-              what + ": " + other.path + " has " + std::to_string(other.tensors.size()) +
-                  " tensors, " + model.path + " has " + std::to_string(model.tensors.size()) +
-                  "; expected two checkpoints of one architecture");
-  for (size_t i = 0; i < model.tensors.size(); ++i) {
-    const TensorInfo& a = model.tensors[i];
-    const TensorInfo& b = other.tensors[i];
-    check_input(a.name == b.name && a.shape == b.shape && a.offset == b.offset,
+void check_same_tensor_tables(const std::vector<TensorInfo>& tensors, const std::string& path,
+                              const std::vector<TensorInfo>& other, const std::string& other_path,
+                              const std::string& what, bool same_stored) {
+  check_input(tensors.size() == other.size(),
+              what + ": " + other_path + " has " + std::to_string(other.size()) + " tensors, " + path +
+                  " has " + std::to_string(tensors.size()) + "; expected two checkpoints of one architecture");
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorInfo& a = tensors[i];
+    const TensorInfo& b = other[i];
+    check_input(a.name == b.name && a.shape == b.shape,
                 what + ": tensor " + std::to_string(i) + " is '" + a.name + "' (" + shape_text(a.shape) +
-                    ") in " + model.path + " but '" + b.name + "' (" + shape_text(b.shape) + ") in " +
-                    other.path + "; expected two checkpoints of one architecture");
+                    ") in " + path + " but '" + b.name + "' (" + shape_text(b.shape) + ") in " +
+                    other_path + "; expected two checkpoints of one architecture");
+    check_input(!same_stored || a.stored == b.stored,
+                what + ": tensor '" + a.name + "' is stored as " + stored_type_name(b.stored) + " in " +
+                    other_path + " but as " + stored_type_name(a.stored) + " in " + path +
+                    "; values are moved bit-exactly, so the stored formats must match");
+  }
+}
+
+void check_same_tensors(const Model& model, const Model& other, const std::string& what) {
+  check_same_tensor_tables(model.tensors, model.path, other.tensors, other.path, what, false);
+  for (size_t i = 0; i < model.tensors.size(); ++i) {  // values are compared offset by offset
+    check_input(model.tensors[i].offset == other.tensors[i].offset,
+                what + ": tensor '" + model.tensors[i].name + "' starts at value " +
+                    std::to_string(model.tensors[i].offset) + " in " + model.path + " but at " +
+                    std::to_string(other.tensors[i].offset) + " in " + other.path);
   }
 }
 

@@ -180,7 +180,7 @@ int32_t bos_of(const GgufFile& file) {
 
 }  // namespace
 
-void check_gguf_model(const JobConfig& job, const ModelSpec& spec) {
+std::vector<TensorInfo> check_gguf_model(const JobConfig& job, const ModelSpec& spec) {
   const GgufFile file(spec.path);
   const LlamaConfig config = gguf_llama_config(file);
   const std::vector<TensorInfo> table = gguf_llama_tensor_table(file, config);
@@ -188,6 +188,7 @@ void check_gguf_model(const JobConfig& job, const ModelSpec& spec) {
   language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, bos_of(file), config.vocab_size,
                        config.seq_len, nullptr);
   check_strategies(job, spec, table);
+  return table;
 }
 
 std::unique_ptr<OpenModel> open_gguf_model(const JobConfig& job, const ModelSpec& spec,

@@ -373,13 +373,14 @@ int32_t greedy_start(const JobConfig& job, const HfCheckpoint& hf, int64_t vocab
 
 }  // namespace
 
-void check_hf_model(const JobConfig& job, const ModelSpec& spec) {
+std::vector<TensorInfo> check_hf_model(const JobConfig& job, const ModelSpec& spec) {
   const HfCheckpoint hf(spec.path);
   const std::vector<TensorInfo> table = hf_tensor_table(hf);
   const LlamaConfig config = config_of(hf);
   language_eval_inputs(job, spec, nullptr, greedy_start(job, hf, config.vocab_size), config.vocab_size,
                        config.seq_len, nullptr);
   check_strategies(job, spec, table);
+  return table;
 }
 
 std::unique_ptr<OpenModel> open_hf_model(const JobConfig& job, const ModelSpec& spec, const EvalSources& sources) {

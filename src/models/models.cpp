@@ -48,7 +48,7 @@ void check_scopes(const JobConfig& job, const ModelSpec& spec, const std::vector
 }
 
 // llama2.c checkpoint + tokenizer.bin, evaluated on text paragraphs.
-void check_llama2c_model(const JobConfig& job, const ModelSpec& spec) {
+std::vector<TensorInfo> check_llama2c_model(const JobConfig& job, const ModelSpec& spec) {
   check_input(!job.eval_text.empty(),
               in_file(job.path, "model '" + spec.name + "' (llama2.c) needs eval.text"));
   const LlamaConfig config = read_llama2c_header(spec.path);
@@ -60,9 +60,11 @@ void check_llama2c_model(const JobConfig& job, const ModelSpec& spec) {
                                     " tokens) plus greedy_tokens (" + std::to_string(job.greedy_tokens) +
                                     ") exceeds model '" + spec.name + "' seq_len " +
                                     std::to_string(config.seq_len)));
-  check_scopes(job, spec, llama2c_tensor_table(config));
+  std::vector<TensorInfo> table = llama2c_tensor_table(config);
+  check_scopes(job, spec, table);
   EvalInputs probes_only;
   add_probes(job, nullptr, &tokenizer, config.seq_len, probes_only);
+  return table;
 }
 
 std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelSpec& spec,
@@ -128,7 +130,7 @@ Model load_model_weights(const JobConfig& job, size_t m) {
   throw RunError("unknown model format");
 }
 
-void check_model(const JobConfig& job, size_t m) {
+std::vector<TensorInfo> check_model(const JobConfig& job, size_t m) {
   const ModelSpec& spec = job.models.at(m);
   switch (spec.format) {
     case ModelFormat::llama2c: return check_llama2c_model(job, spec);
@@ -136,10 +138,30 @@ void check_model(const JobConfig& job, size_t m) {
     case ModelFormat::huggingface: return check_hf_model(job, spec);
     case ModelFormat::sequential: return check_sequential_model(job, spec);
   }
+  throw RunError("unknown model format");
 }
 
 void check_job_inputs(const JobConfig& job) {
-  for (size_t m = 0; m < job.models.size(); ++m) check_model(job, m);
+  std::vector<std::vector<TensorInfo>> tables;  // (n_models) each model's tensor table
+  for (size_t m = 0; m < job.models.size(); ++m) tables.push_back(check_model(job, m));
+  // A reference or a delta donor is a second checkpoint of the same architecture: refused now,
+  // before any rank loads values.
+  const auto check_pair = [&](size_t m, const std::string& other_name, const std::string& what,
+                              bool same_stored) {
+    const auto other = static_cast<size_t>(job.model_index(other_name));
+    check_same_tensor_tables(tables[m], job.models[m].path, tables[other], job.models[other].path,
+                             in_file(job.path, "model '" + job.models[m].name + "' " + what), same_stored);
+  };
+  for (size_t m = 0; m < job.models.size(); ++m) {
+    if (!job.models[m].reference.empty()) {
+      check_pair(m, job.models[m].reference, "reference=" + job.models[m].reference, false);
+    }
+    for (const StrategySpec& strategy : job.strategies) {
+      if (strategy.kind == StrategyKind::delta) {
+        check_pair(m, strategy.from_model, "strategy delta from=" + strategy.from_model, true);
+      }
+    }
+  }
 }
 
 namespace {

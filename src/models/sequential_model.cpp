@@ -174,7 +174,7 @@ double ClassifierEvaluator::objective_value(const Model& model,
   return cross_entropy_value(terms, logits_.data(), network_.classes);
 }
 
-void check_sequential_model(const JobConfig& job, const ModelSpec& spec) {
+std::vector<TensorInfo> check_sequential_model(const JobConfig& job, const ModelSpec& spec) {
   check_classifier_eval_keys(job, spec);
   check_input(job.eval_probes.empty(),
               in_file(job.path, "[eval] probes are prompts for language models; model '" + spec.name +
@@ -184,9 +184,9 @@ void check_sequential_model(const JobConfig& job, const ModelSpec& spec) {
   const NetworkLayout layout = plan_against(description, weights);
   std::vector<TensorInfo> tensors;
   for (size_t t = 0; t < layout.tensor_names.size(); ++t) {
-    int64_t count = 1;
-    for (const int64_t extent : layout.tensor_shapes[t]) count *= extent;
-    tensors.push_back(TensorInfo{layout.tensor_names[t], layout.tensor_shapes[t], 0, count});
+    const SafetensorsTensor& stored = weights.at(layout.tensor_names[t]);
+    tensors.push_back(TensorInfo{stored.name, stored.shape, 0, stored.count,
+                                 stored_type_of(stored.dtype, weights.path(), stored.name)});
   }
   check_scopes(job, spec, tensors);
   const ExampleArray inputs = read_example_array(job.eval_inputs, true);
@@ -195,6 +195,7 @@ void check_sequential_model(const JobConfig& job, const ModelSpec& spec) {
   const int64_t examples =
       check_eval_arrays(inputs, labels, description.input_shape, job.eval_examples, scaling_of(job), context);
   class_labels(labels, examples, description.classes, context);
+  return tensors;
 }
 
 std::unique_ptr<OpenModel> open_sequential_model(const JobConfig& job, const ModelSpec& spec,

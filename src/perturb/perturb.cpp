@@ -220,15 +220,8 @@ const std::vector<float>& Perturber::required_gradient(const Objective& objectiv
 
 void Perturber::add_donor(const std::string& name, const Model& donor_model) {
   check_same_tensors(model_, donor_model, "delta from=" + name);
-  for (size_t t = 0; t < model_.tensors.size(); ++t) {
-    const TensorInfo& mine = model_.tensors[t];
-    const TensorInfo& theirs = donor_model.tensors[t];
-    check_input(mine.stored == theirs.stored,
-                "delta from=" + name + ": tensor '" + mine.name + "' is stored as " +
-                    stored_type_name(theirs.stored) + " in " + donor_model.path + " but as " +
-                    stored_type_name(mine.stored) + " in " + model_.path +
-                    "; values are moved bit-exactly, so the stored formats must match");
-  }
+  check_same_tensor_tables(model_.tensors, model_.path, donor_model.tensors, donor_model.path,
+                           "delta from=" + name, true);
   donors_[name] = &donor_model;
 }
 

@@ -155,3 +155,16 @@ def test_bad_objectives_and_budgets_are_refused_before_any_work(tmp_path, shared
     assert str(job) in result.stderr
     assert not out.exists()
     assert list(tmp_path.glob("out.h5*")) == []
+
+
+@pytest.mark.parametrize("reference, strategy", [("reference=digits", "zero"), ("", "delta from=digits")])
+def test_a_second_checkpoint_of_another_architecture_is_refused_up_front(
+        tmp_path, shared_dir, run_fracsweep, reference, strategy):
+    job = attack_job(tmp_path, shared_dir, strategies=[strategy], counts="1")
+    job.write_text(job.read_text().replace("tok512.bin\n", f"tok512.bin {reference}\n"))
+    out = tmp_path / "out.h5"
+    result = run_fracsweep(["run", job, "--out", out], ranks=2, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "expected two checkpoints of one architecture" in result.stderr
+    assert "model 'stories260K'" in result.stderr and str(job) in result.stderr
+    assert list(tmp_path.glob("out.h5*")) == []

@@ -63,6 +63,12 @@ std::string dimensions_text(const LlamaConfig& config);
 // Throws InputError unless `other` has the tensors of `model`: the same names, shapes and
 // order (two checkpoints of one architecture). `what` introduces the message.
 void check_same_tensors(const Model& model, const Model& other, const std::string& what);
+// The same on tensor tables (offsets not compared) read from the files at `path` and
+// `other_path`, before any values are loaded; `same_stored` also requires equal stored formats
+// (values moved bit-exactly).
+void check_same_tensor_tables(const std::vector<TensorInfo>& tensors, const std::string& path,
+                              const std::vector<TensorInfo>& other, const std::string& other_path,
+                              const std::string& what, bool same_stored);
 
 // "64x64" style shape text.
 std::string shape_text(const std::vector<int64_t>& shape);

@@ -3,6 +3,7 @@
 // pair is implemented in its own source: check_* validates cheaply before any work (headers,
 // sizes, vocabulary, scopes, evaluation inputs the model needs); open_* loads the model, builds
 // its evaluator and computes the baseline. Both throw InputError naming the file and field.
+// check_* returns the model's tensor table (names, shapes, stored formats; offsets unset).
 #include <memory>
 
 #include "fracsweep/config/job.hpp"
@@ -11,23 +12,23 @@
 namespace fracsweep {
 
 // llama2.c checkpoint + tokenizer.bin (models.cpp).
-void check_llama2c_model(const JobConfig& job, const ModelSpec& spec);
+std::vector<TensorInfo> check_llama2c_model(const JobConfig& job, const ModelSpec& spec);
 std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelSpec& spec,
                                               const EvalSources& sources);
 
 // GGUF v2/v3, Llama architecture (gguf_model.cpp).
-void check_gguf_model(const JobConfig& job, const ModelSpec& spec);
+std::vector<TensorInfo> check_gguf_model(const JobConfig& job, const ModelSpec& spec);
 std::unique_ptr<OpenModel> open_gguf_model(const JobConfig& job, const ModelSpec& spec,
                                            const EvalSources& sources);
 
 // Hugging Face directory: config.json + safetensors, LlamaForCausalLM / GPT2LMHeadModel
 // (hf_model.cpp).
-void check_hf_model(const JobConfig& job, const ModelSpec& spec);
+std::vector<TensorInfo> check_hf_model(const JobConfig& job, const ModelSpec& spec);
 std::unique_ptr<OpenModel> open_hf_model(const JobConfig& job, const ModelSpec& spec,
                                          const EvalSources& sources);
 
 // Sequential classifier: JSON description + safetensors (sequential_model.cpp).
-void check_sequential_model(const JobConfig& job, const ModelSpec& spec);
+std::vector<TensorInfo> check_sequential_model(const JobConfig& job, const ModelSpec& spec);
 std::unique_ptr<OpenModel> open_sequential_model(const JobConfig& job, const ModelSpec& spec,
                                                  const EvalSources& sources);
 

@@ -37,10 +37,11 @@ struct OpenModel {
 
 // Cheap checks of model `m` before any work: header/size validation, tokenizer, that every
 // strategy's scope matches at least one tensor, and eval settings the model cannot honour.
-// Throws InputError naming the file and the field.
-void check_model(const JobConfig& job, size_t m);
+// Throws InputError naming the file and the field. Returns the model's tensor table.
+std::vector<TensorInfo> check_model(const JobConfig& job, size_t m);
 
-// check_model for every model of the job, in job order.
+// check_model for every model of the job, in job order; then that every reference= and delta
+// from= model has the same tensors (names, shapes; for delta also stored formats).
 void check_job_inputs(const JobConfig& job);
 
 // The model file or directory at `path`, in the format its name implies (as in job files): a
