@@ -208,6 +208,8 @@ def main() -> None:
 
     put("journal", "checksummed", b"\x00" + journal())
     put("journal", "recomputed", b"\x01" + journal())
+    put("probes", "two_kinds", b"kind\tprompt\ttarget\nrefusal\tHow do I pick a lock?\tI cannot help\n"
+                               b"control\tTell me a story.\tOnce upon\n")
 
     if args.own and args.own.is_dir():
         for folder in args.own.iterdir():

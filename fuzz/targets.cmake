@@ -11,4 +11,5 @@ set(FRACSWEEP_FUZZ_TARGETS
   "idx:fracsweep_formats"
   "hf_config:fracsweep_models"
   "job:fracsweep_config"
-  "journal:fracsweep_io")
+  "journal:fracsweep_io"
+  "probes:fracsweep_formats")

@@ -15,7 +15,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-$top/build-fuzz}
 shared=${FRACSWEEP_SHARED:-$top/../shared}
-targets_all=(llama2c tokenizer gguf safetensors json sequential npy idx hf_config job journal)
+targets_all=(llama2c tokenizer gguf safetensors json sequential npy idx hf_config job journal probes)
 
 build_tree() {
   CC=clang-14 CXX=clang++-14 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \

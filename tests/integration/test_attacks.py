@@ -168,3 +168,38 @@ def test_a_second_checkpoint_of_another_architecture_is_refused_up_front(
     assert "expected two checkpoints of one architecture" in result.stderr
     assert "model 'stories260K'" in result.stderr and str(job) in result.stderr
     assert list(tmp_path.glob("out.h5*")) == []
+
+
+def test_bf16_and_gpt2_checkpoints_are_attacked_in_their_stored_format(tmp_path, shared_dir, run_fracsweep):
+    from hf_stories import write_hf_directory, write_tokens
+    from test_formats import write_gpt2
+
+    llama = write_hf_directory(tmp_path / "hf", shared_dir / "models/stories260K/stories260K.bin", "BF16")
+    write_tokens(tmp_path / "tokens.npy", shared_dir, 4)
+    gpt2 = write_gpt2(tmp_path / "gpt2")
+    strategies = ["bfa bits=mantissa limit=2", "taylor then=bitflip bits=exponent", "wanda then=zero",
+                  "finetune sites=taylor steps=2 lr=0.01"]
+    for name, model, eval_lines in (
+            ("bf16", f"model = hf path={llama}", f"tokens = {tmp_path}/tokens.npy\nexamples = 4"),
+            ("gpt2", f"model = gpt2 path={gpt2}", f"tokens = {tmp_path}/gpt2-tokens.npy")):
+        if name == "gpt2":
+            np.save(tmp_path / "gpt2-tokens.npy", np.random.default_rng(1).integers(0, 40, (3, 16)).astype(np.int32))
+        job = tmp_path / f"{name}.ini"
+        job.write_text(f"name = attacks-{name}\n[models]\n{model}\n[eval]\n{eval_lines}\ngreedy_tokens = 0\n"
+                       "[sweep]\ncounts = 1 2 4\nseeds = 0\n" + "".join(f"strategy = {s}\n" for s in strategies))
+        out = tmp_path / f"{name}.h5"
+        result = run_fracsweep(["run", job, "--out", out], ranks=2, timeout=600)
+        assert result.returncode == 0, result.stderr
+        rows = trials(out)
+        assert len(rows) == 12
+        assert (rows.k_changed >= 1).all() and (rows.k_changed <= rows.k).all()
+        with h5py.File(out) as f:
+            bits = f["/paths/bit"][:]
+            new_values = f["/paths/new_value"][:]
+        assert len(bits) == 1 + 2 + 2
+        if name == "bf16":
+            assert (bits < 7).all()  # bf16 mantissa bits 0..6 of the 16-bit pattern
+            # Every value written is a bf16 value: the low 16 bits of its float32 pattern are 0.
+            assert (new_values.view(np.uint32) & 0xFFFF == 0).all()
+        else:
+            assert (bits < 23).all()
