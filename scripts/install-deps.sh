@@ -9,7 +9,7 @@ packages=(
   zlib1g-dev
   libblis-openmp-dev
   libboost-program-options-dev libboost-test-dev
-  nlohmann-json3-dev
+  nlohmann-json3-dev clang-format
   python3-h5py python3-numpy python3-scipy python3-pandas python3-matplotlib
   python3-xarray python3-h5netcdf python3-pytest python3-sklearn python3-tables
 )
