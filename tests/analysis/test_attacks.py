@@ -1,11 +1,14 @@
 """The attack table (issue 11, must-have 7): budgets to break a model, bfa paths, the section.
 
 Synthetic files (written here with the helpers of synthetic_results.py) plant every outcome, so
-k*, the per-seed interval and the ratios are known exactly.
+k*, the per-seed interval and the ratios are known exactly. The last tests run the engine on a
+reduced copy of jobs/attacks.ini (digits model only) and check properties that must hold.
 """
 from __future__ import annotations
 
 import math
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 import xarray as xr
 
 from conftest import standard_sweep
-from engine_runner import REPO
+from engine_runner import REPO, Engine, unavailable
 from fracsweep_analysis.attacks import (DamageCriterion, _quantile_on_grid, _strategy_row,
                                         attack_section, budget_table, path_summaries,
                                         paths_xarray, read_paths)
@@ -378,3 +381,96 @@ def test_old_files_keep_working(standard_file):
     assert zero["k_below"] == means.index[means.index < zero["k_star"]][-1]
     text = attack_section(standard_file)
     assert "### tiny (language model)" in text and ": path" not in text
+
+
+# --- the engine: a reduced jobs/attacks.ini on the digits model -------------------------------
+
+REDUCED_STRATEGIES = ("zero", "magnitude then=zero", "taylor then=zero", "bfa bits=any")
+
+
+def reduced_attacks_job(directory: Path) -> Path:
+    """jobs/attacks.ini cut down: digits only, counts 1 .. 256, 3 seeds, four strategies. The
+    fractions 0.5 and 1 are added so that random zeroing meets the classifier criterion within
+    the sweep (it does not within 256 of the 4,810 weights): without them 'k* <= zero's k*'
+    would hold whatever the strategies did."""
+    default = REPO / "jobs" / "default"
+    lines = ["name = attacks-reduced", "seed = 20261206", "", "[models]",
+             f"model = digits path={default / 'digits-mlp.json'}", "", "[eval]",
+             f"inputs = {default / 'digits-test-images.npy'}",
+             f"labels = {default / 'digits-test-labels.npy'}", "input_divisor = 16", "",
+             "[sweep]", "counts = " + " ".join(str(2 ** i) for i in range(9)),
+             "fractions = 0.5 1", "seeds = 0-2",
+             *(f"strategy = {strategy}" for strategy in REDUCED_STRATEGIES)]
+    job = directory / "attacks-reduced.ini"
+    job.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return job
+
+
+def digits_engine() -> Engine:
+    """The built engine; unlike engine_runner.require_engine, ../shared is not needed (the
+    digits model and its data are in jobs/default). Skips, or fails under CI=true, without it."""
+    binary = os.environ.get("FRACSWEEP_BIN", "")
+    if not binary:
+        unavailable("the attack-table engine test needs FRACSWEEP_BIN (path of the built fracsweep "
+                    "binary, e.g. build/fracsweep)")
+    if not (Path(binary).is_file() and os.access(binary, os.X_OK)):
+        unavailable(f"the attack-table engine test needs the engine: FRACSWEEP_BIN={binary} is not "
+                    f"an executable file")
+    return Engine(Path(binary), REPO.parent / "shared", os.environ.get("FRACSWEEP_MPIEXEC") or None,
+                  shlex.split(os.environ.get("FRACSWEEP_MPIEXEC_PREFLAGS", "")))
+
+
+@pytest.fixture(scope="module")
+def engine_attacks(tmp_path_factory):
+    engine = digits_engine()
+    directory = tmp_path_factory.mktemp("attacks")
+    return engine.run(reduced_attacks_job(directory), directory / "attacks-reduced.h5")
+
+
+def test_engine_attack_budgets_beat_random_zeroing(engine_attacks):
+    results = load_results(engine_attacks)
+    assert results.is_complete, results.missing.summary()
+    table = rows(budget_table(results), "digits")
+    assert table.attrs["criteria"]["digits"].classes == 10
+    zero = table.loc["zero"]
+    assert zero["reached"], "random zeroing must meet the criterion by the 100% budget"
+    assert zero["n_seeds"] == 3 and zero["seeds_reached"] == 3
+    for strategy in ("magnitude(then=zero)", "taylor(then=zero,objective=nll)"):
+        assert table.loc[strategy, "reached"], strategy
+        assert table.loc[strategy, "k_star"] <= zero["k_star"], strategy
+    bfa = table.loc[[s for s in table.index if s.startswith("bfa")][0]]
+    if not (bfa["reached"] and bfa["k_star"] <= zero["k_star"]):
+        # The only way bfa may miss: its search stopped before the budget because the objective
+        # became non-finite (the engine's rule), leaving non-finite outputs.
+        summary = next(s for s in path_summaries(results) if s.strategy == bfa.name)
+        assert summary.steps < summary.budget and "non-finite" in summary.ended, summary
+        assert bfa["first_nonfinite_k"] <= summary.steps
+    text = attack_section(engine_attacks)
+    assert "### digits (classifier)" in text and f"#### {bfa.name} on digits: path" in text
+
+
+def test_engine_paths_are_complete_and_consistent(engine_attacks):
+    results = load_results(engine_attacks)
+    paths = read_paths(engine_attacks)
+    bfa_trials = results.trials[results.trials["strategy_name"] == "bfa"].set_index("trial")
+    assert set(paths["trial"]) == set(bfa_trials.index)  # every bfa trial has a path, only those
+    longest = paths.groupby("trial").size().max()
+    reference = paths[paths["trial"] == paths.groupby("trial").size().idxmax()][["offset", "bit"]]
+    for trial, steps in paths.groupby("trial"):
+        trial_row = bfa_trials.loc[trial]
+        assert list(steps["step"]) == list(range(1, len(steps) + 1)), trial
+        assert len(steps) <= trial_row["k"]
+        if len(steps) < trial_row["k"]:  # ended early: only at a non-finite objective
+            assert not math.isfinite(steps["objective"].iloc[-1]), trial
+        assert steps["offset"].nunique() == trial_row["k_changed"], trial
+        for metric in ("accuracy", "top1_agreement", "mean_nll"):  # the trial is the path's end
+            np.testing.assert_equal(steps[metric].iloc[-1], trial_row[metric])
+        np.testing.assert_array_equal(steps[["offset", "bit"]].to_numpy(),
+                                      reference.to_numpy()[:len(steps)])
+    assert longest >= 1
+    view = paths_xarray(engine_attacks)
+    opened = xr.open_dataset(engine_attacks, group="paths", engine="h5netcdf")
+    assert view.sizes["path_step"] == opened.sizes["path_step"] == len(paths)
+    for name in ("trial", "step", "offset", "bit", "objective", "accuracy"):
+        np.testing.assert_array_equal(view[name].to_numpy(), opened[name].to_numpy())
+    assert view["bit"].attrs["long_name"] == "flipped bit of the stored pattern (0 = lowest)"
