@@ -503,7 +503,8 @@ def _ratio_text(row: pd.Series) -> str:
         return f"> {value}"
     if bound == "<":
         return f"< {value}"
-    if math.isnan(row["ratio_low"]) or row["strategy"] == row["baseline"]:
+    if math.isnan(row["ratio_low"]) or row["strategy"] == row["baseline"] \
+            or row["ratio_low"] == row["ratio_high"] == row["ratio"]:  # one point: no interval
         return value
     high = row["ratio_high"]
     high_text = f"> {_times(row['max_searched_base'] / row['k_star'])}" if math.isinf(high) \
@@ -530,13 +531,27 @@ def display_table(table: pd.DataFrame, model: str) -> pd.DataFrame:
     })
 
 
+def _resolution_text(own: pd.DataFrame) -> str:
+    """How finely the swept budgets bracket the baseline's k* (and so every ratio)."""
+    base = own[own["strategy"] == own["baseline"]]
+    if base.empty or not base["reached"].iloc[0] or math.isnan(base["k_below"].iloc[0]):
+        return ""
+    row = base.iloc[0]
+    factor = row["k_star"] / row["k_below"]
+    return (f"Resolution: {row['strategy']} met the criterion at {_budget(row['k_star'])} but "
+            f"not at the next smaller swept budget, {_budget(row['k_below'])}: its k*, and so "
+            f"every ratio above, is known only to within a factor {factor:.3g} (the true ratios "
+            f"may be up to {factor:.3g}x smaller).")
+
+
 def _path_blocks(summary: PathSummary) -> list:
-    criterion_text = (f"criterion first met after flip {summary.criterion_step}"
-                      if summary.criterion_step is not None else "criterion not met along the path")
+    criterion_text = (f"Criterion first met after flip {summary.criterion_step}"
+                      if summary.criterion_step is not None else "Criterion not met along the path")
+    weights = "weight" if summary.weights_changed == 1 else "weights"
     tensors = ", ".join(f"{name} ×{n}" for name, n in summary.tensors)
     bits = ", ".join(f"bit {bit} ×{n}" for bit, n in summary.bits)
     items = [f"Flips searched: {summary.steps} (trial {summary.trial}); {summary.ended}; "
-             f"{summary.weights_changed} distinct weights changed",
+             f"{summary.weights_changed} distinct {weights} changed",
              f"{criterion_text}; {summary.metric} after the last flip "
              f"{formatting.number(summary.metric_at_end, 4)}",
              f"Tensors flipped: {tensors}", f"Bits flipped: {bits}"]
@@ -581,6 +596,9 @@ def attack_blocks(results_or_path, baseline: str | None = DEFAULT_BASELINE,
         criterion = table.attrs["criteria"][model]
         blocks.append(Heading(3, f"{model} ({criterion.kind})"))
         blocks.append(Table(display_table(table, model), f"Criterion: {criterion.describe()}."))
+        resolution = _resolution_text(table[table["model"] == model])
+        if resolution:
+            blocks.append(Paragraph(resolution))
         not_held = table[(table["model"] == model) & table["reached"] & ~table["stays_met"]]
         if len(not_held):
             blocks.append(Paragraph("Met at k* but not at every larger budget: "
