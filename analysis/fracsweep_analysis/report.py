@@ -310,6 +310,9 @@ def report_blocks(results: Results, curves: pd.DataFrame, critical: pd.DataFrame
 
     if behaviour is not None:
         blocks += _behaviour_blocks(results, behaviour, settings, out_dir)
+    # Imported here: attacks.py builds its section from this module's document classes.
+    from .attacks import attack_blocks
+    blocks += attack_blocks(results)  # nothing without deliberate-change strategies
 
     if figures:
         blocks.append(Heading(2, "Figures"))

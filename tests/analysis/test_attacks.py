@@ -476,3 +476,13 @@ def test_engine_paths_are_complete_and_consistent(engine_attacks):
     for name in ("trial", "step", "offset", "bit", "objective", "accuracy"):
         np.testing.assert_array_equal(view[name].to_numpy(), opened[name].to_numpy())
     assert view["bit"].attrs["long_name"] == "flipped bit of the stored pattern (0 = lowest)"
+
+
+def test_the_report_carries_the_attack_section(attack_file, tmp_path):
+    from fracsweep_analysis.report import write_report
+
+    out = tmp_path / "report"
+    write_report(attack_file, out)
+    text = (out / "report.md").read_text()
+    assert "## Deliberate change: budget to break the model" in text
+    assert attack_section(attack_file).split("\n", 1)[1].strip().splitlines()[0] in text
