@@ -21,7 +21,7 @@ namespace {
 
 std::vector<int32_t> greedy_prompt_ids(const JobConfig& job, const Tokenizer& tokenizer) {
   if (job.greedy_prompt.empty()) return {tokenizer.bos_id()};
-  return tokenizer.encode(job.greedy_prompt, true, false);
+  return tokenizer.encode(job.greedy_prompt, true, false, in_file(job.path, "[eval] greedy_prompt"));
 }
 
 }  // namespace
@@ -73,7 +73,8 @@ std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelS
   open->model = load_llama2c(spec.path);
   const Tokenizer tokenizer = Tokenizer::load_llama2c(spec.tokenizer_path, open->model.config.vocab_size);
   EvalInputs inputs;
-  inputs.sequences = encode_paragraphs(tokenizer, sources.paragraphs, open->model.config.seq_len);
+  inputs.sequences =
+      encode_paragraphs(tokenizer, sources.paragraphs, open->model.config.seq_len, job.eval_text);
   inputs.greedy_prompt = greedy_prompt_ids(job, tokenizer);
   inputs.greedy_tokens = job.greedy_tokens;
   inputs.greedy_stop_id = tokenizer.bos_id();
