@@ -1,6 +1,6 @@
 #pragma once
-// Evaluation inputs of the language-model loaders (GGUF, Hugging Face): text paragraphs through a
-// tokenizer, or pre-tokenized sequences.
+// Evaluation inputs of the language-model loaders (llama2.c, GGUF, Hugging Face): text
+// paragraphs through a tokenizer, or pre-tokenized sequences.
 //
 // Pre-tokenized evaluation sequences ([eval] tokens = FILE.npy), usable by every language model:
 // an integer .npy array, 1-D (one sequence) or 2-D (N, T) with one sequence per row; a negative
