@@ -134,15 +134,35 @@ ModelSpec parse_model(const JobReader& reader, const std::string& text) {
   } else {
     reader.check_readable_file(key_model, what + " path", model.path);
   }
-  // llama2.c checkpoints need a separate tokenizer file; other formats carry their vocabulary
-  // or take pre-tokenized inputs.
+  // llama2.c checkpoints take a separate tokenizer file (whether one is needed depends on the
+  // [eval] section: check_tokenizers); other formats carry their vocabulary or take
+  // pre-tokenized inputs.
   if (tokenizer) {
     model.tokenizer_path = reader.resolve_path(key_model, what + " tokenizer", *tokenizer);
     reader.check_readable_file(key_model, what + " tokenizer", model.tokenizer_path);
-  } else if (model.format == ModelFormat::llama2c) {
-    reader.fail(key_model, what + " has no tokenizer=FILE (required for llama2.c models)");
   }
   return model;
+}
+
+// A llama2.c model needs tokenizer=FILE when the job encodes text: [eval] text (unless [eval]
+// tokens replaces it), a greedy_prompt or behaviour probes.
+void check_tokenizers(const JobReader& reader, const JobConfig& job) {
+  std::string needs;
+  if (job.eval_tokens.empty()) {
+    needs = "[eval] text (or give pre-tokenized [eval] tokens)";
+  } else if (!job.greedy_prompt.empty()) {
+    needs = "[eval] greedy_prompt";
+  } else if (!job.eval_probes.empty()) {
+    needs = "[eval] probes";
+  } else {
+    return;
+  }
+  for (const ModelSpec& model : job.models) {
+    if (model.format == ModelFormat::llama2c && model.tokenizer_path.empty()) {
+      reader.fail(key_model, "model '" + model.name +
+                                 "' has no tokenizer=FILE, which a llama2.c model needs for " + needs);
+    }
+  }
 }
 
 // Names that point at other models of the job: reference= of a model line, from= of a delta
@@ -279,6 +299,7 @@ JobConfig parse_job_text(const std::string& text, const std::string& path) {
   }
 
   parse_eval(reader, job);
+  check_tokenizers(reader, job);
 
   job.amounts = parse_amounts(reader);
   parse_strategies(reader, job);

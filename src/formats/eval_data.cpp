@@ -68,13 +68,15 @@ std::vector<std::string> read_paragraphs(const std::string& path, int64_t n) {
 
 std::vector<std::vector<int32_t>> encode_paragraphs(const Tokenizer& tokenizer,
                                                     const std::vector<std::string>& paragraphs,
-                                                    int64_t seq_len) {
+                                                    int64_t seq_len, const std::string& path) {
   check_input(seq_len >= 2, "seq_len is " + std::to_string(seq_len) +
                                 "; expected at least 2 (BOS and one predicted token)");
   std::vector<std::vector<int32_t>> sequences;  // (n_paragraphs) each (<= seq_len) token ids
   sequences.reserve(paragraphs.size());
-  for (const std::string& paragraph : paragraphs) {
-    std::vector<int32_t> ids = tokenizer.encode(paragraph, /*add_bos=*/true, /*add_eos=*/false);
+  for (size_t p = 0; p < paragraphs.size(); ++p) {
+    const std::string where = in_file(path, "paragraph " + std::to_string(p + 1));
+    std::vector<int32_t> ids =
+        tokenizer.encode(paragraphs[p], /*add_bos=*/true, /*add_eos=*/false, where);
     ids.resize(std::min(ids.size(), static_cast<size_t>(seq_len)));
     sequences.push_back(std::move(ids));
   }

@@ -19,6 +19,8 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "llama2.c loading assumes a little-endian host");
 
 constexpr int64_t header_bytes = 7 * 4;
+// Token ids 0, 1 and 2 are <unk>, BOS and EOS in llama2.c; generation starts and stops at BOS.
+constexpr int64_t llama2c_min_vocab_size = 3;
 
 // Element counts of the llama2.c v0 tensors, in file order.
 struct Llama2cLayout {
@@ -118,6 +120,11 @@ LlamaConfig read_llama2c_header(const std::string& path) {
                          .n_kv_heads = "n_kv_heads",
                          .vocab_size = "vocab_size (absolute value)",
                          .seq_len = "seq_len"});
+  check_input(c.vocab_size >= llama2c_min_vocab_size,
+              in_file(path, "llama2.c header field vocab_size (absolute value): expected at least " +
+                                std::to_string(llama2c_min_vocab_size) +
+                                " (<unk>, BOS 1 and EOS 2 by llama2.c's convention), found " +
+                                std::to_string(c.vocab_size)));
 
   // Each count was multiplied with overflow checks; the sum and the byte size are checked too.
   const int64_t floats = layout_of(c, path).floats_in_file(path);

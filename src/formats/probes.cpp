@@ -101,8 +101,11 @@ std::vector<ProbeTokens> probe_token_ids(const ProbeSet& set, const Tokenizer& t
   for (const Probe& probe : set.probes) {
     ProbeTokens tokens;
     tokens.kind = set.kind_index(probe.kind);
-    tokens.prompt_ids = tokenizer.encode(probe.prompt, true, false);
-    const std::vector<int32_t> joint = tokenizer.encode(probe.prompt + probe.target, true, false);
+    tokens.prompt_ids =
+        tokenizer.encode(probe.prompt, true, false, at_line(set.path, probe.line, "column 'prompt'"));
+    // The prompt encodes, so a character the tokenizer cannot encode is in the target.
+    const std::vector<int32_t> joint = tokenizer.encode(
+        probe.prompt + probe.target, true, false, at_line(set.path, probe.line, "column 'target'"));
     const size_t n_prompt = tokens.prompt_ids.size();
     const bool prefix = joint.size() > n_prompt &&
                         std::equal(tokens.prompt_ids.begin(), tokens.prompt_ids.end(), joint.begin());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -20,10 +21,8 @@ namespace {
 static_assert(std::endian::native == std::endian::little,
               "tokenizer.bin is little-endian and is read by memcpy");
 
-// Byte fallback: the piece "<0xXX>" of byte XX has id XX + first_byte_token.
-constexpr int32_t first_byte_token = 3;
-constexpr int32_t n_byte_tokens = 256;
-constexpr int64_t min_vocab_size = first_byte_token + n_byte_tokens;
+// llama2.c's convention: <unk>, BOS and EOS are ids 0, 1 and 2, so a vocabulary has at least 3.
+constexpr int64_t min_vocab_size = 3;
 // llama2.c starts its search for the best merge at this score, so pairs scoring at or below it
 // never merge; kept to stay token-for-token identical.
 constexpr float merge_score_floor = -1e10f;
@@ -55,8 +54,52 @@ std::string byte_piece(int byte) {
          hex[static_cast<size_t>(byte % 16)] + ">";
 }
 
+// Bytes of the UTF-8 sequence `lead` starts, or 0 when no well-formed one starts with it.
+size_t utf8_length(unsigned char lead) {
+  if (lead < 0x80) return 1;
+  if (lead >= 0xC2 && lead <= 0xDF) return 2;
+  if (lead >= 0xE0 && lead <= 0xEF) return 3;
+  if (lead >= 0xF0 && lead <= 0xF4) return 4;
+  return 0;
+}
+
+// The code point of `group` (a lead byte and its continuation bytes, as encode splits text)
+// when it is one well-formed UTF-8 character, else nullopt.
+std::optional<uint32_t> utf8_code_point(std::string_view group) {
+  const auto lead = static_cast<unsigned char>(group[0]);
+  const size_t length = utf8_length(lead);
+  if (length == 0 || group.size() != length) return std::nullopt;
+  constexpr uint32_t lead_bits[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+  constexpr uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};  // below: an overlong form
+  uint32_t code_point = lead & lead_bits[length];
+  for (size_t at = 1; at < length; ++at) {
+    code_point = code_point << 6 | (static_cast<unsigned char>(group[at]) & 0x3F);
+  }
+  const bool surrogate = code_point >= 0xD800 && code_point <= 0xDFFF;
+  if (code_point < smallest[length] || code_point > 0x10FFFF || surrogate) return std::nullopt;
+  return code_point;
+}
+
+// `group` for a message: "é" (U+00E9) for a printable character, U+0009 for a control
+// character, the bytes in hex when it is not well-formed UTF-8.
+std::string describe_character(std::string_view group) {
+  char text[32];
+  const std::optional<uint32_t> code_point = utf8_code_point(group);
+  if (!code_point) {
+    std::string bytes;
+    for (const char byte : group) {
+      std::snprintf(text, sizeof text, " 0x%02X", static_cast<unsigned char>(byte));
+      bytes += text;
+    }
+    return "bytes" + bytes + " (not well-formed UTF-8)";
+  }
+  std::snprintf(text, sizeof text, "U+%04X", static_cast<unsigned>(*code_point));
+  const bool control = *code_point < 0x20 || (*code_point >= 0x7F && *code_point < 0xA0);
+  return control ? std::string(text) : "\"" + std::string(group) + "\" (" + text + ")";
+}
+
 // Checks what encode/decode rely on: one score per piece, finite scores, special ids inside the
-// vocabulary, the 256 byte pieces at their fixed ids and a " " piece for the dummy prefix.
+// vocabulary and a " " piece for the dummy prefix.
 void check_vocabulary(const std::vector<std::string>& pieces, const std::vector<float>& scores,
                       int32_t bos_id, int32_t eos_id) {
   const auto vocab_size = static_cast<int64_t>(pieces.size());
@@ -65,8 +108,7 @@ void check_vocabulary(const std::vector<std::string>& pieces, const std::vector<
                                                   " pieces; expected one score per piece");
   check_input(vocab_size >= min_vocab_size && vocab_size <= std::numeric_limits<int32_t>::max(),
               "tokenizer: vocab_size " + std::to_string(vocab_size) + "; expected " +
-                  std::to_string(min_vocab_size) +
-                  " (3 special + 256 byte tokens) up to 2^31-1 tokens");
+                  std::to_string(min_vocab_size) + " (<unk>, BOS, EOS) up to 2^31-1 tokens");
   check_input(bos_id >= 0 && bos_id < vocab_size, "tokenizer: bos_id " + std::to_string(bos_id) +
                                                       " outside the vocabulary of " +
                                                       std::to_string(vocab_size));
@@ -77,15 +119,9 @@ void check_vocabulary(const std::vector<std::string>& pieces, const std::vector<
     check_input(std::isfinite(scores[id]), "tokenizer: token " + std::to_string(id) +
                                                " has a non-finite score; expected a finite float");
   }
-  for (int byte = 0; byte < n_byte_tokens; ++byte) {
-    const auto id = static_cast<size_t>(first_byte_token + byte);
-    const std::string expected = byte_piece(byte);
-    check_input(pieces[id] == expected, "tokenizer: token " + std::to_string(id) + " is \"" +
-                                            pieces[id] + "\"; expected the byte piece \"" +
-                                            expected + "\"");
-  }
   check_input(std::find(pieces.begin(), pieces.end(), dummy_prefix) != pieces.end(),
-              "tokenizer: no \" \" piece; expected one for the dummy prefix");
+              "tokenizer: no \" \" piece; expected one for the dummy prefix llama2.c puts before "
+              "every text");
 }
 
 // The whole file at `path`; InputError naming the file when it cannot be read.
@@ -139,13 +175,18 @@ Tokenizer::Tokenizer(std::vector<std::string> pieces, std::vector<float> scores,
   std::iota(sorted_ids_.begin(), sorted_ids_.end(), 0);
   std::stable_sort(sorted_ids_.begin(), sorted_ids_.end(),
                    [this](int32_t a, int32_t b) { return pieces_[a] < pieces_[b]; });
+  for (size_t byte = 0; byte < byte_ids_.size(); ++byte) {
+    byte_ids_[byte] = lookup(byte_piece(static_cast<int>(byte)));
+  }
+  space_id_ = lookup(dummy_prefix);
 }
 
 Tokenizer Tokenizer::load_llama2c(const std::string& path, int64_t vocab_size) {
   check_input(vocab_size >= min_vocab_size && vocab_size <= std::numeric_limits<int32_t>::max(),
               in_file(path, "vocab_size " + std::to_string(vocab_size) +
                                 " from the model header; expected " +
-                                std::to_string(min_vocab_size) + " up to 2^31-1 tokens"));
+                                std::to_string(min_vocab_size) +
+                                " (<unk>, BOS, EOS) up to 2^31-1 tokens"));
   const std::string bytes = read_file_bytes(path);
   ByteCursor cursor(path, bytes);
 
@@ -191,14 +232,15 @@ int32_t Tokenizer::lookup(std::string_view piece) const {
   return *found;
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool add_eos) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool add_eos,
+                                       std::string_view where) const {
   std::vector<int32_t> ids;  // (n_tokens) BOS, dummy prefix, then one id per codepoint or byte
   ids.reserve(text.size() + 3);
   if (add_bos) ids.push_back(bos_id_);
-  if (!text.empty()) ids.push_back(lookup(dummy_prefix));
+  if (!text.empty()) ids.push_back(space_id_);
 
   // One piece per UTF-8 codepoint (a lead byte and at most 3 continuation bytes), or one byte
-  // piece per byte when the codepoint is not in the vocabulary.
+  // piece per byte when the codepoint is not in the vocabulary; neither is an input error.
   size_t codepoint_start = 0;
   for (size_t at = 0; at < text.size(); ++at) {
     if (!is_utf8_continuation(static_cast<unsigned char>(text[at]))) codepoint_start = at;
@@ -213,7 +255,15 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
       ids.push_back(id);
     } else {
       for (const char byte : codepoint) {
-        ids.push_back(static_cast<unsigned char>(byte) + first_byte_token);
+        const int32_t byte_id = byte_ids_[static_cast<unsigned char>(byte)];
+        check_input(byte_id >= 0, [&] {
+          return std::string(where) + ": character " + describe_character(codepoint) +
+                 " is not in the tokenizer's vocabulary, which has no byte-fallback piece \"" +
+                 byte_piece(static_cast<unsigned char>(byte)) +
+                 "\" either; expected only characters the vocabulary can encode (replace or "
+                 "remove it)";
+        });
+        ids.push_back(byte_id);
       }
     }
     codepoint_start = next;

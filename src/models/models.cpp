@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/util/text.hpp"
@@ -19,9 +20,14 @@ namespace fracsweep {
 
 namespace {
 
-std::vector<int32_t> greedy_prompt_ids(const JobConfig& job, const Tokenizer& tokenizer) {
-  if (job.greedy_prompt.empty()) return {tokenizer.bos_id()};
-  return tokenizer.encode(job.greedy_prompt, true, false);
+// llama2.c's BOS id, where its generation starts and stops.
+constexpr int32_t llama2c_bos_id = 1;
+
+// The model line's tokenizer=FILE, when given (the job reader requires one unless the job needs
+// no text encoded: [eval] tokens, no greedy_prompt, no probes).
+std::optional<Tokenizer> llama2c_tokenizer(const ModelSpec& spec, int64_t vocab_size) {
+  if (spec.tokenizer_path.empty()) return std::nullopt;
+  return Tokenizer::load_llama2c(spec.tokenizer_path, vocab_size);
 }
 
 }  // namespace
@@ -47,23 +53,14 @@ void check_scopes(const JobConfig& job, const ModelSpec& spec, const std::vector
   }
 }
 
-// llama2.c checkpoint + tokenizer.bin, evaluated on text paragraphs.
+// llama2.c checkpoint + tokenizer.bin, evaluated on text paragraphs or pre-tokenized sequences.
 std::vector<TensorInfo> check_llama2c_model(const JobConfig& job, const ModelSpec& spec) {
-  check_input(!job.eval_text.empty(),
-              in_file(job.path, "model '" + spec.name + "' (llama2.c) needs eval.text"));
   const LlamaConfig config = read_llama2c_header(spec.path);
-  const Tokenizer tokenizer = Tokenizer::load_llama2c(spec.tokenizer_path, config.vocab_size);
-  const auto prompt = greedy_prompt_ids(job, tokenizer);
-  check_input(job.greedy_tokens == 0 ||
-                  static_cast<int64_t>(prompt.size()) + job.greedy_tokens <= config.seq_len,
-              in_file(job.path, "[eval] greedy_prompt (" + std::to_string(prompt.size()) +
-                                    " tokens) plus greedy_tokens (" + std::to_string(job.greedy_tokens) +
-                                    ") exceeds model '" + spec.name + "' seq_len " +
-                                    std::to_string(config.seq_len)));
+  const auto tokenizer = llama2c_tokenizer(spec, config.vocab_size);
+  language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, llama2c_bos_id,
+                       config.vocab_size, config.seq_len, nullptr);
   std::vector<TensorInfo> table = llama2c_tensor_table(config);
   check_scopes(job, spec, table);
-  EvalInputs probes_only;
-  add_probes(job, nullptr, &tokenizer, config.seq_len, probes_only);
   return table;
 }
 
@@ -71,16 +68,16 @@ std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelS
                                               const EvalSources& sources) {
   auto open = std::make_unique<OpenModel>();
   open->model = load_llama2c(spec.path);
-  const Tokenizer tokenizer = Tokenizer::load_llama2c(spec.tokenizer_path, open->model.config.vocab_size);
-  EvalInputs inputs;
-  inputs.sequences = encode_paragraphs(tokenizer, sources.paragraphs, open->model.config.seq_len);
-  inputs.greedy_prompt = greedy_prompt_ids(job, tokenizer);
-  inputs.greedy_tokens = job.greedy_tokens;
-  inputs.greedy_stop_id = tokenizer.bos_id();
-  add_probes(job, &sources, &tokenizer, open->model.config.seq_len, inputs);
+  const LlamaConfig& config = open->model.config;
+  const auto tokenizer = llama2c_tokenizer(spec, config.vocab_size);
+  const EvalInputs inputs = language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr,
+                                                 llama2c_bos_id, config.vocab_size, config.seq_len,
+                                                 &sources);
   auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
-  open->baseline_text =
-      tokenizer.decode_after(inputs.greedy_prompt.back(), evaluator->baseline().greedy_ids);
+  if (tokenizer) {
+    open->baseline_text =
+        tokenizer->decode_after(inputs.greedy_prompt.back(), evaluator->baseline().greedy_ids);
+  }
   open->evaluator = std::move(evaluator);
   return open;
 }

@@ -110,11 +110,10 @@ int run(int argc, char** argv) {
   const fs::Model model = fs::load_llama2c(argv[1]);
   const fs::LlamaConfig& c = model.config;
   const fs::Tokenizer tokenizer = fs::Tokenizer::load_llama2c(argv[2], c.vocab_size);
+  const std::vector<std::vector<int32_t>> sequences =  // (paragraphs) token ids
+      fs::encode_paragraphs(tokenizer, fs::read_paragraphs(argv[3], eval_paragraphs), c.seq_len, argv[3]);
   fs::TokenBatch batch;
-  for (const auto& sequence :
-       fs::encode_paragraphs(tokenizer, fs::read_paragraphs(argv[3], eval_paragraphs), c.seq_len)) {
-    batch.append(sequence);
-  }
+  for (const auto& sequence : sequences) batch.append(sequence);
   const int64_t n = batch.n_tokens();
   int64_t longest = 0;
   for (int64_t s = 0; s < batch.n_seqs(); ++s) {
@@ -243,8 +242,7 @@ int run(int argc, char** argv) {
   // batch plus the 256-token greedy check, metrics against the cached baseline, restore.
   fs::Model trial_model = fs::load_llama2c(argv[1]);
   fs::EvalInputs inputs;
-  inputs.sequences = fs::encode_paragraphs(tokenizer, fs::read_paragraphs(argv[3], eval_paragraphs),
-                                           c.seq_len);
+  inputs.sequences = sequences;
   inputs.greedy_prompt = {tokenizer.bos_id()};
   inputs.greedy_tokens = 256;
   inputs.greedy_stop_id = tokenizer.bos_id();

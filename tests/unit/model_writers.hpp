@@ -153,6 +153,37 @@ inline void write_safetensors(const std::string& path, const std::vector<Safeten
   }
 }
 
+// Writes `model` (llama2.c tensor names, e.g. random_llama.hpp's random_model) as a llama2.c v0
+// checkpoint: the 7 int32 header fields, the tensors stacked per kind over the layers, a zero
+// freq_cis block (unused by fracsweep), then the classifier when it is not shared.
+inline void write_llama2c(const std::string& path, const Model& model) {
+  const LlamaConfig& c = model.config;
+  const int32_t header[7] = {static_cast<int32_t>(c.dim),        static_cast<int32_t>(c.hidden_dim),
+                             static_cast<int32_t>(c.n_layers),   static_cast<int32_t>(c.n_heads),
+                             static_cast<int32_t>(c.n_kv_heads),
+                             static_cast<int32_t>(c.shared_classifier ? c.vocab_size : -c.vocab_size),
+                             static_cast<int32_t>(c.seq_len)};
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(header), sizeof header);
+  const auto put = [&](const std::string& name) {
+    const TensorInfo& t = model.tensor(name);
+    out.write(reinterpret_cast<const char*>(model.values.data() + t.offset),
+              static_cast<std::streamsize>(t.count * 4));
+  };
+  put("tok_embeddings");
+  for (const char* kind : {"attn_norm", "attn.wq", "attn.wk", "attn.wv", "attn.wo", "ffn_norm",
+                           "ffn.w1", "ffn.w2", "ffn.w3"}) {
+    for (int64_t l = 0; l < c.n_layers; ++l) put("layers." + std::to_string(l) + "." + kind);
+  }
+  put("norm_final");
+  // (seq_len, head_dim) the legacy RoPE table, zeros
+  const std::vector<float> freq_cis(static_cast<size_t>(c.seq_len * c.head_dim()));
+  out.write(reinterpret_cast<const char*>(freq_cis.data()),
+            static_cast<std::streamsize>(freq_cis.size() * 4));
+  if (!c.shared_classifier) put("output");
+  BOOST_TEST_REQUIRE(out.good(), "cannot write " << path);
+}
+
 inline void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);
   out << text;

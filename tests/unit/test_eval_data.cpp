@@ -101,19 +101,37 @@ BOOST_AUTO_TEST_SUITE(encoding)
 BOOST_AUTO_TEST_CASE(bos_then_tokens_truncated_to_seq_len) {
   const Tokenizer tokenizer = bytes_only_tokenizer();
   // "ab" -> BOS, " ", 'a'+3 = 100, 'b'+3 = 101; "abcd" is cut to its first 4 tokens.
-  const auto sequences = fracsweep::encode_paragraphs(tokenizer, {"ab", "abcd"}, 4);
+  const auto sequences = fracsweep::encode_paragraphs(tokenizer, {"ab", "abcd"}, 4, "eval.txt");
   BOOST_TEST_REQUIRE(sequences.size() == 2u);
   BOOST_TEST(sequences[0] == (Ids{1, 259, 100, 101}), boost::test_tools::per_element());
   BOOST_TEST(sequences[1] == (Ids{1, 259, 100, 101}), boost::test_tools::per_element());
-  const auto long_enough = fracsweep::encode_paragraphs(tokenizer, {"abcd"}, 512);
+  const auto long_enough = fracsweep::encode_paragraphs(tokenizer, {"abcd"}, 512, "eval.txt");
   BOOST_TEST(long_enough[0] == (Ids{1, 259, 100, 101, 102, 103}), boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(seq_len_must_leave_a_prediction) {
   const Tokenizer tokenizer = bytes_only_tokenizer();
-  BOOST_CHECK_THROW(fracsweep::encode_paragraphs(tokenizer, {"ab"}, 1), InputError);
-  BOOST_TEST(fracsweep::encode_paragraphs(tokenizer, {"ab"}, 2)[0] == (Ids{1, 259}),
+  BOOST_CHECK_THROW(fracsweep::encode_paragraphs(tokenizer, {"ab"}, 1, "eval.txt"), InputError);
+  BOOST_TEST(fracsweep::encode_paragraphs(tokenizer, {"ab"}, 2, "eval.txt")[0] == (Ids{1, 259}),
              boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(a_character_without_a_piece_names_file_paragraph_and_character) {
+  // A character-level vocabulary, no byte pieces: <unk>, BOS, EOS, " ", "a", "b".
+  const Tokenizer tokenizer({"<unk>", "\n<s>\n", "\n</s>\n", " ", "a", "b"},
+                            std::vector<float>(6, 0.0f));
+  BOOST_TEST(fracsweep::encode_paragraphs(tokenizer, {"ab", "b a"}, 8, "eval.txt")[1] ==
+                 (Ids{1, 3, 5, 3, 4}),
+             boost::test_tools::per_element());
+  try {
+    fracsweep::encode_paragraphs(tokenizer, {"ab", "a\xC3\xA9" "b"}, 8, "/data/eval.txt");
+    BOOST_ERROR("no InputError for a character outside the vocabulary");
+  } catch (const InputError& error) {
+    BOOST_TEST(std::string(error.what()) ==
+               "/data/eval.txt: paragraph 2: character \"\xC3\xA9\" (U+00E9) is not in the "
+               "tokenizer's vocabulary, which has no byte-fallback piece \"<0xC3>\" either; expected "
+               "only characters the vocabulary can encode (replace or remove it)");
+  }
 }
 
 BOOST_AUTO_TEST_CASE(token_batch_stacks_sequences) {
@@ -144,10 +162,10 @@ BOOST_AUTO_TEST_CASE(first_50_paragraphs_predict_5055_tokens) {
 
   const Tokenizer tokenizer =
       Tokenizer::load_llama2c(shared_file("models/stories260K/tok512.bin"), 512);
-  const std::vector<std::string> paragraphs =
-      fracsweep::read_paragraphs(shared_file("data/tinystories/tinystories_val.txt"), n_paragraphs);
+  const std::string eval_text = shared_file("data/tinystories/tinystories_val.txt");
+  const std::vector<std::string> paragraphs = fracsweep::read_paragraphs(eval_text, n_paragraphs);
   BOOST_TEST_REQUIRE(paragraphs.size() == 50u);
-  const auto sequences = fracsweep::encode_paragraphs(tokenizer, paragraphs, seq_len);
+  const auto sequences = fracsweep::encode_paragraphs(tokenizer, paragraphs, seq_len, eval_text);
 
   fracsweep::TokenBatch batch;
   int64_t predicted = 0;

@@ -38,10 +38,10 @@ struct Stories {
                                           model.config.vocab_size)) {
     gemm_init(GemmSetup{});
     EvalInputs inputs;
-    const auto paragraphs = read_paragraphs(
-        test::shared_file("data/tinystories/tinystories_val.txt"),
-        static_cast<int64_t>(fixture.number("eval_set.n_paragraphs")));
-    inputs.sequences = encode_paragraphs(tokenizer, paragraphs, model.config.seq_len);
+    const std::string eval_text = test::shared_file("data/tinystories/tinystories_val.txt");
+    const auto paragraphs =
+        read_paragraphs(eval_text, static_cast<int64_t>(fixture.number("eval_set.n_paragraphs")));
+    inputs.sequences = encode_paragraphs(tokenizer, paragraphs, model.config.seq_len, eval_text);
     inputs.greedy_prompt = {tokenizer.bos_id()};
     inputs.greedy_tokens = 256;
     inputs.greedy_stop_id = tokenizer.bos_id();

@@ -32,8 +32,8 @@ const std::string bin_path = "models/stories260K/stories260K.bin";
 
 
 std::vector<std::vector<int32_t>> eval_sequences(const Tokenizer& tokenizer, int64_t seq_len) {
-  const auto paragraphs = read_paragraphs(test::shared_file("data/tinystories/tinystories_val.txt"), 50);
-  return encode_paragraphs(tokenizer, paragraphs, seq_len);
+  const std::string eval_text = test::shared_file("data/tinystories/tinystories_val.txt");
+  return encode_paragraphs(tokenizer, read_paragraphs(eval_text, 50), seq_len, eval_text);
 }
 
 // The llama2.c model written as GGUF with its tensors in `type` (0 F32, 1 F16, 30 BF16).

@@ -92,8 +92,9 @@ std::vector<test::SafetensorsEntry> hf_entries(const Model& bin, const std::stri
 
 std::vector<float> eval_logits(const Model& model) {
   const Tokenizer tokenizer = Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
-  const auto paragraphs = read_paragraphs(test::shared_file("data/tinystories/tinystories_val.txt"), 50);
-  return test::llama_logits(model, encode_paragraphs(tokenizer, paragraphs, 512));
+  const std::string eval_text = test::shared_file("data/tinystories/tinystories_val.txt");
+  const auto paragraphs = read_paragraphs(eval_text, 50);
+  return test::llama_logits(model, encode_paragraphs(tokenizer, paragraphs, 512, eval_text));
 }
 
 

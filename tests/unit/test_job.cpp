@@ -47,6 +47,8 @@ struct TempJobDir {
     write_file(root / "model.bin", "model");
     write_file(root / "tok.bin", "tokenizer");
     write_file(root / "eval.txt", "One paragraph.\n");
+    write_file(root / "tokens.npy", "tokens");
+    write_file(root / "probes.tsv", "probes");
   }
   ~TempJobDir() {
     std::error_code ignored;
@@ -404,6 +406,28 @@ BOOST_AUTO_TEST_CASE(bad_amounts) {
   check_rejected(sweep("fractions_log = 0.001 2 3"), "sweep.fractions_log", "'2'");
 }
 
+BOOST_AUTO_TEST_CASE(llama2c_tokenizer_needed_only_to_encode_text) {
+  const std::string no_tokenizer = "[models]\nmodel = m path=model.bin\n";
+  const TempJobDir dir;
+  // Pre-tokenized evaluation alone encodes no text.
+  const JobConfig job = parse_job_file(dir.job(
+      job_text("name = t\n", no_tokenizer, "[eval]\ntokens = tokens.npy\ngreedy_tokens = 4\n")));
+  BOOST_TEST(job.models.at(0).tokenizer_path.empty());
+  BOOST_TEST(job.eval_tokens == (dir.root / "tokens.npy").string());
+  // [eval] tokens replaces [eval] text.
+  BOOST_CHECK_NO_THROW(parse_job_file(dir.job(job_text(
+      "name = t\n", no_tokenizer, "[eval]\ntext = eval.txt\ntokens = tokens.npy\n"))));
+  check_rejected(job_text("name = t\n", no_tokenizer,
+                          "[eval]\ntokens = tokens.npy\ngreedy_prompt = Once upon\n"),
+                 "models.model", "model 'm' has no tokenizer=FILE, which a llama2.c model needs for "
+                                 "[eval] greedy_prompt");
+  check_rejected(job_text("name = t\n", no_tokenizer,
+                          "[eval]\ntokens = tokens.npy\nprobes = probes.tsv\n"),
+                 "models.model", "needs for [eval] probes");
+  check_rejected(job_text("name = t\n", no_tokenizer), "models.model",
+                 "needs for [eval] text (or give pre-tokenized [eval] tokens)");
+}
+
 BOOST_AUTO_TEST_CASE(bad_seeds) {
   const auto sweep = [](const std::string& seeds) {
     return job_text("name = t\n", valid_models, valid_eval,
@@ -426,7 +450,8 @@ BOOST_AUTO_TEST_CASE(bad_models) {
                         "model = m path=model.bin tokenizer=tok.bin\n"),
                  "models.model", "'m' is used twice");
   check_rejected(models("model = m tokenizer=tok.bin\n"), "models.model", "no path");
-  check_rejected(models("model = m path=model.bin\n"), "models.model", "no tokenizer");
+  check_rejected(models("model = m path=model.bin\n"), "models.model",
+                 "model 'm' has no tokenizer=FILE, which a llama2.c model needs for [eval] text");
   check_rejected(models("model = m path=model.bin tokenizer=tok.bin format=onnx\n"), "models.model",
                  "format 'onnx' is not one of");
   check_rejected(models("model = m path=model.bin tokenizer=tok.bin colour=red\n"), "models.model",

@@ -286,6 +286,23 @@ BOOST_AUTO_TEST_CASE(zero_and_negative_dimensions_name_the_field) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(vocabulary_holds_at_least_unk_bos_and_eos) {
+  const TempDir dir;
+  for (int32_t vocab : {1, 2, -2}) {
+    Header header = toy_header;
+    header[5] = vocab;
+    expect_load_error(write_model(dir, "vocab" + std::to_string(vocab) + ".bin", header, 300),
+                      "vocab_size (absolute value): expected at least 3 (<unk>, BOS 1 and EOS 2");
+  }
+  // Three tokens (a character-level vocabulary can be this small): 8 embedding floats fewer.
+  Header three = toy_header;
+  three[5] = 3;
+  const Model model =
+      load_llama2c(write_model(dir, "vocab3.bin", three, toy_parameters - 8 + toy_freq_cis));
+  BOOST_TEST(model.config.vocab_size == 3);
+  BOOST_TEST(model.n_parameters() == toy_parameters - 8);
+}
+
 BOOST_AUTO_TEST_CASE(head_counts_must_divide_and_head_dim_must_be_even) {
   const TempDir dir;
   // n_heads 4 does not divide dim 6.

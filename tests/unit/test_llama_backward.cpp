@@ -318,10 +318,11 @@ BOOST_AUTO_TEST_CASE(stories260k_gradient_matches_fixture,
   const fs::test::Fixture fixture("fixtures/stories260K/grad.json");
   const fs::Tokenizer tokenizer = fs::Tokenizer::load_llama2c(
       fs::test::shared_file("models/stories260K/tok512.bin"), model.config.vocab_size);
+  const std::string eval_text = fs::test::shared_file("data/tinystories/tinystories_val.txt");
   fs::TokenBatch batch;
-  for (const auto& sequence : fs::encode_paragraphs(
-           tokenizer, fs::read_paragraphs(fs::test::shared_file("data/tinystories/tinystories_val.txt"), 50),
-           model.config.seq_len)) {
+  const auto paragraphs = fs::read_paragraphs(eval_text, 50);
+  for (const auto& sequence :
+       fs::encode_paragraphs(tokenizer, paragraphs, model.config.seq_len, eval_text)) {
     batch.append(sequence);
   }
   BOOST_TEST(batch.n_tokens() - batch.n_seqs() == fixture.number("tokens"));

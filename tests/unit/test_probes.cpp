@@ -42,9 +42,9 @@ struct Checkpoint {
         probes(read_probes(test::shared_file("fixtures/stories260K/probes.tsv"))) {
     gemm_init(GemmSetup{});
     EvalInputs inputs;
-    inputs.sequences = encode_paragraphs(
-        tokenizer, read_paragraphs(test::shared_file("data/tinystories/tinystories_val.txt"), 50),
-        model.config.seq_len);
+    const std::string eval_text = test::shared_file("data/tinystories/tinystories_val.txt");
+    inputs.sequences = encode_paragraphs(tokenizer, read_paragraphs(eval_text, 50),
+                                         model.config.seq_len, eval_text);
     inputs.greedy_prompt = {tokenizer.bos_id()};
     inputs.greedy_tokens = 0;
     inputs.greedy_stop_id = tokenizer.bos_id();
@@ -218,6 +218,23 @@ BOOST_AUTO_TEST_CASE(bad_probe_files_name_file_line_and_column) {
   check_bad_probes("kind\tprompt\ttarget\n", "has a header but no probe");
   // Too long for seq_len 8: BOS + 9 tokens.
   check_bad_probes("kind\tprompt\ttarget\nk\ta\t b b b b b b b b\n", "line 2: column 'target': prompt + target is");
+}
+
+BOOST_AUTO_TEST_CASE(a_character_without_a_piece_names_file_line_and_column) {
+  // A character-level vocabulary, no byte pieces: <unk>, BOS, EOS, " ", "a", "b".
+  const Tokenizer tokenizer({"<unk>", "<s>", "</s>", " ", "a", "b"}, std::vector<float>(6, 0.0f));
+  test::TempDir dir;
+  const auto fails = [&](const std::string& probe_line, const std::string& expected) {
+    const std::string path = (dir.path() / "probes.tsv").string();
+    write_file(path, "kind\tprompt\ttarget\nk\ta\tb\n" + probe_line);
+    BOOST_CHECK_EXCEPTION(probe_token_ids(read_probes(path), tokenizer, 16), InputError,
+                          [&](const InputError& error) {
+                            BOOST_TEST_INFO(error.what());
+                            return std::string(error.what()).starts_with(path + expected);
+                          });
+  };
+  fails("k\ta\xC3\xA9\tb\n", ": line 3: column 'prompt': character \"\xC3\xA9\" (U+00E9)");
+  fails("k\tab\tb?\n", ": line 3: column 'target': character \"?\" (U+003F)");
 }
 
 BOOST_AUTO_TEST_CASE(target_tokens_follow_the_prompt_tokens) {

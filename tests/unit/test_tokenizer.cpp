@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "temp_dir.hpp"
+#include "tokenizer_files.hpp"
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/formats/tokenizer.hpp"
@@ -30,6 +31,8 @@ namespace {
 
 using fracsweep::InputError;
 using fracsweep::Tokenizer;
+using fracsweep::test::tokenizer_bin;
+using fracsweep::test::Vocabulary;
 using Ids = std::vector<int32_t>;
 
 // ---------------------------------------------------------------- the tiny vocabulary
@@ -64,11 +67,6 @@ std::string byte_piece_text(int byte) {
   std::snprintf(text, sizeof text, "<0x%02X>", byte);
   return text;
 }
-
-struct Vocabulary {
-  std::vector<std::string> pieces;  // (vocab) token texts
-  std::vector<float> scores;        // (vocab) merge scores
-};
 
 Vocabulary tiny_vocabulary() {
   Vocabulary vocab;
@@ -135,32 +133,6 @@ Ids reference_encode(const Vocabulary& vocab, const std::string& text) {
 }
 
 // ---------------------------------------------------------------- tokenizer.bin files
-void put_i32(std::string& bytes, int32_t value) {
-  char raw[4];
-  std::memcpy(raw, &value, 4);
-  bytes.append(raw, 4);
-}
-
-void put_f32(std::string& bytes, float value) {
-  char raw[4];
-  std::memcpy(raw, &value, 4);
-  bytes.append(raw, 4);
-}
-
-// llama2.c tokenizer.bin image of `vocab`; max_token_length is its longest piece.
-std::string tokenizer_bin(const Vocabulary& vocab) {
-  size_t max_length = 0;
-  for (const std::string& piece : vocab.pieces) max_length = std::max(max_length, piece.size());
-  std::string bytes;
-  put_i32(bytes, static_cast<int32_t>(max_length));
-  for (size_t id = 0; id < vocab.pieces.size(); ++id) {
-    put_f32(bytes, vocab.scores[id]);
-    put_i32(bytes, static_cast<int32_t>(vocab.pieces[id].size()));
-    bytes += vocab.pieces[id];
-  }
-  return bytes;
-}
-
 // Byte offset of token `id`'s record (score, length, text) in a tokenizer.bin image.
 size_t token_record_offset(const std::string& bytes, int32_t id) {
   size_t offset = 4;
@@ -412,6 +384,131 @@ BOOST_AUTO_TEST_CASE(round_trip) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+// ================================================================ character-level vocabulary
+// tokenizer_files.hpp: <unk>, BOS, EOS, " ", letters, punctuation and six merges; no <0xXX>
+// byte pieces, so a character outside the vocabulary cannot fall back to its bytes.
+
+namespace {
+
+using fracsweep::test::char_letter;
+
+Tokenizer char_tokenizer() {
+  Vocabulary vocab = fracsweep::test::char_vocabulary();
+  return Tokenizer(std::move(vocab.pieces), std::move(vocab.scores));
+}
+
+// encode(text) throws InputError whose message contains every one of `parts`.
+void check_encode_fails(const Tokenizer& tokenizer, const std::string& text,
+                        const std::string& where, std::initializer_list<std::string> parts) {
+  try {
+    tokenizer.encode(text, true, false, where);
+    BOOST_ERROR("no InputError encoding \"" << text << "\"");
+  } catch (const InputError& error) {
+    const std::string message = error.what();
+    for (const std::string& part : parts) {
+      BOOST_TEST(message.find(part) != std::string::npos,
+                 "message \"" << message << "\" lacks \"" << part << "\"");
+    }
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(character_vocabulary)
+
+BOOST_AUTO_TEST_CASE(merges_and_dummy_prefix_by_hand) {
+  using namespace fracsweep::test;
+  const Tokenizer tokenizer = char_tokenizer();
+  BOOST_TEST(tokenizer.vocab_size() == char_vocab_size);
+  // [" ","t","h","e"," ","c","a","t"]: "th" (-1) merges first although " t" (-3) is further
+  // left, then "the" (-4), then " the" (-5); " c" and "ca" are no pieces.
+  BOOST_TEST(tokenizer.encode("the cat", true, false) ==
+                 (Ids{1, char_space_the, char_space, char_letter('c'), char_letter('a'),
+                      char_letter('t')}),
+             boost::test_tools::per_element());
+  // "th" x3 (leftmost first), "he" (-2), "the" (-4) inside "heather" before " the" (-5), then
+  // "in" (-6) twice; "thin" and " th" are no pieces.
+  BOOST_TEST(tokenizer.encode("in the thin heather", true, false) ==
+                 (Ids{1, char_space, char_in, char_space_the, char_space, char_th, char_in,
+                      char_space, char_he, char_letter('a'), char_the, char_letter('r')}),
+             boost::test_tools::per_element());
+  // " t" merges where "th" cannot.
+  BOOST_TEST(tokenizer.encode("to", false, false) == (Ids{char_space_t, char_letter('o')}),
+             boost::test_tools::per_element());
+  BOOST_TEST(tokenizer.encode("Tin!", false, true) ==
+                 (Ids{char_space, char_letter('T'), char_in, 58, 2}),
+             boost::test_tools::per_element());
+  BOOST_TEST(tokenizer.encode("a\nb", false, false) ==
+                 (Ids{char_space, char_letter('a'), 61, char_letter('b')}),
+             boost::test_tools::per_element());
+  BOOST_TEST(tokenizer.encode("", true, true) == (Ids{1, 2}), boost::test_tools::per_element());
+  BOOST_TEST(tokenizer.decode(tokenizer.encode("the cat", false, false)) == "the cat");
+  BOOST_TEST(tokenizer.decode_after(char_letter('a'), {char_space_the, char_he}) == " thehe");
+}
+
+BOOST_AUTO_TEST_CASE(matches_reference_encoder_on_random_text) {
+  const Vocabulary vocab = fracsweep::test::char_vocabulary();
+  const Tokenizer tokenizer = char_tokenizer();
+  const std::vector<std::string> alphabet = {"t", "h", "e", " ", "i", "n", "a", "T", "\n", "."};
+  std::mt19937 generator(20260611);
+  std::uniform_int_distribution<size_t> pick(0, alphabet.size() - 1);
+  std::uniform_int_distribution<int> length(0, 40);
+  for (int sample = 0; sample < 1000; ++sample) {
+    std::string text;
+    for (int n = length(generator); n > 0; --n) text += alphabet[pick(generator)];
+    BOOST_TEST_INFO("text \"" << text << "\"");
+    BOOST_TEST(tokenizer.encode(text, false, false) == reference_encode(vocab, text),
+               boost::test_tools::per_element());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_character_outside_the_vocabulary_is_an_input_error) {
+  const Tokenizer tokenizer = char_tokenizer();
+  check_encode_fails(tokenizer, "caf\xC3\xA9", "eval.txt: paragraph 3",
+                     {"eval.txt: paragraph 3: character \"\xC3\xA9\" (U+00E9) is not in the "
+                      "tokenizer's vocabulary",
+                      "no byte-fallback piece \"<0xC3>\""});
+  check_encode_fails(tokenizer, "room 5", "text", {"text: character \"5\" (U+0035)", "<0x35>"});
+  check_encode_fails(tokenizer, "a\tb", "text", {"text: character U+0009 is not", "<0x09>"});
+  check_encode_fails(tokenizer, "\xC3" "a", "text",
+                     {"character bytes 0xC3 (not well-formed UTF-8)", "<0xC3>"});
+  check_encode_fails(tokenizer, "\xE2\x80\xA9\xA9", "text",
+                     {"character bytes 0xE2 0x80 0xA9 0xA9 (not well-formed UTF-8)"});
+  BOOST_CHECK_NO_THROW(tokenizer.encode("", false, false, "text"));
+}
+
+BOOST_AUTO_TEST_CASE(byte_fallback_only_where_the_byte_pieces_exist) {
+  using namespace fracsweep::test;
+  Vocabulary vocab = char_vocabulary();
+  vocab.pieces.insert(vocab.pieces.end(), {"<0x09>", "<0xC3>"});  // ids 68 and 69
+  vocab.scores.insert(vocab.scores.end(), {0.0f, 0.0f});
+  const Tokenizer tokenizer(vocab.pieces, vocab.scores);
+  // The tab falls back to its piece wherever it sits (not to id 0x09 + 3 = 12, the letter 'i').
+  BOOST_TEST(tokenizer.encode("a\tb", false, false) ==
+                 (Ids{char_space, char_letter('a'), 68, char_letter('b')}),
+             boost::test_tools::per_element());
+  BOOST_TEST(tokenizer.decode({char_space, char_letter('a'), 68, char_letter('b')}) == "a\tb");
+  // é = C3 A9: <0xC3> exists, <0xA9> does not.
+  check_encode_fails(tokenizer, "\xC3\xA9", "text",
+                     {"character \"\xC3\xA9\" (U+00E9)", "no byte-fallback piece \"<0xA9>\""});
+}
+
+BOOST_AUTO_TEST_CASE(loads_from_a_tokenizer_file) {
+  using namespace fracsweep::test;
+  const TempDir dir;
+  const std::string path = dir.write("char.bin", tokenizer_bin(char_vocabulary()));
+  const Tokenizer loaded = Tokenizer::load_llama2c(path, char_vocab_size);
+  BOOST_TEST(loaded.encode("the cat", true, false) == char_tokenizer().encode("the cat", true, false),
+             boost::test_tools::per_element());
+  BOOST_TEST(loaded.piece(char_in) == "in");
+  // The smallest vocabulary: <unk>, BOS, EOS, and the " " piece among them.
+  const Vocabulary three{{" ", "\n<s>\n", "\n</s>\n"}, {0.0f, 0.0f, 0.0f}};
+  const Tokenizer tiny = Tokenizer::load_llama2c(dir.write("three.bin", tokenizer_bin(three)), 3);
+  BOOST_TEST(tiny.encode("  ", true, true) == (Ids{1, 0, 0, 0, 2}), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 // ================================================================ vocabulary checks
 
 BOOST_AUTO_TEST_CASE(constructor_rejects_inconsistent_vocabularies) {
@@ -425,11 +522,8 @@ BOOST_AUTO_TEST_CASE(constructor_rejects_inconsistent_vocabularies) {
     BOOST_CHECK_THROW(Tokenizer(vocab.pieces, vocab.scores, 1, tiny_vocab_size), InputError);
     BOOST_CHECK_THROW(Tokenizer(vocab.pieces, vocab.scores, -1, 2), InputError);
   }
-  {
-    Vocabulary vocab = tiny_vocabulary();
-    vocab.pieces[3 + 0x41] = "A";  // byte piece <0x41> missing
-    BOOST_CHECK_THROW(Tokenizer(vocab.pieces, vocab.scores), InputError);
-  }
+  // Fewer than 3 tokens (<unk>, BOS, EOS), even with valid special ids.
+  BOOST_CHECK_THROW(Tokenizer({" ", "a"}, {0.0f, 0.0f}, 0, 1), InputError);
   {
     Vocabulary vocab = tiny_vocabulary();
     vocab.scores[263] = std::numeric_limits<float>::quiet_NaN();
@@ -505,19 +599,12 @@ BOOST_AUTO_TEST_CASE(every_malformed_file_names_file_token_and_expectation) {
   }
   {
     std::string bytes = good;
-    bytes[token_record_offset(bytes, 3) + 8 + 4] = 'G';  // "<0x00>" -> "<0x0G>"
-    check_load_fails(
-        dir.write("bad_byte_piece.bin", bytes), tiny_vocab_size,
-        {"bad_byte_piece.bin", "token 3 is \"<0x0G>\"", "expected the byte piece \"<0x00>\""});
-  }
-  {
-    std::string bytes = good;
     bytes[token_record_offset(bytes, 259) + 8] = '_';  // the " " piece becomes "_"
     check_load_fails(dir.write("no_space.bin", bytes), tiny_vocab_size,
                      {"no_space.bin", "no \" \" piece"});
   }
-  check_load_fails(dir.write("small_vocab.bin", good), 100,
-                   {"small_vocab.bin", "vocab_size 100", "expected 259"});
+  check_load_fails(dir.write("small_vocab.bin", good), 2,
+                   {"small_vocab.bin", "vocab_size 2", "expected 3 (<unk>, BOS, EOS)"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -19,7 +19,7 @@ const char* model_format_name(ModelFormat format);  // "llama2c", "gguf", "hf", 
 struct ModelSpec {
   std::string name;            // label in results, unique within the job
   std::string path;            // model file or directory (absolute after parsing)
-  std::string tokenizer_path;  // llama2.c tokenizer.bin (absolute; llama2c models only)
+  std::string tokenizer_path;  // llama2.c tokenizer.bin (absolute; llama2c models; empty: none)
   ModelFormat format = ModelFormat::llama2c;
   // `reference=NAME`: another model of the job whose unperturbed outputs this model's trials are
   // also compared with (e.g. a fine-tune against its base); empty: none.

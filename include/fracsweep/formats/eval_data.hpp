@@ -25,9 +25,11 @@ struct TokenBatch {
 // Throws InputError naming the file when it cannot be read or has fewer than `n` paragraphs.
 std::vector<std::string> read_paragraphs(const std::string& path, int64_t n);
 
-// BOS + encode(paragraph) truncated to `seq_len` tokens, for every paragraph.
+// BOS + encode(paragraph) truncated to `seq_len` tokens, for every paragraph. A character the
+// tokenizer cannot encode is an InputError naming `path` (the file the paragraphs were read
+// from), the paragraph (counted from 1) and the character.
 std::vector<std::vector<int32_t>> encode_paragraphs(const Tokenizer& tokenizer,
                                                     const std::vector<std::string>& paragraphs,
-                                                    int64_t seq_len);
+                                                    int64_t seq_len, const std::string& path);
 
 }  // namespace fracsweep

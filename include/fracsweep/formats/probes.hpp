@@ -44,7 +44,8 @@ struct ProbeTokens {
 };
 
 // Encodes every probe; InputError naming the file, line and column 'target' when the prompt's
-// ids are not a strict prefix of the joint ids, or when prompt + target exceed `seq_len` tokens.
+// ids are not a strict prefix of the joint ids, or when prompt + target exceed `seq_len` tokens;
+// naming the file, line, column and character when the tokenizer cannot encode a character.
 std::vector<ProbeTokens> probe_token_ids(const ProbeSet& probes, const Tokenizer& tokenizer,
                                          int64_t seq_len);
 

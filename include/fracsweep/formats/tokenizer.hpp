@@ -1,6 +1,9 @@
 #pragma once
 // The llama2.c byte-pair tokenizer: encode (dummy leading space, greedy merges by best score,
-// byte fallback to <0xXX> pieces whose ids are byte + 3) and decode.
+// byte fallback to "<0xXX>" pieces) and decode. Any vocabulary of at least 3 tokens (ids 0, 1, 2:
+// <unk>, BOS, EOS by llama2.c's convention) with a " " piece: SentencePiece vocabularies with
+// their 256 byte pieces, and character-level ones with none.
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -18,8 +21,14 @@ class Tokenizer {
   // bytes. `vocab_size` comes from the model header. Throws InputError naming the file.
   static Tokenizer load_llama2c(const std::string& path, int64_t vocab_size);
 
-  // Token ids of `text`, with BOS / EOS when asked; exactly llama2.c's `encode`.
-  std::vector<int32_t> encode(std::string_view text, bool add_bos, bool add_eos) const;
+  // Token ids of `text`, with BOS / EOS when asked; exactly llama2.c's `encode` for every text
+  // it can encode. A character (a UTF-8 lead byte and its continuation bytes) that is no piece
+  // falls back to the "<0xXX>" pieces of its bytes (ids byte + 3 in SentencePiece vocabularies,
+  // as llama2.c assumes); when a byte has no such piece either, encoding fails with an
+  // InputError "<where>: character ..." naming the character (llama2.c would emit id byte + 3,
+  // whatever token that is).
+  std::vector<int32_t> encode(std::string_view text, bool add_bos, bool add_eos,
+                              std::string_view where = "text") const;
   // Text of `token` following `previous` (llama2.c's `decode`: strips the leading space after
   // BOS, turns <0xXX> pieces into their byte).
   std::string decode_piece(int32_t previous, int32_t token) const;
@@ -39,6 +48,8 @@ class Tokenizer {
   std::vector<std::string> pieces_;       // (vocab) token texts
   std::vector<float> scores_;             // (vocab) merge scores
   std::vector<int32_t> sorted_ids_;       // (vocab) ids sorted by piece text, for lookup
+  std::array<int32_t, 256> byte_ids_{};   // (256) id of each byte's "<0xXX>" piece, or -1
+  int32_t space_id_ = -1;                 // id of the " " piece (the dummy prefix)
   int32_t bos_id_;
   int32_t eos_id_;
   int32_t lookup(std::string_view piece) const;  // id of `piece`, or -1

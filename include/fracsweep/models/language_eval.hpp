@@ -1,6 +1,6 @@
 #pragma once
-// Evaluation inputs of the language-model loaders (GGUF, Hugging Face): text paragraphs through a
-// tokenizer, or pre-tokenized sequences.
+// Evaluation inputs of the language-model loaders (llama2.c, GGUF, Hugging Face): text
+// paragraphs through a tokenizer, or pre-tokenized sequences.
 //
 // Pre-tokenized evaluation sequences ([eval] tokens = FILE.npy), usable by every language model:
 // an integer .npy array, 1-D (one sequence) or 2-D (N, T) with one sequence per row; a negative
@@ -72,7 +72,8 @@ inline void add_probes(const JobConfig& job, const EvalSources* sources, const T
 // [eval] text through `tokenizer` (nullptr when the model has none usable, which is then an
 // error naming the job and model). The greedy continuation stops at `bos_id`; without a
 // tokenizer it also starts from `bos_id` alone and [eval] greedy_prompt must be empty.
-// `sources` may be null (checks only: paragraphs are then not encoded).
+// `sources` may be null (checks before any work: the paragraphs are then read from the file, so
+// that a character the tokenizer cannot encode is refused before anything is written).
 inline EvalInputs language_eval_inputs(const JobConfig& job, const ModelSpec& spec, const Tokenizer* tokenizer,
                                        int32_t bos_id, int64_t vocab_size, int64_t seq_len,
                                        const EvalSources* sources) {
@@ -85,10 +86,14 @@ inline EvalInputs language_eval_inputs(const JobConfig& job, const ModelSpec& sp
     check_input(tokenizer != nullptr,
                 in_file(job.path, model_text + ": [eval] text needs a tokenizer, and " + spec.path +
                                       " has none fracsweep can use; give pre-tokenized [eval] tokens"));
-    if (sources) inputs.sequences = encode_paragraphs(*tokenizer, sources->paragraphs, seq_len);
+    std::vector<std::string> read;  // (paragraphs) when checking without sources
+    if (!sources) read = read_paragraphs(job.eval_text, job.eval_paragraphs);
+    inputs.sequences =
+        encode_paragraphs(*tokenizer, sources ? sources->paragraphs : read, seq_len, job.eval_text);
   }
   if (tokenizer && !job.greedy_prompt.empty()) {
-    inputs.greedy_prompt = tokenizer->encode(job.greedy_prompt, true, false);
+    inputs.greedy_prompt =
+        tokenizer->encode(job.greedy_prompt, true, false, in_file(job.path, "[eval] greedy_prompt"));
   } else {
     check_input(job.greedy_prompt.empty(),
                 in_file(job.path, "[eval] greedy_prompt needs a tokenizer, and " + model_text + " has none"));
