@@ -10,7 +10,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::expect_only_input_errors([&] {
     const SafetensorsFile file(path);
     for (const SafetensorsTensor& tensor : file.tensors()) {
-      if (file.find(tensor.name) != &tensor) throw RunError("find does not return the listed tensor");
+      if (file.find(tensor.name) != &tensor)
+        throw RunError("find does not return the listed tensor");
       std::vector<float> values(static_cast<size_t>(tensor.count));  // (count) bounded by the file
       file.read_as_float(tensor, values.data());
     }

@@ -17,7 +17,8 @@ namespace fracsweep::fuzz {
 // Where scratch inputs live: memory-backed, one name per process so runs never collide.
 inline std::filesystem::path scratch_root() {
   const std::filesystem::path shm("/dev/shm");
-  const std::filesystem::path base = std::filesystem::is_directory(shm) ? shm : std::filesystem::temp_directory_path();
+  const std::filesystem::path base =
+      std::filesystem::is_directory(shm) ? shm : std::filesystem::temp_directory_path();
   return base / ("fracsweep-fuzz-" + std::to_string(getpid()));
 }
 

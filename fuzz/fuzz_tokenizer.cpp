@@ -15,12 +15,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (text_bytes > size - 4) return 0;
   const std::string_view text = fuzz::as_text(data + 4, text_bytes);
   const fuzz::ScratchDirectory scratch;
-  const std::string path = scratch.write("tokenizer.bin", fuzz::as_text(data + 4 + text_bytes, size - 4 - text_bytes));
+  const std::string path =
+      scratch.write("tokenizer.bin", fuzz::as_text(data + 4 + text_bytes, size - 4 - text_bytes));
   fuzz::expect_only_input_errors([&] {
     const Tokenizer tokenizer = Tokenizer::load_llama2c(path, vocab_size);
     const std::vector<int32_t> ids = tokenizer.encode(text, true, true);
     for (int32_t id : ids) {
-      if (id < 0 || id >= tokenizer.vocab_size()) throw RunError("encode produced an id outside the vocabulary");
+      if (id < 0 || id >= tokenizer.vocab_size())
+        throw RunError("encode produced an id outside the vocabulary");
     }
     tokenizer.decode(ids);
   });

@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 namespace {
 
-constexpr double max_seconds_per_input = 10.0;  // the fixed readers take milliseconds
+constexpr double max_seconds_per_input = 10.0;           // the fixed readers take milliseconds
 constexpr rlim_t address_space_limit = rlim_t{3} << 30;  // 3 GiB
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -38,7 +38,8 @@ constexpr bool under_asan = false;
 // Runs one input; true when it passes.
 bool replay(const std::filesystem::path& input) {
   std::ifstream in(input, std::ios::binary);
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());  // (file)
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());  // (file)
   const auto start = std::chrono::steady_clock::now();
   try {
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
@@ -46,9 +47,11 @@ bool replay(const std::filesystem::path& input) {
     std::printf("FAIL %s: escaped exception: %s\n", input.c_str(), error.what());
     return false;
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (seconds > max_seconds_per_input) {
-    std::printf("FAIL %s: took %.1f s (bound %.0f s)\n", input.c_str(), seconds, max_seconds_per_input);
+    std::printf("FAIL %s: took %.1f s (bound %.0f s)\n", input.c_str(), seconds,
+                max_seconds_per_input);
     return false;
   }
   std::printf("ok   %s (%.3f s)\n", input.c_str(), seconds);
@@ -66,7 +69,8 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::filesystem::path argument(argv[i]);
     if (std::filesystem::is_directory(argument)) {
-      for (const auto& entry : std::filesystem::directory_iterator(argument)) inputs.push_back(entry.path());
+      for (const auto& entry : std::filesystem::directory_iterator(argument))
+        inputs.push_back(entry.path());
     } else {
       inputs.push_back(argument);
     }

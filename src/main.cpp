@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "fracsweep/app/commands.hpp"
+#include "fracsweep/par/sched.hpp"
 #include "fracsweep/util/build_info.hpp"
 #include "fracsweep/util/error.hpp"
-#include "fracsweep/par/sched.hpp"
 
 namespace {
 
@@ -17,11 +17,14 @@ constexpr const char* usage_text =
     "fracsweep — weight-perturbation sweeps of neural networks\n"
     "\n"
     "usage:\n"
-    "  fracsweep run JOB.ini [--out FILE.h5] [options]   run a sweep (under mpirun/srun for several ranks)\n"
+    "  fracsweep run JOB.ini [--out FILE.h5] [options]   run a sweep (under mpirun/srun for "
+    "several ranks)\n"
     "  fracsweep merge --out FILE.h5 SHARD.h5 ...        combine the shard files of one sweep\n"
     "  fracsweep plan JOB.ini [options]                  grid size, trial count and rough cost\n"
-    "  fracsweep inspect MODEL [--json]                  tensors, shapes and counts of a model file\n"
-    "  fracsweep diff A B [--json]                       how checkpoint B differs from A, per tensor\n"
+    "  fracsweep inspect MODEL [--json]                  tensors, shapes and counts of a model "
+    "file\n"
+    "  fracsweep diff A B [--json]                       how checkpoint B differs from A, per "
+    "tensor\n"
     "  fracsweep --help | --version\n"
     "\n"
     "`fracsweep COMMAND --help` lists a command's options. Exit codes: 0 done, 1 run failure,\n"
@@ -52,7 +55,8 @@ int dispatch(const std::vector<std::string>& args, MPI_Comm comm, int rank) {
     return args.empty() ? fracsweep::exit_bad_input : fracsweep::exit_ok;
   }
   if (args[0] == "--version") {
-    if (rank == 0) std::printf("fracsweep %s (%s)\n", fracsweep::software_version(), fracsweep::git_commit());
+    if (rank == 0)
+      std::printf("fracsweep %s (%s)\n", fracsweep::software_version(), fracsweep::git_commit());
     return fracsweep::exit_ok;
   }
   const std::vector<std::string> rest(args.begin() + 1, args.end());

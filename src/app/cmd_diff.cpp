@@ -31,8 +31,9 @@ void print_text_row(const DiffSummary& s) {
 }
 
 void print_text(const std::string& a, const std::string& b, const ModelDiff& diff) {
-  std::printf("A %s\nB %s\n|delta| quantiles are over the changed values; rel = ||B-A|| / ||A||\n\n", a.c_str(),
-              b.c_str());
+  std::printf(
+      "A %s\nB %s\n|delta| quantiles are over the changed values; rel = ||B-A|| / ||A||\n\n",
+      a.c_str(), b.c_str());
   std::printf("%-28s %10s %10s %9s", "tensor", "values", "changed", "fraction");
   for (double level : diff_quantile_levels) {
     char label[16];
@@ -50,12 +51,14 @@ std::string json_summary(const DiffSummary& s) {
   for (size_t q = 0; q < diff_quantile_levels.size(); ++q) {
     char level[16];
     std::snprintf(level, sizeof level, "%g", diff_quantile_levels[q]);
-    quantiles += (q ? ", " : "") + std::string("\"") + level + "\": " + json_number(s.abs_quantiles[q]);
+    quantiles +=
+        (q ? ", " : "") + std::string("\"") + level + "\": " + json_number(s.abs_quantiles[q]);
   }
   return "{\"name\": \"" + s.name + "\", \"values\": " + std::to_string(s.count) +
          ", \"changed\": " + std::to_string(s.changed) +
          ", \"fraction_changed\": " + json_number(s.fraction_changed()) +
-         ", \"abs_delta_quantiles\": {" + quantiles + "}, \"delta_norm\": " + json_number(s.delta_norm) +
+         ", \"abs_delta_quantiles\": {" + quantiles +
+         "}, \"delta_norm\": " + json_number(s.delta_norm) +
          ", \"weight_norm\": " + json_number(s.weight_norm) +
          ", \"relative_change\": " + json_number(s.relative_change()) + "}";
 }
@@ -63,7 +66,8 @@ std::string json_summary(const DiffSummary& s) {
 void print_json(const ModelDiff& diff) {
   std::printf("{\n  \"tensors\": [\n");
   for (size_t t = 0; t < diff.tensors.size(); ++t) {
-    std::printf("    %s%s\n", json_summary(diff.tensors[t]).c_str(), t + 1 < diff.tensors.size() ? "," : "");
+    std::printf("    %s%s\n", json_summary(diff.tensors[t]).c_str(),
+                t + 1 < diff.tensors.size() ? "," : "");
   }
   std::printf("  ],\n  \"overall\": %s\n}\n", json_summary(diff.overall).c_str());
 }
@@ -80,7 +84,8 @@ int command_diff(const std::vector<std::string>& args, MPI_Comm comm) {
     bool help = false;
     const auto vm = parse_command_line(
         "diff", args, options, {"a", "b"},
-        "usage: fracsweep diff A B [--json]\n  A, B: two checkpoints of one architecture (llama2.c, "
+        "usage: fracsweep diff A B [--json]\n  A, B: two checkpoints of one architecture "
+        "(llama2.c, "
         "*.gguf, Hugging Face directory or sequential *.json); B is compared with A",
         help, rank);
     if (help) return;

@@ -5,14 +5,14 @@
 #include <string>
 
 #include "fracsweep/app/commands.hpp"
-#include "fracsweep/util/error.hpp"
+#include "fracsweep/eval/classifier.hpp"
 #include "fracsweep/formats/gguf.hpp"
 #include "fracsweep/formats/hf.hpp"
-#include "fracsweep/eval/classifier.hpp"
 #include "fracsweep/formats/llama2c.hpp"
-#include "fracsweep/nn/sequential.hpp"
 #include "fracsweep/models/models.hpp"
+#include "fracsweep/nn/sequential.hpp"
 #include "fracsweep/par/sched.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace po = boost::program_options;
 
@@ -42,7 +42,8 @@ std::string json_scalar(const std::string& text) {
   if (text == "true" || text == "false") return text;
   double number = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
-  const bool is_number = error == std::errc() && end == text.data() + text.size() && std::isfinite(number);
+  const bool is_number =
+      error == std::errc() && end == text.data() + text.size() && std::isfinite(number);
   return is_number ? text : json_string(text);
 }
 
@@ -54,7 +55,8 @@ std::string json_shape(const std::vector<int64_t>& shape) {
 
 int64_t count_nonfinite(const Model& model, const TensorInfo& t) {
   int64_t n = 0;
-  for (int64_t i = 0; i < t.count; ++i) n += !std::isfinite(model.values[static_cast<size_t>(t.offset + i)]);
+  for (int64_t i = 0; i < t.count; ++i)
+    n += !std::isfinite(model.values[static_cast<size_t>(t.offset + i)]);
   return n;
 }
 
@@ -75,9 +77,12 @@ ConfigFields config_fields(const Model& model) {
     return std::string(buffer);
   };
   if (model.architecture == "gpt2") {
-    return {{"n_embd", integer(c.dim)},          {"n_inner", integer(c.hidden_dim)},
-            {"n_layer", integer(c.n_layers)},    {"n_head", integer(c.n_heads)},
-            {"vocab_size", integer(c.vocab_size)}, {"n_positions", integer(c.seq_len)},
+    return {{"n_embd", integer(c.dim)},
+            {"n_inner", integer(c.hidden_dim)},
+            {"n_layer", integer(c.n_layers)},
+            {"n_head", integer(c.n_heads)},
+            {"vocab_size", integer(c.vocab_size)},
+            {"n_positions", integer(c.seq_len)},
             {"layer_norm_epsilon", real(c.norm_eps)}};
   }
   return {{"dim", integer(c.dim)},
@@ -94,18 +99,21 @@ ConfigFields config_fields(const Model& model) {
 
 void print_text(const Inspected& inspected) {
   const Model& model = inspected.model;
-  std::printf("model       %s\nformat      %s\narchitecture %s\n", model.path.c_str(), model.format.c_str(),
-              model.architecture.c_str());
+  std::printf("model       %s\nformat      %s\narchitecture %s\n", model.path.c_str(),
+              model.format.c_str(), model.architecture.c_str());
   std::string config;
-  for (const auto& [name, value] : inspected.config) config += (config.empty() ? "" : "  ") + name + " " + value;
+  for (const auto& [name, value] : inspected.config)
+    config += (config.empty() ? "" : "  ") + name + " " + value;
   std::printf("%s\n", config.c_str());
-  std::printf("\n%-32s %-12s %-6s %12s %12s %10s\n", "tensor", "shape", "dtype", "elements", "offset", "nonfinite");
+  std::printf("\n%-32s %-12s %-6s %12s %12s %10s\n", "tensor", "shape", "dtype", "elements",
+              "offset", "nonfinite");
   int64_t nonfinite = 0;
   for (const TensorInfo& t : model.tensors) {
     const int64_t bad = count_nonfinite(model, t);
     nonfinite += bad;
-    std::printf("%-32s %-12s %-6s %12lld %12lld %10lld\n", t.name.c_str(), shape_text(t.shape).c_str(),
-                stored_type_name(t.stored), static_cast<long long>(t.count), static_cast<long long>(t.offset),
+    std::printf("%-32s %-12s %-6s %12lld %12lld %10lld\n", t.name.c_str(),
+                shape_text(t.shape).c_str(), stored_type_name(t.stored),
+                static_cast<long long>(t.count), static_cast<long long>(t.offset),
                 static_cast<long long>(bad));
   }
   std::printf("\n%zu tensors, %lld parameters, %lld non-finite\n", model.tensors.size(),
@@ -114,8 +122,9 @@ void print_text(const Inspected& inspected) {
 
 void print_json(const Inspected& inspected) {
   const Model& model = inspected.model;
-  std::printf("{\n  \"path\": %s,\n  \"format\": %s,\n  \"architecture\": %s,\n", json_string(model.path).c_str(),
-              json_string(model.format).c_str(), json_string(model.architecture).c_str());
+  std::printf("{\n  \"path\": %s,\n  \"format\": %s,\n  \"architecture\": %s,\n",
+              json_string(model.path).c_str(), json_string(model.format).c_str(),
+              json_string(model.architecture).c_str());
   std::string config;
   for (const auto& [name, value] : inspected.config) {
     config += (config.empty() ? "" : ", ") + json_string(name) + ": " + json_scalar(value);
@@ -126,11 +135,13 @@ void print_json(const Inspected& inspected) {
     const TensorInfo& t = model.tensors[i];
     const int64_t bad = count_nonfinite(model, t);
     nonfinite += bad;
-    std::printf("    {\"name\": %s, \"shape\": %s, \"dtype\": \"%s\", \"elements\": %lld, \"offset\": %lld, "
-                "\"nonfinite\": %lld}%s\n",
-                json_string(t.name).c_str(), json_shape(t.shape).c_str(), stored_type_name(t.stored),
-                static_cast<long long>(t.count), static_cast<long long>(t.offset), static_cast<long long>(bad),
-                i + 1 < model.tensors.size() ? "," : "");
+    std::printf(
+        "    {\"name\": %s, \"shape\": %s, \"dtype\": \"%s\", \"elements\": %lld, \"offset\": "
+        "%lld, "
+        "\"nonfinite\": %lld}%s\n",
+        json_string(t.name).c_str(), json_shape(t.shape).c_str(), stored_type_name(t.stored),
+        static_cast<long long>(t.count), static_cast<long long>(t.offset),
+        static_cast<long long>(bad), i + 1 < model.tensors.size() ? "," : "");
   }
   std::printf("  ],\n  \"n_parameters\": %lld,\n  \"n_nonfinite\": %lld\n}\n",
               static_cast<long long>(model.n_parameters()), static_cast<long long>(nonfinite));
@@ -176,8 +187,10 @@ int command_inspect(const std::vector<std::string>& args, MPI_Comm comm) {
     if (rank != 0) return;
     bool help = false;
     const auto vm = parse_command_line("inspect", args, options, {"model"},
-                                       "usage: fracsweep inspect MODEL [--json]\n  MODEL: llama2.c checkpoint, *.gguf, a Hugging Face "
-                                       "model directory, or a sequential classifier *.json", help, rank);
+                                       "usage: fracsweep inspect MODEL [--json]\n  MODEL: llama2.c "
+                                       "checkpoint, *.gguf, a Hugging Face "
+                                       "model directory, or a sequential classifier *.json",
+                                       help, rank);
     if (help) return;
     const Inspected inspected = load_any(vm["model"].as<std::string>());
     if (vm.count("json")) {

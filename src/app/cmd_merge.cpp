@@ -8,12 +8,12 @@
 #include <set>
 
 #include "fracsweep/app/commands.hpp"
-#include "fracsweep/util/build_info.hpp"
-#include "fracsweep/util/error.hpp"
-#include "fracsweep/grid/grid.hpp"
 #include "fracsweep/config/job.hpp"
+#include "fracsweep/grid/grid.hpp"
 #include "fracsweep/io/results.hpp"
 #include "fracsweep/par/sched.hpp"
+#include "fracsweep/util/build_info.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace po = boost::program_options;
 
@@ -37,12 +37,12 @@ void check_shards(const std::vector<StoredResults>& shards, bool allow_partial) 
                 in_file(shard.source_path, "is from a different job (job_sha256 " + p.job_sha256 +
                                                ") than " + first.source_path + " (" +
                                                first.provenance.job_sha256 + ")"));
-    check_input(p.shard_count == count && shard.n_trials == first.n_trials,
-                in_file(shard.source_path, "is shard " + shard_label(p) + " of " +
-                                               std::to_string(shard.n_trials) + " trials, but " +
-                                               first.source_path + " is shard " +
-                                               shard_label(first.provenance) + " of " +
-                                               std::to_string(first.n_trials)));
+    check_input(
+        p.shard_count == count && shard.n_trials == first.n_trials,
+        in_file(shard.source_path,
+                "is shard " + shard_label(p) + " of " + std::to_string(shard.n_trials) +
+                    " trials, but " + first.source_path + " is shard " +
+                    shard_label(first.provenance) + " of " + std::to_string(first.n_trials)));
     const auto [previous, inserted] = seen.emplace(p.shard_index, shard.source_path);
     check_input(inserted, in_file(shard.source_path, "overlaps " + previous->second +
                                                          ": both are shard " + shard_label(p)));
@@ -63,9 +63,9 @@ void check_shards(const std::vector<StoredResults>& shards, bool allow_partial) 
   for (int64_t index = 0; index < count; ++index) {
     if (seen.count(index) == 0) missing += (missing.empty() ? "" : ", ") + std::to_string(index);
   }
-  check_input(allow_partial || missing.empty(),
-              "fracsweep merge: missing shard(s) " + missing + " of " + std::to_string(count) +
-                  "; use --allow-partial to merge without them");
+  check_input(allow_partial || missing.empty(), "fracsweep merge: missing shard(s) " + missing +
+                                                    " of " + std::to_string(count) +
+                                                    "; use --allow-partial to merge without them");
 }
 
 ResultsContent merged_content(std::vector<StoredResults>& shards, const JobConfig& job,
@@ -131,14 +131,15 @@ int command_merge(const std::vector<std::string>& args, MPI_Comm comm) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   po::options_description options("options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("out,o", po::value<std::string>(), "merged results file (required)")
-      ("no-file-locking", "do not lock HDF5 files (file systems without locking: Lustre, NFS); "
-       "the same as HDF5_USE_FILE_LOCKING=FALSE in the environment")
-      ("force", "overwrite an existing merged file")
-      ("allow-partial", "merge even when shards are missing or incomplete (the file then lists "
-       "the missing trials like any partial file)");
+  options.add_options()("help,h", "show this help")("out,o", po::value<std::string>(),
+                                                    "merged results file (required)")(
+      "no-file-locking",
+      "do not lock HDF5 files (file systems without locking: Lustre, NFS); "
+      "the same as HDF5_USE_FILE_LOCKING=FALSE in the environment")(
+      "force", "overwrite an existing merged file")(
+      "allow-partial",
+      "merge even when shards are missing or incomplete (the file then lists "
+      "the missing trials like any partial file)");
   bool help = false;
   run_collective_phase(comm, [&] {
     const auto vm = parse_command_line(
@@ -149,7 +150,8 @@ int command_merge(const std::vector<std::string>& args, MPI_Comm comm) {
         "incomplete shards unless --allow-partial.",
         help, rank, /*last_repeats=*/true);
     if (help || rank != 0) return;
-    check_input(vm.count("out") > 0, "fracsweep merge: --out is required (see fracsweep merge --help)");
+    check_input(vm.count("out") > 0,
+                "fracsweep merge: --out is required (see fracsweep merge --help)");
     const std::string out = vm["out"].as<std::string>();
     const bool force = vm.count("force") > 0;
     if (vm.count("no-file-locking")) ::setenv("HDF5_USE_FILE_LOCKING", "FALSE", 1);
@@ -169,10 +171,10 @@ int command_merge(const std::vector<std::string>& args, MPI_Comm comm) {
     const StoredResults& first = shards.front();
     const JobConfig job = parse_job_text(first.job_text, first.job_path);
     const Grid grid = job_grid(job);
-    check_input(grid.size() == first.n_trials,
-                in_file(first.source_path, "its job text gives a grid of " +
-                                               std::to_string(grid.size()) + " trials, not " +
-                                               std::to_string(first.n_trials)));
+    check_input(
+        grid.size() == first.n_trials,
+        in_file(first.source_path, "its job text gives a grid of " + std::to_string(grid.size()) +
+                                       " trials, not " + std::to_string(first.n_trials)));
     const ResultsContent content = merged_content(shards, job, grid, command_line);
     write_results(out, content, force);
     std::fprintf(stderr, "[fracsweep] merged %zu shard file(s) into %s: %zu of %lld trials\n",

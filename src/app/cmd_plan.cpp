@@ -3,14 +3,14 @@
 #include <cstdio>
 
 #include "fracsweep/app/commands.hpp"
-#include "fracsweep/util/error.hpp"
-#include "fracsweep/grid/grid.hpp"
+#include "fracsweep/app/sweep.hpp"
 #include "fracsweep/config/job.hpp"
+#include "fracsweep/grid/grid.hpp"
+#include "fracsweep/models/models.hpp"
 #include "fracsweep/nn/llama.hpp"
 #include "fracsweep/par/progress.hpp"
 #include "fracsweep/par/sched.hpp"
-#include "fracsweep/app/sweep.hpp"
-#include "fracsweep/models/models.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace po = boost::program_options;
 
@@ -43,10 +43,9 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   po::options_description options("options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("ranks", po::value<int>()->default_value(2), "MPI ranks to estimate the wall time for")
-      ("no-measure", "skip loading the models and timing sample trials");
+  options.add_options()("help,h", "show this help")("ranks", po::value<int>()->default_value(2),
+                                                    "MPI ranks to estimate the wall time for")(
+      "no-measure", "skip loading the models and timing sample trials");
   bool help = false;
   run_collective_phase(comm, [&] {
     if (rank != 0) return;
@@ -59,10 +58,11 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
     check_job_inputs(job);
     const Grid grid = job_grid(job);
     std::printf("%s\n", echo_job(job).c_str());
-    std::printf("grid: %zu model(s) x %zu strateg%s x %zu amount(s) x %zu seed(s) = %lld trials "
-                "(deterministic strategies run once per amount)\n",
-                job.models.size(), job.strategies.size(), job.strategies.size() == 1 ? "y" : "ies",
-                job.amounts.size(), job.seeds.size(), static_cast<long long>(grid.size()));
+    std::printf(
+        "grid: %zu model(s) x %zu strateg%s x %zu amount(s) x %zu seed(s) = %lld trials "
+        "(deterministic strategies run once per amount)\n",
+        job.models.size(), job.strategies.size(), job.strategies.size() == 1 ? "y" : "ies",
+        job.amounts.size(), job.seeds.size(), static_cast<long long>(grid.size()));
     if (vm.count("no-measure")) return;
     gemm_init(GemmSetup{});
     const EvalSources sources = read_eval_sources(job);
@@ -76,9 +76,10 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
                   job.models[m].name.c_str(), static_cast<long long>(trials), cost.seconds * 1e3,
                   cost.flops * 1e-9);
     }
-    std::printf("rough cost: %s on 1 rank, ~%s on %d ranks (one rank per core, 1 BLIS thread each)\n",
-                Progress::format_duration(total_seconds).c_str(),
-                Progress::format_duration(total_seconds / ranks).c_str(), ranks);
+    std::printf(
+        "rough cost: %s on 1 rank, ~%s on %d ranks (one rank per core, 1 BLIS thread each)\n",
+        Progress::format_duration(total_seconds).c_str(),
+        Progress::format_duration(total_seconds / ranks).c_str(), ranks);
   });
   return exit_ok;
 }

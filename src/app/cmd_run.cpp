@@ -1,10 +1,10 @@
 #include <cstdlib>
 
 #include "fracsweep/app/commands.hpp"
-#include "fracsweep/util/error.hpp"
+#include "fracsweep/app/sweep.hpp"
 #include "fracsweep/config/job.hpp"
 #include "fracsweep/par/sched.hpp"
-#include "fracsweep/app/sweep.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace po = boost::program_options;
 
@@ -32,39 +32,44 @@ int command_run(const std::vector<std::string>& args, MPI_Comm comm) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   po::options_description options("options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("out,o", po::value<std::string>(), "results file (default: <job name>.h5 in the current directory)")
-      ("no-file-locking", "do not lock HDF5 files (file systems without locking: Lustre, NFS); "
-       "the same as HDF5_USE_FILE_LOCKING=FALSE in the environment")
-      ("force", "overwrite an existing results file and discard its journal")
-      ("resume", "continue an interrupted run from <out>.journal (also automatic when the "
-       "journal exists); refuses a changed job unless --force")
-      ("commit-every", po::value<int64_t>()->default_value(16),
-       "make completed trials durable (journal write + fsync) after this many trials ...")
-      ("commit-interval", po::value<double>()->default_value(5.0),
-       "... or after this many seconds, whichever comes first")
-      ("shard", po::value<std::string>(),
-       "I/N: run only shard I (0-based) of N disjoint consecutive parts of the grid "
-       "(Slurm job arrays; combine the files with fracsweep merge)")
-      ("schedule", po::value<std::string>()->default_value("dynamic"),
-       "dynamic: ranks grab chunks of trials from a shared counter; static: one contiguous block per rank")
-      ("chunk", po::value<int64_t>()->default_value(0),
-       "trials per grab in dynamic scheduling (0: automatic)")
-      ("progress-interval", po::value<double>()->default_value(2.0),
-       "seconds between progress lines on rank 0 (0: final line only)")
-      ("blis-kernels", po::value<std::string>()->default_value("auto"),
-       "BLIS kernel set: auto (skx where the CPU has AVX-512, else BLIS's choice), native (BLIS's "
-       "own choice), skx, haswell, zen3; a BLIS_ARCH_TYPE environment variable overrides")
-      ("blis-threads", po::value<int>()->default_value(1), "BLIS threads per rank");
+  options.add_options()("help,h", "show this help")(
+      "out,o", po::value<std::string>(),
+      "results file (default: <job name>.h5 in the current directory)")(
+      "no-file-locking",
+      "do not lock HDF5 files (file systems without locking: Lustre, NFS); "
+      "the same as HDF5_USE_FILE_LOCKING=FALSE in the environment")(
+      "force", "overwrite an existing results file and discard its journal")(
+      "resume",
+      "continue an interrupted run from <out>.journal (also automatic when the "
+      "journal exists); refuses a changed job unless --force")(
+      "commit-every", po::value<int64_t>()->default_value(16),
+      "make completed trials durable (journal write + fsync) after this many trials ...")(
+      "commit-interval", po::value<double>()->default_value(5.0),
+      "... or after this many seconds, whichever comes first")(
+      "shard", po::value<std::string>(),
+      "I/N: run only shard I (0-based) of N disjoint consecutive parts of the grid "
+      "(Slurm job arrays; combine the files with fracsweep merge)")(
+      "schedule", po::value<std::string>()->default_value("dynamic"),
+      "dynamic: ranks grab chunks of trials from a shared counter; static: one contiguous block "
+      "per rank")("chunk", po::value<int64_t>()->default_value(0),
+                  "trials per grab in dynamic scheduling (0: automatic)")(
+      "progress-interval", po::value<double>()->default_value(2.0),
+      "seconds between progress lines on rank 0 (0: final line only)")(
+      "blis-kernels", po::value<std::string>()->default_value("auto"),
+      "BLIS kernel set: auto (skx where the CPU has AVX-512, else BLIS's choice), native (BLIS's "
+      "own choice), skx, haswell, zen3; a BLIS_ARCH_TYPE environment variable overrides")(
+      "blis-threads", po::value<int>()->default_value(1), "BLIS threads per rank");
   // Flags and job file are checked on every rank and agreed on, so bad input exits cleanly.
   bool help = false;
   RunOptions run;
   JobConfig job;
   run_collective_phase(comm, [&] {
-    const auto vm = parse_command_line("run", args, options, {"job"},
-                                       "usage: fracsweep run JOB.ini [--out FILE.h5] [options]\n\nexit codes: 0 done; 2 bad input; 75 stopped by a signal (SIGTERM, SIGINT, SIGUSR1):\nincomplete but resumable, a partial file and <out>.journal are kept; 1 anything else", help,
-                                       rank);
+    const auto vm = parse_command_line(
+        "run", args, options, {"job"},
+        "usage: fracsweep run JOB.ini [--out FILE.h5] [options]\n\nexit codes: 0 done; 2 bad "
+        "input; 75 stopped by a signal (SIGTERM, SIGINT, SIGUSR1):\nincomplete but resumable, a "
+        "partial file and <out>.journal are kept; 1 anything else",
+        help, rank);
     if (help) return;
     run.force = vm.count("force") > 0;
     if (vm.count("no-file-locking")) ::setenv("HDF5_USE_FILE_LOCKING", "FALSE", 1);

@@ -90,7 +90,7 @@ SweepPlan plan_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& opti
 // rank), and rank 0's output lock, journal and resumed rows.
 struct SweepStart {
   EvalSources sources;
-  std::vector<int64_t> to_run;        // trial ids still missing, ascending
+  std::vector<int64_t> to_run;       // trial ids still missing, ascending
   std::unique_ptr<OutputLock> lock;  // rank 0: held until the run ends
   ResumeState resume;                // rank 0
 };
@@ -141,7 +141,8 @@ std::string schedule_label(const ScheduleOptions& schedule, size_t n_to_run, int
 // Rank 0: the job, ranks, schedule and BLIS setup; for shards and resumes, what is left to run.
 void announce_sweep(const SweepPlan& plan, const SweepStart& start, const std::string& schedule,
                     const GemmInfo& gemm) {
-  std::fprintf(stderr, "[fracsweep] job %s: %lld trials, %zu model(s), %d rank(s), %s schedule; "
+  std::fprintf(stderr,
+               "[fracsweep] job %s: %lld trials, %zu model(s), %d rank(s), %s schedule; "
                "BLIS %s kernels=%s threads=%d\n",
                plan.job.name.c_str(), static_cast<long long>(plan.grid.size()),
                plan.job.models.size(), plan.size, schedule.c_str(), gemm.blis_version.c_str(),
@@ -163,7 +164,9 @@ void announce_sweep(const SweepPlan& plan, const SweepStart& start, const std::s
 class ModelSessions {
  public:
   ModelSessions(const SweepPlan& plan, const EvalSources& sources)
-      : plan_(plan), sources_(sources), summaries_(plan.job.models.size()),
+      : plan_(plan),
+        sources_(sources),
+        summaries_(plan.job.models.size()),
         summarised_(plan.job.models.size(), false),
         recorded_(plan.job.record_sites.begin(), plan.job.record_sites.end()) {}
 
@@ -216,7 +219,8 @@ class StopWatch {
   bool operator()() {
     if (signals_.requested() && !announced_) {
       announced_ = true;
-      std::fprintf(stderr, "[fracsweep] rank %d: %s: stopping after the trials in flight (send it "
+      std::fprintf(stderr,
+                   "[fracsweep] rank %d: %s: stopping after the trials in flight (send it "
                    "again to exit at once)\n",
                    rank_, StopSignals::name(signals_.signal_number()));
     }
@@ -242,8 +246,9 @@ bool distribute_trials(MPI_Comm comm, const SweepPlan& plan, SweepStart& start,
   StopWatch stop_requested(stop_signals, plan.rank);
   Progress progress(static_cast<int64_t>(start.to_run.size()), plan.options.progress_interval_s,
                     plan.rank == 0);
-  return run_distributed(comm, start.to_run, plan.options.schedule, run_trial, collect,
-                         [&] { return stop_requested(); }, progress);
+  return run_distributed(
+      comm, start.to_run, plan.options.schedule, run_trial, collect,
+      [&] { return stop_requested(); }, progress);
 }
 
 // The run's provenance once the trials are done: software, job, schedule, MPI, BLIS, shard.
@@ -289,7 +294,8 @@ int write_output(const SweepPlan& plan, ResultsContent content, bool complete) {
   // The output is ours to replace: checked when the journal was opened, or a partial file of it.
   write_results(out, content, /*force=*/true);
   if (!complete) {
-    std::fprintf(stderr, "[fracsweep] stopped: %zu of %lld trials done and committed to %s; "
+    std::fprintf(stderr,
+                 "[fracsweep] stopped: %zu of %lld trials done and committed to %s; "
                  "partial results in %s; run the same command again to resume (exit code %d)\n",
                  content.rows.size(), static_cast<long long>(plan.range.last - plan.range.first),
                  journal_path(out).c_str(), out.c_str(), exit_incomplete);

@@ -9,7 +9,9 @@
 
 namespace fracsweep {
 
-std::string journal_path(const std::string& out) { return out + ".journal"; }
+std::string journal_path(const std::string& out) {
+  return out + ".journal";
+}
 
 // The batch job this run belongs to, for provenance: Slurm's job id (with the array task).
 std::string batch_job_id() {
@@ -59,19 +61,20 @@ ResumeState open_journal(const JournalIdentity& identity, const RunOptions& opti
   if (fs::exists(path, error) && !options.force) {
     JournalContents contents = read_journal(path);
     const JournalIdentity& found = contents.identity;
-    check_input(found.job_sha256 == identity.job_sha256,
-                in_file(path, "belongs to a different job (job_sha256 " + found.job_sha256 +
-                                  ", this job " + identity.job_sha256 +
-                                  "); use --force to discard it and start over"));
-    check_input(found.n_trials == identity.n_trials && found.shard_index == identity.shard_index &&
-                    found.shard_count == identity.shard_count,
-                in_file(path, "holds shard " + std::to_string(found.shard_index) + "/" +
-                                  std::to_string(found.shard_count) + " of " +
-                                  std::to_string(found.n_trials) + " trials, but this run is shard " +
-                                  std::to_string(identity.shard_index) + "/" +
-                                  std::to_string(identity.shard_count) + " of " +
-                                  std::to_string(identity.n_trials) +
-                                  "; use --force to discard it and start over"));
+    check_input(
+        found.job_sha256 == identity.job_sha256,
+        in_file(path, "belongs to a different job (job_sha256 " + found.job_sha256 + ", this job " +
+                          identity.job_sha256 + "); use --force to discard it and start over"));
+    check_input(
+        found.n_trials == identity.n_trials && found.shard_index == identity.shard_index &&
+            found.shard_count == identity.shard_count,
+        in_file(path, "holds shard " + std::to_string(found.shard_index) + "/" +
+                          std::to_string(found.shard_count) + " of " +
+                          std::to_string(found.n_trials) + " trials, but this run is shard " +
+                          std::to_string(identity.shard_index) + "/" +
+                          std::to_string(identity.shard_count) + " of " +
+                          std::to_string(identity.n_trials) +
+                          "; use --force to discard it and start over"));
     if (contents.discarded_bytes > 0) {
       std::fprintf(stderr, "[fracsweep] %s: discarded a torn tail of %lld bytes\n", path.c_str(),
                    static_cast<long long>(contents.discarded_bytes));

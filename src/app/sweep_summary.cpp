@@ -14,7 +14,8 @@ int32_t nearest_fraction(const std::vector<Amount>& amounts, double target) {
   for (size_t i = 0; i < amounts.size(); ++i) {
     if (amounts[i].is_count) continue;
     const double distance = std::fabs(std::log(amounts[i].fraction / target));
-    if (best < 0 || distance < std::fabs(std::log(amounts[static_cast<size_t>(best)].fraction / target))) {
+    if (best < 0 ||
+        distance < std::fabs(std::log(amounts[static_cast<size_t>(best)].fraction / target))) {
       best = static_cast<int32_t>(i);
     }
   }
@@ -34,14 +35,17 @@ double median(std::vector<double> values) {
 // unperturbed model (median over seeds) near f = 0.1% and f = 25%.
 void print_summary(const JobConfig& job, const std::vector<ModelSummary>& models,
                    const std::vector<TrialRow>& rows, std::FILE* out) {
-  const int32_t low = nearest_fraction(job.amounts, 1e-3), high = nearest_fraction(job.amounts, 0.25);
+  const int32_t low = nearest_fraction(job.amounts, 1e-3),
+                high = nearest_fraction(job.amounts, 0.25);
   for (const ModelSummary& m : models) {
     const TrialMetrics& base = m.baseline.metrics;
     if (m.format == "sequential") {
       std::fprintf(out, "baseline %s: accuracy %.4f on %lld examples, mean cross-entropy %.4f\n",
-                   m.name.c_str(), base.accuracy, static_cast<long long>(base.positions), base.mean_nll);
+                   m.name.c_str(), base.accuracy, static_cast<long long>(base.positions),
+                   base.mean_nll);
     } else {
-      std::fprintf(out, "baseline %s: mean NLL %.4f, perplexity %.3f, next-token accuracy %.4f over "
+      std::fprintf(out,
+                   "baseline %s: mean NLL %.4f, perplexity %.3f, next-token accuracy %.4f over "
                    "%lld positions, greedy continuation %zu tokens\n",
                    m.name.c_str(), base.mean_nll, base.perplexity, base.accuracy,
                    static_cast<long long>(base.positions), m.baseline.greedy_ids.size());
@@ -53,13 +57,16 @@ void print_summary(const JobConfig& job, const std::vector<ModelSummary>& models
     std::snprintf(text, sizeof text, "f=%.3g", job.amounts[static_cast<size_t>(a)].fraction);
     return std::string(text);
   };
-  std::fprintf(out, "\ntop-1 agreement with the unperturbed model (median over seeds)\n%-14s %-44s %10s %10s\n",
-               "model", "strategy", label(low).c_str(), label(high).c_str());
+  std::fprintf(
+      out,
+      "\ntop-1 agreement with the unperturbed model (median over seeds)\n%-14s %-44s %10s %10s\n",
+      "model", "strategy", label(low).c_str(), label(high).c_str());
   for (size_t m = 0; m < job.models.size(); ++m) {
     for (size_t s = 0; s < job.strategies.size(); ++s) {
       std::vector<double> at_low, at_high;
       for (const TrialRow& row : rows) {
-        if (row.model_idx != static_cast<int32_t>(m) || row.strategy_idx != static_cast<int32_t>(s)) continue;
+        if (row.model_idx != static_cast<int32_t>(m) || row.strategy_idx != static_cast<int32_t>(s))
+          continue;
         if (row.amount_idx == low) at_low.push_back(row.metrics.top1_agreement);
         if (row.amount_idx == high) at_high.push_back(row.metrics.top1_agreement);
       }

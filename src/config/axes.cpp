@@ -3,8 +3,8 @@
 #include <cmath>
 #include <set>
 
-#include "job_reader.hpp"
 #include "fracsweep/util/text.hpp"
+#include "job_reader.hpp"
 
 namespace fracsweep {
 

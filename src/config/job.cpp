@@ -100,8 +100,9 @@ ModelSpec parse_model(const JobReader& reader, const std::string& text) {
                                          : field == "reference" ? &reference
                                                                 : nullptr;
     if (equals == std::string::npos || target == nullptr) {
-      reader.fail(key_model, what + ": unexpected '" + token +
-                                 "'; expected path=FILE, tokenizer=FILE, format=FORMAT and reference=MODEL");
+      reader.fail(key_model,
+                  what + ": unexpected '" + token +
+                      "'; expected path=FILE, tokenizer=FILE, format=FORMAT and reference=MODEL");
     }
     if (target->has_value()) reader.fail(key_model, what + ": '" + field + "' given twice");
     *target = token.substr(equals + 1);
@@ -110,14 +111,15 @@ ModelSpec parse_model(const JobReader& reader, const std::string& text) {
   model.reference = reference.value_or("");
   model.path = reader.resolve_path(key_model, what + " path", *path);
   if (format) {
-    const std::pair<const char*, ModelFormat> formats[] = {
-        {"llama2c", ModelFormat::llama2c}, {"gguf", ModelFormat::gguf},
-        {"hf", ModelFormat::huggingface}, {"sequential", ModelFormat::sequential}};
+    const std::pair<const char*, ModelFormat> formats[] = {{"llama2c", ModelFormat::llama2c},
+                                                           {"gguf", ModelFormat::gguf},
+                                                           {"hf", ModelFormat::huggingface},
+                                                           {"sequential", ModelFormat::sequential}};
     const auto found = std::find_if(std::begin(formats), std::end(formats),
                                     [&](const auto& f) { return *format == f.first; });
     if (found == std::end(formats)) {
-      reader.fail(key_model, what + ": format '" + *format +
-                                 "' is not one of llama2c, gguf, hf, sequential");
+      reader.fail(key_model,
+                  what + ": format '" + *format + "' is not one of llama2c, gguf, hf, sequential");
     }
     model.format = found->second;
   } else if (fs::is_directory(model.path)) {
@@ -160,7 +162,8 @@ void check_tokenizers(const JobReader& reader, const JobConfig& job) {
   for (const ModelSpec& model : job.models) {
     if (model.format == ModelFormat::llama2c && model.tokenizer_path.empty()) {
       reader.fail(key_model, "model '" + model.name +
-                                 "' has no tokenizer=FILE, which a llama2.c model needs for " + needs);
+                                 "' has no tokenizer=FILE, which a llama2.c model needs for " +
+                                 needs);
     }
   }
 }
@@ -219,9 +222,10 @@ void parse_eval(const JobReader& reader, JobConfig& job) {
   job.eval_inputs = optional_file(key_eval_inputs, "classifier inputs");
   job.eval_labels = optional_file(key_eval_labels, "classifier labels");
   if (job.eval_text.empty() && job.eval_tokens.empty() && job.eval_inputs.empty()) {
-    throw InputError(in_file(reader.job_path(), "missing required key 'eval.text': give eval.text (or "
-                                   "eval.tokens) for language models, or eval.inputs and "
-                                   "eval.labels for classifiers"));
+    throw InputError(in_file(reader.job_path(),
+                             "missing required key 'eval.text': give eval.text (or "
+                             "eval.tokens) for language models, or eval.inputs and "
+                             "eval.labels for classifiers"));
   }
   if (!job.eval_inputs.empty() && job.eval_labels.empty()) {
     reader.fail(key_eval_labels, "missing: [eval] inputs needs labels");
@@ -311,10 +315,14 @@ JobConfig parse_job_text(const std::string& text, const std::string& path) {
 
 const char* model_format_name(ModelFormat format) {
   switch (format) {
-    case ModelFormat::llama2c: return "llama2c";
-    case ModelFormat::gguf: return "gguf";
-    case ModelFormat::huggingface: return "hf";
-    case ModelFormat::sequential: return "sequential";
+    case ModelFormat::llama2c:
+      return "llama2c";
+    case ModelFormat::gguf:
+      return "gguf";
+    case ModelFormat::huggingface:
+      return "hf";
+    case ModelFormat::sequential:
+      return "sequential";
   }
   return "?";
 }
@@ -343,7 +351,8 @@ int32_t JobConfig::model_index(const std::string& model_name) const {
 Grid job_grid(const JobConfig& job) {
   GridAxes axes;
   axes.n_models = static_cast<int64_t>(job.models.size());
-  for (const StrategySpec& strategy : job.strategies) axes.deterministic.push_back(strategy.deterministic());
+  for (const StrategySpec& strategy : job.strategies)
+    axes.deterministic.push_back(strategy.deterministic());
   axes.n_amounts = static_cast<int64_t>(job.amounts.size());
   axes.n_seeds = static_cast<int64_t>(job.seeds.size());
   return Grid(axes);
@@ -354,14 +363,16 @@ std::string echo_job(const JobConfig& job) {
   out << "job " << job.name << " (" << job.path << "), job seed " << job.seed << "\n";
   out << "models (" << job.models.size() << "):\n";
   for (const ModelSpec& model : job.models) {
-    out << "  " << model.name << ": " << model.path << " [" << model_format_name(model.format) << "]";
+    out << "  " << model.name << ": " << model.path << " [" << model_format_name(model.format)
+        << "]";
     if (!model.tokenizer_path.empty()) out << " (tokenizer " << model.tokenizer_path << ")";
     out << "\n";
   }
   if (!job.eval_text.empty()) {
     out << "eval: first " << job.eval_paragraphs << " paragraphs of " << job.eval_text << "\n";
   }
-  if (!job.eval_tokens.empty()) out << "eval: pre-tokenized sequences in " << job.eval_tokens << "\n";
+  if (!job.eval_tokens.empty())
+    out << "eval: pre-tokenized sequences in " << job.eval_tokens << "\n";
   if (!job.eval_inputs.empty()) {
     out << "eval: inputs " << job.eval_inputs << ", labels " << job.eval_labels << "\n";
   }

@@ -28,8 +28,7 @@ int64_t JobReader::integer_at_least(const char* key, int64_t fallback, int64_t m
   std::optional<std::string> text = optional_text(key);
   if (!text) return fallback;
   const std::string expectation = "an integer >= " + std::to_string(minimum);
-  const int64_t value =
-      number<int64_t>(key, trimmed_single(key, *text, expectation), expectation);
+  const int64_t value = number<int64_t>(key, trimmed_single(key, *text, expectation), expectation);
   if (value < minimum) fail(key, "expected " + expectation + ", found " + std::to_string(value));
   return value;
 }
@@ -37,8 +36,7 @@ int64_t JobReader::integer_at_least(const char* key, int64_t fallback, int64_t m
 std::string JobReader::trimmed_single(const char* key, const std::string& text,
                                       const std::string& expected) const {
   std::vector<std::string> tokens = split_whitespace(text);
-  if (tokens.size() != 1)
-    fail(key, "expected one value (" + expected + "), found '" + text + "'");
+  if (tokens.size() != 1) fail(key, "expected one value (" + expected + "), found '" + text + "'");
   return tokens.front();
 }
 

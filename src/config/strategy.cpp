@@ -34,12 +34,18 @@ bool glob_match(std::string_view pattern, std::string_view text) {
 
 const char* bit_class_text(BitClass bits) {
   switch (bits) {
-    case BitClass::any: return "any";
-    case BitClass::sign: return "sign";
-    case BitClass::exponent: return "exponent";
-    case BitClass::exponent_msb: return "exponent-msb";
-    case BitClass::mantissa: return "mantissa";
-    case BitClass::explicit_bit: return "explicit";
+    case BitClass::any:
+      return "any";
+    case BitClass::sign:
+      return "sign";
+    case BitClass::exponent:
+      return "exponent";
+    case BitClass::exponent_msb:
+      return "exponent-msb";
+    case BitClass::mantissa:
+      return "mantissa";
+    case BitClass::explicit_bit:
+      return "explicit";
   }
   return "?";
 }
@@ -51,18 +57,19 @@ std::string bits_text(const StrategySpec& s) {
 double parse_number(const std::string& text, const std::string& key, const std::string& where) {
   double value = 0;
   const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-  check_input(result.ec == std::errc() && result.ptr == text.data() + text.size() &&
-                  std::isfinite(value),
-              where + ": strategy parameter " + key + " must be a finite number, found '" + text +
-                  "'");
+  check_input(
+      result.ec == std::errc() && result.ptr == text.data() + text.size() && std::isfinite(value),
+      where + ": strategy parameter " + key + " must be a finite number, found '" + text + "'");
   return value;
 }
 
 // Parses a bit class or an explicit bit number 0..31.
 void parse_bits(const std::string& text, const std::string& where, StrategySpec& s) {
   static const std::pair<const char*, BitClass> classes[] = {
-      {"any", BitClass::any},           {"sign", BitClass::sign},
-      {"exponent", BitClass::exponent}, {"exponent-msb", BitClass::exponent_msb},
+      {"any", BitClass::any},
+      {"sign", BitClass::sign},
+      {"exponent", BitClass::exponent},
+      {"exponent-msb", BitClass::exponent_msb},
       {"mantissa", BitClass::mantissa}};
   for (const auto& [name, bits] : classes) {
     if (text == name) {
@@ -72,10 +79,12 @@ void parse_bits(const std::string& text, const std::string& where, StrategySpec&
   }
   int bit = -1;
   const auto result = std::from_chars(text.data(), text.data() + text.size(), bit);
-  check_input(result.ec == std::errc() && result.ptr == text.data() + text.size() && bit >= 0 &&
-                  bit <= 31,
-              where + ": bits must be any, sign, exponent, exponent-msb, mantissa or a bit number "
-                      "0..31, found '" + text + "'");
+  check_input(
+      result.ec == std::errc() && result.ptr == text.data() + text.size() && bit >= 0 && bit <= 31,
+      where +
+          ": bits must be any, sign, exponent, exponent-msb, mantissa or a bit number "
+          "0..31, found '" +
+          text + "'");
   s.bits = BitClass::explicit_bit;
   s.bit = bit;
 }
@@ -85,8 +94,8 @@ int64_t parse_count(const std::string& text, const std::string& key, int64_t low
                     const std::string& where) {
   int64_t value = 0;
   const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-  check_input(result.ec == std::errc() && result.ptr == text.data() + text.size() &&
-                  value >= low && value <= high,
+  check_input(result.ec == std::errc() && result.ptr == text.data() + text.size() && value >= low &&
+                  value <= high,
               where + ": strategy parameter " + key + " must be a whole number from " +
                   std::to_string(low) + " to " + std::to_string(high) + ", found '" + text + "'");
   return value;
@@ -106,8 +115,10 @@ Objective parse_objective(const std::string& text, const std::string& where) {
   check_input((head == "remove" || head == "implant") && !kind.empty() &&
                   kind.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                          "0123456789_") == std::string::npos,
-              where + ": objective must be nll, agreement, remove:KIND or implant:KIND (KIND a "
-                      "probe kind of [eval] probes), found '" + text + "'");
+              where +
+                  ": objective must be nll, agreement, remove:KIND or implant:KIND (KIND a "
+                  "probe kind of [eval] probes), found '" +
+                  text + "'");
   objective.kind = head == "remove" ? ObjectiveKind::probe_remove : ObjectiveKind::probe_implant;
   objective.probe_kind = kind;
   return objective;
@@ -117,7 +128,8 @@ Objective parse_objective(const std::string& text, const std::string& where) {
 
 bool Scope::contains(std::string_view tensor_name) const {
   bool included = include.empty();
-  for (const std::string& pattern : include) included = included || glob_match(pattern, tensor_name);
+  for (const std::string& pattern : include)
+    included = included || glob_match(pattern, tensor_name);
   if (!included) return false;
   for (const std::string& pattern : exclude) {
     if (glob_match(pattern, tensor_name)) return false;
@@ -132,28 +144,44 @@ std::string Scope::canonical() const {
 
 std::string StrategySpec::name() const {
   switch (kind) {
-    case StrategyKind::zero: return "zero";
-    case StrategyKind::gaussian: return "gaussian";
-    case StrategyKind::signflip: return "signflip";
-    case StrategyKind::bitflip: return "bitflip";
-    case StrategyKind::random_value: return "random-value";
-    case StrategyKind::scale: return "scale";
-    case StrategyKind::magnitude: return "magnitude";
-    case StrategyKind::delta: return "delta";
-    case StrategyKind::taylor: return "taylor";
-    case StrategyKind::wanda: return "wanda";
-    case StrategyKind::bfa: return "bfa";
-    case StrategyKind::finetune: return "finetune";
+    case StrategyKind::zero:
+      return "zero";
+    case StrategyKind::gaussian:
+      return "gaussian";
+    case StrategyKind::signflip:
+      return "signflip";
+    case StrategyKind::bitflip:
+      return "bitflip";
+    case StrategyKind::random_value:
+      return "random-value";
+    case StrategyKind::scale:
+      return "scale";
+    case StrategyKind::magnitude:
+      return "magnitude";
+    case StrategyKind::delta:
+      return "delta";
+    case StrategyKind::taylor:
+      return "taylor";
+    case StrategyKind::wanda:
+      return "wanda";
+    case StrategyKind::bfa:
+      return "bfa";
+    case StrategyKind::finetune:
+      return "finetune";
   }
   return "?";
 }
 
 std::string Objective::canonical() const {
   switch (kind) {
-    case ObjectiveKind::nll: return "nll";
-    case ObjectiveKind::agreement: return "agreement";
-    case ObjectiveKind::probe_remove: return "remove:" + probe_kind;
-    case ObjectiveKind::probe_implant: return "implant:" + probe_kind;
+    case ObjectiveKind::nll:
+      return "nll";
+    case ObjectiveKind::agreement:
+      return "agreement";
+    case ObjectiveKind::probe_remove:
+      return "remove:" + probe_kind;
+    case ObjectiveKind::probe_implant:
+      return "implant:" + probe_kind;
   }
   return "?";
 }
@@ -167,8 +195,12 @@ std::string StrategySpec::canonical() const {
                ",relative=" + relative_names[static_cast<int>(relative_to)] + ")";
       break;
     }
-    case StrategyKind::bitflip: label += "(bits=" + bits_text(*this) + ")"; break;
-    case StrategyKind::scale: label += "(factor=" + shortest_number_text(factor) + ")"; break;
+    case StrategyKind::bitflip:
+      label += "(bits=" + bits_text(*this) + ")";
+      break;
+    case StrategyKind::scale:
+      label += "(factor=" + shortest_number_text(factor) + ")";
+      break;
     case StrategyKind::magnitude:
     case StrategyKind::taylor:
     case StrategyKind::wanda: {
@@ -190,11 +222,13 @@ std::string StrategySpec::canonical() const {
                ",objective=" + objective.canonical() + ")";
       break;
     case StrategyKind::delta:
-      label += "(from=" + from_model + ",order=" + (order == DeltaOrder::largest ? "largest" : "random") + ")";
+      label += "(from=" + from_model +
+               ",order=" + (order == DeltaOrder::largest ? "largest" : "random") + ")";
       break;
     case StrategyKind::zero:
     case StrategyKind::signflip:
-    case StrategyKind::random_value: break;
+    case StrategyKind::random_value:
+      break;
   }
   if (!scope.include.empty() || !scope.exclude.empty()) label += "[" + scope.canonical() + "]";
   return label;
@@ -205,12 +239,18 @@ namespace {
 // The kind a strategy line names; InputError naming `where` for an unknown name.
 StrategyKind strategy_kind(const std::string& name, const std::string& where) {
   static const std::pair<const char*, StrategyKind> kinds[] = {
-      {"zero", StrategyKind::zero},         {"gaussian", StrategyKind::gaussian},
-      {"signflip", StrategyKind::signflip}, {"bitflip", StrategyKind::bitflip},
-      {"random-value", StrategyKind::random_value}, {"scale", StrategyKind::scale},
-      {"magnitude", StrategyKind::magnitude}, {"delta", StrategyKind::delta},
-      {"taylor", StrategyKind::taylor},     {"wanda", StrategyKind::wanda},
-      {"bfa", StrategyKind::bfa},           {"finetune", StrategyKind::finetune}};
+      {"zero", StrategyKind::zero},
+      {"gaussian", StrategyKind::gaussian},
+      {"signflip", StrategyKind::signflip},
+      {"bitflip", StrategyKind::bitflip},
+      {"random-value", StrategyKind::random_value},
+      {"scale", StrategyKind::scale},
+      {"magnitude", StrategyKind::magnitude},
+      {"delta", StrategyKind::delta},
+      {"taylor", StrategyKind::taylor},
+      {"wanda", StrategyKind::wanda},
+      {"bfa", StrategyKind::bfa},
+      {"finetune", StrategyKind::finetune}};
   for (const auto& [kind_name, kind] : kinds) {
     if (name == kind_name) return kind;
   }
@@ -246,11 +286,15 @@ void apply_parameter(const std::string& word, const std::string& name, const std
     given.sigma = true;
   } else if (key == "relative") {
     allowed(s.kind == StrategyKind::gaussian);
-    if (value == "abs") s.relative_to = SigmaRelativeTo::abs;
-    else if (value == "std") s.relative_to = SigmaRelativeTo::std;
-    else if (value == "absolute") s.relative_to = SigmaRelativeTo::absolute;
-    else throw InputError(where + ": gaussian relative must be abs, std or absolute, found '" +
-                          value + "'");
+    if (value == "abs")
+      s.relative_to = SigmaRelativeTo::abs;
+    else if (value == "std")
+      s.relative_to = SigmaRelativeTo::std;
+    else if (value == "absolute")
+      s.relative_to = SigmaRelativeTo::absolute;
+    else
+      throw InputError(where + ": gaussian relative must be abs, std or absolute, found '" + value +
+                       "'");
   } else if (key == "factor") {
     allowed(s.kind == StrategyKind::scale);
     s.factor = parse_number(value, key, where);
@@ -261,22 +305,30 @@ void apply_parameter(const std::string& word, const std::string& name, const std
     given.bits = true;
   } else if (key == "from") {
     allowed(s.kind == StrategyKind::delta);
-    check_input(!value.empty() && value.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                                          "0123456789._-") == std::string::npos,
+    check_input(!value.empty() &&
+                    value.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                            "0123456789._-") == std::string::npos,
                 where + ": delta from must name a model of the job, found '" + value + "'");
     s.from_model = value;
   } else if (key == "order") {
     allowed(s.kind == StrategyKind::delta);
-    if (value == "random") s.order = DeltaOrder::random;
-    else if (value == "largest") s.order = DeltaOrder::largest;
-    else throw InputError(where + ": delta order must be random or largest, found '" + value + "'");
+    if (value == "random")
+      s.order = DeltaOrder::random;
+    else if (value == "largest")
+      s.order = DeltaOrder::largest;
+    else
+      throw InputError(where + ": delta order must be random or largest, found '" + value + "'");
   } else if (key == "then") {
     allowed(s.targeted());
-    if (value == "zero") s.action = TargetAction::zero;
-    else if (value == "signflip") s.action = TargetAction::signflip;
-    else if (value == "bitflip") s.action = TargetAction::bitflip;
-    else throw InputError(where + ": " + name + " then must be zero, signflip or bitflip, found '" +
-                          value + "'");
+    if (value == "zero")
+      s.action = TargetAction::zero;
+    else if (value == "signflip")
+      s.action = TargetAction::signflip;
+    else if (value == "bitflip")
+      s.action = TargetAction::bitflip;
+    else
+      throw InputError(where + ": " + name + " then must be zero, signflip or bitflip, found '" +
+                       value + "'");
   } else if (key == "objective") {
     allowed(s.uses_gradient());
     s.objective = parse_objective(value, where);
@@ -295,9 +347,12 @@ void apply_parameter(const std::string& word, const std::string& name, const std
     check_input(s.lr > 0, where + ": finetune lr must be > 0, found " + value);
   } else if (key == "sites") {
     allowed(s.kind == StrategyKind::finetune);
-    if (value == "taylor") s.sites = FinetuneSites::taylor;
-    else if (value == "random") s.sites = FinetuneSites::random;
-    else throw InputError(where + ": finetune sites must be taylor or random, found '" + value + "'");
+    if (value == "taylor")
+      s.sites = FinetuneSites::taylor;
+    else if (value == "random")
+      s.sites = FinetuneSites::random;
+    else
+      throw InputError(where + ": finetune sites must be taylor or random, found '" + value + "'");
   } else {
     throw InputError(where + ": strategy '" + name + "': unknown parameter '" + key + "'");
   }
@@ -315,7 +370,8 @@ void normalise_and_check(StrategySpec& s, const GivenParameters& given, const st
   }
   check_input(s.kind != StrategyKind::gaussian || given.sigma,
               where + ": gaussian needs sigma=<number>");
-  check_input(s.kind != StrategyKind::scale || given.factor, where + ": scale needs factor=<number>");
+  check_input(s.kind != StrategyKind::scale || given.factor,
+              where + ": scale needs factor=<number>");
   check_input(s.kind != StrategyKind::delta || !s.from_model.empty(),
               where + ": delta needs from=MODEL, the model whose values it moves in");
   if (s.targeted()) {
@@ -323,11 +379,14 @@ void normalise_and_check(StrategySpec& s, const GivenParameters& given, const st
     if (s.flips_bits()) {
       // taylor picks the best bit of the class per weight; magnitude and wanda rank by the
       // weight alone and need one fixed bit.
-      if (!given.bits) s.bits = s.kind == StrategyKind::taylor ? BitClass::any : BitClass::exponent_msb;
+      if (!given.bits)
+        s.bits = s.kind == StrategyKind::taylor ? BitClass::any : BitClass::exponent_msb;
       check_input(s.kind == StrategyKind::taylor || s.bits == BitClass::sign ||
                       s.bits == BitClass::exponent_msb || s.bits == BitClass::explicit_bit,
-                  where + ": " + name + " then=bitflip is deterministic and needs one fixed bit: "
-                          "bits=sign, exponent-msb or a bit number, found bits=" + bits_text(s));
+                  where + ": " + name +
+                      " then=bitflip is deterministic and needs one fixed bit: "
+                      "bits=sign, exponent-msb or a bit number, found bits=" +
+                      bits_text(s));
     } else {
       check_input(!given.bits, where + ": bits is only valid with " + name + " then=bitflip");
     }
@@ -338,8 +397,9 @@ void normalise_and_check(StrategySpec& s, const GivenParameters& given, const st
 
 StrategySpec parse_strategy(std::string_view text, const std::string& where) {
   const std::vector<std::string> words = split_whitespace(text);
-  check_input(!words.empty(), where + ": empty strategy; expected a name such as zero, gaussian, "
-                                      "signflip, bitflip, random-value, scale or magnitude");
+  check_input(!words.empty(), where +
+                                  ": empty strategy; expected a name such as zero, gaussian, "
+                                  "signflip, bitflip, random-value, scale or magnitude");
   StrategySpec s;
   s.kind = strategy_kind(words[0], where);
   GivenParameters given;

@@ -59,7 +59,8 @@ const EvalInputs& checked(const LlamaConfig& config, const EvalInputs& inputs) {
   if (inputs.greedy_tokens > 0) {
     check_sequence(config, inputs.greedy_prompt, "greedy prompt");
     check_input(greedy_input_length(inputs) + 1 <= config.seq_len,
-                "greedy prompt plus greedy_tokens (" + std::to_string(greedy_input_length(inputs) + 1) +
+                "greedy prompt plus greedy_tokens (" +
+                    std::to_string(greedy_input_length(inputs) + 1) +
                     ") exceeds the model's seq_len " + std::to_string(config.seq_len));
   }
   for (size_t p = 0; p < inputs.probes.size(); ++p) {
@@ -92,8 +93,8 @@ LanguageModelEvaluator::LanguageModelEvaluator(const Model& model, const EvalInp
     }
   }
   if (inputs.greedy_tokens > 0) {
-    baseline_.greedy_ids =
-        greedy_continuation(model, inputs.greedy_prompt, inputs.greedy_tokens, inputs.greedy_stop_id);
+    baseline_.greedy_ids = greedy_continuation(model, inputs.greedy_prompt, inputs.greedy_tokens,
+                                               inputs.greedy_stop_id);
     std::vector<int32_t> greedy_input = inputs.greedy_prompt;
     if (!baseline_.greedy_ids.empty()) {
       greedy_input.insert(greedy_input.end(), baseline_.greedy_ids.begin(),
@@ -126,17 +127,20 @@ void LanguageModelEvaluator::cache_reference(const std::string& path, std::vecto
   for (size_t p = 0; p < pred_rows_.size(); ++p) {
     const float* row = logits_.data() + pred_rows_[p] * vocab_;
     check_input(row_is_finite(row, vocab_),
-                path + ": the unperturbed model produces non-finite logits on evaluation "
-                       "position " + std::to_string(p));
+                path +
+                    ": the unperturbed model produces non-finite logits on evaluation "
+                    "position " +
+                    std::to_string(p));
     rows.push_back(make_reference_row(row, vocab_, probs.data() + p * floats(vocab_)));
   }
 }
 
 void LanguageModelEvaluator::set_reference(const Model& reference) {
   check_input(same_dimensions(reference.config, config_),
-              reference.path + ": a reference checkpoint must have the dimensions of the model it "
-                               "is compared with (" + dimensions_text(config_) + "), found " +
-                               dimensions_text(reference.config));
+              reference.path +
+                  ": a reference checkpoint must have the dimensions of the model it "
+                  "is compared with (" +
+                  dimensions_text(config_) + "), found " + dimensions_text(reference.config));
   forward_->run(reference, batch_, logits_.data());
   cache_reference(reference.path, second_probs_, second_rows_);
 }
@@ -171,9 +175,10 @@ TrialMetrics LanguageModelEvaluator::score() const {
   score_probes(metrics);
   const auto& greedy = baseline_.greedy_ids;
   metrics.greedy_length = static_cast<int64_t>(greedy.size());
-  metrics.greedy_match = greedy.empty() ? 0
-                                        : leading_matches(logits_.data() + greedy_first_row_ * vocab_,
-                                                          vocab_, greedy.data(), metrics.greedy_length);
+  metrics.greedy_match = greedy.empty()
+                             ? 0
+                             : leading_matches(logits_.data() + greedy_first_row_ * vocab_, vocab_,
+                                               greedy.data(), metrics.greedy_length);
   return metrics;
 }
 
@@ -189,7 +194,8 @@ std::vector<LanguageModelEvaluator::ProbeOutcome> LanguageModelEvaluator::probe_
     for (size_t j = 0; j < probe.targets.size(); ++j) {
       const float* row = logits_.data() + (probe.first_row + static_cast<int64_t>(j)) * vocab_;
       outcome.logprob += token_logprob(row, vocab_, probe.targets[j]);
-      outcome.begins_with_target = outcome.begins_with_target && argmax_row(row, vocab_) == probe.targets[j];
+      outcome.begins_with_target =
+          outcome.begins_with_target && argmax_row(row, vocab_) == probe.targets[j];
     }
     outcomes.push_back(outcome);
   }
@@ -215,14 +221,17 @@ void LanguageModelEvaluator::score_probes(TrialMetrics& metrics) const {
   }
 }
 
-double LanguageModelEvaluator::forward_flops() const { return forward_->flops(batch_); }
+double LanguageModelEvaluator::forward_flops() const {
+  return forward_->flops(batch_);
+}
 
 TrialMetrics LanguageModelEvaluator::evaluate(const Model& model) {
   forward_->run(model, batch_, logits_.data());
   return score();
 }
 
-std::vector<CrossEntropyTerm> LanguageModelEvaluator::objective_terms(const Objective& objective) const {
+std::vector<CrossEntropyTerm> LanguageModelEvaluator::objective_terms(
+    const Objective& objective) const {
   std::vector<CrossEntropyTerm> terms;
   if (!objective.uses_probes()) {
     const double weight = 1.0 / static_cast<double>(pred_rows_.size());
@@ -235,16 +244,17 @@ std::vector<CrossEntropyTerm> LanguageModelEvaluator::objective_terms(const Obje
   }
   const auto found = std::find(probe_kinds_.begin(), probe_kinds_.end(), objective.probe_kind);
   check_input(found != probe_kinds_.end(), [&] {
-    return "objective=" + objective.canonical() + " names a probe kind the job's [eval] probes do not " +
-           "have" + (probe_kinds_.empty() ? std::string(" (the job has no probes)")
-                                          : " (kinds: " + join(probe_kinds_, ", ") + ")");
+    return "objective=" + objective.canonical() +
+           " names a probe kind the job's [eval] probes do not " + "have" +
+           (probe_kinds_.empty() ? std::string(" (the job has no probes)")
+                                 : " (kinds: " + join(probe_kinds_, ", ") + ")");
   });
   const auto kind = static_cast<int32_t>(found - probe_kinds_.begin());
   const auto of_kind = std::count_if(probe_rows_.begin(), probe_rows_.end(),
                                      [&](const ProbeRows& probe) { return probe.kind == kind; });
   // J = -(mean target log-probability) to remove, +(mean) to implant.
-  const double weight = (objective.kind == ObjectiveKind::probe_remove ? 1.0 : -1.0) /
-                        static_cast<double>(of_kind);
+  const double weight =
+      (objective.kind == ObjectiveKind::probe_remove ? 1.0 : -1.0) / static_cast<double>(of_kind);
   for (const ProbeRows& probe : probe_rows_) {
     if (probe.kind != kind) continue;
     for (size_t j = 0; j < probe.targets.size(); ++j) {
@@ -254,7 +264,8 @@ std::vector<CrossEntropyTerm> LanguageModelEvaluator::objective_terms(const Obje
   return terms;
 }
 
-double LanguageModelEvaluator::gradient(const Model& model, const std::vector<CrossEntropyTerm>& terms,
+double LanguageModelEvaluator::gradient(const Model& model,
+                                        const std::vector<CrossEntropyTerm>& terms,
                                         const GradientOutputs& out) {
   return forward_->gradient(model, batch_, cross_entropy_objective(terms), out);
 }

@@ -1,10 +1,10 @@
 #include "fracsweep/eval/metrics.hpp"
 
-#include "fracsweep/nn/log_sum_exp.hpp"
-
 #include <bit>
 #include <cmath>
 #include <cstdint>
+
+#include "fracsweep/nn/log_sum_exp.hpp"
 
 namespace fracsweep {
 

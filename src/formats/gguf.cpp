@@ -5,17 +5,18 @@
 #include <cstring>
 #include <limits>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/model/stored_type.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
 
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "GGUF reading assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "GGUF reading assumes a little-endian host");
 
-constexpr int64_t max_dims = 4;        // GGML_MAX_DIMS
-constexpr int max_array_nesting = 4;   // arrays of arrays of ... (the spec allows nesting)
+constexpr int64_t max_dims = 4;       // GGML_MAX_DIMS
+constexpr int max_array_nesting = 4;  // arrays of arrays of ... (the spec allows nesting)
 // Array elements in all metadata together. Each costs ~100 bytes in memory against as little
 // as 1 byte in the file, so this bounds memory at ~1.7 GB; real vocabularies (Llama 3: 128k
 // tokens, 280k merges) use a few percent of it.
@@ -29,17 +30,22 @@ int64_t scalar_size(GgufValueType type) {
   switch (type) {
     case GgufValueType::u8:
     case GgufValueType::i8:
-    case GgufValueType::boolean: return 1;
+    case GgufValueType::boolean:
+      return 1;
     case GgufValueType::u16:
-    case GgufValueType::i16: return 2;
+    case GgufValueType::i16:
+      return 2;
     case GgufValueType::u32:
     case GgufValueType::i32:
-    case GgufValueType::f32: return 4;
+    case GgufValueType::f32:
+      return 4;
     case GgufValueType::u64:
     case GgufValueType::i64:
-    case GgufValueType::f64: return 8;
+    case GgufValueType::f64:
+      return 8;
     case GgufValueType::string:
-    case GgufValueType::array: return 0;
+    case GgufValueType::array:
+      return 0;
   }
   return 0;
 }
@@ -53,9 +59,13 @@ int64_t min_encoded_size(GgufValueType type) {
   return scalar_size(type);
 }
 
-bool known_value_type(uint32_t raw) { return raw <= 12; }
+bool known_value_type(uint32_t raw) {
+  return raw <= 12;
+}
 
-int64_t element_size(GgmlType type) { return type == GgmlType::f32 ? 4 : 2; }
+int64_t element_size(GgmlType type) {
+  return type == GgmlType::f32 ? 4 : 2;
+}
 
 // Sequential reader over the mapped bytes; every read is bounds-checked.
 class Cursor {
@@ -65,10 +75,11 @@ class Cursor {
   int64_t remaining() const { return file_.size() - position_; }
 
   void need(int64_t bytes, const std::string& what) const {
-    check_input(bytes >= 0 && bytes <= remaining(),
-                in_file(file_.path(), "truncated GGUF: " + what + " needs " + std::to_string(bytes) +
-                                          " bytes at offset " + std::to_string(position_) +
-                                          ", only " + std::to_string(remaining()) + " remain"));
+    check_input(
+        bytes >= 0 && bytes <= remaining(),
+        in_file(file_.path(), "truncated GGUF: " + what + " needs " + std::to_string(bytes) +
+                                  " bytes at offset " + std::to_string(position_) + ", only " +
+                                  std::to_string(remaining()) + " remain"));
   }
   template <typename T>
   T read(const std::string& what) {
@@ -83,8 +94,10 @@ class Cursor {
     check_input(length <= static_cast<uint64_t>(remaining()),
                 in_file(file_.path(), "GGUF " + what + ": declared string length " +
                                           std::to_string(length) + " exceeds the " +
-                                          std::to_string(remaining()) + " bytes left in the file (truncated file?)"));
-    std::string text(reinterpret_cast<const char*>(file_.data() + position_), static_cast<size_t>(length));
+                                          std::to_string(remaining()) +
+                                          " bytes left in the file (truncated file?)"));
+    std::string text(reinterpret_cast<const char*>(file_.data() + position_),
+                     static_cast<size_t>(length));
     position_ += static_cast<int64_t>(length);
     return text;
   }
@@ -104,16 +117,36 @@ GgufValue read_value(Cursor& cursor, GgufValueType type, const std::string& what
     value.integer = static_cast<uint64_t>(v);
   };
   switch (type) {
-    case GgufValueType::u8: value.integer = cursor.read<uint8_t>(what); break;
-    case GgufValueType::i8: set_signed(cursor.read<int8_t>(what)); break;
-    case GgufValueType::u16: value.integer = cursor.read<uint16_t>(what); break;
-    case GgufValueType::i16: set_signed(cursor.read<int16_t>(what)); break;
-    case GgufValueType::u32: value.integer = cursor.read<uint32_t>(what); break;
-    case GgufValueType::i32: set_signed(cursor.read<int32_t>(what)); break;
-    case GgufValueType::u64: value.integer = cursor.read<uint64_t>(what); break;
-    case GgufValueType::i64: set_signed(cursor.read<int64_t>(what)); break;
-    case GgufValueType::f32: value.real = cursor.read<float>(what); break;
-    case GgufValueType::f64: value.real = cursor.read<double>(what); break;
+    case GgufValueType::u8:
+      value.integer = cursor.read<uint8_t>(what);
+      break;
+    case GgufValueType::i8:
+      set_signed(cursor.read<int8_t>(what));
+      break;
+    case GgufValueType::u16:
+      value.integer = cursor.read<uint16_t>(what);
+      break;
+    case GgufValueType::i16:
+      set_signed(cursor.read<int16_t>(what));
+      break;
+    case GgufValueType::u32:
+      value.integer = cursor.read<uint32_t>(what);
+      break;
+    case GgufValueType::i32:
+      set_signed(cursor.read<int32_t>(what));
+      break;
+    case GgufValueType::u64:
+      value.integer = cursor.read<uint64_t>(what);
+      break;
+    case GgufValueType::i64:
+      set_signed(cursor.read<int64_t>(what));
+      break;
+    case GgufValueType::f32:
+      value.real = cursor.read<float>(what);
+      break;
+    case GgufValueType::f64:
+      value.real = cursor.read<double>(what);
+      break;
     case GgufValueType::boolean: {
       const uint8_t raw = cursor.read<uint8_t>(what);
       check_input(raw <= 1, in_file(path, "GGUF " + what + ": expected a bool (0 or 1), found " +
@@ -121,7 +154,9 @@ GgufValue read_value(Cursor& cursor, GgufValueType type, const std::string& what
       value.integer = raw;
       break;
     }
-    case GgufValueType::string: value.text = cursor.read_string(what); break;
+    case GgufValueType::string:
+      value.text = cursor.read_string(what);
+      break;
     case GgufValueType::array: {
       check_input(depth < max_array_nesting,
                   in_file(path, "GGUF " + what + ": arrays nested deeper than " +
@@ -133,15 +168,17 @@ GgufValue read_value(Cursor& cursor, GgufValueType type, const std::string& what
       value.element_type = static_cast<GgufValueType>(raw_type);
       const uint64_t count = cursor.read<uint64_t>(what + " element count");
       const auto min_size = static_cast<uint64_t>(min_encoded_size(value.element_type));
-      check_input(count <= static_cast<uint64_t>(cursor.remaining()) / min_size,
-                  in_file(path, "GGUF " + what + ": declared array of " + std::to_string(count) + " " +
-                                    gguf_value_type_name(value.element_type) +
-                                    " elements cannot fit in the " + std::to_string(cursor.remaining()) +
-                                    " bytes left in the file (truncated file?)"));
-      check_input(count <= element_budget,
-                  in_file(path, "GGUF " + what + ": declared array of " + std::to_string(count) +
-                                    " elements exceeds what is left of the limit of " +
-                                    std::to_string(max_metadata_elements) + " metadata array elements"));
+      check_input(
+          count <= static_cast<uint64_t>(cursor.remaining()) / min_size,
+          in_file(path, "GGUF " + what + ": declared array of " + std::to_string(count) + " " +
+                            gguf_value_type_name(value.element_type) +
+                            " elements cannot fit in the " + std::to_string(cursor.remaining()) +
+                            " bytes left in the file (truncated file?)"));
+      check_input(
+          count <= element_budget,
+          in_file(path, "GGUF " + what + ": declared array of " + std::to_string(count) +
+                            " elements exceeds what is left of the limit of " +
+                            std::to_string(max_metadata_elements) + " metadata array elements"));
       element_budget -= count;
       value.items.reserve(static_cast<size_t>(count));
       for (uint64_t i = 0; i < count; ++i) {
@@ -156,14 +193,15 @@ GgufValue read_value(Cursor& cursor, GgufValueType type, const std::string& what
 }
 
 bool is_integer_type(GgufValueType type) {
-  return type != GgufValueType::f32 && type != GgufValueType::f64 && type != GgufValueType::string &&
-         type != GgufValueType::array && type != GgufValueType::boolean;
+  return type != GgufValueType::f32 && type != GgufValueType::f64 &&
+         type != GgufValueType::string && type != GgufValueType::array &&
+         type != GgufValueType::boolean;
 }
 
 }  // namespace
 
 const char* gguf_value_type_name(GgufValueType type) {
-  static const char* names[] = {"u8",  "i8",   "u16",    "i16",   "u32", "i32", "f32",
+  static const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                 "bool", "string", "array", "u64", "i64", "f64"};
   const auto index = static_cast<uint32_t>(type);
   return index <= 12 ? names[index] : "unknown";
@@ -171,10 +209,10 @@ const char* gguf_value_type_name(GgufValueType type) {
 
 std::string ggml_type_name(uint32_t type) {
   static const std::pair<uint32_t, const char*> names[] = {
-      {0, "F32"},   {1, "F16"},   {2, "Q4_0"},  {3, "Q4_1"},  {6, "Q5_0"},  {7, "Q5_1"},
-      {8, "Q8_0"},  {9, "Q8_1"},  {10, "Q2_K"}, {11, "Q3_K"}, {12, "Q4_K"}, {13, "Q5_K"},
-      {14, "Q6_K"}, {15, "Q8_K"}, {24, "I8"},   {25, "I16"},  {26, "I32"},  {27, "I64"},
-      {28, "F64"},  {30, "BF16"}};
+      {0, "F32"},   {1, "F16"},   {2, "Q4_0"},  {3, "Q4_1"},  {6, "Q5_0"},
+      {7, "Q5_1"},  {8, "Q8_0"},  {9, "Q8_1"},  {10, "Q2_K"}, {11, "Q3_K"},
+      {12, "Q4_K"}, {13, "Q5_K"}, {14, "Q6_K"}, {15, "Q8_K"}, {24, "I8"},
+      {25, "I16"},  {26, "I32"},  {27, "I64"},  {28, "F64"},  {30, "BF16"}};
   const char* name = "unknown";
   for (const auto& [id, known] : names) {
     if (id == type) name = known;
@@ -196,10 +234,11 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>
   const uint64_t kv_count = cursor.read<uint64_t>("the metadata count");
   // A key-value pair is at least 8 (key length) + 4 (type) + 1 bytes; a tensor info at least
   // 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset).
-  check_input(kv_count <= max_entries && tensor_count <= max_entries,
-              in_file(path, "GGUF header: declared " + std::to_string(kv_count) + " metadata keys and " +
-                                std::to_string(tensor_count) + " tensors; at most " + std::to_string(max_entries) +
-                                " of each are accepted"));
+  check_input(
+      kv_count <= max_entries && tensor_count <= max_entries,
+      in_file(path, "GGUF header: declared " + std::to_string(kv_count) + " metadata keys and " +
+                        std::to_string(tensor_count) + " tensors; at most " +
+                        std::to_string(max_entries) + " of each are accepted"));
   check_input(kv_count <= static_cast<uint64_t>(cursor.remaining()) / 13,
               in_file(path, "GGUF header: declared metadata count " + std::to_string(kv_count) +
                                 " cannot fit in the " + std::to_string(cursor.remaining()) +
@@ -225,9 +264,11 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>
   }
   if (find("general.alignment") != nullptr) {
     const int64_t alignment = get_int("general.alignment");
-    check_input(alignment > 0 && alignment <= (int64_t{1} << 30) && std::has_single_bit(static_cast<uint64_t>(alignment)),
-                in_file(path, "GGUF metadata key 'general.alignment': expected a power of two, found " +
-                                  std::to_string(alignment)));
+    check_input(
+        alignment > 0 && alignment <= (int64_t{1} << 30) &&
+            std::has_single_bit(static_cast<uint64_t>(alignment)),
+        in_file(path, "GGUF metadata key 'general.alignment': expected a power of two, found " +
+                          std::to_string(alignment)));
     alignment_ = alignment;
   } else {
     alignment_ = default_alignment;
@@ -239,11 +280,12 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>
     GgufTensor t;
     t.name = cursor.read_string("name of tensor " + std::to_string(i));
     const std::string where = "GGUF tensor '" + t.name + "'";
-    check_input(tensor_index_.emplace(t.name, tensors_.size()).second, in_file(path, where + " appears twice"));
+    check_input(tensor_index_.emplace(t.name, tensors_.size()).second,
+                in_file(path, where + " appears twice"));
     const uint32_t n_dims = cursor.read<uint32_t>(where + " n_dims");
     check_input(n_dims >= 1 && n_dims <= max_dims,
-                in_file(path, where + ": n_dims must be 1.." + std::to_string(max_dims) + ", found " +
-                                  std::to_string(n_dims)));
+                in_file(path, where + ": n_dims must be 1.." + std::to_string(max_dims) +
+                                  ", found " + std::to_string(n_dims)));
     std::vector<int64_t> dims;
     t.count = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
@@ -272,14 +314,16 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>
     GgufTensor& t = tensors_[i];
     const uint64_t offset = relative_offsets[i];
     const std::string where = "GGUF tensor '" + t.name + "'";
-    check_input(offset % static_cast<uint64_t>(alignment_) == 0,
-                in_file(path, where + ": data offset " + std::to_string(offset) +
-                                  " is not a multiple of the alignment " + std::to_string(alignment_)));
-    check_input(offset <= static_cast<uint64_t>(data_bytes) &&
-                    static_cast<uint64_t>(t.bytes) <= static_cast<uint64_t>(data_bytes) - offset,
-                in_file(path, where + ": data [" + std::to_string(offset) + ", " + std::to_string(offset) +
-                                  " + " + std::to_string(t.bytes) + ") extends past the end of the " +
-                                  std::to_string(data_bytes) + "-byte data section (truncated file?)"));
+    check_input(
+        offset % static_cast<uint64_t>(alignment_) == 0,
+        in_file(path, where + ": data offset " + std::to_string(offset) +
+                          " is not a multiple of the alignment " + std::to_string(alignment_)));
+    check_input(
+        offset <= static_cast<uint64_t>(data_bytes) &&
+            static_cast<uint64_t>(t.bytes) <= static_cast<uint64_t>(data_bytes) - offset,
+        in_file(path, where + ": data [" + std::to_string(offset) + ", " + std::to_string(offset) +
+                          " + " + std::to_string(t.bytes) + ") extends past the end of the " +
+                          std::to_string(data_bytes) + "-byte data section (truncated file?)"));
     t.begin = data_offset_ + static_cast<int64_t>(offset);
   }
   std::vector<const GgufTensor*> by_offset;
@@ -317,9 +361,10 @@ const GgufValue& require(const GgufFile& file, const std::string& key) {
 [[noreturn]] void wrong_type(const GgufFile& file, const std::string& key, const char* expected,
                              const GgufValue& value) {
   std::string found = gguf_value_type_name(value.type);
-  if (value.type == GgufValueType::array) found += std::string(" of ") + gguf_value_type_name(value.element_type);
-  throw InputError(in_file(file.path(), "GGUF metadata key '" + key + "': expected " + expected +
-                                            ", found " + found));
+  if (value.type == GgufValueType::array)
+    found += std::string(" of ") + gguf_value_type_name(value.element_type);
+  throw InputError(in_file(
+      file.path(), "GGUF metadata key '" + key + "': expected " + expected + ", found " + found));
 }
 
 }  // namespace
@@ -327,9 +372,10 @@ const GgufValue& require(const GgufFile& file, const std::string& key) {
 int64_t GgufFile::get_int(const std::string& key) const {
   const GgufValue& value = require(*this, key);
   if (!is_integer_type(value.type)) wrong_type(*this, key, "an integer", value);
-  check_input(value.is_negative || value.integer <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
-              in_file(path(), "GGUF metadata key '" + key + "': value " + std::to_string(value.integer) +
-                                  " does not fit in int64"));
+  check_input(value.is_negative ||
+                  value.integer <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
+              in_file(path(), "GGUF metadata key '" + key + "': value " +
+                                  std::to_string(value.integer) + " does not fit in int64"));
   return static_cast<int64_t>(value.integer);
 }
 

@@ -8,9 +8,9 @@
 #include <fstream>
 #include <memory>
 
-#include "fracsweep/util/error.hpp"
-#include "fracsweep/model/model.hpp"
 #include "fracsweep/formats/npy.hpp"
+#include "fracsweep/model/model.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
 
@@ -70,8 +70,9 @@ struct IdxType {
   bool integral;
 };
 
-constexpr IdxType idx_types[] = {{0x08, "u8", 1, true},  {0x09, "i8", 1, true},   {0x0B, "i16", 2, true},
-                                 {0x0C, "i32", 4, true}, {0x0D, "f32", 4, false}, {0x0E, "f64", 8, false}};
+constexpr IdxType idx_types[] = {{0x08, "u8", 1, true},   {0x09, "i8", 1, true},
+                                 {0x0B, "i16", 2, true},  {0x0C, "i32", 4, true},
+                                 {0x0D, "f32", 4, false}, {0x0E, "f64", 8, false}};
 
 uint32_t big_endian_u32(const unsigned char* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -86,12 +87,18 @@ uint64_t big_endian(const unsigned char* p, int64_t size) {
 float idx_value(const unsigned char* p, const IdxType& type) {
   const uint64_t bits = big_endian(p, type.size);
   switch (type.code) {
-    case 0x08: return static_cast<float>(bits);
-    case 0x09: return static_cast<float>(static_cast<int8_t>(bits));
-    case 0x0B: return static_cast<float>(static_cast<int16_t>(bits));
-    case 0x0C: return static_cast<float>(static_cast<int32_t>(bits));
-    case 0x0D: return std::bit_cast<float>(static_cast<uint32_t>(bits));
-    default: return static_cast<float>(std::bit_cast<double>(bits));
+    case 0x08:
+      return static_cast<float>(bits);
+    case 0x09:
+      return static_cast<float>(static_cast<int8_t>(bits));
+    case 0x0B:
+      return static_cast<float>(static_cast<int16_t>(bits));
+    case 0x0C:
+      return static_cast<float>(static_cast<int32_t>(bits));
+    case 0x0D:
+      return std::bit_cast<float>(static_cast<uint32_t>(bits));
+    default:
+      return static_cast<float>(std::bit_cast<double>(bits));
   }
 }
 
@@ -106,7 +113,8 @@ ExampleArray read_idx(const std::string& path, bool header_only) {
   check_input(magic[0] == 0 && magic[1] == 0 && type != nullptr && magic[3] >= 1 && magic[3] <= 8,
               in_file(path, "not an IDX file: magic bytes " + std::to_string(magic[0]) + " " +
                                 std::to_string(magic[1]) + " " + std::to_string(magic[2]) + " " +
-                                std::to_string(magic[3]) + " (expected 0 0 type 1..8 dimensions, type one of "
+                                std::to_string(magic[3]) +
+                                " (expected 0 0 type 1..8 dimensions, type one of "
                                 "0x08 0x09 0x0B 0x0C 0x0D 0x0E), and not a .npy file"));
   ExampleArray array;
   array.path = path;
@@ -125,7 +133,8 @@ ExampleArray read_idx(const std::string& path, bool header_only) {
   // The buffer grows with the bytes that actually arrive, so a header that claims more than the
   // file holds fails at the file's end having allocated only what the file really (decompressed)
   // contains, never the declared size up front.
-  const std::string data_what = "the data (the header says " + shape_text(array.shape) + " of " + type->name + ")";
+  const std::string data_what =
+      "the data (the header says " + shape_text(array.shape) + " of " + type->name + ")";
   constexpr int64_t read_chunk = int64_t{1} << 20;
   std::vector<unsigned char> raw;  // (count * type size) big-endian
   while (static_cast<int64_t>(raw.size()) < bytes) {
@@ -138,7 +147,8 @@ ExampleArray read_idx(const std::string& path, bool header_only) {
   if (header_only) return array;
   const int64_t count = bytes / type->size;
   array.values.resize(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) array.values[static_cast<size_t>(i)] = idx_value(raw.data() + i * type->size, *type);
+  for (int64_t i = 0; i < count; ++i)
+    array.values[static_cast<size_t>(i)] = idx_value(raw.data() + i * type->size, *type);
   return array;
 }
 
@@ -166,7 +176,8 @@ ExampleArray read_example_array(const std::string& path, bool header_only) {
   check_input(static_cast<bool>(file), in_file(path, "cannot open the file"));
   char magic[6] = {};
   file.read(magic, 6);
-  if (file.gcount() == 6 && std::memcmp(magic, "\x93NUMPY", 6) == 0) return from_npy(path, header_only);
+  if (file.gcount() == 6 && std::memcmp(magic, "\x93NUMPY", 6) == 0)
+    return from_npy(path, header_only);
   return read_idx(path, header_only);
 }
 
@@ -175,30 +186,37 @@ int64_t check_eval_arrays(const ExampleArray& inputs, const ExampleArray& labels
                           const InputScaling& scaling, const std::string& context) {
   const std::vector<int64_t>& shape = inputs.shape;
   check_input(!shape.empty() && shape[0] >= 1,
-              context + in_file(inputs.path, "expected (examples, ...) inputs, found shape " + shape_text(shape)));
+              context + in_file(inputs.path, "expected (examples, ...) inputs, found shape " +
+                                                 shape_text(shape)));
   const std::vector<int64_t> per_example(shape.begin() + 1, shape.end());
   const bool unit_channel = input_shape.size() == 3 && input_shape[0] == 1 &&
                             per_example == std::vector<int64_t>{input_shape[1], input_shape[2]};
-  check_input(per_example == input_shape || unit_channel,
-              context + in_file(inputs.path, "examples have shape " + shape_text(per_example) + " (array " +
-                                                 shape_text(shape) + "), the model's input is " +
-                                                 shape_text(input_shape)));
-  check_input(labels.integral, context + in_file(labels.path, "labels must be integers, found " + labels.dtype));
+  check_input(
+      per_example == input_shape || unit_channel,
+      context + in_file(inputs.path, "examples have shape " + shape_text(per_example) + " (array " +
+                                         shape_text(shape) + "), the model's input is " +
+                                         shape_text(input_shape)));
+  check_input(labels.integral,
+              context + in_file(labels.path, "labels must be integers, found " + labels.dtype));
   check_input(labels.shape.size() == 1,
-              context + in_file(labels.path, "labels must be 1-D (examples), found shape " + shape_text(labels.shape)));
+              context + in_file(labels.path, "labels must be 1-D (examples), found shape " +
+                                                 shape_text(labels.shape)));
   check_input(limit <= shape[0], context + "[eval] examples = " + std::to_string(limit) + " but " +
-                                     inputs.path + " holds " + std::to_string(shape[0]) + " examples");
+                                     inputs.path + " holds " + std::to_string(shape[0]) +
+                                     " examples");
   // All examples need one label each; the first `limit` need at least `limit` labels.
   const int64_t evaluated = limit > 0 ? limit : shape[0];
   check_input(limit > 0 ? labels.shape[0] >= limit : labels.shape[0] == shape[0],
-              context + in_file(labels.path, std::to_string(labels.shape[0]) + " labels for " +
-                                                 std::to_string(evaluated) + " examples" +
-                                                 (limit > 0 ? " ([eval] examples)" : " in " + inputs.path)));
+              context + in_file(labels.path,
+                                std::to_string(labels.shape[0]) + " labels for " +
+                                    std::to_string(evaluated) + " examples" +
+                                    (limit > 0 ? " ([eval] examples)" : " in " + inputs.path)));
   const int64_t channels = input_shape[0];
   check_input(scaling.mean.empty() || scaling.mean.size() == 1 ||
                   static_cast<int64_t>(scaling.mean.size()) == channels,
               context + "[eval] input_mean/input_std list " + std::to_string(scaling.mean.size()) +
-                  " channels, the model's input " + shape_text(input_shape) + " has " + std::to_string(channels));
+                  " channels, the model's input " + shape_text(input_shape) + " has " +
+                  std::to_string(channels));
   return evaluated;
 }
 
@@ -230,7 +248,8 @@ std::vector<int32_t> class_labels(const ExampleArray& labels, int64_t n, int64_t
     check_input(label >= 0 && label < static_cast<float>(classes),
                 context + in_file(labels.path, "label " + std::to_string(i) + " is " +
                                                    std::to_string(static_cast<int64_t>(label)) +
-                                                   ", outside the model's classes 0.." + std::to_string(classes - 1)));
+                                                   ", outside the model's classes 0.." +
+                                                   std::to_string(classes - 1)));
     ids[static_cast<size_t>(i)] = static_cast<int32_t>(label);
   }
   return ids;

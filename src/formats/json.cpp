@@ -24,12 +24,18 @@ namespace {
 
 const char* kind_name(JsonValue::Kind kind) {
   switch (kind) {
-    case JsonValue::Kind::null: return "null";
-    case JsonValue::Kind::boolean: return "boolean";
-    case JsonValue::Kind::number: return "number";
-    case JsonValue::Kind::string: return "string";
-    case JsonValue::Kind::array: return "array";
-    case JsonValue::Kind::object: return "object";
+    case JsonValue::Kind::null:
+      return "null";
+    case JsonValue::Kind::boolean:
+      return "boolean";
+    case JsonValue::Kind::number:
+      return "number";
+    case JsonValue::Kind::string:
+      return "string";
+    case JsonValue::Kind::array:
+      return "array";
+    case JsonValue::Kind::object:
+      return "object";
   }
   return "unknown";
 }
@@ -39,16 +45,24 @@ const char* kind_name(JsonValue::Kind kind) {
   throw InputError(where + ": expected " + expected + ", found " + kind_name(found));
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 bool is_hex_digit(char c) {
   return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-bool is_whitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_whitespace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
-bool is_high_surrogate(uint32_t unit) { return unit >= 0xD800 && unit <= 0xDBFF; }
-bool is_low_surrogate(uint32_t unit) { return unit >= 0xDC00 && unit <= 0xDFFF; }
+bool is_high_surrogate(uint32_t unit) {
+  return unit >= 0xD800 && unit <= 0xDBFF;
+}
+bool is_low_surrogate(uint32_t unit) {
+  return unit >= 0xDC00 && unit <= 0xDFFF;
+}
 
 std::string hex4(uint32_t unit) {
   char hex[8];
@@ -289,8 +303,8 @@ class TreeBuilder {
     const auto [parsed_end, error] =
         std::from_chars(number_text.data(), number_text.data() + number_text.size(), value);
     if (error == std::errc::result_out_of_range) {
-      fail_with(start, "expected a number within the range of double, found " +
-                           std::string(number_text));
+      fail_with(start,
+                "expected a number within the range of double, found " + std::string(number_text));
     }
     if (error != std::errc() || parsed_end != number_text.data() + number_text.size()) {
       fail_with(start, "cannot convert the number " + std::string(number_text));
@@ -354,7 +368,8 @@ class TreeBuilder {
     const Expectation key{next, "a string key", Slot::key};
     const Expectation value{next, any_value, Slot::value};
     switch (frame.step) {
-      case Step::opened: return frame.is_object ? key : value;
+      case Step::opened:
+        return frame.is_object ? key : value;
       case Step::after_key:
         return separated ? value : Expectation{next, "':' after the key", Slot::punctuation};
       case Step::after_value:
@@ -442,10 +457,10 @@ class TreeBuilder {
   std::string_view text_;
   const std::string& source_;
   const JsonLimits& limits_;
-  size_t cursor_ = 0;            // byte offset just past the token of the last event
-  int64_t value_count_ = 0;      // values started so far (keys are not values)
-  std::vector<Frame> frames_;    // (depth) the open objects and arrays, outermost first
-  JsonValue document_;           // the top-level value once complete
+  size_t cursor_ = 0;          // byte offset just past the token of the last event
+  int64_t value_count_ = 0;    // values started so far (keys are not values)
+  std::vector<Frame> frames_;  // (depth) the open objects and arrays, outermost first
+  JsonValue document_;         // the top-level value once complete
   bool has_document_ = false;
 };
 
@@ -467,8 +482,8 @@ int64_t JsonValue::as_int64(const std::string& where) const {
   const char* end = text_.data() + text_.size();
   const auto [parsed_end, error] = std::from_chars(text_.data(), end, value);
   if (error != std::errc() || parsed_end != end) {
-    throw InputError(where + ": expected an integer within int64 (no fraction or exponent), found " +
-                     text_);
+    throw InputError(
+        where + ": expected an integer within int64 (no fraction or exponent), found " + text_);
   }
   return value;
 }
@@ -503,7 +518,9 @@ const JsonValue& JsonValue::at(std::string_view key, const std::string& where) c
   return *member;
 }
 
-JsonValue JsonValue::make_null() { return JsonValue(); }
+JsonValue JsonValue::make_null() {
+  return JsonValue();
+}
 
 JsonValue JsonValue::make_bool(bool value) {
   JsonValue result;

@@ -16,7 +16,8 @@ namespace fracsweep {
 namespace {
 
 // Tensors are read as raw little-endian float32.
-static_assert(std::endian::native == std::endian::little, "llama2.c loading assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "llama2.c loading assumes a little-endian host");
 
 constexpr int64_t header_bytes = 7 * 4;
 // Token ids 0, 1 and 2 are <unk>, BOS and EOS in llama2.c; generation starts and stops at BOS.
@@ -120,25 +121,27 @@ LlamaConfig read_llama2c_header(const std::string& path) {
                          .n_kv_heads = "n_kv_heads",
                          .vocab_size = "vocab_size (absolute value)",
                          .seq_len = "seq_len"});
-  check_input(c.vocab_size >= llama2c_min_vocab_size,
-              in_file(path, "llama2.c header field vocab_size (absolute value): expected at least " +
-                                std::to_string(llama2c_min_vocab_size) +
-                                " (<unk>, BOS 1 and EOS 2 by llama2.c's convention), found " +
-                                std::to_string(c.vocab_size)));
+  check_input(
+      c.vocab_size >= llama2c_min_vocab_size,
+      in_file(path, "llama2.c header field vocab_size (absolute value): expected at least " +
+                        std::to_string(llama2c_min_vocab_size) +
+                        " (<unk>, BOS 1 and EOS 2 by llama2.c's convention), found " +
+                        std::to_string(c.vocab_size)));
 
   // Each count was multiplied with overflow checks; the sum and the byte size are checked too.
   const int64_t floats = layout_of(c, path).floats_in_file(path);
   check_input(floats <= (std::numeric_limits<int64_t>::max() - header_bytes) / 4,
               in_file(path, "llama2.c header implies more than 2^63 bytes"));
   const int64_t expected = header_bytes + floats * 4;
-  check_input(size == expected,
-              in_file(path, "file size " + std::to_string(size) + " bytes disagrees with the header (dim=" +
-                                std::to_string(c.dim) + " hidden_dim=" + std::to_string(c.hidden_dim) +
-                                " n_layers=" + std::to_string(c.n_layers) + " n_heads=" +
-                                std::to_string(c.n_heads) + " n_kv_heads=" + std::to_string(c.n_kv_heads) +
-                                " vocab_size=" + std::to_string(signed_vocab) + " seq_len=" +
-                                std::to_string(c.seq_len) + "), which implies " +
-                                std::to_string(expected) + " bytes"));
+  check_input(
+      size == expected,
+      in_file(path, "file size " + std::to_string(size) + " bytes disagrees with the header (dim=" +
+                        std::to_string(c.dim) + " hidden_dim=" + std::to_string(c.hidden_dim) +
+                        " n_layers=" + std::to_string(c.n_layers) + " n_heads=" +
+                        std::to_string(c.n_heads) + " n_kv_heads=" + std::to_string(c.n_kv_heads) +
+                        " vocab_size=" + std::to_string(signed_vocab) +
+                        " seq_len=" + std::to_string(c.seq_len) + "), which implies " +
+                        std::to_string(expected) + " bytes"));
   return c;
 }
 

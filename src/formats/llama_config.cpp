@@ -30,10 +30,10 @@ void check_llama_config(const LlamaConfig& c, const LlamaConfigKeys& keys) {
               in_file(keys.path, key_named(keys, keys.seq_len) + ": expected at most " +
                                      std::to_string(keys.max_seq_len) + ", found " +
                                      std::to_string(c.seq_len)));
-  check_input(c.dim % c.n_heads == 0,
-              in_file(keys.path, key_named(keys, keys.n_heads) + " (" + std::to_string(c.n_heads) +
-                                     ") must divide " + keys.dim + " (" + std::to_string(c.dim) +
-                                     ")"));
+  check_input(
+      c.dim % c.n_heads == 0,
+      in_file(keys.path, key_named(keys, keys.n_heads) + " (" + std::to_string(c.n_heads) +
+                             ") must divide " + keys.dim + " (" + std::to_string(c.dim) + ")"));
   check_input(c.n_heads % c.n_kv_heads == 0,
               in_file(keys.path, key_named(keys, keys.n_kv_heads) + " (" +
                                      std::to_string(c.n_kv_heads) + ") must divide " +
@@ -51,10 +51,12 @@ void check_layer_tensors(int64_t n_layers, int64_t stored_tensors, int64_t tenso
                          const std::string& path, const std::string& key) {
   // Only counts no checkpoint could hold fail here (not even one tensor per layer); a layer or
   // two short is reported by name as the first missing tensor.
-  check_input(n_layers <= stored_tensors,
-              in_file(path, "key '" + key + "' (" + std::to_string(n_layers) + ") needs " +
-                                std::to_string(tensors_per_layer) + " tensors per layer, the checkpoint holds " +
-                                std::to_string(stored_tensors) + " tensors in all (layer tensors missing?)"));
+  check_input(
+      n_layers <= stored_tensors,
+      in_file(path,
+              "key '" + key + "' (" + std::to_string(n_layers) + ") needs " +
+                  std::to_string(tensors_per_layer) + " tensors per layer, the checkpoint holds " +
+                  std::to_string(stored_tensors) + " tensors in all (layer tensors missing?)"));
 }
 
 }  // namespace fracsweep

@@ -7,8 +7,8 @@
 #include <limits>
 #include <map>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/model/model.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
 
@@ -26,17 +26,21 @@ struct DtypeInfo {
 // The dtypes read here; multi-byte ones must be little-endian ('<').
 DtypeInfo parse_descr(const std::string& descr, const std::string& path) {
   static const std::map<std::string, DtypeInfo> known = {
-      {"b1", {'b', 1}}, {"i1", {'i', 1}}, {"u1", {'u', 1}}, {"i2", {'i', 2}}, {"u2", {'u', 2}},
-      {"i4", {'i', 4}}, {"u4", {'u', 4}}, {"i8", {'i', 8}}, {"u8", {'u', 8}}, {"f4", {'f', 4}},
-      {"f8", {'f', 8}}};
-  const std::string message = in_file(path, "header field 'descr': expected one of b1, i1, u1, i2, u2, i4, u4, "
-                                            "i8, u8, f4, f8 (little-endian), found '" + descr + "'");
+      {"b1", {'b', 1}}, {"i1", {'i', 1}}, {"u1", {'u', 1}}, {"i2", {'i', 2}},
+      {"u2", {'u', 2}}, {"i4", {'i', 4}}, {"u4", {'u', 4}}, {"i8", {'i', 8}},
+      {"u8", {'u', 8}}, {"f4", {'f', 4}}, {"f8", {'f', 8}}};
+  const std::string message =
+      in_file(path,
+              "header field 'descr': expected one of b1, i1, u1, i2, u2, i4, u4, "
+              "i8, u8, f4, f8 (little-endian), found '" +
+                  descr + "'");
   check_input(descr.size() == 3, message);
   const auto found = known.find(descr.substr(1));
   check_input(found != known.end(), message);
   const char order = descr[0];
   check_input(order == '<' || ((order == '|' || order == '=') && found->second.size == 1),
-              order == '>' ? in_file(path, "header field 'descr': big-endian '" + descr + "' is not supported")
+              order == '>' ? in_file(path, "header field 'descr': big-endian '" + descr +
+                                               "' is not supported")
                            : message);
   return found->second;
 }
@@ -44,7 +48,8 @@ DtypeInfo parse_descr(const std::string& descr, const std::string& path) {
 // The header is a Python dict literal: {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
 class HeaderParser {
  public:
-  HeaderParser(std::string text, std::string path) : text_(std::move(text)), path_(std::move(path)) {}
+  HeaderParser(std::string text, std::string path)
+      : text_(std::move(text)), path_(std::move(path)) {}
 
   void parse(NpyArray& array) {
     bool fortran = false, seen_descr = false, seen_order = false, seen_shape = false;
@@ -73,13 +78,16 @@ class HeaderParser {
     expect('}');
     skip_space();
     if (pos_ != text_.size()) fail("unexpected text after the dict");
-    if (!seen_descr || !seen_order || !seen_shape) fail("expected keys 'descr', 'fortran_order' and 'shape'");
-    check_input(!fortran, in_file(path_, "header field 'fortran_order': Fortran order is not supported"));
+    if (!seen_descr || !seen_order || !seen_shape)
+      fail("expected keys 'descr', 'fortran_order' and 'shape'");
+    check_input(!fortran,
+                in_file(path_, "header field 'fortran_order': Fortran order is not supported"));
   }
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
-    throw InputError(in_file(path_, "malformed header dict at byte " + std::to_string(pos_) + ": " + what));
+    throw InputError(
+        in_file(path_, "malformed header dict at byte " + std::to_string(pos_) + ": " + what));
   }
   char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
   void skip_space() {
@@ -117,7 +125,8 @@ class HeaderParser {
     while (true) {
       skip_space();
       if (peek() == ')') break;
-      if (!std::isdigit(static_cast<unsigned char>(peek()))) fail("expected a non-negative integer in 'shape'");
+      if (!std::isdigit(static_cast<unsigned char>(peek())))
+        fail("expected a non-negative integer in 'shape'");
       int64_t value = 0;
       while (std::isdigit(static_cast<unsigned char>(peek()))) {
         value = value * 10 + (text_[pos_++] - '0');
@@ -136,7 +145,8 @@ class HeaderParser {
   size_t pos_ = 0;
 };
 
-int64_t shape_product(const std::vector<int64_t>& shape, int64_t item_size, const std::string& path) {
+int64_t shape_product(const std::vector<int64_t>& shape, int64_t item_size,
+                      const std::string& path) {
   int64_t count = 1;
   for (int64_t dim : shape) {
     if (dim == 0) return 0;
@@ -157,17 +167,19 @@ NpyArray read_header(std::ifstream& file, const std::string& path) {
   check_input(file.gcount() == 8 && std::memcmp(prefix, npy_magic, 6) == 0,
               in_file(path, "not a .npy file (magic \\x93NUMPY missing)"));
   const int major = prefix[6];
-  check_input(major >= 1 && major <= 3, in_file(path, "unsupported .npy format version " + std::to_string(major) +
-                                                          "." + std::to_string(prefix[7]) + " (expected 1, 2 or 3)"));
+  check_input(major >= 1 && major <= 3,
+              in_file(path, "unsupported .npy format version " + std::to_string(major) + "." +
+                                std::to_string(prefix[7]) + " (expected 1, 2 or 3)"));
   const int length_bytes = major == 1 ? 2 : 4;
   file.read(reinterpret_cast<char*>(prefix + 8), length_bytes);
   check_input(file.gcount() == length_bytes, in_file(path, "truncated .npy header length"));
   int64_t header_length = 0;
   for (int i = length_bytes - 1; i >= 0; --i) header_length = header_length * 256 + prefix[8 + i];
   const int64_t data_begin = 8 + length_bytes + header_length;
-  check_input(header_length <= max_header_bytes && data_begin <= file_size,
-              in_file(path, "header length " + std::to_string(header_length) + " exceeds the file (" +
-                                std::to_string(file_size) + " bytes) or 1 MiB"));
+  check_input(
+      header_length <= max_header_bytes && data_begin <= file_size,
+      in_file(path, "header length " + std::to_string(header_length) + " exceeds the file (" +
+                        std::to_string(file_size) + " bytes) or 1 MiB"));
   std::string header(static_cast<size_t>(header_length), '\0');
   file.read(header.data(), header_length);
   check_input(file.gcount() == header_length, in_file(path, "truncated .npy header"));
@@ -179,9 +191,9 @@ NpyArray read_header(std::ifstream& file, const std::string& path) {
   const int64_t count = shape_product(array.shape, info.size, path);
   const int64_t data_bytes = file_size - data_begin;
   check_input(data_bytes == count * info.size,
-              in_file(path, "data holds " + std::to_string(data_bytes) + " bytes, the header's shape " +
-                                shape_text(array.shape) + " of " + array.dtype + " needs " +
-                                std::to_string(count * info.size)));
+              in_file(path, "data holds " + std::to_string(data_bytes) +
+                                " bytes, the header's shape " + shape_text(array.shape) + " of " +
+                                array.dtype + " needs " + std::to_string(count * info.size)));
   return array;
 }
 
@@ -211,7 +223,8 @@ NpyArray read_npy(const std::string& path) {
   check_input(static_cast<bool>(file), in_file(path, "cannot open the .npy file"));
   NpyArray array = read_header(file, path);
   array.data.resize(static_cast<size_t>(array.count() * parse_descr(array.dtype, path).size));
-  file.read(reinterpret_cast<char*>(array.data.data()), static_cast<std::streamsize>(array.data.size()));
+  file.read(reinterpret_cast<char*>(array.data.data()),
+            static_cast<std::streamsize>(array.data.size()));
   check_input(file.gcount() == static_cast<std::streamsize>(array.data.size()),
               in_file(path, "cannot read the data"));
   return array;
@@ -220,7 +233,7 @@ NpyArray read_npy(const std::string& path) {
 std::vector<float> NpyArray::as_float() const {
   const DtypeInfo info = parse_descr(dtype, path);
   const int64_t n = count();
-  std::vector<float> out(static_cast<size_t>(n));  // (count)
+  std::vector<float> out(static_cast<size_t>(n));    // (count)
   constexpr int64_t exact_limit = int64_t{1} << 24;  // integers float represents exactly
   auto integer = [&](int64_t value, int64_t i) {
     check_input(value >= -exact_limit && value <= exact_limit,
@@ -232,17 +245,27 @@ std::vector<float> NpyArray::as_float() const {
     const unsigned char* p = data.data() + i * info.size;
     float& v = out[static_cast<size_t>(i)];
     switch (info.kind) {
-      case 'b': v = p[0] != 0 ? 1.0f : 0.0f; break;
-      case 'f': v = info.size == 4 ? load<float>(p) : static_cast<float>(load<double>(p)); break;
+      case 'b':
+        v = p[0] != 0 ? 1.0f : 0.0f;
+        break;
+      case 'f':
+        v = info.size == 4 ? load<float>(p) : static_cast<float>(load<double>(p));
+        break;
       case 'i':
-        v = integer(info.size == 1 ? load<int8_t>(p) : info.size == 2 ? load<int16_t>(p)
-                    : info.size == 4 ? load<int32_t>(p) : load<int64_t>(p), i);
+        v = integer(info.size == 1   ? load<int8_t>(p)
+                    : info.size == 2 ? load<int16_t>(p)
+                    : info.size == 4 ? load<int32_t>(p)
+                                     : load<int64_t>(p),
+                    i);
         break;
       default: {
-        const uint64_t value = info.size == 1 ? load<uint8_t>(p) : info.size == 2 ? load<uint16_t>(p)
-                               : info.size == 4 ? load<uint32_t>(p) : load<uint64_t>(p);
+        const uint64_t value = info.size == 1   ? load<uint8_t>(p)
+                               : info.size == 2 ? load<uint16_t>(p)
+                               : info.size == 4 ? load<uint32_t>(p)
+                                                : load<uint64_t>(p);
         check_input(value <= static_cast<uint64_t>(exact_limit),
-                    in_file(path, "element " + std::to_string(i) + " is an integer beyond float precision"));
+                    in_file(path, "element " + std::to_string(i) +
+                                      " is an integer beyond float precision"));
         v = static_cast<float>(value);
       }
     }
@@ -252,7 +275,8 @@ std::vector<float> NpyArray::as_float() const {
 
 std::vector<int64_t> NpyArray::as_int64() const {
   const DtypeInfo info = parse_descr(dtype, path);
-  check_input(info.kind != 'f', in_file(path, "dtype " + dtype + ": expected integers, found floats"));
+  check_input(info.kind != 'f',
+              in_file(path, "dtype " + dtype + ": expected integers, found floats"));
   const int64_t n = count();
   std::vector<int64_t> out(static_cast<size_t>(n));  // (count)
   for (int64_t i = 0; i < n; ++i) {
@@ -261,11 +285,15 @@ std::vector<int64_t> NpyArray::as_int64() const {
     if (info.kind == 'b') {
       v = p[0] != 0;
     } else if (info.kind == 'i') {
-      v = info.size == 1 ? load<int8_t>(p) : info.size == 2 ? load<int16_t>(p)
-          : info.size == 4 ? load<int32_t>(p) : load<int64_t>(p);
+      v = info.size == 1   ? load<int8_t>(p)
+          : info.size == 2 ? load<int16_t>(p)
+          : info.size == 4 ? load<int32_t>(p)
+                           : load<int64_t>(p);
     } else {
-      const uint64_t value = info.size == 1 ? load<uint8_t>(p) : info.size == 2 ? load<uint16_t>(p)
-                             : info.size == 4 ? load<uint32_t>(p) : load<uint64_t>(p);
+      const uint64_t value = info.size == 1   ? load<uint8_t>(p)
+                             : info.size == 2 ? load<uint16_t>(p)
+                             : info.size == 4 ? load<uint32_t>(p)
+                                              : load<uint64_t>(p);
       check_input(value <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
                   in_file(path, "element " + std::to_string(i) + " exceeds int64"));
       v = static_cast<int64_t>(value);

@@ -22,7 +22,8 @@ std::vector<std::string> split_tabs(const std::string& line) {
   size_t start = 0;
   while (true) {
     const size_t tab = line.find('\t', start);
-    fields.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+    fields.push_back(
+        line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
     if (tab == std::string::npos) return fields;
     start = tab + 1;
   }
@@ -42,12 +43,14 @@ void check_header(const std::string& path, const std::vector<std::string>& field
 
 Probe parse_probe(const std::string& path, int64_t line, const std::vector<std::string>& fields) {
   check_input(fields.size() == n_columns,
-              at_line(path, line, "expected 3 tab-separated columns (kind, prompt, target), found " +
-                                      std::to_string(fields.size())));
+              at_line(path, line,
+                      "expected 3 tab-separated columns (kind, prompt, target), found " +
+                          std::to_string(fields.size())));
   Probe probe{fields[0], fields[1], fields[2], line};
   check_input(valid_kind(probe.kind),
-              at_line(path, line, "column 'kind': expected a name of letters, digits and '_', found '" +
-                                      probe.kind + "'"));
+              at_line(path, line,
+                      "column 'kind': expected a name of letters, digits and '_', found '" +
+                          probe.kind + "'"));
   check_input(!probe.prompt.empty(), at_line(path, line, "column 'prompt' is empty"));
   check_input(!probe.target.empty(), at_line(path, line, "column 'target' is empty"));
   return probe;
@@ -82,14 +85,16 @@ ProbeSet read_probes(const std::string& path) {
     Probe probe = parse_probe(path, number, fields);
     if (set.kind_index(probe.kind) < 0) {
       check_input(static_cast<int64_t>(set.kinds.size()) < max_probe_kinds,
-                  at_line(path, number, "column 'kind': more than " + std::to_string(max_probe_kinds) +
-                                            " kinds (each adds two result columns)"));
+                  at_line(path, number,
+                          "column 'kind': more than " + std::to_string(max_probe_kinds) +
+                              " kinds (each adds two result columns)"));
       set.kinds.push_back(probe.kind);
     }
     set.probes.push_back(std::move(probe));
   }
   check_input(!file.bad(), in_file(path, "read error"));
-  check_input(header_seen, in_file(path, "empty; expected the header 'kind<TAB>prompt<TAB>target'"));
+  check_input(header_seen,
+              in_file(path, "empty; expected the header 'kind<TAB>prompt<TAB>target'"));
   check_input(!set.probes.empty(), in_file(path, "has a header but no probe"));
   return set;
 }
@@ -101,22 +106,25 @@ std::vector<ProbeTokens> probe_token_ids(const ProbeSet& set, const Tokenizer& t
   for (const Probe& probe : set.probes) {
     ProbeTokens tokens;
     tokens.kind = set.kind_index(probe.kind);
-    tokens.prompt_ids =
-        tokenizer.encode(probe.prompt, true, false, at_line(set.path, probe.line, "column 'prompt'"));
+    tokens.prompt_ids = tokenizer.encode(probe.prompt, true, false,
+                                         at_line(set.path, probe.line, "column 'prompt'"));
     // The prompt encodes, so a character the tokenizer cannot encode is in the target.
     const std::vector<int32_t> joint = tokenizer.encode(
         probe.prompt + probe.target, true, false, at_line(set.path, probe.line, "column 'target'"));
     const size_t n_prompt = tokens.prompt_ids.size();
-    const bool prefix = joint.size() > n_prompt &&
-                        std::equal(tokens.prompt_ids.begin(), tokens.prompt_ids.end(), joint.begin());
-    check_input(prefix, at_line(set.path, probe.line,
-                                "column 'target': the prompt's tokens are not a prefix of the tokens of "
-                                "prompt + target (the tokenizer merges across their boundary); end the "
-                                "prompt or start the target differently"));
-    check_input(static_cast<int64_t>(joint.size()) <= seq_len,
+    const bool prefix =
+        joint.size() > n_prompt &&
+        std::equal(tokens.prompt_ids.begin(), tokens.prompt_ids.end(), joint.begin());
+    check_input(prefix,
                 at_line(set.path, probe.line,
-                        "column 'target': prompt + target is " + std::to_string(joint.size()) +
-                            " tokens with BOS, more than the model's seq_len " + std::to_string(seq_len)));
+                        "column 'target': the prompt's tokens are not a prefix of the tokens of "
+                        "prompt + target (the tokenizer merges across their boundary); end the "
+                        "prompt or start the target differently"));
+    check_input(
+        static_cast<int64_t>(joint.size()) <= seq_len,
+        at_line(set.path, probe.line,
+                "column 'target': prompt + target is " + std::to_string(joint.size()) +
+                    " tokens with BOS, more than the model's seq_len " + std::to_string(seq_len)));
     tokens.target_ids.assign(joint.begin() + static_cast<std::ptrdiff_t>(n_prompt), joint.end());
     encoded.push_back(std::move(tokens));
   }

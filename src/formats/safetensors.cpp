@@ -14,9 +14,9 @@
 #include <system_error>
 #include <utility>
 
+#include "fracsweep/formats/json.hpp"
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/util/text.hpp"
-#include "fracsweep/formats/json.hpp"
 
 namespace fracsweep {
 
@@ -112,7 +112,8 @@ class TensorEntryReader {
       const std::string dim_where = field_where("shape") + "[" + std::to_string(axis) + "]";
       const int64_t dim = dims[axis].as_int64(dim_where);
       if (dim < 0) {
-        throw InputError(dim_where + ": expected a non-negative size, found " + std::to_string(dim));
+        throw InputError(dim_where + ": expected a non-negative size, found " +
+                         std::to_string(dim));
       }
       shape.push_back(dim);
     }
@@ -146,8 +147,8 @@ class TensorEntryReader {
                        std::to_string(begin) + ", " + std::to_string(end) + "]");
     }
     if (begin > end) {
-      throw InputError(offsets_where + ": expected begin <= end, found [" +
-                       std::to_string(begin) + ", " + std::to_string(end) + "]");
+      throw InputError(offsets_where + ": expected begin <= end, found [" + std::to_string(begin) +
+                       ", " + std::to_string(end) + "]");
     }
     return {begin, end};
   }
@@ -163,7 +164,8 @@ class TensorEntryReader {
   const JsonValue& entry_;  // the tensor's object in the parsed header
 };
 
-void convert_16bit(const unsigned char* bytes, int64_t count, float* out, float (*to_float)(uint16_t)) {
+void convert_16bit(const unsigned char* bytes, int64_t count, float* out,
+                   float (*to_float)(uint16_t)) {
   for (int64_t i = 0; i < count; ++i) {
     uint16_t bits = 0;
     std::memcpy(&bits, bytes + 2 * i, sizeof bits);
@@ -173,9 +175,13 @@ void convert_16bit(const unsigned char* bytes, int64_t count, float* out, float 
 
 }  // namespace
 
-int64_t dtype_size(DType dtype) { return dtype_info(dtype).size; }
+int64_t dtype_size(DType dtype) {
+  return dtype_info(dtype).size;
+}
 
-const char* dtype_name(DType dtype) { return dtype_info(dtype).name; }
+const char* dtype_name(DType dtype) {
+  return dtype_info(dtype).name;
+}
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   const int descriptor = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -192,7 +198,8 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   if (!S_ISREG(info.st_mode)) throw InputError(path + ": not a regular file");
   size_ = static_cast<int64_t>(info.st_size);
   if (size_ > 0) {
-    void* mapping = ::mmap(nullptr, static_cast<size_t>(size_), PROT_READ, MAP_PRIVATE, descriptor, 0);
+    void* mapping =
+        ::mmap(nullptr, static_cast<size_t>(size_), PROT_READ, MAP_PRIVATE, descriptor, 0);
     if (mapping == MAP_FAILED) {
       const int error_number = errno;
       throw InputError(path + ": cannot map " + std::to_string(size_) +
@@ -233,8 +240,8 @@ SafetensorsTensor read_tensor_entry(const std::string& name, const JsonValue& en
     throw InputError(reader.field_where("data_offsets") + ": expected " +
                      std::to_string(tensor.bytes) + " bytes (" + std::to_string(tensor.count) +
                      " elements of " + dtype_name(tensor.dtype) + "), found [" +
-                     std::to_string(begin) + ", " + std::to_string(end) + "] = " +
-                     std::to_string(end - begin) + " bytes");
+                     std::to_string(begin) + ", " + std::to_string(end) +
+                     "] = " + std::to_string(end - begin) + " bytes");
   }
   tensor.begin = data_start + begin;
   return tensor;
@@ -257,15 +264,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
                      " exceeds the limit of " + std::to_string(max_header_bytes) + " bytes");
   }
   if (header_length > bytes_after_prefix) {
-    throw InputError(path + ": header length " + std::to_string(header_length) +
-                     " exceeds the " + std::to_string(bytes_after_prefix) +
-                     " bytes after the length prefix");
+    throw InputError(path + ": header length " + std::to_string(header_length) + " exceeds the " +
+                     std::to_string(bytes_after_prefix) + " bytes after the length prefix");
   }
   const auto data_start = length_prefix_bytes + static_cast<int64_t>(header_length);
   const int64_t data_size = file_size - data_start;
 
-  const std::string_view header_text(reinterpret_cast<const char*>(file_->data()) + length_prefix_bytes,
-                                     static_cast<size_t>(header_length));
+  const std::string_view header_text(
+      reinterpret_cast<const char*>(file_->data()) + length_prefix_bytes,
+      static_cast<size_t>(header_length));
   JsonLimits limits;
   limits.max_bytes = max_header_bytes;
   const JsonValue header = parse_json(header_text, path + " (safetensors header)", limits);
@@ -329,19 +336,25 @@ void SafetensorsFile::read_as_float(const SafetensorsTensor& tensor, float* out)
       convert_16bit(source, tensor.count, out, bf16_to_float);
       return;
     default:
-      throw InputError(path() + ": tensor '" + tensor.name + "', field 'dtype': expected F32, F16 " +
-                       "or BF16 to read as float, found " + dtype_name(tensor.dtype));
+      throw InputError(path() + ": tensor '" + tensor.name +
+                       "', field 'dtype': expected F32, F16 " + "or BF16 to read as float, found " +
+                       dtype_name(tensor.dtype));
   }
 }
 
 StoredType stored_type_of(DType dtype, const std::string& path, const std::string& tensor) {
   switch (dtype) {
-    case DType::f32: return StoredType::f32;
-    case DType::f16: return StoredType::f16;
-    case DType::bf16: return StoredType::bf16;
+    case DType::f32:
+      return StoredType::f32;
+    case DType::f16:
+      return StoredType::f16;
+    case DType::bf16:
+      return StoredType::bf16;
     default:
-      throw InputError(in_file(path, "tensor '" + tensor + "', field 'dtype': expected F32, F16 or "
-                                     "BF16, found " + dtype_name(dtype)));
+      throw InputError(in_file(path, "tensor '" + tensor +
+                                         "', field 'dtype': expected F32, F16 or "
+                                         "BF16, found " +
+                                         dtype_name(dtype)));
   }
 }
 

@@ -27,7 +27,8 @@ const std::map<std::string, KindInfo>& layer_kinds() {
   static const std::map<std::string, KindInfo> kinds = {
       {"linear", {LayerKind::linear, {"weight", "bias"}}},
       {"conv2d", {LayerKind::conv2d, {"weight", "bias", "stride", "padding"}}},
-      {"batchnorm", {LayerKind::batchnorm, {"weight", "bias", "running_mean", "running_var", "eps"}}},
+      {"batchnorm",
+       {LayerKind::batchnorm, {"weight", "bias", "running_mean", "running_var", "eps"}}},
       {"relu", {LayerKind::relu, {}}},
       {"gelu", {LayerKind::gelu, {}}},
       {"tanh", {LayerKind::tanh, {}}},
@@ -48,9 +49,9 @@ std::string joined(const std::set<std::string>& words) {
 
 int64_t integer_in(const JsonValue& value, const std::string& where, int64_t low, int64_t high) {
   const int64_t number = value.as_int64(where);
-  check_input(number >= low && number <= high, where + ": expected an integer in " + std::to_string(low) +
-                                                   ".." + std::to_string(high) + ", found " +
-                                                   std::to_string(number));
+  check_input(number >= low && number <= high,
+              where + ": expected an integer in " + std::to_string(low) + ".." +
+                  std::to_string(high) + ", found " + std::to_string(number));
   return number;
 }
 
@@ -61,12 +62,14 @@ LayerSpec parse_layer(const JsonValue& value, const std::string& where) {
   if (known == layer_kinds().end()) {
     std::set<std::string> names;
     for (const auto& entry : layer_kinds()) names.insert(entry.first);
-    throw InputError(where + ".type: unknown layer type '" + type + "' (expected one of " + joined(names) + ")");
+    throw InputError(where + ".type: unknown layer type '" + type + "' (expected one of " +
+                     joined(names) + ")");
   }
   const KindInfo& info = known->second;
   for (const auto& [key, member] : members) {
     check_input(key == "type" || info.keys.count(key) > 0,
-                where + ": unknown key '" + key + "' for a " + type + " layer (allowed: " + joined(info.keys) + ")");
+                where + ": unknown key '" + key + "' for a " + type +
+                    " layer (allowed: " + joined(info.keys) + ")");
   }
   LayerSpec layer;
   layer.kind = info.kind;
@@ -96,8 +99,10 @@ LayerSpec parse_layer(const JsonValue& value, const std::string& where) {
       break;
   }
   if (layer.kind == LayerKind::conv2d) {
-    if (const JsonValue* stride = value.find("stride")) layer.stride = integer_in(*stride, where + ".stride", 1, 1 << 16);
-    if (const JsonValue* padding = value.find("padding")) layer.padding = integer_in(*padding, where + ".padding", 0, 1 << 16);
+    if (const JsonValue* stride = value.find("stride"))
+      layer.stride = integer_in(*stride, where + ".stride", 1, 1 << 16);
+    if (const JsonValue* padding = value.find("padding"))
+      layer.padding = integer_in(*padding, where + ".padding", 0, 1 << 16);
   }
   if (layer.kind == LayerKind::maxpool2d || layer.kind == LayerKind::avgpool2d) {
     layer.kernel = integer_in(value.at("kernel", where), where + ".kernel", 1, 1 << 16);
@@ -107,7 +112,8 @@ LayerSpec parse_layer(const JsonValue& value, const std::string& where) {
   if (layer.kind == LayerKind::batchnorm) {
     if (const JsonValue* eps = value.find("eps")) {
       layer.eps = eps->as_double(where + ".eps");
-      check_input(layer.eps >= 0 && std::isfinite(layer.eps), where + ".eps: expected a finite number >= 0");
+      check_input(layer.eps >= 0 && std::isfinite(layer.eps),
+                  where + ".eps: expected a finite number >= 0");
     }
   }
   if (layer.kind == LayerKind::dropout) {
@@ -124,9 +130,11 @@ LayerSpec parse_layer(const JsonValue& value, const std::string& where) {
 int64_t checked_shape_product(const std::vector<int64_t>& shape, const std::string& where) {
   int64_t product = 1;
   for (int64_t dim : shape) {
-    check_input(dim >= 1 && dim <= max_dimension,
-                where + ": dimension " + std::to_string(dim) + " outside 1.." + std::to_string(max_dimension));
-    check_input(product <= max_elements / dim, where + ": " + shape_text(shape) + " has more than 2^40 elements");
+    check_input(dim >= 1 && dim <= max_dimension, where + ": dimension " + std::to_string(dim) +
+                                                      " outside 1.." +
+                                                      std::to_string(max_dimension));
+    check_input(product <= max_elements / dim,
+                where + ": " + shape_text(shape) + " has more than 2^40 elements");
     product *= dim;
   }
   return product;
@@ -144,22 +152,28 @@ SequentialSpec read_sequential_spec(const std::string& json_path) {
   limits.max_bytes = int64_t{16} << 20;
   const JsonValue root = parse_json_file(json_path, limits);
   const std::string top = in_file(json_path, "top level");
-  auto where = [&](const std::string& field) { return in_file(json_path, "field '" + field + "'"); };
+  auto where = [&](const std::string& field) {
+    return in_file(json_path, "field '" + field + "'");
+  };
   const std::set<std::string> keys = {"format", "weights", "input", "classes", "layers"};
   for (const auto& [key, value] : root.as_object(top)) {
-    check_input(keys.count(key) > 0, in_file(json_path, "unknown key '" + key + "' (allowed: " + joined(keys) + ")"));
+    check_input(keys.count(key) > 0,
+                in_file(json_path, "unknown key '" + key + "' (allowed: " + joined(keys) + ")"));
   }
   SequentialSpec spec;
   spec.path = json_path;
   const std::string& format = root.at("format", top).as_string(where("format"));
-  check_input(format == format_tag, where("format") + ": expected \"" + format_tag + "\", found \"" + format + "\"");
+  check_input(format == format_tag,
+              where("format") + ": expected \"" + format_tag + "\", found \"" + format + "\"");
 
   const std::string& weights = root.at("weights", top).as_string(where("weights"));
   check_input(!weights.empty(), where("weights") + ": empty file name");
   const std::filesystem::path weights_path(weights);
   spec.weights_path = weights_path.is_absolute()
                           ? weights
-                          : (std::filesystem::path(json_path).parent_path() / weights_path).lexically_normal().string();
+                          : (std::filesystem::path(json_path).parent_path() / weights_path)
+                                .lexically_normal()
+                                .string();
 
   const JsonValue& input = root.at("input", top);
   for (const auto& [key, value] : input.as_object(where("input"))) {
@@ -170,7 +184,8 @@ SequentialSpec read_sequential_spec(const std::string& json_path) {
               where("input.shape") + ": expected [features] or [channels, height, width], found " +
                   std::to_string(shape.size()) + " dimensions");
   for (size_t d = 0; d < shape.size(); ++d) {
-    spec.input_shape.push_back(integer_in(shape[d], where("input.shape[" + std::to_string(d) + "]"), 1, max_dimension));
+    spec.input_shape.push_back(
+        integer_in(shape[d], where("input.shape[" + std::to_string(d) + "]"), 1, max_dimension));
   }
   checked_shape_product(spec.input_shape, where("input.shape"));
   spec.classes = integer_in(root.at("classes", top), where("classes"), 2, 1 << 24);

@@ -182,11 +182,11 @@ Tokenizer::Tokenizer(std::vector<std::string> pieces, std::vector<float> scores,
 }
 
 Tokenizer Tokenizer::load_llama2c(const std::string& path, int64_t vocab_size) {
-  check_input(vocab_size >= min_vocab_size && vocab_size <= std::numeric_limits<int32_t>::max(),
-              in_file(path, "vocab_size " + std::to_string(vocab_size) +
-                                " from the model header; expected " +
-                                std::to_string(min_vocab_size) +
-                                " (<unk>, BOS, EOS) up to 2^31-1 tokens"));
+  check_input(
+      vocab_size >= min_vocab_size && vocab_size <= std::numeric_limits<int32_t>::max(),
+      in_file(path, "vocab_size " + std::to_string(vocab_size) +
+                        " from the model header; expected " + std::to_string(min_vocab_size) +
+                        " (<unk>, BOS, EOS) up to 2^31-1 tokens"));
   const std::string bytes = read_file_bytes(path);
   ByteCursor cursor(path, bytes);
 

@@ -8,7 +8,9 @@
 namespace fracsweep {
 
 Grid::Grid(const GridAxes& axes) {
-  const auto fits_index = [](int64_t n) { return n >= 0 && n <= std::numeric_limits<int32_t>::max(); };
+  const auto fits_index = [](int64_t n) {
+    return n >= 0 && n <= std::numeric_limits<int32_t>::max();
+  };
   check_invariant(fits_index(axes.n_models) &&
                       fits_index(static_cast<int64_t>(axes.deterministic.size())) &&
                       fits_index(axes.n_amounts) && fits_index(axes.n_seeds),

@@ -10,8 +10,8 @@ Hdf5FileReader::Hdf5FileReader(std::string file_path) : file_path_(std::move(fil
   file_ = FileHandle(H5Fopen(file_path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (file_.get() < 0) {
     const std::string detail = innermost_hdf5_error();
-    throw InputError(in_file(file_path_, "cannot open as an HDF5 file" +
-                                             (detail.empty() ? "" : " (" + detail + ")")));
+    throw InputError(in_file(
+        file_path_, "cannot open as an HDF5 file" + (detail.empty() ? "" : " (" + detail + ")")));
   }
 }
 
@@ -45,11 +45,10 @@ std::vector<std::string> Hdf5FileReader::strings(const std::string& path) const 
   const std::vector<hsize_t> shape = dataset_extent(dataset, path);
   if (shape.size() != 1) fail(path, "expected a 1-D dataset");
   std::vector<char*> pointers(static_cast<size_t>(shape[0]), nullptr);  // (n) owned by HDF5
-  std::vector<std::string> values;                                     // (n)
+  std::vector<std::string> values;                                      // (n)
   if (pointers.empty()) return values;
   const DatatypeHandle memory = variable_text_type();
-  check_status(H5Dread(dataset.get(), memory.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                       pointers.data()),
+  check_status(H5Dread(dataset.get(), memory.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data()),
                path);
   for (char* pointer : pointers) values.emplace_back(pointer == nullptr ? "" : pointer);
   const DataspaceHandle space(check_id(H5Dget_space(dataset.get()), path));
@@ -59,14 +58,14 @@ std::vector<std::string> Hdf5FileReader::strings(const std::string& path) const 
 
 void Hdf5FileReader::fail(const std::string& object, const std::string& problem) const {
   const std::string detail = innermost_hdf5_error();
-  throw InputError(in_file(file_path_, object + ": " + problem +
-                                           (detail.empty() ? "" : " (" + detail + ")")));
+  throw InputError(
+      in_file(file_path_, object + ": " + problem + (detail.empty() ? "" : " (" + detail + ")")));
 }
 
 AttributeHandle Hdf5FileReader::open_attribute(const std::string& name) const {
   if (!has_attribute(name)) fail("root attribute " + name, "missing");
-  return AttributeHandle(check_id(H5Aopen(file_.get(), name.c_str(), H5P_DEFAULT),
-                                  "attribute " + name));
+  return AttributeHandle(
+      check_id(H5Aopen(file_.get(), name.c_str(), H5P_DEFAULT), "attribute " + name));
 }
 
 DatasetHandle Hdf5FileReader::open_dataset(const std::string& path) const {

@@ -22,9 +22,8 @@ Hdf5FileWriter::Hdf5FileWriter(std::string file_path) : file_path_(std::move(fil
   PropertyListHandle access = property_list(H5P_FILE_ACCESS, "/");
   // Closing the file fails if an object is still open: a leak is an error, not a delay.
   check_status(H5Pset_fclose_degree(access.get(), H5F_CLOSE_SEMI), "/", "H5Pset_fclose_degree");
-  file_ = FileHandle(
-      check_id(H5Fcreate(file_path_.c_str(), H5F_ACC_TRUNC, create.get(), access.get()), "/",
-               "H5Fcreate"));
+  file_ = FileHandle(check_id(
+      H5Fcreate(file_path_.c_str(), H5F_ACC_TRUNC, create.get(), access.get()), "/", "H5Fcreate"));
 }
 
 Group Hdf5FileWriter::root() const {
@@ -158,8 +157,7 @@ void Hdf5FileWriter::write_pytables_table(const std::string& name,
 }
 
 void Hdf5FileWriter::write_text_attribute(hid_t owner, const std::string& where,
-                                          const std::string& name,
-                                          const std::string& value) const {
+                                          const std::string& name, const std::string& value) const {
   const DatatypeHandle text = utf8_text_type(where);
   const DataspaceHandle scalar(check_id(H5Screate(H5S_SCALAR), where, "H5Screate"));
   const char* pointer = value.c_str();
@@ -179,12 +177,12 @@ void Hdf5FileWriter::write_text_array_attribute(hid_t owner, const std::string& 
   write_attribute(owner, where, name, text.get(), text.get(), space, pointers.data());
 }
 
-void Hdf5FileWriter::write_attribute(hid_t owner, const std::string& where,
-                                     const std::string& name, hid_t file_type, hid_t memory_type,
+void Hdf5FileWriter::write_attribute(hid_t owner, const std::string& where, const std::string& name,
+                                     hid_t file_type, hid_t memory_type,
                                      const DataspaceHandle& space, const void* data) const {
-  const AttributeHandle attribute(check_id(
-      H5Acreate2(owner, name.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), where,
-      "H5Acreate2"));
+  const AttributeHandle attribute(
+      check_id(H5Acreate2(owner, name.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+               where, "H5Acreate2"));
   check_status(H5Awrite(attribute.get(), memory_type, data), where, "H5Awrite");
 }
 
@@ -223,8 +221,7 @@ DatatypeHandle Hdf5FileWriter::utf8_text_type(const std::string& object) const {
   return text;
 }
 
-DatatypeHandle Hdf5FileWriter::fixed_text_type(size_t size, H5T_str_t padding,
-                                               H5T_cset_t charset,
+DatatypeHandle Hdf5FileWriter::fixed_text_type(size_t size, H5T_str_t padding, H5T_cset_t charset,
                                                const std::string& object) const {
   DatatypeHandle text(check_id(H5Tcopy(H5T_C_S1), object, "H5Tcopy"));
   check_status(H5Tset_size(text.get(), size), object, "H5Tset_size");
@@ -261,8 +258,7 @@ DatatypeHandle Hdf5FileWriter::record_type(const std::vector<Column>& columns,
                          object, "H5Tinsert(" + field + ")");
           } else {
             using Value = typename Values::value_type;
-            const hid_t type =
-                for_file ? NumericType<Value>::file() : NumericType<Value>::memory();
+            const hid_t type = for_file ? NumericType<Value>::file() : NumericType<Value>::memory();
             check_status(H5Tinsert(record.get(), field.c_str(), field_offsets[c], type), object,
                          "H5Tinsert(" + field + ")");
           }
@@ -272,8 +268,8 @@ DatatypeHandle Hdf5FileWriter::record_type(const std::vector<Column>& columns,
   return record;
 }
 
-Dataset Hdf5FileWriter::create_dataset(const Group& group, const std::string& name,
-                                       hid_t file_type, const std::vector<hsize_t>& extent) const {
+Dataset Hdf5FileWriter::create_dataset(const Group& group, const std::string& name, hid_t file_type,
+                                       const std::vector<hsize_t>& extent) const {
   const std::string path = group.path + "/" + name;
   const DataspaceHandle space(
       check_id(H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr), path,

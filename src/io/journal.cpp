@@ -122,9 +122,11 @@ std::vector<char> encode_result(const TrialResult& result) {
   std::vector<char> bytes(sites_at + result.sites.size() * sizeof(SiteRecord));  // (layout above)
   std::memcpy(bytes.data(), &result.row, sizeof(TrialRow));
   std::memcpy(bytes.data() + path_count_at, &n_path, sizeof n_path);
-  if (n_path > 0) std::memcpy(bytes.data() + path_at, result.path.data(), n_path * sizeof(PathStep));
+  if (n_path > 0)
+    std::memcpy(bytes.data() + path_at, result.path.data(), n_path * sizeof(PathStep));
   if (!result.sites.empty()) {
-    std::memcpy(bytes.data() + sites_at, result.sites.data(), result.sites.size() * sizeof(SiteRecord));
+    std::memcpy(bytes.data() + sites_at, result.sites.data(),
+                result.sites.size() * sizeof(SiteRecord));
   }
   return bytes;
 }
@@ -202,25 +204,27 @@ JournalContents read_journal(const std::string& path) {
       check_input(well_formed_result(payload, length),
                   in_file(path, "malformed trial record at byte " + std::to_string(position)));
       TrialResult result = decode_result(payload, length);
-      check_input(result.row.trial >= 0 && result.row.trial < contents.identity.n_trials,
-                  in_file(path, "trial id " + std::to_string(result.row.trial) +
-                                    " outside the grid of " +
-                                    std::to_string(contents.identity.n_trials)));
+      check_input(
+          result.row.trial >= 0 && result.row.trial < contents.identity.n_trials,
+          in_file(path, "trial id " + std::to_string(result.row.trial) + " outside the grid of " +
+                            std::to_string(contents.identity.n_trials)));
       contents.results.push_back(std::move(result));
     } else {
-      check_input(false, in_file(path, "unknown record kind " + std::to_string(kind) +
-                                           " at byte " + std::to_string(position)));
+      check_input(false, in_file(path, "unknown record kind " + std::to_string(kind) + " at byte " +
+                                           std::to_string(position)));
     }
     position += record_overhead + length;
   }
-  check_input(have_identity, in_file(path, "has no intact identity record; not a fracsweep "
-                                           "journal, or it was killed while being created"));
+  check_input(have_identity, in_file(path,
+                                     "has no intact identity record; not a fracsweep "
+                                     "journal, or it was killed while being created"));
   contents.valid_bytes = static_cast<int64_t>(position);
   contents.discarded_bytes = static_cast<int64_t>(file.size() - position);
 
   // Ascending ids; a trial committed twice (identical by determinism) is kept once.
-  std::stable_sort(contents.results.begin(), contents.results.end(),
-                   [](const TrialResult& a, const TrialResult& b) { return a.row.trial < b.row.trial; });
+  std::stable_sort(
+      contents.results.begin(), contents.results.end(),
+      [](const TrialResult& a, const TrialResult& b) { return a.row.trial < b.row.trial; });
   const auto duplicate = std::unique(
       contents.results.begin(), contents.results.end(),
       [](const TrialResult& a, const TrialResult& b) { return a.row.trial == b.row.trial; });

@@ -35,13 +35,14 @@ std::string field(const std::string& text, const std::string& key) {
 // A fracsweep process with this pid runs on this host (zombies and other programs do not count;
 // a process whose command line cannot be read is assumed to be one).
 bool fracsweep_alive(const std::string& pid_text) {
-  if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) return false;
+  if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
   std::ifstream stat_file("/proc/" + pid_text + "/stat");
   std::string stat;
   if (!std::getline(stat_file, stat)) return false;  // no such process
   const size_t after_name = stat.rfind(')');
-  const char state = after_name != std::string::npos && after_name + 2 < stat.size()
-                         ? stat[after_name + 2] : '?';
+  const char state =
+      after_name != std::string::npos && after_name + 2 < stat.size() ? stat[after_name + 2] : '?';
   if (state == 'Z' || state == 'X') return false;
   std::ifstream command_line("/proc/" + pid_text + "/cmdline");
   const std::string command((std::istreambuf_iterator<char>(command_line)),
@@ -71,7 +72,8 @@ OutputLock::OutputLock(const std::string& results_path, const std::string& job_i
   for (int attempt = 0; attempt < 2; ++attempt) {
     const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd >= 0) {
-      const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+      const bool written =
+          ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
       ::close(fd);
       check_invariant(written, "cannot write the lock file " + path_);
       return;
@@ -80,12 +82,12 @@ OutputLock::OutputLock(const std::string& results_path, const std::string& job_i
                                                     std::strerror(errno)));
     const std::string holder = read_text(path_);
     const bool stale = field(holder, "host") == host && !fracsweep_alive(field(holder, "pid"));
-    check_input(stale && attempt == 0,
-                in_file(path_, "another run is writing " + results_path + " (host " +
-                                   field(holder, "host") + ", pid " + field(holder, "pid") +
-                                   ", job " + field(holder, "job") + ", started " +
-                                   field(holder, "started") +
-                                   "); if that run has ended, delete this lock file"));
+    check_input(
+        stale && attempt == 0,
+        in_file(path_, "another run is writing " + results_path + " (host " +
+                           field(holder, "host") + ", pid " + field(holder, "pid") + ", job " +
+                           field(holder, "job") + ", started " + field(holder, "started") +
+                           "); if that run has ended, delete this lock file"));
     std::fprintf(stderr, "[fracsweep] %s: taking over the lock of a run that ended (pid %s)\n",
                  path_.c_str(), field(holder, "pid").c_str());
     std::filesystem::remove(path_);

@@ -1,9 +1,9 @@
 // Reads a results file back (`fracsweep merge`, resume): provenance, models, trials, sites.
 #include <algorithm>
-#include <type_traits>
 #include <cstddef>
 #include <iterator>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "fracsweep/io/results.hpp"
@@ -74,13 +74,15 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
   const std::vector<int64_t> greedy_length = file.numeric<int64_t>("/baseline/greedy_length");
   const std::vector<std::string> greedy_text = file.strings("/baseline/greedy_text");
   std::vector<hsize_t> greedy_extent;  // (n_models, longest greedy continuation)
-  const std::vector<int32_t> greedy_ids = file.numeric<int32_t>("/baseline/greedy_ids", &greedy_extent);
+  const std::vector<int32_t> greedy_ids =
+      file.numeric<int32_t>("/baseline/greedy_ids", &greedy_extent);
   const size_t n_models = names.size();
-  const bool consistent =
-      paths.size() == n_models && formats.size() == n_models && n_parameters.size() == n_models &&
-      mean_nll.size() == n_models && greedy_text.size() == n_models &&
-      greedy_length.size() == n_models && greedy_extent.size() == 2 && greedy_extent[0] == n_models;
-  check_input(consistent, in_file(stored.source_path, "/grid and /baseline disagree on the models"));
+  const bool consistent = paths.size() == n_models && formats.size() == n_models &&
+                          n_parameters.size() == n_models && mean_nll.size() == n_models &&
+                          greedy_text.size() == n_models && greedy_length.size() == n_models &&
+                          greedy_extent.size() == 2 && greedy_extent[0] == n_models;
+  check_input(consistent,
+              in_file(stored.source_path, "/grid and /baseline disagree on the models"));
   const auto longest = static_cast<size_t>(greedy_extent[1]);
   stored.models.resize(n_models);
   for (size_t m = 0; m < n_models; ++m) {
@@ -103,7 +105,8 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
     if (description.kind < 0) continue;
     const std::vector<double> values = file.numeric<double>("/baseline/" + description.name);
     check_input(values.size() == n_models,
-                in_file(stored.source_path, "/baseline/" + description.name + " disagrees with /grid/model"));
+                in_file(stored.source_path,
+                        "/baseline/" + description.name + " disagrees with /grid/model"));
     for (size_t m = 0; m < n_models; ++m) {
       TrialRow row;
       row.metrics = stored.models[m].baseline.metrics;
@@ -128,10 +131,12 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
     tensor.offset = offsets[t];
     tensor.count = counts[t];
     const StoredType types[] = {StoredType::f32, StoredType::f16, StoredType::bf16};
-    const auto type = std::find_if(std::begin(types), std::end(types),
-                                   [&](StoredType candidate) { return dtypes[t] == stored_type_name(candidate); });
-    check_input(type != std::end(types), in_file(stored.source_path, "/tensors/dtype '" + dtypes[t] +
-                                                                         "' is not f32, f16 or bf16"));
+    const auto type = std::find_if(std::begin(types), std::end(types), [&](StoredType candidate) {
+      return dtypes[t] == stored_type_name(candidate);
+    });
+    check_input(
+        type != std::end(types),
+        in_file(stored.source_path, "/tensors/dtype '" + dtypes[t] + "' is not f32, f16 or bf16"));
     tensor.stored = *type;
     stored.models[static_cast<size_t>(tensor_model[t])].tensors.push_back(std::move(tensor));
   }
@@ -157,10 +162,13 @@ void read_paths(const Hdf5FileReader& file, StoredResults& stored) {
   for (size_t s = 0; s < n; ++s) {
     check_input(stored.paths.empty() || stored.paths.back().trial <= trial[s],
                 in_file(stored.source_path, "/paths/trial is not ascending"));
-    check_input(bit[s] >= 0 && bit[s] < 32, in_file(stored.source_path, "/paths/bit outside 0..31"));
-    if (stored.paths.empty() || stored.paths.back().trial != trial[s]) stored.paths.push_back({trial[s], {}});
+    check_input(bit[s] >= 0 && bit[s] < 32,
+                in_file(stored.source_path, "/paths/bit outside 0..31"));
+    if (stored.paths.empty() || stored.paths.back().trial != trial[s])
+      stored.paths.push_back({trial[s], {}});
     stored.paths.back().steps.push_back({offset[s], static_cast<int32_t>(bit[s]), old_value[s],
-                                         new_value[s], objective[s], mean_nll[s], top1[s], accuracy[s]});
+                                         new_value[s], objective[s], mean_nll[s], top1[s],
+                                         accuracy[s]});
   }
 }
 

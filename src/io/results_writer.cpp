@@ -16,11 +16,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <type_traits>
 #include <cstddef>
 #include <filesystem>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -181,8 +181,9 @@ void write_grid(const Hdf5FileWriter& writer, const ResultsContent& content) {
 
   write_dimension(writer, group, make_column("seed", job.seeds, "trial seed"), {});
   if (!content.probe_kinds.empty()) {
-    write_dimension(writer, group,
-                    make_column("probe_kind", content.probe_kinds, "behaviour probe kind ([eval] probes)"), {});
+    write_dimension(
+        writer, group,
+        make_column("probe_kind", content.probe_kinds, "behaviour probe kind ([eval] probes)"), {});
   }
 }
 
@@ -253,10 +254,12 @@ void write_baseline(const Hdf5FileWriter& writer, const ResultsContent& content)
       TrialRow row;
       row.metrics = summary.baseline.metrics;
       with_trial_value(description, row, [&](const auto& value) {
-        if constexpr (std::is_same_v<std::decay_t<decltype(value)>, double>) values.push_back(value);
+        if constexpr (std::is_same_v<std::decay_t<decltype(value)>, double>)
+          values.push_back(value);
       });
     }
-    probe_columns.push_back(make_column(description.name, std::move(values), description.meaning, description.unit));
+    probe_columns.push_back(
+        make_column(description.name, std::move(values), description.meaning, description.unit));
   }
   for (const std::vector<Column>* group_columns :
        std::initializer_list<const std::vector<Column>*>{&columns, &probe_columns}) {
@@ -279,7 +282,7 @@ void write_baseline(const Hdf5FileWriter& writer, const ResultsContent& content)
 
 // /tensors: every named tensor of every model, over `tensor`.
 void write_tensors(const Hdf5FileWriter& writer, const ResultsContent& content) {
-  std::vector<int32_t> model_idx;          // (n_tensors)
+  std::vector<int32_t> model_idx;                  // (n_tensors)
   std::vector<std::string> names, shapes, dtypes;  // (n_tensors)
   std::vector<int64_t> offsets, counts;            // (n_tensors)
   for (size_t m = 0; m < content.models.size(); ++m) {
@@ -295,15 +298,15 @@ void write_tensors(const Hdf5FileWriter& writer, const ResultsContent& content) 
   // Built before the columns below move their buffers away.
   const Column tensor_scale = make_column("tensor", iota_int64(names.size()), "tensor index");
   const Group group = writer.create_group("tensors");
-  write_dimension(writer, group, tensor_scale,
-                  {make_column("model_idx", std::move(model_idx), "index into /grid/model"),
-                   make_column("name", std::move(names), "tensor name"),
-                   make_column("offset", std::move(offsets),
-                               "first element in the model's flat parameter order"),
-                   make_column("count", std::move(counts), "elements"),
-                   make_column("shape", std::move(shapes), "row-major shape"),
-                   make_column("dtype", std::move(dtypes),
-                               "stored number format: f32, f16 or bf16")});
+  write_dimension(
+      writer, group, tensor_scale,
+      {make_column("model_idx", std::move(model_idx), "index into /grid/model"),
+       make_column("name", std::move(names), "tensor name"),
+       make_column("offset", std::move(offsets),
+                   "first element in the model's flat parameter order"),
+       make_column("count", std::move(counts), "elements"),
+       make_column("shape", std::move(shapes), "row-major shape"),
+       make_column("dtype", std::move(dtypes), "stored number format: f32, f16 or bf16")});
 }
 
 // The tensor of `tensors` (sorted by offset) holding flat parameter `offset`.
@@ -355,9 +358,9 @@ void write_sites(const Hdf5FileWriter& writer, const ResultsContent& content) {
 
 // /paths: every flip of every bfa trial over `step`, with the tensor and the state after it.
 void write_paths(const Hdf5FileWriter& writer, const ResultsContent& content) {
-  std::vector<int64_t> trial, step, offset, index_in_tensor, bit;  // (n_steps)
-  std::vector<std::string> tensor;                                 // (n_steps)
-  std::vector<float> old_value, new_value;                         // (n_steps)
+  std::vector<int64_t> trial, step, offset, index_in_tensor, bit;     // (n_steps)
+  std::vector<std::string> tensor;                                    // (n_steps)
+  std::vector<float> old_value, new_value;                            // (n_steps)
   std::vector<double> objective, mean_nll, top1_agreement, accuracy;  // (n_steps)
   for (const TrialPath& path : content.paths) {
     const auto model_idx = static_cast<size_t>(content.grid->trial(path.trial).model_idx);

@@ -15,10 +15,14 @@ namespace {
 // An empty buffer of the column's stored type, room for `n_rows`.
 ColumnValues empty_values(ColumnType type, size_t n_rows) {
   switch (type) {
-    case ColumnType::int32: return std::vector<int32_t>(n_rows);
-    case ColumnType::int64: return std::vector<int64_t>(n_rows);
-    case ColumnType::float64: return std::vector<double>(n_rows);
-    case ColumnType::text: return std::vector<std::string>(n_rows);
+    case ColumnType::int32:
+      return std::vector<int32_t>(n_rows);
+    case ColumnType::int64:
+      return std::vector<int64_t>(n_rows);
+    case ColumnType::float64:
+      return std::vector<double>(n_rows);
+    case ColumnType::text:
+      return std::vector<std::string>(n_rows);
   }
   return {};
 }
@@ -29,9 +33,12 @@ struct RowLabels {
 
   const std::vector<std::string>& of(TrialLabel label) const {
     switch (label) {
-      case TrialLabel::model: return model;
-      case TrialLabel::strategy: return strategy;
-      case TrialLabel::stored_dtype: return stored_dtype;
+      case TrialLabel::model:
+        return model;
+      case TrialLabel::strategy:
+        return strategy;
+      case TrialLabel::stored_dtype:
+        return stored_dtype;
     }
     return model;
   }
@@ -58,7 +65,8 @@ RowLabels row_labels(const ResultsContent& content) {
 }
 
 Column described_column(const JobTrialColumn& description, ColumnValues values) {
-  Column column = make_column(description.name, std::move(values), description.meaning, description.unit);
+  Column column =
+      make_column(description.name, std::move(values), description.meaning, description.unit);
   if (description.status_flags) {
     column.flag_values = {status_ok, status_nonfinite};
     column.flag_meanings = trial_status_meanings;
@@ -72,10 +80,10 @@ void read_into_rows(const Hdf5FileReader& file, const JobTrialColumn& descriptio
                     std::vector<TrialRow>& rows) {
   const std::string path = "/trials/" + description.name;
   const std::vector<T> values = file.numeric<T>(path);  // (n_rows)
-  check_input(values.size() == rows.size(),
-              in_file(file.path(), path + " has " + std::to_string(values.size()) +
-                                       " values; expected " + std::to_string(rows.size()) +
-                                       " like /trials/trial"));
+  check_input(
+      values.size() == rows.size(),
+      in_file(file.path(), path + " has " + std::to_string(values.size()) + " values; expected " +
+                               std::to_string(rows.size()) + " like /trials/trial"));
   for (size_t i = 0; i < rows.size(); ++i) {
     with_trial_value(description, rows[i], [&](auto& value) {
       if constexpr (std::is_same_v<std::decay_t<decltype(value)>, T>) value = values[i];
@@ -87,8 +95,9 @@ void read_into_rows(const Hdf5FileReader& file, const JobTrialColumn& descriptio
 
 std::vector<JobTrialColumn> content_trial_columns(const ResultsContent& content) {
   const auto& models = content.job->models;
-  const bool reference = std::any_of(models.begin(), models.end(),
-                                     [](const ModelSpec& model) { return !model.reference.empty(); });
+  const bool reference = std::any_of(models.begin(), models.end(), [](const ModelSpec& model) {
+    return !model.reference.empty();
+  });
   return job_trial_columns(reference, content.probe_kinds);
 }
 
@@ -138,15 +147,22 @@ void write_trial_column_table(const Hdf5FileWriter& writer, const Group& trials,
 }
 
 std::vector<TrialRow> read_trial_rows(const Hdf5FileReader& file,
-                                     const std::vector<std::string>& probe_kinds) {
+                                      const std::vector<std::string>& probe_kinds) {
   std::vector<TrialRow> rows(file.numeric<int64_t>("/trials/trial").size());
   const bool reference = file.has_object("/trials/" + std::string(reference_columns[0].name));
   for (const JobTrialColumn& description : job_trial_columns(reference, probe_kinds)) {
     switch (description.type()) {
-      case ColumnType::int32: read_into_rows<int32_t>(file, description, rows); break;
-      case ColumnType::int64: read_into_rows<int64_t>(file, description, rows); break;
-      case ColumnType::float64: read_into_rows<double>(file, description, rows); break;
-      case ColumnType::text: break;  // labels: derived from the grid
+      case ColumnType::int32:
+        read_into_rows<int32_t>(file, description, rows);
+        break;
+      case ColumnType::int64:
+        read_into_rows<int64_t>(file, description, rows);
+        break;
+      case ColumnType::float64:
+        read_into_rows<double>(file, description, rows);
+        break;
+      case ColumnType::text:
+        break;  // labels: derived from the grid
     }
   }
   return rows;

@@ -29,6 +29,6 @@ void write_trial_column_table(const Hdf5FileWriter& writer, const Group& trials,
 // columns of `probe_kinds`. InputError when a column is missing or of another length than
 // /trials/trial.
 std::vector<TrialRow> read_trial_rows(const Hdf5FileReader& file,
-                                     const std::vector<std::string>& probe_kinds);
+                                      const std::vector<std::string>& probe_kinds);
 
 }  // namespace fracsweep

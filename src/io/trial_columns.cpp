@@ -2,7 +2,8 @@
 
 namespace fracsweep {
 
-std::vector<JobTrialColumn> job_trial_columns(bool reference, const std::vector<std::string>& probe_kinds) {
+std::vector<JobTrialColumn> job_trial_columns(bool reference,
+                                              const std::vector<std::string>& probe_kinds) {
   std::vector<JobTrialColumn> columns;
   for (const TrialColumn& column : trial_columns) columns.emplace_back(column);
   if (reference) {
@@ -12,8 +13,8 @@ std::vector<JobTrialColumn> job_trial_columns(bool reference, const std::vector<
     for (const ProbeColumnTemplate& probe : probe_column_templates) {
       std::string meaning(probe.meaning);
       meaning.replace(meaning.find("{kind}"), 6, probe_kinds[k]);
-      columns.emplace_back("probe_" + probe_kinds[k] + std::string(probe.suffix), std::string(probe.unit),
-                           meaning, probe.field, static_cast<int>(k));
+      columns.emplace_back("probe_" + probe_kinds[k] + std::string(probe.suffix),
+                           std::string(probe.unit), meaning, probe.field, static_cast<int>(k));
     }
   }
   return columns;

@@ -30,10 +30,12 @@ void accumulate(const Model& a, const Model& b, int64_t begin, int64_t end, Diff
 void finish(DiffSummary& summary, std::vector<float>& abs_deltas) {
   summary.delta_norm = std::sqrt(summary.delta_norm);
   summary.weight_norm = std::sqrt(summary.weight_norm);
-  const bool has_nan = std::any_of(abs_deltas.begin(), abs_deltas.end(), [](float d) { return std::isnan(d); });
+  const bool has_nan =
+      std::any_of(abs_deltas.begin(), abs_deltas.end(), [](float d) { return std::isnan(d); });
   if (!has_nan) std::sort(abs_deltas.begin(), abs_deltas.end());
   for (size_t q = 0; q < diff_quantile_levels.size(); ++q) {
-    summary.abs_quantiles[q] = has_nan ? nan_value : quantile_of_sorted(abs_deltas, diff_quantile_levels[q]);
+    summary.abs_quantiles[q] =
+        has_nan ? nan_value : quantile_of_sorted(abs_deltas, diff_quantile_levels[q]);
   }
 }
 
@@ -63,7 +65,7 @@ ModelDiff diff_models(const Model& a, const Model& b) {
     all_deltas.insert(all_deltas.end(), tensor_deltas.begin(), tensor_deltas.end());
     diff.overall.count += summary.count;
     diff.overall.changed += summary.changed;
-    diff.overall.delta_norm += summary.delta_norm;    // sums of squares until finish()
+    diff.overall.delta_norm += summary.delta_norm;  // sums of squares until finish()
     diff.overall.weight_norm += summary.weight_norm;
     finish(summary, tensor_deltas);
     diff.tensors.push_back(summary);

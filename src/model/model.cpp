@@ -44,19 +44,21 @@ std::string dimensions_text(const LlamaConfig& c) {
 void check_same_tensor_tables(const std::vector<TensorInfo>& tensors, const std::string& path,
                               const std::vector<TensorInfo>& other, const std::string& other_path,
                               const std::string& what, bool same_stored) {
-  check_input(tensors.size() == other.size(),
-              what + ": " + other_path + " has " + std::to_string(other.size()) + " tensors, " + path +
-                  " has " + std::to_string(tensors.size()) + "; expected two checkpoints of one architecture");
+  check_input(tensors.size() == other.size(), what + ": " + other_path + " has " +
+                                                  std::to_string(other.size()) + " tensors, " +
+                                                  path + " has " + std::to_string(tensors.size()) +
+                                                  "; expected two checkpoints of one architecture");
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorInfo& a = tensors[i];
     const TensorInfo& b = other[i];
     check_input(a.name == b.name && a.shape == b.shape,
-                what + ": tensor " + std::to_string(i) + " is '" + a.name + "' (" + shape_text(a.shape) +
-                    ") in " + path + " but '" + b.name + "' (" + shape_text(b.shape) + ") in " +
-                    other_path + "; expected two checkpoints of one architecture");
+                what + ": tensor " + std::to_string(i) + " is '" + a.name + "' (" +
+                    shape_text(a.shape) + ") in " + path + " but '" + b.name + "' (" +
+                    shape_text(b.shape) + ") in " + other_path +
+                    "; expected two checkpoints of one architecture");
     check_input(!same_stored || a.stored == b.stored,
-                what + ": tensor '" + a.name + "' is stored as " + stored_type_name(b.stored) + " in " +
-                    other_path + " but as " + stored_type_name(a.stored) + " in " + path +
+                what + ": tensor '" + a.name + "' is stored as " + stored_type_name(b.stored) +
+                    " in " + other_path + " but as " + stored_type_name(a.stored) + " in " + path +
                     "; values are moved bit-exactly, so the stored formats must match");
   }
 }

@@ -7,21 +7,27 @@ namespace fracsweep {
 
 const char* stored_type_name(StoredType type) {
   switch (type) {
-    case StoredType::f32: return "f32";
-    case StoredType::f16: return "f16";
-    case StoredType::bf16: return "bf16";
+    case StoredType::f32:
+      return "f32";
+    case StoredType::f16:
+      return "f16";
+    case StoredType::bf16:
+      return "bf16";
   }
   return "?";
 }
 
-int stored_bit_width(StoredType type) { return type == StoredType::f32 ? 32 : 16; }
+int stored_bit_width(StoredType type) {
+  return type == StoredType::f32 ? 32 : 16;
+}
 
 float stored16_to_float(StoredType type, uint16_t bits) {
   if (type == StoredType::bf16) return std::bit_cast<float>(uint32_t{bits} << 16);
   const bool nan = (bits & 0x7C00u) == 0x7C00u && (bits & 0x3FFu) != 0;
   if (!nan) return half_to_float(bits);
   // NaN: the 10-bit payload moves to the top of the binary32 fraction unchanged (not quieted).
-  return std::bit_cast<float>(uint32_t{bits & 0x8000u} << 16 | 0x7F800000u | uint32_t{bits & 0x3FFu} << 13);
+  return std::bit_cast<float>(uint32_t{bits & 0x8000u} << 16 | 0x7F800000u |
+                              uint32_t{bits & 0x3FFu} << 13);
 }
 
 uint16_t float_to_stored16(StoredType type, float widened) {
@@ -74,9 +80,9 @@ uint16_t float_to_half(float value) {
     return static_cast<uint16_t>(sign | 0x7E00u | (fraction >> 13));  // quiet NaN, top payload
   }
   const int exponent = static_cast<int>(float_exponent) - 127;  // float subnormals: far below
-  uint32_t kept = 0;       // the 16-bit magnitude before rounding
-  uint32_t dropped = 0;    // the bits shifted out
-  uint32_t halfway = 0;    // the value of `dropped` exactly between two results
+  uint32_t kept = 0;     // the 16-bit magnitude before rounding
+  uint32_t dropped = 0;  // the bits shifted out
+  uint32_t halfway = 0;  // the value of `dropped` exactly between two results
   if (exponent >= -14) {
     // Normal range; an exponent above 15 or a rounding carry out of 0x7BFF gives Inf (0x7C00).
     if (exponent > 15) return static_cast<uint16_t>(sign | 0x7C00u);

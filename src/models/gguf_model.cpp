@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <optional>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/gguf.hpp"
 #include "fracsweep/formats/llama2c.hpp"
 #include "fracsweep/formats/llama_config.hpp"
-#include "fracsweep/models/model_loaders.hpp"
 #include "fracsweep/models/language_eval.hpp"
+#include "fracsweep/models/model_loaders.hpp"
 #include "fracsweep/nn/llama.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
 
@@ -18,14 +18,16 @@ namespace {
 // GGUF name of the tensor fracsweep calls `name` (llama2.c naming).
 std::string gguf_name_of(const std::string& name) {
   static const std::pair<const char*, const char*> whole[] = {
-      {"tok_embeddings", "token_embd.weight"}, {"norm_final", "output_norm.weight"}, {"output", "output.weight"}};
+      {"tok_embeddings", "token_embd.weight"},
+      {"norm_final", "output_norm.weight"},
+      {"output", "output.weight"}};
   for (const auto& [ours, theirs] : whole) {
     if (name == ours) return theirs;
   }
   static const std::pair<const char*, const char*> per_layer[] = {
-      {"attn_norm", "attn_norm"}, {"attn.wq", "attn_q"},   {"attn.wk", "attn_k"},  {"attn.wv", "attn_v"},
-      {"attn.wo", "attn_output"}, {"ffn_norm", "ffn_norm"}, {"ffn.w1", "ffn_gate"}, {"ffn.w2", "ffn_down"},
-      {"ffn.w3", "ffn_up"}};
+      {"attn_norm", "attn_norm"}, {"attn.wq", "attn_q"},      {"attn.wk", "attn_k"},
+      {"attn.wv", "attn_v"},      {"attn.wo", "attn_output"}, {"ffn_norm", "ffn_norm"},
+      {"ffn.w1", "ffn_gate"},     {"ffn.w2", "ffn_down"},     {"ffn.w3", "ffn_up"}};
   const size_t dot = name.find('.', 7);  // "layers.L.<suffix>"
   const std::string layer = name.substr(7, dot - 7), suffix = name.substr(dot + 1);
   for (const auto& [ours, theirs] : per_layer) {
@@ -36,9 +38,12 @@ std::string gguf_name_of(const std::string& name) {
 
 StoredType stored_type_of(GgmlType type) {
   switch (type) {
-    case GgmlType::f32: return StoredType::f32;
-    case GgmlType::f16: return StoredType::f16;
-    case GgmlType::bf16: return StoredType::bf16;
+    case GgmlType::f32:
+      return StoredType::f32;
+    case GgmlType::f16:
+      return StoredType::f16;
+    case GgmlType::bf16:
+      return StoredType::bf16;
   }
   return StoredType::f32;
 }
@@ -55,11 +60,14 @@ std::string replace_all(std::string text, const std::string& from, const std::st
 LlamaConfig gguf_llama_config(const GgufFile& file) {
   const std::string architecture = file.get_string("general.architecture");
   check_input(architecture == "llama",
-              in_file(file.path(), "GGUF metadata key 'general.architecture': expected \"llama\", found \"" +
-                                       architecture + "\""));
+              in_file(file.path(),
+                      "GGUF metadata key 'general.architecture': expected \"llama\", found \"" +
+                          architecture + "\""));
   const GgufTensor* embeddings = file.find_tensor("token_embd.weight");
-  check_input(embeddings != nullptr && embeddings->shape.size() == 2,
-              in_file(file.path(), "GGUF tensor 'token_embd.weight' (2-D, vocab x embedding_length) is missing"));
+  check_input(
+      embeddings != nullptr && embeddings->shape.size() == 2,
+      in_file(file.path(),
+              "GGUF tensor 'token_embd.weight' (2-D, vocab x embedding_length) is missing"));
   LlamaConfig c;
   c.dim = file.get_int("llama.embedding_length");
   c.hidden_dim = file.get_int("llama.feed_forward_length");
@@ -88,19 +96,23 @@ LlamaConfig gguf_llama_config(const GgufFile& file) {
     check_input(file.get_int("llama.vocab_size") == c.vocab_size,
                 in_file(file.path(), "GGUF metadata key 'llama.vocab_size' (" +
                                          std::to_string(file.get_int("llama.vocab_size")) +
-                                         ") disagrees with token_embd.weight's " + std::to_string(c.vocab_size) + " rows"));
+                                         ") disagrees with token_embd.weight's " +
+                                         std::to_string(c.vocab_size) + " rows"));
   }
   c.shared_classifier = file.find_tensor("output.weight") == nullptr;
   c.norm_eps = static_cast<float>(file.get_float("llama.attention.layer_norm_rms_epsilon"));
   c.rope_theta = static_cast<float>(file.get_float("llama.rope.freq_base", 10000.0));
   check_input(c.norm_eps > 0 && c.rope_theta > 0,
-              in_file(file.path(), "GGUF metadata keys 'llama.attention.layer_norm_rms_epsilon' and "
-                                   "'llama.rope.freq_base' must be positive"));
+              in_file(file.path(),
+                      "GGUF metadata keys 'llama.attention.layer_norm_rms_epsilon' and "
+                      "'llama.rope.freq_base' must be positive"));
   const int64_t rope_dims = file.get_int("llama.rope.dimension_count", c.head_dim());
-  check_input(rope_dims == c.head_dim(),
-              in_file(file.path(), "GGUF metadata key 'llama.rope.dimension_count': expected the head dimension " +
-                                       std::to_string(c.head_dim()) + " (partial rotary is not supported), found " +
-                                       std::to_string(rope_dims)));
+  check_input(
+      rope_dims == c.head_dim(),
+      in_file(file.path(),
+              "GGUF metadata key 'llama.rope.dimension_count': expected the head dimension " +
+                  std::to_string(c.head_dim()) + " (partial rotary is not supported), found " +
+                  std::to_string(rope_dims)));
   return c;
 }
 
@@ -109,23 +121,29 @@ std::vector<TensorInfo> gguf_llama_tensor_table(const GgufFile& file, const Llam
   for (TensorInfo& t : table) {
     const std::string name = gguf_name_of(t.name);
     const GgufTensor* stored = file.find_tensor(name);
-    check_input(stored != nullptr, in_file(file.path(), "GGUF tensor '" + name + "' is missing (expected shape " +
-                                                            shape_text(t.shape) + " from the llama.* metadata)"));
-    check_input(stored->shape == t.shape,
-                in_file(file.path(), "GGUF tensor '" + name + "': expected shape " + shape_text(t.shape) +
-                                         " from the llama.* metadata, found " + shape_text(stored->shape)));
+    check_input(stored != nullptr,
+                in_file(file.path(), "GGUF tensor '" + name + "' is missing (expected shape " +
+                                         shape_text(t.shape) + " from the llama.* metadata)"));
+    check_input(
+        stored->shape == t.shape,
+        in_file(file.path(), "GGUF tensor '" + name + "': expected shape " + shape_text(t.shape) +
+                                 " from the llama.* metadata, found " + shape_text(stored->shape)));
     t.stored = stored_type_of(stored->type);
   }
   for (const GgufTensor& stored : file.tensors()) {
-    const bool known = std::any_of(table.begin(), table.end(),
-                                   [&](const TensorInfo& t) { return gguf_name_of(t.name) == stored.name; });
-    check_input(known, in_file(file.path(), "GGUF tensor '" + stored.name +
-                                                "' is not part of the Llama architecture fracsweep runs"));
+    const bool known = std::any_of(table.begin(), table.end(), [&](const TensorInfo& t) {
+      return gguf_name_of(t.name) == stored.name;
+    });
+    check_input(known,
+                in_file(file.path(), "GGUF tensor '" + stored.name +
+                                         "' is not part of the Llama architecture fracsweep runs"));
   }
   return table;
 }
 
-Model load_gguf_llama(const std::string& path) { return load_gguf_llama(GgufFile(path)); }
+Model load_gguf_llama(const std::string& path) {
+  return load_gguf_llama(GgufFile(path));
+}
 
 Model load_gguf_llama(const GgufFile& file) {
   Model model;
@@ -144,29 +162,40 @@ Model load_gguf_llama(const GgufFile& file) {
 Tokenizer gguf_tokenizer(const GgufFile& file, int64_t vocab_size) {
   const std::string kind = file.get_string("tokenizer.ggml.model");
   check_input(kind == "llama",
-              in_file(file.path(), "GGUF metadata key 'tokenizer.ggml.model': expected \"llama\" (SentencePiece "
-                                   "BPE) to encode text, found \"" + kind + "\"; use pre-tokenized [eval] tokens"));
+              in_file(file.path(),
+                      "GGUF metadata key 'tokenizer.ggml.model': expected \"llama\" (SentencePiece "
+                      "BPE) to encode text, found \"" +
+                          kind + "\"; use pre-tokenized [eval] tokens"));
   std::vector<std::string> pieces = file.get_string_array("tokenizer.ggml.tokens");
   std::vector<float> scores = file.get_float_array("tokenizer.ggml.scores");
-  check_input(static_cast<int64_t>(pieces.size()) == vocab_size && static_cast<int64_t>(scores.size()) == vocab_size,
-              in_file(file.path(), "GGUF metadata keys 'tokenizer.ggml.tokens' and 'tokenizer.ggml.scores': expected " +
-                                       std::to_string(vocab_size) + " entries (token_embd.weight rows), found " +
-                                       std::to_string(pieces.size()) + " and " + std::to_string(scores.size())));
-  for (std::string& piece : pieces) piece = replace_all(std::move(piece), "\xE2\x96\x81", " ");  // U+2581
+  check_input(
+      static_cast<int64_t>(pieces.size()) == vocab_size &&
+          static_cast<int64_t>(scores.size()) == vocab_size,
+      in_file(file.path(),
+              "GGUF metadata keys 'tokenizer.ggml.tokens' and 'tokenizer.ggml.scores': expected " +
+                  std::to_string(vocab_size) + " entries (token_embd.weight rows), found " +
+                  std::to_string(pieces.size()) + " and " + std::to_string(scores.size())));
+  for (std::string& piece : pieces)
+    piece = replace_all(std::move(piece), "\xE2\x96\x81", " ");  // U+2581
   const int64_t bos = file.get_int("tokenizer.ggml.bos_token_id", 1);
   const int64_t eos = file.get_int("tokenizer.ggml.eos_token_id", 2);
-  check_input(bos >= 0 && bos < vocab_size && eos >= 0 && eos < vocab_size,
-              in_file(file.path(), "GGUF metadata keys 'tokenizer.ggml.bos_token_id' / 'eos_token_id': expected ids "
-                                   "in 0.." + std::to_string(vocab_size - 1) + ", found " + std::to_string(bos) +
-                                       " / " + std::to_string(eos)));
-  return Tokenizer(std::move(pieces), std::move(scores), static_cast<int32_t>(bos), static_cast<int32_t>(eos));
+  check_input(
+      bos >= 0 && bos < vocab_size && eos >= 0 && eos < vocab_size,
+      in_file(file.path(),
+              "GGUF metadata keys 'tokenizer.ggml.bos_token_id' / 'eos_token_id': expected ids "
+              "in 0.." +
+                  std::to_string(vocab_size - 1) + ", found " + std::to_string(bos) + " / " +
+                  std::to_string(eos)));
+  return Tokenizer(std::move(pieces), std::move(scores), static_cast<int32_t>(bos),
+                   static_cast<int32_t>(eos));
 }
 
 namespace {
 
 // The tokenizer: required for [eval] text and a greedy prompt, else used (when the file has a
 // llama one) only to decode the baseline continuation.
-std::optional<Tokenizer> tokenizer_for(const JobConfig& job, const GgufFile& file, const LlamaConfig& config) {
+std::optional<Tokenizer> tokenizer_for(const JobConfig& job, const GgufFile& file,
+                                       const LlamaConfig& config) {
   if (!job.eval_tokens.empty() && job.greedy_prompt.empty()) {
     const GgufValue* kind = file.find("tokenizer.ggml.model");
     if (kind == nullptr || kind->text != "llama") return std::nullopt;  // decoding only: optional
@@ -185,8 +214,8 @@ std::vector<TensorInfo> check_gguf_model(const JobConfig& job, const ModelSpec& 
   const LlamaConfig config = gguf_llama_config(file);
   const std::vector<TensorInfo> table = gguf_llama_tensor_table(file, config);
   const auto tokenizer = tokenizer_for(job, file, config);
-  language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, bos_of(file), config.vocab_size,
-                       config.seq_len, nullptr);
+  language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, bos_of(file),
+                       config.vocab_size, config.seq_len, nullptr);
   check_strategies(job, spec, table);
   return table;
 }
@@ -198,9 +227,11 @@ std::unique_ptr<OpenModel> open_gguf_model(const JobConfig& job, const ModelSpec
   open->model = load_gguf_llama(file);
   const LlamaConfig& config = open->model.config;
   const auto tokenizer = tokenizer_for(job, file, config);
-  const EvalInputs inputs = language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, bos_of(file),
-                                                 config.vocab_size, config.seq_len, &sources);
-  auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
+  const EvalInputs inputs =
+      language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, bos_of(file),
+                           config.vocab_size, config.seq_len, &sources);
+  auto evaluator =
+      std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
   if (tokenizer) {
     open->baseline_text =
         tokenizer->decode_after(inputs.greedy_prompt.back(), evaluator->baseline().greedy_ids);

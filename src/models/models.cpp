@@ -1,20 +1,20 @@
 #include "fracsweep/models/models.hpp"
-#include "fracsweep/nn/llama.hpp"
 
 #include <algorithm>
 #include <filesystem>
 #include <optional>
 
-#include "fracsweep/util/error.hpp"
-#include "fracsweep/util/text.hpp"
 #include "fracsweep/eval/classifier.hpp"
 #include "fracsweep/formats/gguf.hpp"
 #include "fracsweep/formats/hf.hpp"
 #include "fracsweep/formats/llama2c.hpp"
-#include "fracsweep/nn/sequential.hpp"
+#include "fracsweep/formats/tokenizer.hpp"
 #include "fracsweep/models/language_eval.hpp"
 #include "fracsweep/models/model_loaders.hpp"
-#include "fracsweep/formats/tokenizer.hpp"
+#include "fracsweep/nn/llama.hpp"
+#include "fracsweep/nn/sequential.hpp"
+#include "fracsweep/util/error.hpp"
+#include "fracsweep/util/text.hpp"
 
 namespace fracsweep {
 
@@ -32,7 +32,8 @@ std::optional<Tokenizer> llama2c_tokenizer(const ModelSpec& spec, int64_t vocab_
 
 }  // namespace
 
-void check_scopes(const JobConfig& job, const ModelSpec& spec, const std::vector<TensorInfo>& tensors) {
+void check_scopes(const JobConfig& job, const ModelSpec& spec,
+                  const std::vector<TensorInfo>& tensors) {
   for (size_t s = 0; s < job.strategies.size(); ++s) {
     const Scope& scope = job.strategies[s].scope;
     const bool matches = std::any_of(tensors.begin(), tensors.end(),
@@ -70,10 +71,11 @@ std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelS
   open->model = load_llama2c(spec.path);
   const LlamaConfig& config = open->model.config;
   const auto tokenizer = llama2c_tokenizer(spec, config.vocab_size);
-  const EvalInputs inputs = language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr,
-                                                 llama2c_bos_id, config.vocab_size, config.seq_len,
-                                                 &sources);
-  auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
+  const EvalInputs inputs =
+      language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, llama2c_bos_id,
+                           config.vocab_size, config.seq_len, &sources);
+  auto evaluator =
+      std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
   if (tokenizer) {
     open->baseline_text =
         tokenizer->decode_after(inputs.greedy_prompt.back(), evaluator->baseline().greedy_ids);
@@ -84,21 +86,22 @@ std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelS
 
 EvalSources read_eval_sources(const JobConfig& job) {
   EvalSources sources;
-  if (!job.eval_text.empty()) sources.paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
+  if (!job.eval_text.empty())
+    sources.paragraphs = read_paragraphs(job.eval_text, job.eval_paragraphs);
   if (!job.eval_probes.empty()) sources.probes = read_probes(job.eval_probes);
   // A probe objective names a kind of the probes file.
   for (size_t s = 0; s < job.strategies.size(); ++s) {
     const Objective& objective = job.strategies[s].objective;
     if (!job.strategies[s].uses_gradient() || !objective.uses_probes()) continue;
-    const std::string where = "[sweep] strategy '" + job.strategy_texts[s] + "': objective=" +
-                              objective.canonical();
+    const std::string where =
+        "[sweep] strategy '" + job.strategy_texts[s] + "': objective=" + objective.canonical();
     check_input(sources.probes.has_value(),
                 in_file(job.path, where + " needs behaviour probes ([eval] probes = FILE.tsv); "
                                           "classifiers have none: use objective=nll or agreement"));
     check_input(sources.probes->kind_index(objective.probe_kind) >= 0,
                 in_file(job.path, where + ": " + sources.probes->path + " has no probes of kind '" +
-                                      objective.probe_kind + "' (kinds: " +
-                                      join(sources.probes->kinds, ", ") + ")"));
+                                      objective.probe_kind +
+                                      "' (kinds: " + join(sources.probes->kinds, ", ") + ")"));
   }
   return sources;
 }
@@ -119,10 +122,14 @@ Model load_model_file(const std::string& path) {
 Model load_model_weights(const JobConfig& job, size_t m) {
   const ModelSpec& spec = job.models.at(m);
   switch (spec.format) {
-    case ModelFormat::llama2c: return load_llama2c(spec.path);
-    case ModelFormat::gguf: return load_gguf_llama(spec.path);
-    case ModelFormat::huggingface: return load_hf_model(spec.path);
-    case ModelFormat::sequential: return load_sequential_model(read_sequential_spec(spec.path));
+    case ModelFormat::llama2c:
+      return load_llama2c(spec.path);
+    case ModelFormat::gguf:
+      return load_gguf_llama(spec.path);
+    case ModelFormat::huggingface:
+      return load_hf_model(spec.path);
+    case ModelFormat::sequential:
+      return load_sequential_model(read_sequential_spec(spec.path));
   }
   throw RunError("unknown model format");
 }
@@ -130,10 +137,14 @@ Model load_model_weights(const JobConfig& job, size_t m) {
 std::vector<TensorInfo> check_model(const JobConfig& job, size_t m) {
   const ModelSpec& spec = job.models.at(m);
   switch (spec.format) {
-    case ModelFormat::llama2c: return check_llama2c_model(job, spec);
-    case ModelFormat::gguf: return check_gguf_model(job, spec);
-    case ModelFormat::huggingface: return check_hf_model(job, spec);
-    case ModelFormat::sequential: return check_sequential_model(job, spec);
+    case ModelFormat::llama2c:
+      return check_llama2c_model(job, spec);
+    case ModelFormat::gguf:
+      return check_gguf_model(job, spec);
+    case ModelFormat::huggingface:
+      return check_hf_model(job, spec);
+    case ModelFormat::sequential:
+      return check_sequential_model(job, spec);
   }
   throw RunError("unknown model format");
 }
@@ -147,7 +158,8 @@ void check_job_inputs(const JobConfig& job) {
                               bool same_stored) {
     const auto other = static_cast<size_t>(job.model_index(other_name));
     check_same_tensor_tables(tables[m], job.models[m].path, tables[other], job.models[other].path,
-                             in_file(job.path, "model '" + job.models[m].name + "' " + what), same_stored);
+                             in_file(job.path, "model '" + job.models[m].name + "' " + what),
+                             same_stored);
   };
   for (size_t m = 0; m < job.models.size(); ++m) {
     if (!job.models[m].reference.empty()) {
@@ -166,10 +178,14 @@ namespace {
 std::unique_ptr<OpenModel> open_by_format(const JobConfig& job, const ModelSpec& spec,
                                           const EvalSources& sources) {
   switch (spec.format) {
-    case ModelFormat::llama2c: return open_llama2c_model(job, spec, sources);
-    case ModelFormat::gguf: return open_gguf_model(job, spec, sources);
-    case ModelFormat::huggingface: return open_hf_model(job, spec, sources);
-    case ModelFormat::sequential: return open_sequential_model(job, spec, sources);
+    case ModelFormat::llama2c:
+      return open_llama2c_model(job, spec, sources);
+    case ModelFormat::gguf:
+      return open_gguf_model(job, spec, sources);
+    case ModelFormat::huggingface:
+      return open_hf_model(job, spec, sources);
+    case ModelFormat::sequential:
+      return open_sequential_model(job, spec, sources);
   }
   throw RunError("unknown model format");
 }
@@ -180,7 +196,8 @@ std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const Eval
   const ModelSpec& spec = job.models.at(m);
   std::unique_ptr<OpenModel> open = open_by_format(job, spec, sources);
   if (!spec.reference.empty()) {
-    const Model reference = load_model_weights(job, static_cast<size_t>(job.model_index(spec.reference)));
+    const Model reference =
+        load_model_weights(job, static_cast<size_t>(job.model_index(spec.reference)));
     open->evaluator->set_reference(reference);
   }
   for (const StrategySpec& strategy : job.strategies) {
@@ -189,7 +206,8 @@ std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const Eval
       continue;
     }
     const auto donor_idx = static_cast<size_t>(job.model_index(strategy.from_model));
-    open->donors[strategy.from_model] = std::make_unique<const Model>(load_model_weights(job, donor_idx));
+    open->donors[strategy.from_model] =
+        std::make_unique<const Model>(load_model_weights(job, donor_idx));
   }
   return open;
 }

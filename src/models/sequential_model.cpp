@@ -3,23 +3,25 @@
 #include <algorithm>
 
 #include "fracsweep/eval/classifier.hpp"
-#include "fracsweep/util/error.hpp"
-#include "fracsweep/models/model_loaders.hpp"
 #include "fracsweep/formats/safetensors.hpp"
+#include "fracsweep/models/model_loaders.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
 
 namespace {
 
 NetworkLayout plan_against(const SequentialSpec& spec, const SafetensorsFile& weights) {
-  const NetworkLayout layout = plan_network(spec, [&](const std::string& name) -> const std::vector<int64_t>* {
-    const SafetensorsTensor* tensor = weights.find(name);
-    return tensor ? &tensor->shape : nullptr;
-  });
+  const NetworkLayout layout =
+      plan_network(spec, [&](const std::string& name) -> const std::vector<int64_t>* {
+        const SafetensorsTensor* tensor = weights.find(name);
+        return tensor ? &tensor->shape : nullptr;
+      });
   for (const std::string& name : layout.tensor_names) {
     const DType dtype = weights.at(name).dtype;
     check_input(dtype == DType::f32 || dtype == DType::f16 || dtype == DType::bf16,
-                in_file(weights.path(), "tensor '" + name + "', field 'dtype': expected F32, F16 or BF16, found " +
+                in_file(weights.path(), "tensor '" + name +
+                                            "', field 'dtype': expected F32, F16 or BF16, found " +
                                             dtype_name(dtype)));
   }
   return layout;
@@ -92,7 +94,8 @@ void cache_reference(const std::string& path, const std::vector<float>& logits, 
   for (int64_t e = 0; e < examples; ++e) {
     const float* row = logits.data() + e * classes;
     check_input(row_is_finite(row, classes),
-                path + ": the unperturbed model produces non-finite outputs on evaluation example " +
+                path +
+                    ": the unperturbed model produces non-finite outputs on evaluation example " +
                     std::to_string(e));
     rows.push_back(make_reference_row(row, classes, probs.data() + e * classes));
   }
@@ -100,14 +103,15 @@ void cache_reference(const std::string& path, const std::vector<float>& logits, 
 
 }  // namespace
 
-ClassifierEvaluator::ClassifierEvaluator(const Model& model, SequentialNetwork network, ClassifierData data)
+ClassifierEvaluator::ClassifierEvaluator(const Model& model, SequentialNetwork network,
+                                         ClassifierData data)
     : network_(std::move(network)),
       data_(std::move(data)),
       workspace_(network_, data_.examples),
       logits_(static_cast<size_t>(data_.examples * network_.classes)),
       tensors_(model.tensors) {
-  sequential_forward(network_, model, data_.inputs.data(), data_.examples, network_.scored_layers, workspace_,
-                     logits_.data());
+  sequential_forward(network_, model, data_.inputs.data(), data_.examples, network_.scored_layers,
+                     workspace_, logits_.data());
   cache_reference(model.path, logits_, data_.examples, network_.classes, ref_probs_, ref_rows_);
   baseline_.metrics = score();
 }
@@ -117,9 +121,10 @@ void ClassifierEvaluator::set_reference(const Model& reference) {
   shapes.path = "the evaluated model";
   shapes.tensors = tensors_;
   check_same_tensors(shapes, reference, "reference checkpoint");
-  sequential_forward(network_, reference, data_.inputs.data(), data_.examples, network_.scored_layers,
-                     workspace_, logits_.data());
-  cache_reference(reference.path, logits_, data_.examples, network_.classes, second_probs_, second_rows_);
+  sequential_forward(network_, reference, data_.inputs.data(), data_.examples,
+                     network_.scored_layers, workspace_, logits_.data());
+  cache_reference(reference.path, logits_, data_.examples, network_.classes, second_probs_,
+                  second_rows_);
 }
 
 TrialMetrics ClassifierEvaluator::score() const {
@@ -135,14 +140,17 @@ TrialMetrics ClassifierEvaluator::score() const {
 }
 
 TrialMetrics ClassifierEvaluator::evaluate(const Model& model) {
-  sequential_forward(network_, model, data_.inputs.data(), data_.examples, network_.scored_layers, workspace_,
-                     logits_.data());
+  sequential_forward(network_, model, data_.inputs.data(), data_.examples, network_.scored_layers,
+                     workspace_, logits_.data());
   return score();
 }
 
-double ClassifierEvaluator::forward_flops() const { return network_.forward_flops(data_.examples); }
+double ClassifierEvaluator::forward_flops() const {
+  return network_.forward_flops(data_.examples);
+}
 
-std::vector<CrossEntropyTerm> ClassifierEvaluator::objective_terms(const Objective& objective) const {
+std::vector<CrossEntropyTerm> ClassifierEvaluator::objective_terms(
+    const Objective& objective) const {
   check_input(!objective.uses_probes(),
               "objective=" + objective.canonical() +
                   " needs behaviour probes, which only language models have; classifiers offer "
@@ -177,8 +185,8 @@ double ClassifierEvaluator::objective_value(const Model& model,
 std::vector<TensorInfo> check_sequential_model(const JobConfig& job, const ModelSpec& spec) {
   check_classifier_eval_keys(job, spec);
   check_input(job.eval_probes.empty(),
-              in_file(job.path, "[eval] probes are prompts for language models; model '" + spec.name +
-                                    "' is a classifier"));
+              in_file(job.path, "[eval] probes are prompts for language models; model '" +
+                                    spec.name + "' is a classifier"));
   const SequentialSpec description = read_sequential_spec(spec.path);
   const SafetensorsFile weights(description.weights_path);
   const NetworkLayout layout = plan_against(description, weights);
@@ -192,8 +200,8 @@ std::vector<TensorInfo> check_sequential_model(const JobConfig& job, const Model
   const ExampleArray inputs = read_example_array(job.eval_inputs, true);
   const ExampleArray labels = read_example_array(job.eval_labels);
   const std::string context = context_of(job, spec);
-  const int64_t examples =
-      check_eval_arrays(inputs, labels, description.input_shape, job.eval_examples, scaling_of(job), context);
+  const int64_t examples = check_eval_arrays(inputs, labels, description.input_shape,
+                                             job.eval_examples, scaling_of(job), context);
   class_labels(labels, examples, description.classes, context);
   return tensors;
 }
@@ -204,10 +212,11 @@ std::unique_ptr<OpenModel> open_sequential_model(const JobConfig& job, const Mod
   const SequentialSpec description = read_sequential_spec(spec.path);
   auto open = std::make_unique<OpenModel>();
   open->model = load_sequential_model(description);
-  ClassifierData data = read_classifier_data(description, job.eval_inputs, job.eval_labels, job.eval_examples,
-                                             scaling_of(job), context_of(job, spec));
-  open->evaluator =
-      std::make_unique<ClassifierEvaluator>(open->model, build_network(description, open->model), std::move(data));
+  ClassifierData data =
+      read_classifier_data(description, job.eval_inputs, job.eval_labels, job.eval_examples,
+                           scaling_of(job), context_of(job, spec));
+  open->evaluator = std::make_unique<ClassifierEvaluator>(
+      open->model, build_network(description, open->model), std::move(data));
   return open;
 }
 

@@ -10,7 +10,9 @@ namespace fracsweep::simd {
 using float8 = float __attribute__((vector_size(32)));
 constexpr int64_t lanes8 = 8;
 
-inline float8 splat8(float value) { return float8{} + value; }
+inline float8 splat8(float value) {
+  return float8{} + value;
+}
 
 inline float8 load8(const float* from) {
   float8 value;
@@ -18,9 +20,13 @@ inline float8 load8(const float* from) {
   return value;
 }
 
-inline void store8(float* to, float8 value) { std::memcpy(to, &value, sizeof value); }
+inline void store8(float* to, float8 value) {
+  std::memcpy(to, &value, sizeof value);
+}
 
 // Keys per row of a transposed-keys buffer: len rounded up to a multiple of 8.
-inline int64_t padded_keys(int64_t len) { return (len + lanes8 - 1) / lanes8 * lanes8; }
+inline int64_t padded_keys(int64_t len) {
+  return (len + lanes8 - 1) / lanes8 * lanes8;
+}
 
 }  // namespace fracsweep::simd

@@ -184,15 +184,15 @@ namespace {
 // The one call of bli_sgemm: C (m x n) = A (m x k) * B (k x n) + beta C, every operand given by
 // its row and column strides, so that transposes are only a matter of strides. `name` and the
 // leading dimensions are for the message of a caller's shape error.
-void gemm_strided(const char* name, int64_t m, int64_t n, int64_t k, const float* a,
-                  int64_t a_row, int64_t a_col, const float* b, int64_t b_row, int64_t b_col,
-                  float* c, int64_t ldc, float beta, bool strides_cover) {
+void gemm_strided(const char* name, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row,
+                  int64_t a_col, const float* b, int64_t b_row, int64_t b_col, float* c,
+                  int64_t ldc, float beta, bool strides_cover) {
   // Called in hot loops: the message is built only on failure.
   if (m < 0 || n < 0 || k < 0 || !strides_cover || ldc < n) {
     throw RunError(std::string("internal error: ") + name + " shape m=" + std::to_string(m) +
-                   " n=" + std::to_string(n) + " k=" + std::to_string(k) +
-                   " with strides a=(" + std::to_string(a_row) + "," + std::to_string(a_col) +
-                   ") b=(" + std::to_string(b_row) + "," + std::to_string(b_col) +
+                   " n=" + std::to_string(n) + " k=" + std::to_string(k) + " with strides a=(" +
+                   std::to_string(a_row) + "," + std::to_string(a_col) + ") b=(" +
+                   std::to_string(b_row) + "," + std::to_string(b_col) +
                    ") ldc=" + std::to_string(ldc) + " (row strides must cover the rows)");
   }
   if (m == 0 || n == 0) return;

@@ -1,12 +1,12 @@
 #include "fracsweep/nn/gpt2.hpp"
-#include "fracsweep/nn/gpt2_backward.hpp"
 
 #include <cmath>
 #include <string>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/gpt2_backward.hpp"
 #include "fracsweep/nn/ops.hpp"
+#include "fracsweep/util/error.hpp"
 #include "gpt2_weights.hpp"
 
 namespace fracsweep {
@@ -29,8 +29,8 @@ void embed(const Gpt2Weights& w, const TokenBatch& batch, int64_t dim, float* x)
   }
 }
 
-void layernorm_rows(const float* x, const float* weight, const float* bias, float* out, int64_t rows, int64_t d,
-                    float eps) {
+void layernorm_rows(const float* x, const float* weight, const float* bias, float* out,
+                    int64_t rows, int64_t d, float eps) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * d;
     const RowScale scale = layernorm_row_scale(row, d, eps);
@@ -105,10 +105,11 @@ void gpt2_forward(const Model& model, const TokenBatch& batch, Gpt2Workspace& ws
     matmul_nt(n, 3 * d, d, ws.xn.data(), d, layer.c_attn_weight, d, ws.qkv.data(), 3 * d);
     add_bias_rows(ws.qkv.data(), layer.c_attn_bias, n, 3 * d);
     for (int64_t s = 0; s < batch.n_seqs(); ++s) {
-      const int64_t start = batch.seq_start[floats(s)], len = batch.seq_start[floats(s + 1)] - start;
+      const int64_t start = batch.seq_start[floats(s)],
+                    len = batch.seq_start[floats(s + 1)] - start;
       const float* q = ws.qkv.data() + start * 3 * d;
-      attention_causal(q, 3 * d, q + d, q + 2 * d, 3 * d, ws.att.data() + start * d, d, len, c.n_heads, c.n_heads,
-                       c.head_dim(), ws.scratch.data());
+      attention_causal(q, 3 * d, q + d, q + 2 * d, 3 * d, ws.att.data() + start * d, d, len,
+                       c.n_heads, c.n_heads, c.head_dim(), ws.scratch.data());
     }
     matmul_nt(n, d, d, ws.att.data(), d, layer.attn_proj_weight, d, ws.x.data(), d, 1.0f);
     add_bias_rows(ws.x.data(), layer.attn_proj_bias, n, d);
@@ -130,16 +131,16 @@ double gpt2_forward_flops(const LlamaConfig& c, const TokenBatch& batch) {
   double flops = 2.0 * n * static_cast<double>(c.n_layers) * (3 * d * d + d * d + 2 * d * h);
   flops += 2.0 * n * d * static_cast<double>(c.vocab_size);
   for (int64_t s = 0; s < batch.n_seqs(); ++s) {  // q k^T and p v over the causal triangle
-    const auto len = static_cast<double>(batch.seq_start[floats(s + 1)] - batch.seq_start[floats(s)]);
+    const auto len =
+        static_cast<double>(batch.seq_start[floats(s + 1)] - batch.seq_start[floats(s)]);
     flops += 2.0 * static_cast<double>(c.n_layers) * len * (len + 1) * d;
   }
   return flops;
 }
 
-std::unique_ptr<LanguageModelForward> make_gpt2_forward(const LlamaConfig& config, int64_t max_tokens,
-                                                        int64_t max_seq_len) {
-  using Forward =
-      WorkspaceForward<Gpt2Workspace, gpt2_forward, gpt2_forward_flops, gpt2_gradient>;
+std::unique_ptr<LanguageModelForward> make_gpt2_forward(const LlamaConfig& config,
+                                                        int64_t max_tokens, int64_t max_seq_len) {
+  using Forward = WorkspaceForward<Gpt2Workspace, gpt2_forward, gpt2_forward_flops, gpt2_gradient>;
   return std::make_unique<Forward>(config, max_tokens, max_seq_len);
 }
 

@@ -8,13 +8,13 @@
 #include <cmath>
 #include <vector>
 
+#include "arena.hpp"
 #include "fracsweep/nn/forward.hpp"
 #include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/nn/gpt2.hpp"
 #include "fracsweep/nn/gpt2_ops_backward.hpp"
 #include "fracsweep/nn/ops.hpp"
 #include "fracsweep/nn/ops_backward.hpp"
-#include "arena.hpp"
 #include "gpt2_weights.hpp"
 #include "input_norms.hpp"
 
@@ -58,7 +58,8 @@ struct PassBuffers {
   LayerGradients g;
 };
 
-PassBuffers carve_buffers(const LlamaConfig& c, int64_t n, int64_t longest, std::vector<float>& storage) {
+PassBuffers carve_buffers(const LlamaConfig& c, int64_t n, int64_t longest,
+                          std::vector<float>& storage) {
   PassBuffers b{};
   const int64_t d = c.dim, h = c.hidden_dim, vocab = c.vocab_size;
   arena::carve(storage, [&](arena::Carver& take) {
@@ -70,7 +71,7 @@ PassBuffers carve_buffers(const LlamaConfig& c, int64_t n, int64_t longest, std:
     b.scratch = take.take(std::max(attention_scratch_floats(longest, c.head_dim()),
                                    attention_backward_scratch_floats(longest, c.head_dim())));
     b.a = {take.take(n * d), take.take(n * 3 * d), take.take(n * d), take.take(n * d),
-           take.take(n * d), take.take(n * h), take.take(n * h)};
+           take.take(n * d), take.take(n * h),     take.take(n * h)};
     b.g = {take.take(n * d), take.take(n * d), take.take(n * 3 * d), take.take(n * h)};
   });
   return b;
@@ -206,8 +207,8 @@ double gpt2_gradient(const Model& model, const TokenBatch& batch, const LogitObj
   auto grad_of = [&](const float* weights) { return grad + (weights - model.values.data()); };
   VectorGradient gain_grad(d), shift_grad(d), bias_grad(std::max(3 * d, h));
   auto layernorm_backward = [&](const float* x, const float* gain, const float* shift) {
-    layernorm_rows_backward(x, gain, g.dxn, b.dx, gain_grad.data(), shift_grad.data(),
-                            n, d, c.norm_eps);
+    layernorm_rows_backward(x, gain, g.dxn, b.dx, gain_grad.data(), shift_grad.data(), n, d,
+                            c.norm_eps);
     gain_grad.write(grad_of(gain), d);
     shift_grad.write(grad_of(shift), d);
   };
@@ -245,8 +246,8 @@ double gpt2_gradient(const Model& model, const TokenBatch& batch, const LogitObj
       const int64_t first = batch.seq_start[floats(s)];
       const float* q = a.qkv + first * 3 * d;
       float* dq = g.dqkv + first * 3 * d;
-      attention_causal_backward(q, 3 * d, q + d, q + 2 * d, 3 * d, g.datt + first * d, d, dq,
-                                3 * d, dq + d, dq + 2 * d, 3 * d, batch.seq_start[floats(s + 1)] - first,
+      attention_causal_backward(q, 3 * d, q + d, q + 2 * d, 3 * d, g.datt + first * d, d, dq, 3 * d,
+                                dq + d, dq + 2 * d, 3 * d, batch.seq_start[floats(s + 1)] - first,
                                 c.n_heads, c.n_heads, c.head_dim(), pass.scratch);
     }
     bias_backward(g.dqkv, layer.c_attn_bias, 3 * d);
@@ -276,11 +277,15 @@ double gpt2_gradient(const Model& model, const TokenBatch& batch, const LogitObj
 double gpt2_gradient_flops(const LlamaConfig& config, const TokenBatch& batch) {
   const double forward = gpt2_forward_flops(config, batch);
   const double classifier = 2.0 * static_cast<double>(batch.n_tokens()) *
-                            static_cast<double>(config.vocab_size) * static_cast<double>(config.dim);
-  double attention = 0.0;  // q k^T and p v over the causal triangle, as gpt2_forward_flops counts them
+                            static_cast<double>(config.vocab_size) *
+                            static_cast<double>(config.dim);
+  double attention =
+      0.0;  // q k^T and p v over the causal triangle, as gpt2_forward_flops counts them
   for (int64_t s = 0; s < batch.n_seqs(); ++s) {
-    const auto len = static_cast<double>(batch.seq_start[floats(s + 1)] - batch.seq_start[floats(s)]);
-    attention += 2.0 * static_cast<double>(config.n_layers) * len * (len + 1) * static_cast<double>(config.dim);
+    const auto len =
+        static_cast<double>(batch.seq_start[floats(s + 1)] - batch.seq_start[floats(s)]);
+    attention += 2.0 * static_cast<double>(config.n_layers) * len * (len + 1) *
+                 static_cast<double>(config.dim);
   }
   const double projections = forward - classifier - attention;
   return forward + (projections + attention) + 2.0 * (projections + classifier) + 2.5 * attention;

@@ -40,11 +40,12 @@ void layernorm_rows_backward(const float* x, const float* weight, const float* d
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t n) {
   constexpr float sqrt_2_over_pi = 0.7978845608028654f;
   for (int64_t i = 0; i < n; ++i) {
-    // y = v/2 (1 + tanh u), u = c (v + a v^3): y' = (1 + tanh u)/2 + v/2 (1 - tanh^2 u) c (1 + 3 a v^2).
+    // y = v/2 (1 + tanh u), u = c (v + a v^3): y' = (1 + tanh u)/2 + v/2 (1 - tanh^2 u) c (1 + 3 a
+    // v^2).
     const float v = x[i];
     const float t = std::tanh(sqrt_2_over_pi * (v + 0.044715f * v * v * v));
-    const float slope =
-        0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * sqrt_2_over_pi * (1.0f + 3.0f * 0.044715f * v * v);
+    const float slope = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * sqrt_2_over_pi *
+                                                (1.0f + 3.0f * 0.044715f * v * v);
     dx[i] = dy[i] * slope;
   }
 }

@@ -25,7 +25,8 @@ void layernorm_rows_backward(const float* x, const float* weight, const float* d
       double grad = 0.0;
       for (int64_t i = 0; i < d; ++i) {
         const double xhat_i = (row[i] - mean) * inv;
-        const double jacobian = weight[i] * inv * ((i == j ? 1.0 : 0.0) - 1.0 / n - xhat_i * xhat_j / n);
+        const double jacobian =
+            weight[i] * inv * ((i == j ? 1.0 : 0.0) - 1.0 / n - xhat_i * xhat_j / n);
         grad += jacobian * dout[r * d + i];
       }
       dx[r * d + j] = static_cast<float>(dx[r * d + j] + grad);

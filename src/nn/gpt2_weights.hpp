@@ -46,16 +46,15 @@ inline Gpt2Weights gpt2_weights(const Model& model) {
   w.wpe = weights(model, "wpe", {c.seq_len, d});
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
-    w.layers.push_back({weights(model, p + "ln_1.weight", {d}), weights(model, p + "ln_1.bias", {d}),
-                        weights(model, p + "attn.c_attn.weight", {3 * d, d}),
-                        weights(model, p + "attn.c_attn.bias", {3 * d}),
-                        weights(model, p + "attn.c_proj.weight", {d, d}),
-                        weights(model, p + "attn.c_proj.bias", {d}),
-                        weights(model, p + "ln_2.weight", {d}), weights(model, p + "ln_2.bias", {d}),
-                        weights(model, p + "mlp.c_fc.weight", {h, d}),
-                        weights(model, p + "mlp.c_fc.bias", {h}),
-                        weights(model, p + "mlp.c_proj.weight", {d, h}),
-                        weights(model, p + "mlp.c_proj.bias", {d})});
+    w.layers.push_back(
+        {weights(model, p + "ln_1.weight", {d}), weights(model, p + "ln_1.bias", {d}),
+         weights(model, p + "attn.c_attn.weight", {3 * d, d}),
+         weights(model, p + "attn.c_attn.bias", {3 * d}),
+         weights(model, p + "attn.c_proj.weight", {d, d}),
+         weights(model, p + "attn.c_proj.bias", {d}), weights(model, p + "ln_2.weight", {d}),
+         weights(model, p + "ln_2.bias", {d}), weights(model, p + "mlp.c_fc.weight", {h, d}),
+         weights(model, p + "mlp.c_fc.bias", {h}), weights(model, p + "mlp.c_proj.weight", {d, h}),
+         weights(model, p + "mlp.c_proj.bias", {d})});
   }
   w.ln_f_weight = weights(model, "ln_f.weight", {d});
   w.ln_f_bias = weights(model, "ln_f.bias", {d});
@@ -78,7 +77,8 @@ inline RowScale layernorm_row_scale(const float* row, int64_t d, float eps) {
   const double mean = sum / static_cast<double>(d);
   double squares = 0;
   for (int64_t i = 0; i < d; ++i) squares += (row[i] - mean) * (row[i] - mean);
-  return {static_cast<float>(mean), static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(d) + eps))};
+  return {static_cast<float>(mean),
+          static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(d) + eps))};
 }
 
 // out[r, :] = (x[r, :] - mean) * inv * weight + bias with layernorm_row_scale's mean and inv;

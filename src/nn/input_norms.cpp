@@ -27,8 +27,8 @@ void InputNormSums::add_columns(const float* weights, const float* x, int64_t ro
   add_column_squares(x, rows, cols, cols, sums_of(weights, cols).data());
 }
 
-void InputNormSums::add_normalised_columns(const float* gain, const float* x, int64_t rows, int64_t d,
-                                           float eps, bool centered) {
+void InputNormSums::add_normalised_columns(const float* gain, const float* x, int64_t rows,
+                                           int64_t d, float eps, bool centered) {
   std::vector<double>& sums = sums_of(gain, d);
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * d;
@@ -40,7 +40,8 @@ void InputNormSums::add_normalised_columns(const float* gain, const float* x, in
     double squares = 0.0;
     for (int64_t i = 0; i < d; ++i) squares += (row[i] - mean) * (row[i] - mean);
     const double inverse = 1.0 / (squares / static_cast<double>(d) + eps);  // 1 / (rms^2 or var)
-    for (int64_t i = 0; i < d; ++i) sums[static_cast<size_t>(i)] += (row[i] - mean) * (row[i] - mean) * inverse;
+    for (int64_t i = 0; i < d; ++i)
+      sums[static_cast<size_t>(i)] += (row[i] - mean) * (row[i] - mean) * inverse;
   }
 }
 
@@ -58,7 +59,8 @@ void InputNormSums::write(float* input_norm, const float* embedding, int64_t dim
     for (int64_t o = 0; o < rows_out; ++o) {
       const double extra = is_embedding ? lookups[static_cast<size_t>(o)] : 0.0;
       for (int64_t i = 0; i < cols; ++i) {
-        out[o * cols + i] = static_cast<float>(std::sqrt(entry.sums[static_cast<size_t>(i)] + extra));
+        out[o * cols + i] =
+            static_cast<float>(std::sqrt(entry.sums[static_cast<size_t>(i)] + extra));
       }
     }
   }
@@ -69,7 +71,8 @@ void InputNormSums::write_lookup_rows(float* input_norm, const float* table, int
                                       const std::vector<double>& lookups) const {
   float* out = input_norm + (table - model_.values.data());
   for (size_t r = 0; r < lookups.size(); ++r) {
-    std::fill_n(out + static_cast<int64_t>(r) * dim, dim, static_cast<float>(std::sqrt(lookups[r])));
+    std::fill_n(out + static_cast<int64_t>(r) * dim, dim,
+                static_cast<float>(std::sqrt(lookups[r])));
   }
 }
 

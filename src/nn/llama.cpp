@@ -6,20 +6,20 @@
 #include <initializer_list>
 #include <string>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/nn/forward.hpp"
 #include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/nn/llama_backward.hpp"
 #include "fracsweep/nn/ops.hpp"
 #include "fracsweep/nn/ops_ref.hpp"
+#include "fracsweep/util/error.hpp"
 #include "llama_weights.hpp"
 
 namespace fracsweep {
 
 using llama_detail::check_batch;
 using llama_detail::embed_tokens;
-using llama_detail::llama_weights;
 using llama_detail::LayerWeights;
+using llama_detail::llama_weights;
 using llama_detail::LlamaWeights;
 
 LlamaWorkspace::LlamaWorkspace(const LlamaConfig& config, int64_t max_tokens_, int64_t max_seq_len_)
@@ -161,8 +161,8 @@ double llama_forward_flops(const LlamaConfig& config, const TokenBatch& batch) {
   return layers * (gemm_per_layer + attention_per_layer) + classifier;
 }
 
-std::unique_ptr<LanguageModelForward> make_llama_forward(const LlamaConfig& config, int64_t max_tokens,
-                                                         int64_t max_seq_len) {
+std::unique_ptr<LanguageModelForward> make_llama_forward(const LlamaConfig& config,
+                                                         int64_t max_tokens, int64_t max_seq_len) {
   using Forward =
       WorkspaceForward<LlamaWorkspace, llama_forward, llama_forward_flops, llama_gradient>;
   return std::make_unique<Forward>(config, max_tokens, max_seq_len);

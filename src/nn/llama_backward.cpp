@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "arena.hpp"
 #include "fracsweep/nn/forward.hpp"
 #include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/nn/llama.hpp"
 #include "fracsweep/nn/ops.hpp"
 #include "fracsweep/nn/ops_backward.hpp"
-#include "arena.hpp"
 #include "input_norms.hpp"
 #include "llama_weights.hpp"
 
@@ -62,7 +62,8 @@ struct PassBuffers {
   LayerGradients g;
 };
 
-PassBuffers carve_buffers(const LlamaConfig& c, int64_t n, int64_t longest, std::vector<float>& storage) {
+PassBuffers carve_buffers(const LlamaConfig& c, int64_t n, int64_t longest,
+                          std::vector<float>& storage) {
   PassBuffers b{};
   const int64_t dim = c.dim, kv = c.kv_dim(), hidden = c.hidden_dim, vocab = c.vocab_size;
   arena::carve(storage, [&](arena::Carver& take) {
@@ -74,11 +75,11 @@ PassBuffers carve_buffers(const LlamaConfig& c, int64_t n, int64_t longest, std:
     b.rope = take.take(c.seq_len * c.head_dim());
     b.scratch = take.take(std::max(attention_scratch_floats(longest, c.head_dim()),
                                    attention_backward_scratch_floats(longest, c.head_dim())));
-    b.a = {take.take(n * dim), take.take(n * dim), take.take(n * kv), take.take(n * kv),
-           take.take(n * dim), take.take(n * dim), take.take(n * dim), take.take(n * hidden),
+    b.a = {take.take(n * dim),    take.take(n * dim),   take.take(n * kv),  take.take(n * kv),
+           take.take(n * dim),    take.take(n * dim),   take.take(n * dim), take.take(n * hidden),
            take.take(n * hidden), take.take(n * hidden)};
-    b.g = {take.take(n * dim), take.take(n * dim), take.take(n * dim), take.take(n * kv),
-           take.take(n * kv), take.take(n * hidden), take.take(n * hidden)};
+    b.g = {take.take(n * dim), take.take(n * dim),    take.take(n * dim),   take.take(n * kv),
+           take.take(n * kv),  take.take(n * hidden), take.take(n * hidden)};
   });
   return b;
 }
@@ -107,10 +108,9 @@ void layer_forward(PassContext& pass, const LayerWeights& layer, const float* x_
   rope_rows(a.k, batch.positions.data(), pass.rope, n, c.n_kv_heads, c.head_dim());
   for (int64_t s = 0; s < batch.n_seqs(); ++s) {
     const int64_t first = batch.seq_start[s];
-    attention_causal(a.q + first * dim, dim, a.k + first * kv,
-                     a.v + first * kv, kv, a.att + first * dim, dim,
-                     batch.seq_start[s + 1] - first, c.n_heads, c.n_kv_heads, c.head_dim(),
-                     pass.scratch);
+    attention_causal(a.q + first * dim, dim, a.k + first * kv, a.v + first * kv, kv,
+                     a.att + first * dim, dim, batch.seq_start[s + 1] - first, c.n_heads,
+                     c.n_kv_heads, c.head_dim(), pass.scratch);
   }
   std::copy_n(x_in, n * dim, a.x1);
   matmul_nt(n, dim, dim, a.att, dim, layer.wo, dim, a.x1, dim, 1.0f);
@@ -187,8 +187,7 @@ double llama_gradient(const Model& model, const TokenBatch& batch, const LogitOb
   matmul_tn(vocab, dim, n, b.dlogits, vocab, b.xf, dim, grad_of(w.classifier), dim, 1.0f);
   matmul_nn(n, dim, vocab, b.dlogits, vocab, w.classifier, dim, g.dxn, dim);
   std::fill_n(b.dx, n * dim, 0.0f);
-  rmsnorm_rows_backward(x_last, w.norm_final, g.dxn, b.dx, gain_grad.data(), n, dim,
-                        c.norm_eps);
+  rmsnorm_rows_backward(x_last, w.norm_final, g.dxn, b.dx, gain_grad.data(), n, dim, c.norm_eps);
   write_gain(w.norm_final);
 
   for (int64_t l = layers - 1; l >= 0; --l) {
@@ -199,39 +198,34 @@ double llama_gradient(const Model& model, const TokenBatch& batch, const LogitOb
     // Feed-forward block: x_out = x1 + hidden w2^T, hidden = silu(xn2 w1^T) * (xn2 w3^T).
     matmul_nn(n, hidden, dim, b.dx, dim, layer.w2, hidden, g.dgate, hidden);
     matmul_tn(dim, hidden, n, b.dx, dim, a.hidden, hidden, grad_of(layer.w2), hidden, 1.0f);
-    swiglu_backward(a.gate, a.up, g.dgate, g.dgate, g.dup,
-                    n * hidden);
+    swiglu_backward(a.gate, a.up, g.dgate, g.dgate, g.dup, n * hidden);
     matmul_tn(hidden, dim, n, g.dgate, hidden, a.xn2, dim, grad_of(layer.w1), dim, 1.0f);
     matmul_tn(hidden, dim, n, g.dup, hidden, a.xn2, dim, grad_of(layer.w3), dim, 1.0f);
     matmul_nn(n, dim, hidden, g.dgate, hidden, layer.w1, dim, g.dxn, dim);
     matmul_nn(n, dim, hidden, g.dup, hidden, layer.w3, dim, g.dxn, dim, 1.0f);
-    rmsnorm_rows_backward(a.x1, layer.ffn_norm, g.dxn, b.dx, gain_grad.data(),
-                          n, dim, c.norm_eps);
+    rmsnorm_rows_backward(a.x1, layer.ffn_norm, g.dxn, b.dx, gain_grad.data(), n, dim, c.norm_eps);
     write_gain(layer.ffn_norm);
 
-    // Attention block: x1 = x_in + att wo^T, att = attention(rope(xn1 wq^T), rope(xn1 wk^T), xn1 wv^T).
+    // Attention block: x1 = x_in + att wo^T, att = attention(rope(xn1 wq^T), rope(xn1 wk^T), xn1
+    // wv^T).
     matmul_nn(n, dim, dim, b.dx, dim, layer.wo, dim, g.datt, dim);
     matmul_tn(dim, dim, n, b.dx, dim, a.att, dim, grad_of(layer.wo), dim, 1.0f);
     for (int64_t s = 0; s < batch.n_seqs(); ++s) {
       const int64_t first = batch.seq_start[s];
-      attention_causal_backward(a.q + first * dim, dim, a.k + first * kv,
-                                a.v + first * kv, kv, g.datt + first * dim, dim,
-                                g.dq + first * dim, dim, g.dk + first * kv,
-                                g.dv + first * kv, kv, batch.seq_start[s + 1] - first,
-                                c.n_heads, c.n_kv_heads, c.head_dim(), pass.scratch);
+      attention_causal_backward(
+          a.q + first * dim, dim, a.k + first * kv, a.v + first * kv, kv, g.datt + first * dim, dim,
+          g.dq + first * dim, dim, g.dk + first * kv, g.dv + first * kv, kv,
+          batch.seq_start[s + 1] - first, c.n_heads, c.n_kv_heads, c.head_dim(), pass.scratch);
     }
-    rope_rows_backward(g.dq, batch.positions.data(), pass.rope, n, c.n_heads,
-                       c.head_dim());
-    rope_rows_backward(g.dk, batch.positions.data(), pass.rope, n, c.n_kv_heads,
-                       c.head_dim());
+    rope_rows_backward(g.dq, batch.positions.data(), pass.rope, n, c.n_heads, c.head_dim());
+    rope_rows_backward(g.dk, batch.positions.data(), pass.rope, n, c.n_kv_heads, c.head_dim());
     matmul_tn(dim, dim, n, g.dq, dim, a.xn1, dim, grad_of(layer.wq), dim, 1.0f);
     matmul_tn(kv, dim, n, g.dk, kv, a.xn1, dim, grad_of(layer.wk), dim, 1.0f);
     matmul_tn(kv, dim, n, g.dv, kv, a.xn1, dim, grad_of(layer.wv), dim, 1.0f);
     matmul_nn(n, dim, dim, g.dq, dim, layer.wq, dim, g.dxn, dim);
     matmul_nn(n, dim, kv, g.dk, kv, layer.wk, dim, g.dxn, dim, 1.0f);
     matmul_nn(n, dim, kv, g.dv, kv, layer.wv, dim, g.dxn, dim, 1.0f);
-    rmsnorm_rows_backward(x_in, layer.attn_norm, g.dxn, b.dx, gain_grad.data(), n, dim,
-                          c.norm_eps);
+    rmsnorm_rows_backward(x_in, layer.attn_norm, g.dxn, b.dx, gain_grad.data(), n, dim, c.norm_eps);
     write_gain(layer.attn_norm);
   }
 
@@ -249,9 +243,9 @@ double llama_gradient(const Model& model, const TokenBatch& batch, const LogitOb
 // four products (scores, dp = dout v^T, dq, dk; dv is the fourth), i.e. twice its forward cost.
 double llama_gradient_flops(const LlamaConfig& config, const TokenBatch& batch) {
   const double forward = llama_forward_flops(config, batch);
-  const double classifier =
-      2.0 * static_cast<double>(batch.n_tokens()) * static_cast<double>(config.vocab_size) *
-      static_cast<double>(config.dim);
+  const double classifier = 2.0 * static_cast<double>(batch.n_tokens()) *
+                            static_cast<double>(config.vocab_size) *
+                            static_cast<double>(config.dim);
   const double layers = forward - classifier;
   return forward + layers + 2.0 * forward;
 }

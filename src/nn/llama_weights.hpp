@@ -16,7 +16,7 @@ namespace fracsweep::llama_detail {
 // Pointer to the values of tensor `name`, after checking it has the shape the forward pass
 // assumes (the loader validated the file; this guards against a model built otherwise).
 inline const float* weights(const Model& model, const std::string& name,
-                     std::initializer_list<int64_t> shape) {
+                            std::initializer_list<int64_t> shape) {
   const TensorInfo& info = model.tensor(name);
   if (!std::equal(info.shape.begin(), info.shape.end(), shape.begin(), shape.end())) {
     throw InputError(in_file(model.path, "tensor " + name + " has shape " + shape_text(info.shape) +
@@ -100,7 +100,8 @@ inline int64_t check_batch(const LlamaConfig& config, const TokenBatch& batch) {
 }
 
 // x[r, :] = embedding row of tokens[r]; x (n_tokens, dim).
-inline void embed_tokens(const float* tok_embeddings, const TokenBatch& batch, int64_t dim, float* x) {
+inline void embed_tokens(const float* tok_embeddings, const TokenBatch& batch, int64_t dim,
+                         float* x) {
   for (int64_t r = 0; r < batch.n_tokens(); ++r) {
     std::copy_n(tok_embeddings + batch.tokens[r] * dim, dim, x + r * dim);
   }

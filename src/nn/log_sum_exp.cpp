@@ -1,9 +1,9 @@
 #include "fracsweep/nn/log_sum_exp.hpp"
 
-#include "fracsweep/nn/fast_exp.hpp"
-
 #include <algorithm>
 #include <cmath>
+
+#include "fracsweep/nn/fast_exp.hpp"
 
 namespace fracsweep {
 
@@ -33,7 +33,8 @@ float row_max(const float* logits, int64_t vocab) {
   for (int64_t j = 0; j < kLanes; ++j) lanes[j] = logits[0];
   int64_t i = 0;
   for (; i + kLanes <= vocab; i += kLanes) {
-    for (int64_t j = 0; j < kLanes; ++j) lanes[j] = logits[i + j] > lanes[j] ? logits[i + j] : lanes[j];
+    for (int64_t j = 0; j < kLanes; ++j)
+      lanes[j] = logits[i + j] > lanes[j] ? logits[i + j] : lanes[j];
   }
   float max = lanes[0];
   for (int64_t j = 1; j < kLanes; ++j) max = lanes[j] > max ? lanes[j] : max;

@@ -5,13 +5,13 @@
 // extension.
 #include "fracsweep/nn/ops.hpp"
 
-#include "fracsweep/nn/fast_exp.hpp"
-#include "float8.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+
+#include "float8.hpp"
+#include "fracsweep/nn/fast_exp.hpp"
 
 namespace fracsweep {
 namespace {

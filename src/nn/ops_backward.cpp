@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "fracsweep/nn/fast_exp.hpp"
 #include "float8.hpp"
+#include "fracsweep/nn/fast_exp.hpp"
 
 namespace fracsweep {
 
@@ -113,14 +113,14 @@ void attention_causal_backward(const float* q, int64_t q_stride, const float* k,
                                int64_t len, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                                float* scratch) {
   const int64_t padded = padded_keys(len);
-  float* keys_t = scratch;                            // (head_dim, padded) one kv head's keys
-  float* values_t = keys_t + head_dim * padded;       // (head_dim, padded) its values
-  float* dkeys_t = values_t + head_dim * padded;      // (head_dim, padded) d / d keys
-  float* dvalues_t = dkeys_t + head_dim * padded;     // (head_dim, padded) d / d values
-  float* probs = dvalues_t + head_dim * padded;       // (query_block, padded) softmax weights
-  float* dscores = probs + query_block * padded;      // (query_block, padded) dp, then d score
-  float* queries = dscores + query_block * padded;    // (query_block, head_dim) the block's q
-  float* grads = queries + query_block * head_dim;    // (query_block, head_dim) its dout
+  float* keys_t = scratch;                          // (head_dim, padded) one kv head's keys
+  float* values_t = keys_t + head_dim * padded;     // (head_dim, padded) its values
+  float* dkeys_t = values_t + head_dim * padded;    // (head_dim, padded) d / d keys
+  float* dvalues_t = dkeys_t + head_dim * padded;   // (head_dim, padded) d / d values
+  float* probs = dvalues_t + head_dim * padded;     // (query_block, padded) softmax weights
+  float* dscores = probs + query_block * padded;    // (query_block, padded) dp, then d score
+  float* queries = dscores + query_block * padded;  // (query_block, head_dim) the block's q
+  float* grads = queries + query_block * head_dim;  // (query_block, head_dim) its dout
   const int64_t heads_per_kv = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int64_t kv_head = 0; kv_head < n_kv_heads; ++kv_head) {
@@ -137,7 +137,7 @@ void attention_causal_backward(const float* q, int64_t q_stride, const float* k,
       const int64_t column = head * head_dim;
       for (int64_t t0 = 0; t0 < len; t0 += query_block) {
         const int64_t rows = std::min(query_block, len - t0);
-        const int64_t keys_end = padded_keys(t0 + rows);  // covers the last query's keys
+        const int64_t keys_end = padded_keys(t0 + rows);         // covers the last query's keys
         std::fill_n(queries, 2 * query_block * head_dim, 0.0f);  // rows past the end stay 0
         for (int64_t r = 0; r < rows; ++r) {
           std::copy_n(q + (t0 + r) * q_stride + column, head_dim, queries + r * head_dim);

@@ -18,10 +18,10 @@ void rmsnorm_rows_backward(const float* x, const float* weight, const float* dou
     for (int64_t j = 0; j < d; ++j) {
       double grad = 0.0;
       for (int64_t i = 0; i < d; ++i) {
-        const double jacobian = weight[i] * ((i == j ? inv_rms : 0.0) -
-                                             inv_rms * inv_rms * inv_rms *
-                                                 static_cast<double>(x[r * d + i]) * x[r * d + j] /
-                                                 static_cast<double>(d));
+        const double jacobian =
+            weight[i] * ((i == j ? inv_rms : 0.0) - inv_rms * inv_rms * inv_rms *
+                                                        static_cast<double>(x[r * d + i]) *
+                                                        x[r * d + j] / static_cast<double>(d));
         grad += jacobian * dout[r * d + i];
       }
       dx[r * d + j] = static_cast<float>(dx[r * d + j] + grad);
@@ -68,8 +68,8 @@ void attention_causal_backward(const float* q, int64_t q_stride, const float* k,
   const int64_t heads_per_kv = n_heads / n_kv_heads;
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
   const size_t kv_count = static_cast<size_t>(len * n_kv_heads * head_dim);
-  std::vector<double> dk_sum(kv_count, 0.0);  // (len, n_kv_heads * head_dim)
-  std::vector<double> dv_sum(kv_count, 0.0);  // (len, n_kv_heads * head_dim)
+  std::vector<double> dk_sum(kv_count, 0.0);        // (len, n_kv_heads * head_dim)
+  std::vector<double> dv_sum(kv_count, 0.0);        // (len, n_kv_heads * head_dim)
   std::vector<double> p(static_cast<size_t>(len));  // (len) softmax weights of one query
   for (int64_t h = 0; h < n_heads; ++h) {
     const int64_t kv_column = (h / heads_per_kv) * head_dim;
@@ -79,7 +79,8 @@ void attention_causal_backward(const float* q, int64_t q_stride, const float* k,
       double largest = -INFINITY;
       for (int64_t j = 0; j <= t; ++j) {
         double score = 0.0;
-        for (int64_t d = 0; d < head_dim; ++d) score += static_cast<double>(query[d]) * k[j * kv_stride + kv_column + d];
+        for (int64_t d = 0; d < head_dim; ++d)
+          score += static_cast<double>(query[d]) * k[j * kv_stride + kv_column + d];
         p[j] = score * scale;
         largest = std::max(largest, p[j]);
       }
@@ -91,7 +92,8 @@ void attention_causal_backward(const float* q, int64_t q_stride, const float* k,
       double expected = 0.0;
       for (int64_t j = 0; j <= t; ++j) {
         double dot = 0.0;
-        for (int64_t d = 0; d < head_dim; ++d) dot += static_cast<double>(grad_out[d]) * v[j * kv_stride + kv_column + d];
+        for (int64_t d = 0; d < head_dim; ++d)
+          dot += static_cast<double>(grad_out[d]) * v[j * kv_stride + kv_column + d];
         dp[j] = dot;
         expected += p[j] * dot;
       }

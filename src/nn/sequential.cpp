@@ -6,8 +6,8 @@
 #include <limits>
 #include <map>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
 
@@ -33,8 +33,9 @@ class ShapePlanner {
       layers.push_back(std::move(layer));
     }
     check_input(shape == std::vector<int64_t>{spec_.classes},
-                in_file(spec_.path, "the last layer produces " + shape_text(shape) +
-                                        " per example, expected (classes) = " + std::to_string(spec_.classes)));
+                in_file(spec_.path,
+                        "the last layer produces " + shape_text(shape) +
+                            " per example, expected (classes) = " + std::to_string(spec_.classes)));
     return layers;
   }
 
@@ -44,31 +45,36 @@ class ShapePlanner {
   void use(const std::string& name, const std::vector<int64_t>& expected, const std::string& where,
            const char* field) {
     const std::vector<int64_t>* actual = shape_of_(name);
-    check_input(actual != nullptr, where + ", field '" + field + "': tensor '" + name + "' is not in " +
-                                       spec_.weights_path);
-    check_input(*actual == expected, where + ", field '" + field + "': tensor '" + name + "' has shape " +
-                                         shape_text(*actual) + ", expected " + shape_text(expected));
-    if (std::find(layout_.tensor_names.begin(), layout_.tensor_names.end(), name) == layout_.tensor_names.end()) {
+    check_input(actual != nullptr, where + ", field '" + field + "': tensor '" + name +
+                                       "' is not in " + spec_.weights_path);
+    check_input(*actual == expected, where + ", field '" + field + "': tensor '" + name +
+                                         "' has shape " + shape_text(*actual) + ", expected " +
+                                         shape_text(expected));
+    if (std::find(layout_.tensor_names.begin(), layout_.tensor_names.end(), name) ==
+        layout_.tensor_names.end()) {
       layout_.tensor_names.push_back(name);
       layout_.tensor_shapes.push_back(*actual);
     }
   }
 
   // The first dimension of tensor `name` (which must exist and have rank `rank`).
-  int64_t leading_dim(const std::string& name, size_t rank, const std::string& where, const char* field) {
+  int64_t leading_dim(const std::string& name, size_t rank, const std::string& where,
+                      const char* field) {
     const std::vector<int64_t>* actual = shape_of_(name);
-    check_input(actual != nullptr, where + ", field '" + field + "': tensor '" + name + "' is not in " +
-                                       spec_.weights_path);
+    check_input(actual != nullptr, where + ", field '" + field + "': tensor '" + name +
+                                       "' is not in " + spec_.weights_path);
     check_input(actual->size() == rank && actual->front() >= 1,
-                where + ", field '" + field + "': tensor '" + name + "' has shape " + shape_text(*actual) +
-                    ", expected " + std::to_string(rank) + " non-empty dimensions");
+                where + ", field '" + field + "': tensor '" + name + "' has shape " +
+                    shape_text(*actual) + ", expected " + std::to_string(rank) +
+                    " non-empty dimensions");
     return actual->front();
   }
 
   static void need_rank(const std::vector<int64_t>& shape, size_t rank, const std::string& where,
                         const char* what) {
-    check_input(shape.size() == rank, where + ": expects " + what + " input, found " + shape_text(shape) +
-                                          " per example" + (rank == 1 ? " (add a flatten layer)" : ""));
+    check_input(shape.size() == rank, where + ": expects " + what + " input, found " +
+                                          shape_text(shape) + " per example" +
+                                          (rank == 1 ? " (add a flatten layer)" : ""));
   }
 
   ResolvedLayer resolve_layer(size_t index, const std::vector<int64_t>& in) {
@@ -100,13 +106,15 @@ class ShapePlanner {
                         " is larger than the padded input " + shape_text(in));
         layer.out_features = out_channels;
         layer.out_shape = {out_channels, layer.window.out_height(), layer.window.out_width()};
-        checked_shape_product({layer.window.out_height() * layer.window.out_width(), in[0], w[2], w[3]},
-                        where + " im2col rows");
+        checked_shape_product(
+            {layer.window.out_height() * layer.window.out_width(), in[0], w[2], w[3]},
+            where + " im2col rows");
         break;
       }
       case LayerKind::batchnorm: {
         check_input(in.size() == 1 || in.size() == 3,
-                    where + ": expects (features) or (channels, height, width) input, found " + shape_text(in));
+                    where + ": expects (features) or (channels, height, width) input, found " +
+                        shape_text(in));
         const std::vector<int64_t> per_channel = {in[0]};
         if (!s.weight.empty()) use(s.weight, per_channel, where, "weight");
         if (!s.bias.empty()) use(s.bias, per_channel, where, "bias");
@@ -118,7 +126,8 @@ class ShapePlanner {
       case LayerKind::avgpool2d: {
         need_rank(in, 3, where, "a 3-D (channels, height, width)");
         check_input(s.kernel <= in[1] && s.kernel <= in[2],
-                    where + ": kernel " + std::to_string(s.kernel) + " is larger than the input " + shape_text(in));
+                    where + ": kernel " + std::to_string(s.kernel) + " is larger than the input " +
+                        shape_text(in));
         layer.window = Window2d{in[0], in[1], in[2], s.kernel, s.kernel, s.stride, 0};
         layer.out_shape = {in[0], layer.window.out_height(), layer.window.out_width()};
         break;
@@ -182,7 +191,9 @@ SequentialNetwork build_network(const SequentialSpec& spec, const Model& model) 
   network.input_size = product(spec.input_shape);
   network.classes = spec.classes;
   network.layers = planner.resolve();
-  auto offset = [&](const std::string& name) { return name.empty() ? int64_t{-1} : by_name.at(name)->offset; };
+  auto offset = [&](const std::string& name) {
+    return name.empty() ? int64_t{-1} : by_name.at(name)->offset;
+  };
   for (ResolvedLayer& layer : network.layers) {
     layer.weight = offset(layer.spec.weight);
     layer.bias = offset(layer.spec.bias);
@@ -209,7 +220,8 @@ int64_t SequentialNetwork::largest_im2col() const {
   for (const ResolvedLayer& layer : layers) {
     if (layer.spec.kind != LayerKind::conv2d) continue;
     const Window2d& w = layer.window;
-    largest = std::max(largest, w.out_height() * w.out_width() * w.channels * w.kernel_h * w.kernel_w);
+    largest =
+        std::max(largest, w.out_height() * w.out_width() * w.channels * w.kernel_h * w.kernel_w);
   }
   return largest;
 }
@@ -218,7 +230,8 @@ double SequentialNetwork::forward_flops(int64_t examples) const {
   double flops = 0;
   for (const ResolvedLayer& layer : layers) {
     if (layer.spec.kind == LayerKind::linear) {
-      flops += 2.0 * static_cast<double>(layer.in_features) * static_cast<double>(layer.out_features);
+      flops +=
+          2.0 * static_cast<double>(layer.in_features) * static_cast<double>(layer.out_features);
     } else if (layer.spec.kind == LayerKind::conv2d) {
       const Window2d& w = layer.window;
       flops += 2.0 * static_cast<double>(product(layer.out_shape)) *
@@ -233,8 +246,10 @@ SequentialWorkspace::SequentialWorkspace(const SequentialNetwork& network, int64
   const int64_t activation = network.largest_activation();
   const int64_t columns = network.largest_im2col();
   // ping + pong + conv GEMM output (each <= activation) + im2col rows, per example.
-  const int64_t bytes_per_example = static_cast<int64_t>(sizeof(float)) * (3 * activation + columns);
-  max_examples_ = std::clamp<int64_t>(budget_bytes / bytes_per_example, 1, std::max<int64_t>(n_examples, 1));
+  const int64_t bytes_per_example =
+      static_cast<int64_t>(sizeof(float)) * (3 * activation + columns);
+  max_examples_ =
+      std::clamp<int64_t>(budget_bytes / bytes_per_example, 1, std::max<int64_t>(n_examples, 1));
   ping_.resize(static_cast<size_t>(max_examples_ * activation));
   pong_.resize(static_cast<size_t>(max_examples_ * activation));
   if (columns > 0) {
@@ -246,7 +261,8 @@ SequentialWorkspace::SequentialWorkspace(const SequentialNetwork& network, int64
 void sequential_forward(const SequentialNetwork& network, const Model& model, const float* inputs,
                         int64_t n, size_t n_layers, SequentialWorkspace& workspace, float* out) {
   check_invariant(n_layers <= network.layers.size(), "sequential_forward: too many layers");
-  const int64_t out_size = n_layers == 0 ? network.input_size : product(network.layers[n_layers - 1].out_shape);
+  const int64_t out_size =
+      n_layers == 0 ? network.input_size : product(network.layers[n_layers - 1].out_shape);
   for (int64_t first = 0; first < n; first += workspace.max_examples_) {
     const int64_t m = std::min(workspace.max_examples_, n - first);  // examples in this pass
     const float* source = inputs + first * network.input_size;       // (m, layer input size)
@@ -263,26 +279,41 @@ void sequential_forward(const SequentialNetwork& network, const Model& model, co
       }
       switch (s.kind) {
         case LayerKind::linear:
-          linear_forward(m, layer.in_features, layer.out_features, source, at_offset(model, layer.weight),
-                         at_offset(model, layer.bias), target);
+          linear_forward(m, layer.in_features, layer.out_features, source,
+                         at_offset(model, layer.weight), at_offset(model, layer.bias), target);
           break;
         case LayerKind::conv2d:
-          conv2d_forward(m, layer.window, layer.out_features, source, at_offset(model, layer.weight),
-                         at_offset(model, layer.bias), workspace.columns_.data(), workspace.gemm_out_.data(),
-                         target);
+          conv2d_forward(m, layer.window, layer.out_features, source,
+                         at_offset(model, layer.weight), at_offset(model, layer.bias),
+                         workspace.columns_.data(), workspace.gemm_out_.data(), target);
           break;
         case LayerKind::batchnorm:
-          batchnorm_forward(m, layer.in_shape[0], in_size / layer.in_shape[0], at_offset(model, layer.weight),
-                            at_offset(model, layer.bias), at_offset(model, layer.running_mean),
+          batchnorm_forward(m, layer.in_shape[0], in_size / layer.in_shape[0],
+                            at_offset(model, layer.weight), at_offset(model, layer.bias),
+                            at_offset(model, layer.running_mean),
                             at_offset(model, layer.running_var), s.eps, target);
           break;
-        case LayerKind::relu: relu_forward(m * in_size, target); break;
-        case LayerKind::gelu: gelu_forward(m * in_size, target); break;
-        case LayerKind::tanh: tanh_forward(m * in_size, target); break;
-        case LayerKind::maxpool2d: maxpool2d_forward(m, layer.window, source, target); break;
-        case LayerKind::avgpool2d: avgpool2d_forward(m, layer.window, source, target); break;
-        case LayerKind::softmax: softmax_forward(m, in_size, target); break;
-        case LayerKind::log_softmax: log_softmax_forward(m, in_size, target); break;
+        case LayerKind::relu:
+          relu_forward(m * in_size, target);
+          break;
+        case LayerKind::gelu:
+          gelu_forward(m * in_size, target);
+          break;
+        case LayerKind::tanh:
+          tanh_forward(m * in_size, target);
+          break;
+        case LayerKind::maxpool2d:
+          maxpool2d_forward(m, layer.window, source, target);
+          break;
+        case LayerKind::avgpool2d:
+          avgpool2d_forward(m, layer.window, source, target);
+          break;
+        case LayerKind::softmax:
+          softmax_forward(m, in_size, target);
+          break;
+        case LayerKind::log_softmax:
+          log_softmax_forward(m, in_size, target);
+          break;
         case LayerKind::flatten:
         case LayerKind::dropout:
           break;
@@ -291,7 +322,8 @@ void sequential_forward(const SequentialNetwork& network, const Model& model, co
       which = 1 - which;
     }
     if (n_layers == 0) {
-      std::memcpy(out + first * out_size, source, static_cast<size_t>(m * out_size) * sizeof(float));
+      std::memcpy(out + first * out_size, source,
+                  static_cast<size_t>(m * out_size) * sizeof(float));
     }
   }
 }
@@ -309,7 +341,8 @@ void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const fl
 }
 
 void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, const float* x,
-                    const float* weight, const float* bias, float* columns, float* gemm_out, float* y) {
+                    const float* weight, const float* bias, float* columns, float* gemm_out,
+                    float* y) {
   const Window2d& w = window;
   const int64_t out_h = w.out_height(), out_w = w.out_width(), positions = out_h * out_w;
   const int64_t patch = w.channels * w.kernel_h * w.kernel_w;  // one im2col row: (C, KH, KW)
@@ -332,7 +365,8 @@ void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, con
     }
   }
   // gemm_out (n * positions, O) = columns (n * positions, patch) * weight (O, patch)^T
-  matmul_nt(n * positions, out_channels, patch, columns, patch, weight, patch, gemm_out, out_channels);
+  matmul_nt(n * positions, out_channels, patch, columns, patch, weight, patch, gemm_out,
+            out_channels);
   for (int64_t e = 0; e < n; ++e) {
     for (int64_t o = 0; o < out_channels; ++o) {
       const float b = bias ? bias[o] : 0.0f;
@@ -344,10 +378,12 @@ void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, con
 }
 
 void batchnorm_forward(int64_t n, int64_t channels, int64_t spatial, const float* gamma,
-                       const float* beta, const float* mean, const float* var, double eps, float* x) {
+                       const float* beta, const float* mean, const float* var, double eps,
+                       float* x) {
   for (int64_t e = 0; e < n; ++e) {
     for (int64_t c = 0; c < channels; ++c) {
-      const float scale = static_cast<float>((gamma ? gamma[c] : 1.0) / std::sqrt(static_cast<double>(var[c]) + eps));
+      const float scale = static_cast<float>((gamma ? gamma[c] : 1.0) /
+                                             std::sqrt(static_cast<double>(var[c]) + eps));
       const float shift = (beta ? beta[c] : 0.0f) - mean[c] * scale;
       float* plane = x + (e * channels + c) * spatial;
       for (int64_t i = 0; i < spatial; ++i) plane[i] = plane[i] * scale + shift;
@@ -371,7 +407,8 @@ void tanh_forward(int64_t count, float* x) {
 
 // Window reductions: `combine` folds one input value into the running result.
 template <typename Init, typename Combine, typename Finish>
-void pool2d(int64_t n, const Window2d& w, const float* x, float* y, Init init, Combine combine, Finish finish) {
+void pool2d(int64_t n, const Window2d& w, const float* x, float* y, Init init, Combine combine,
+            Finish finish) {
   const int64_t out_h = w.out_height(), out_w = w.out_width();
   for (int64_t plane = 0; plane < n * w.channels; ++plane) {
     const float* in = x + plane * w.height * w.width;  // (H, W)
@@ -390,15 +427,17 @@ void pool2d(int64_t n, const Window2d& w, const float* x, float* y, Init init, C
 }
 
 void maxpool2d_forward(int64_t n, const Window2d& window, const float* x, float* y) {
-  pool2d(n, window, x, y, [] { return -std::numeric_limits<float>::infinity(); },
-         [](float acc, float v) { return (v > acc || std::isnan(v)) && !std::isnan(acc) ? v : acc; },
-         [](float acc) { return acc; });
+  pool2d(
+      n, window, x, y, [] { return -std::numeric_limits<float>::infinity(); },
+      [](float acc, float v) { return (v > acc || std::isnan(v)) && !std::isnan(acc) ? v : acc; },
+      [](float acc) { return acc; });
 }
 
 void avgpool2d_forward(int64_t n, const Window2d& window, const float* x, float* y) {
   const float inv_area = 1.0f / static_cast<float>(window.kernel_h * window.kernel_w);
-  pool2d(n, window, x, y, [] { return 0.0f; }, [](float acc, float v) { return acc + v; },
-         [inv_area](float acc) { return acc * inv_area; });
+  pool2d(
+      n, window, x, y, [] { return 0.0f; }, [](float acc, float v) { return acc + v; },
+      [inv_area](float acc) { return acc * inv_area; });
 }
 
 void softmax_forward(int64_t n, int64_t features, float* x) {

@@ -13,7 +13,8 @@ void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const fl
   for (int64_t e = 0; e < n; ++e) {
     for (int64_t o = 0; o < out; ++o) {
       double sum = bias ? bias[o] : 0.0;
-      for (int64_t i = 0; i < in; ++i) sum += static_cast<double>(x[e * in + i]) * weight[o * in + i];
+      for (int64_t i = 0; i < in; ++i)
+        sum += static_cast<double>(x[e * in + i]) * weight[o * in + i];
       y[e * out + o] = static_cast<float>(sum);
     }
   }
@@ -30,10 +31,12 @@ void conv2d_forward(int64_t n, const Window2d& w, int64_t out_channels, const fl
           for (int64_t c = 0; c < w.channels; ++c) {
             for (int64_t ky = 0; ky < w.kernel_h; ++ky) {
               for (int64_t kx = 0; kx < w.kernel_w; ++kx) {
-                const int64_t iy = oy * w.stride + ky - w.padding, ix = ox * w.stride + kx - w.padding;
+                const int64_t iy = oy * w.stride + ky - w.padding,
+                              ix = ox * w.stride + kx - w.padding;
                 if (iy < 0 || iy >= w.height || ix < 0 || ix >= w.width) continue;
-                sum += static_cast<double>(x[((e * w.channels + c) * w.height + iy) * w.width + ix]) *
-                       weight[((o * w.channels + c) * w.kernel_h + ky) * w.kernel_w + kx];
+                sum +=
+                    static_cast<double>(x[((e * w.channels + c) * w.height + iy) * w.width + ix]) *
+                    weight[((o * w.channels + c) * w.kernel_h + ky) * w.kernel_w + kx];
               }
             }
           }
@@ -45,7 +48,8 @@ void conv2d_forward(int64_t n, const Window2d& w, int64_t out_channels, const fl
 }
 
 void batchnorm_forward(int64_t n, int64_t channels, int64_t spatial, const float* gamma,
-                       const float* beta, const float* mean, const float* var, double eps, float* x) {
+                       const float* beta, const float* mean, const float* var, double eps,
+                       float* x) {
   for (int64_t e = 0; e < n; ++e) {
     for (int64_t c = 0; c < channels; ++c) {
       for (int64_t i = 0; i < spatial; ++i) {
@@ -71,7 +75,8 @@ void gelu_forward(int64_t count, float* x) {
 }
 
 void tanh_forward(int64_t count, float* x) {
-  for (int64_t i = 0; i < count; ++i) x[i] = static_cast<float>(std::tanh(static_cast<double>(x[i])));
+  for (int64_t i = 0; i < count; ++i)
+    x[i] = static_cast<float>(std::tanh(static_cast<double>(x[i])));
 }
 
 void maxpool2d_forward(int64_t n, const Window2d& w, const float* x, float* y) {
@@ -83,7 +88,8 @@ void maxpool2d_forward(int64_t n, const Window2d& w, const float* x, float* y) {
           float best = -std::numeric_limits<float>::infinity();
           for (int64_t ky = 0; ky < w.kernel_h; ++ky) {
             for (int64_t kx = 0; kx < w.kernel_w; ++kx) {
-              const float v = x[((e * w.channels + c) * w.height + oy * w.stride + ky) * w.width + ox * w.stride + kx];
+              const float v = x[((e * w.channels + c) * w.height + oy * w.stride + ky) * w.width +
+                                ox * w.stride + kx];
               if (std::isnan(v)) best = v;  // NaN anywhere in the window wins
               if (!std::isnan(best) && v > best) best = v;
             }
@@ -104,7 +110,8 @@ void avgpool2d_forward(int64_t n, const Window2d& w, const float* x, float* y) {
           double sum = 0;
           for (int64_t ky = 0; ky < w.kernel_h; ++ky) {
             for (int64_t kx = 0; kx < w.kernel_w; ++kx) {
-              sum += x[((e * w.channels + c) * w.height + oy * w.stride + ky) * w.width + ox * w.stride + kx];
+              sum += x[((e * w.channels + c) * w.height + oy * w.stride + ky) * w.width +
+                       ox * w.stride + kx];
             }
           }
           y[((e * w.channels + c) * out_h + oy) * out_w + ox] =

@@ -5,8 +5,12 @@
 namespace fracsweep {
 
 Progress::Progress(int64_t total, double interval_s, bool enabled, std::FILE* out)
-    : total_(total), interval_s_(interval_s), enabled_(enabled), out_(out),
-      start_(Clock::now()), last_print_(start_) {}
+    : total_(total),
+      interval_s_(interval_s),
+      enabled_(enabled),
+      out_(out),
+      start_(Clock::now()),
+      last_print_(start_) {}
 
 std::string Progress::format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -24,9 +28,11 @@ std::string Progress::line(int64_t done) const {
   const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
   const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
   const double eta = rate > 0 ? static_cast<double>(total_ - done) / rate : NAN;
-  const double percent = total_ > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(total_) : 100.0;
+  const double percent =
+      total_ > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(total_) : 100.0;
   char buffer[160];
-  std::snprintf(buffer, sizeof buffer, "[fracsweep] %lld/%lld trials (%.1f%%)  %.2f trials/s  elapsed %s  ETA %s",
+  std::snprintf(buffer, sizeof buffer,
+                "[fracsweep] %lld/%lld trials (%.1f%%)  %.2f trials/s  elapsed %s  ETA %s",
                 static_cast<long long>(done), static_cast<long long>(total_), percent, rate,
                 format_duration(elapsed).c_str(), format_duration(eta).c_str());
   return buffer;

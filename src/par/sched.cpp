@@ -5,8 +5,8 @@
 #include <limits>
 #include <thread>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/io/journal.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
 
@@ -143,8 +143,9 @@ bool run_distributed(MPI_Comm comm, const std::vector<int64_t>& trial_ids,
       progress.update(collected);
     } else {
       const std::vector<char> bytes = encode_result(result);
-      check_mpi(MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, 0, tag_result, comm),
-                "MPI_Send");
+      check_mpi(
+          MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, 0, tag_result, comm),
+          "MPI_Send");
     }
   };
 

@@ -47,16 +47,24 @@ StopSignals::~StopSignals() {
   for (int i = 0; i < 3; ++i) ::sigaction(handled_signals[i], &previous_[i], nullptr);
 }
 
-bool StopSignals::requested() const { return signals_received > 0; }
+bool StopSignals::requested() const {
+  return signals_received > 0;
+}
 
-int StopSignals::signal_number() const { return first_signal; }
+int StopSignals::signal_number() const {
+  return first_signal;
+}
 
 const char* StopSignals::name(int signal_number) {
   switch (signal_number) {
-    case SIGTERM: return "SIGTERM";
-    case SIGINT: return "SIGINT";
-    case SIGUSR1: return "SIGUSR1";
-    default: return "signal";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    case SIGUSR1:
+      return "SIGUSR1";
+    default:
+      return "signal";
   }
 }
 

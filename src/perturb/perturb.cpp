@@ -69,7 +69,9 @@ Perturber::ScopeIndex& Perturber::scope_index(const Scope& scope) {
   return scopes_.emplace(key, std::move(index)).first->second;
 }
 
-int64_t Perturber::scope_size(const Scope& scope) { return scope_index(scope).prefix.back(); }
+int64_t Perturber::scope_size(const Scope& scope) {
+  return scope_index(scope).prefix.back();
+}
 
 std::string stored_types_in_scope(const std::vector<TensorInfo>& tensors, const Scope& scope) {
   bool present[3] = {false, false, false};  // by StoredType
@@ -98,7 +100,8 @@ std::string Perturber::values_key_text(const StrategySpec& strategy, int64_t see
          "|strategy=" + strategy.canonical() + "|seed=" + std::to_string(seed);
 }
 
-std::vector<int64_t> Perturber::select_sites(const StrategySpec& strategy, int64_t k, int64_t seed) {
+std::vector<int64_t> Perturber::select_sites(const StrategySpec& strategy, int64_t k,
+                                             int64_t seed) {
   ScopeIndex& index = scope_index(strategy.scope);
   const int64_t n_scope = index.prefix.back();
   check_invariant(k >= 0 && k <= n_scope, "site count outside the scope");
@@ -110,8 +113,8 @@ std::vector<int64_t> Perturber::select_sites(const StrategySpec& strategy, int64
   const KeyedRng rng(key_from_text(sites_key_text(strategy.scope, seed)));
   std::vector<int64_t> sites = permutation_prefix(rng, n_scope, k, 0);
   for (int64_t& site : sites) {  // in-scope index -> offset in Model::values
-    const auto slot = std::upper_bound(index.prefix.begin(), index.prefix.end(), site) -
-                      index.prefix.begin() - 1;
+    const auto slot =
+        std::upper_bound(index.prefix.begin(), index.prefix.end(), site) - index.prefix.begin() - 1;
     const TensorInfo& info =
         model_.tensors[static_cast<size_t>(index.tensor_ids[static_cast<size_t>(slot)])];
     site = info.offset + (site - index.prefix[static_cast<size_t>(slot)]);
@@ -189,7 +192,8 @@ const std::vector<int64_t>& Perturber::ranking(ScopeIndex& index, const Strategy
       score = [&g, at](int64_t o) { return std::fabs(static_cast<double>(g[at(o)])); };
       break;
     }
-    default: check_invariant(false, "no ranking for strategy " + s.canonical());
+    default:
+      check_invariant(false, "no ranking for strategy " + s.canonical());
   }
   std::vector<int64_t>& ranked = index.ranked[name];
   if (ranked.empty() && index.prefix.back() > 0) ranked = ranked_offsets(index, score);
@@ -227,7 +231,8 @@ void Perturber::add_donor(const std::string& name, const Model& donor_model) {
 
 const Model& Perturber::donor(const std::string& name) const {
   const auto found = donors_.find(name);
-  check_invariant(found != donors_.end(), "delta from=" + name + ": the donor model was not loaded");
+  check_invariant(found != donors_.end(),
+                  "delta from=" + name + ": the donor model was not loaded");
   return *found->second;
 }
 
@@ -251,14 +256,19 @@ float new_stored16_value(StoredType type, const StrategySpec& s, const KeyedRng&
   };
   if (s.flips_bits()) {
     switch (s.bits) {
-      case BitClass::sign: return flip(15);
-      case BitClass::exponent_msb: return flip(14);
-      case BitClass::explicit_bit: return flip(s.bit);
+      case BitClass::sign:
+        return flip(15);
+      case BitClass::exponent_msb:
+        return flip(14);
+      case BitClass::explicit_bit:
+        return flip(s.bit);
       case BitClass::exponent:
-        return flip(exponent_low + static_cast<int>(values_rng.below(static_cast<uint64_t>(15 - exponent_low), i, 1)));
+        return flip(exponent_low + static_cast<int>(values_rng.below(
+                                       static_cast<uint64_t>(15 - exponent_low), i, 1)));
       case BitClass::mantissa:
         return flip(static_cast<int>(values_rng.below(static_cast<uint64_t>(exponent_low), i, 1)));
-      case BitClass::any: return flip(static_cast<int>(values_rng.below(16, i, 1)));
+      case BitClass::any:
+        return flip(static_cast<int>(values_rng.below(16, i, 1)));
     }
   }
   if (s.kind == StrategyKind::signflip || (s.targeted() && s.action == TargetAction::signflip)) {
@@ -282,29 +292,41 @@ float Perturber::new_value(const StrategySpec& s, const KeyedRng& values_rng, in
   if (stored == StoredType::f32) return new_float32_value(s, values_rng, site_rank, offset, old);
   // Bit flips draw from the stream themselves; the float32 result is only used by computed
   // strategies (and never draws for flips).
-  const float float32_result = s.flips_bits() ? old : new_float32_value(s, values_rng, site_rank, offset, old);
-  return new_stored16_value(stored, s, values_rng, static_cast<uint64_t>(site_rank), old, float32_result);
+  const float float32_result =
+      s.flips_bits() ? old : new_float32_value(s, values_rng, site_rank, offset, old);
+  return new_stored16_value(stored, s, values_rng, static_cast<uint64_t>(site_rank), old,
+                            float32_result);
 }
 
-float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values_rng, int64_t site_rank,
-                                   int64_t offset, float old) const {
+float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values_rng,
+                                   int64_t site_rank, int64_t offset, float old) const {
   const auto i = static_cast<uint64_t>(site_rank);
   auto flip = [&](BitClass bits) {
     switch (bits) {
-      case BitClass::sign: return flip_bit(old, 31);
-      case BitClass::exponent_msb: return flip_bit(old, 30);
-      case BitClass::explicit_bit: return flip_bit(old, s.bit);
-      case BitClass::exponent: return flip_bit(old, 23 + static_cast<int>(values_rng.below(8, i, 1)));
-      case BitClass::mantissa: return flip_bit(old, static_cast<int>(values_rng.below(23, i, 1)));
-      case BitClass::any: return flip_bit(old, static_cast<int>(values_rng.below(32, i, 1)));
+      case BitClass::sign:
+        return flip_bit(old, 31);
+      case BitClass::exponent_msb:
+        return flip_bit(old, 30);
+      case BitClass::explicit_bit:
+        return flip_bit(old, s.bit);
+      case BitClass::exponent:
+        return flip_bit(old, 23 + static_cast<int>(values_rng.below(8, i, 1)));
+      case BitClass::mantissa:
+        return flip_bit(old, static_cast<int>(values_rng.below(23, i, 1)));
+      case BitClass::any:
+        return flip_bit(old, static_cast<int>(values_rng.below(32, i, 1)));
     }
     return old;
   };
   switch (s.kind) {
-    case StrategyKind::zero: return 0.0f;
-    case StrategyKind::signflip: return -old;
-    case StrategyKind::scale: return static_cast<float>(static_cast<double>(old) * s.factor);
-    case StrategyKind::bitflip: return flip(s.bits);
+    case StrategyKind::zero:
+      return 0.0f;
+    case StrategyKind::signflip:
+      return -old;
+    case StrategyKind::scale:
+      return static_cast<float>(static_cast<double>(old) * s.factor);
+    case StrategyKind::bitflip:
+      return flip(s.bits);
     case StrategyKind::gaussian: {
       double scale = s.sigma;
       if (s.relative_to == SigmaRelativeTo::abs) scale *= std::fabs(static_cast<double>(old));
@@ -321,9 +343,12 @@ float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values
     case StrategyKind::magnitude:
     case StrategyKind::wanda:
       switch (s.action) {
-        case TargetAction::zero: return 0.0f;
-        case TargetAction::signflip: return -old;
-        case TargetAction::bitflip: return flip(s.bits);
+        case TargetAction::zero:
+          return 0.0f;
+        case TargetAction::signflip:
+          return -old;
+        case TargetAction::bitflip:
+          return flip(s.bits);
       }
       break;
     case StrategyKind::delta:     // new_value moves the donor's value
@@ -347,7 +372,8 @@ int64_t Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, 
   for (size_t rank = 0; rank < sites.size(); ++rank) {
     float& w = model.values[static_cast<size_t>(sites[rank])];
     const float old = w;
-    const float updated = new_value(strategy, values_rng, static_cast<int64_t>(rank), sites[rank], old);
+    const float updated =
+        new_value(strategy, values_rng, static_cast<int64_t>(rank), sites[rank], old);
     undo.push_back({sites[rank], old});
     w = updated;
     changed += std::bit_cast<uint32_t>(updated) != std::bit_cast<uint32_t>(old);

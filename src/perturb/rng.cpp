@@ -28,7 +28,8 @@ std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> ctr, std::array<ui
     const uint64_t product0 = multiplier0 * ctr[0];
     const uint64_t product1 = multiplier1 * ctr[2];
     ctr = {static_cast<uint32_t>(product1 >> 32) ^ ctr[1] ^ key[0], static_cast<uint32_t>(product1),
-           static_cast<uint32_t>(product0 >> 32) ^ ctr[3] ^ key[1], static_cast<uint32_t>(product0)};
+           static_cast<uint32_t>(product0 >> 32) ^ ctr[3] ^ key[1],
+           static_cast<uint32_t>(product0)};
     key[0] += weyl0;
     key[1] += weyl1;
   }

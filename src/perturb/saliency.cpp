@@ -21,11 +21,16 @@ BitRange bit_range(StoredType stored, BitClass bits, int bit) {
   // The mantissa's width is also the exponent's first bit.
   const int mantissa = stored == StoredType::f32 ? 23 : stored == StoredType::f16 ? 10 : 7;
   switch (bits) {
-    case BitClass::sign: return {width - 1, width - 1};
-    case BitClass::exponent_msb: return {width - 2, width - 2};
-    case BitClass::exponent: return {mantissa, width - 2};
-    case BitClass::mantissa: return {0, mantissa - 1};
-    case BitClass::any: return {0, width - 1};
+    case BitClass::sign:
+      return {width - 1, width - 1};
+    case BitClass::exponent_msb:
+      return {width - 2, width - 2};
+    case BitClass::exponent:
+      return {mantissa, width - 2};
+    case BitClass::mantissa:
+      return {0, mantissa - 1};
+    case BitClass::any:
+      return {0, width - 1};
     case BitClass::explicit_bit:
       check_invariant(bit >= 0 && bit < width, "explicit bit outside the stored width");
       return {bit, bit};
@@ -55,12 +60,14 @@ CandidateChange best_bit_flip(StoredType stored, float w, float g, BitClass bits
 
 CandidateChange targeted_change(const StrategySpec& strategy, StoredType stored, float w, float g) {
   switch (strategy.action) {
-    case TargetAction::zero: return {0.0f, -1, predicted_gain(g, w, 0.0f)};
+    case TargetAction::zero:
+      return {0.0f, -1, predicted_gain(g, w, 0.0f)};
     case TargetAction::signflip: {
       const float flipped = flip_stored_bit(stored, w, stored_bit_width(stored) - 1);
       return {flipped, stored_bit_width(stored) - 1, predicted_gain(g, w, flipped)};
     }
-    case TargetAction::bitflip: return best_bit_flip(stored, w, g, strategy.bits, strategy.bit);
+    case TargetAction::bitflip:
+      return best_bit_flip(stored, w, g, strategy.bits, strategy.bit);
   }
   return {w, -1, 0.0};
 }

@@ -48,11 +48,12 @@ std::vector<Candidate> best_in_tensor(const Model& model, const TensorInfo& tens
   for (int64_t i = 0; i < tensor.count; ++i) {
     const int64_t offset = tensor.offset + i;
     const auto at = static_cast<size_t>(offset);
-    const Candidate candidate{offset, best_bit_flip(tensor.stored, model.values[at], gradient[at],
-                                                    s.bits, s.bit)};
+    const Candidate candidate{
+        offset, best_bit_flip(tensor.stored, model.values[at], gradient[at], s.bits, s.bit)};
     if (static_cast<int64_t>(best.size()) == count && !worse(best.back(), candidate)) continue;
-    const auto slot = std::upper_bound(best.begin(), best.end(), candidate,
-                                       [&](const Candidate& a, const Candidate& b) { return worse(b, a); });
+    const auto slot =
+        std::upper_bound(best.begin(), best.end(), candidate,
+                         [&](const Candidate& a, const Candidate& b) { return worse(b, a); });
     best.insert(slot, candidate);
     if (static_cast<int64_t>(best.size()) > count) best.pop_back();
   }
@@ -82,7 +83,8 @@ int64_t apply_path(Model& model, const std::vector<PathStep>& steps, std::vector
 const std::vector<CrossEntropyTerm>& AttackRunner::terms(const Objective& objective) {
   const std::string key = objective.canonical();
   auto found = terms_.find(key);
-  if (found == terms_.end()) found = terms_.emplace(key, evaluator_.objective_terms(objective)).first;
+  if (found == terms_.end())
+    found = terms_.emplace(key, evaluator_.objective_terms(objective)).first;
   return found->second;
 }
 
@@ -90,7 +92,8 @@ bool AttackRunner::better(const Objective& objective, double a, double b) {
   const bool implant = objective.kind == ObjectiveKind::probe_implant;
   const auto rank = [&](double value) {
     if (std::isfinite(value)) return value;
-    return implant ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+    return implant ? -std::numeric_limits<double>::infinity()
+                   : std::numeric_limits<double>::infinity();
   };
   return rank(a) > rank(b);
 }
@@ -115,7 +118,8 @@ void AttackRunner::prepare_ranking(const StrategySpec& strategy) {
       (strategy.kind == StrategyKind::finetune && strategy.sites == FinetuneSites::taylor);
   if (ranks_by_gradient && perturber_.gradient(strategy.objective.canonical()) == nullptr) {
     std::vector<float> gradient(model_.values.size());  // (n_values)
-    evaluator_.gradient(model_, terms(strategy.objective), GradientOutputs{gradient.data(), nullptr});
+    evaluator_.gradient(model_, terms(strategy.objective),
+                        GradientOutputs{gradient.data(), nullptr});
     perturber_.add_gradient(strategy.objective.canonical(), std::move(gradient));
   }
 }

@@ -49,8 +49,9 @@ ModelSession::ModelSession(const JobConfig& job, int32_t model_idx, const EvalSo
   for (const auto& [donor_name, donor] : open_->donors) perturber_->add_donor(donor_name, *donor);
   attacks_ = std::make_unique<AttackRunner>(open_->model, *open_->evaluator, *perturber_);
   for (size_t s = 0; s < job.strategies.size(); ++s) {
-    attacks_->check(job.strategies[s], in_file(job.path, "[sweep] strategy '" + job.strategy_texts[s] +
-                                                             "' on model '" + name_ + "'"));
+    attacks_->check(job.strategies[s],
+                    in_file(job.path, "[sweep] strategy '" + job.strategy_texts[s] +
+                                          "' on model '" + name_ + "'"));
   }
 }
 
@@ -96,8 +97,8 @@ int64_t ModelSession::perturb(const StrategySpec& strategy, int64_t k, int64_t s
   }
   if (record_sites) {  // the searched or trained sites, in the order they were written
     for (const Touched& site : undo_) {
-      result.sites.push_back({site.offset, site.old_value,
-                              open_->model.values[static_cast<size_t>(site.offset)]});
+      result.sites.push_back(
+          {site.offset, site.old_value, open_->model.values[static_cast<size_t>(site.offset)]});
     }
   }
   return changed;

@@ -2,7 +2,9 @@
 
 namespace fracsweep {
 
-void throw_input_error(const std::string& message) { throw InputError(message); }
+void throw_input_error(const std::string& message) {
+  throw InputError(message);
+}
 
 void throw_invariant_error(const std::string& message) {
   throw RunError("internal error: " + message);

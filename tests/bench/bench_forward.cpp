@@ -17,17 +17,17 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/util/error.hpp"
-#include "fracsweep/formats/eval_data.hpp"
+#include "fracsweep/config/job.hpp"
 #include "fracsweep/eval/evaluator.hpp"
+#include "fracsweep/formats/eval_data.hpp"
+#include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/formats/tokenizer.hpp"
 #include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/nn/llama.hpp"
 #include "fracsweep/nn/llama_backward.hpp"
-#include "fracsweep/formats/llama2c.hpp"
 #include "fracsweep/nn/ops.hpp"
 #include "fracsweep/perturb/perturb.hpp"
-#include "fracsweep/config/job.hpp"
-#include "fracsweep/formats/tokenizer.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fs = fracsweep;
 
@@ -111,7 +111,8 @@ int run(int argc, char** argv) {
   const fs::LlamaConfig& c = model.config;
   const fs::Tokenizer tokenizer = fs::Tokenizer::load_llama2c(argv[2], c.vocab_size);
   const std::vector<std::vector<int32_t>> sequences =  // (paragraphs) token ids
-      fs::encode_paragraphs(tokenizer, fs::read_paragraphs(argv[3], eval_paragraphs), c.seq_len, argv[3]);
+      fs::encode_paragraphs(tokenizer, fs::read_paragraphs(argv[3], eval_paragraphs), c.seq_len,
+                            argv[3]);
   fs::TokenBatch batch;
   for (const auto& sequence : sequences) batch.append(sequence);
   const int64_t n = batch.n_tokens();
@@ -195,7 +196,7 @@ int run(int argc, char** argv) {
 
   // The gradient of the mean NLL (llama_backward.hpp), objective included.
   std::vector<float> grad(model.values.size());  // (n_values)
-  std::vector<float> arena;                       // the gradient's buffers, reused
+  std::vector<float> arena;                      // the gradient's buffers, reused
   const fs::LogitObjective mean_nll = [&](const float* out_logits, int64_t rows, int64_t vocab,
                                           float* dlogits) {
     std::fill_n(dlogits, rows * vocab, 0.0f);
@@ -217,10 +218,11 @@ int run(int argc, char** argv) {
               clock_name, gemm_s * 1e3, gemm_rate);
   std::printf("forward / GEMM rate: %.2f\n", forward_rate / gemm_rate);
   const double gradient_rate = gradient_flops / measured(gradient) * 1e-9;
-  std::printf("gradient     %.3f GFLOP: cpu %.3f ms, wall %.3f ms -> %.1f GFLOP/s; gradient / forward "
-              "time %.2f, rate %.2f\n",
-              gradient_flops * 1e-9, gradient.cpu * 1e3, gradient.wall * 1e3, gradient_rate,
-              measured(gradient) / forward_s, gradient_rate / forward_rate);
+  std::printf(
+      "gradient     %.3f GFLOP: cpu %.3f ms, wall %.3f ms -> %.1f GFLOP/s; gradient / forward "
+      "time %.2f, rate %.2f\n",
+      gradient_flops * 1e-9, gradient.cpu * 1e3, gradient.wall * 1e3, gradient_rate,
+      measured(gradient) / forward_s, gradient_rate / forward_rate);
   if (use_cpu_time && forward.wall > 1.1 * forward.cpu) {
     std::printf("note: wall time exceeds CPU time by %.0f %%: other processes share the cores\n",
                 100.0 * (forward.wall / forward.cpu - 1.0));
@@ -249,8 +251,10 @@ int run(int argc, char** argv) {
   fs::LanguageModelEvaluator evaluator(trial_model, inputs, fs::make_llama_forward);
   fs::Perturber perturber(trial_model, 0, "bench");
   std::vector<fs::Touched> undo;
-  std::printf("\nwhole trials (perturb + forward + metrics + restore), zero and gaussian strategies, "
-              "one rank:\n%-10s %9s %12s %12s\n", "fraction", "sites", "ms/trial", "trials/s");
+  std::printf(
+      "\nwhole trials (perturb + forward + metrics + restore), zero and gaussian strategies, "
+      "one rank:\n%-10s %9s %12s %12s\n",
+      "fraction", "sites", "ms/trial", "trials/s");
   const fs::StrategySpec strategies[] = {fs::parse_strategy("zero", "bench"),
                                          fs::parse_strategy("gaussian sigma=0.1", "bench")};
   for (const double fraction : {1e-4, 1e-2, 0.25}) {

@@ -25,8 +25,10 @@ class Fixture {
         "        print('.'.join(p) + '#=' + str(len(v)))\n"
         "        [walk(p + [str(i)], x) for i, x in enumerate(v)]\n"
         "    else:\n"
-        "        print('.'.join(p) + '=' + ('null' if v is None else repr(v) if isinstance(v, float) else str(v)))\n"
-        "walk([], json.load(open(sys.argv[1])))\" '" + json + "'";
+        "        print('.'.join(p) + '=' + ('null' if v is None else repr(v) if isinstance(v, "
+        "float) else str(v)))\n"
+        "walk([], json.load(open(sys.argv[1])))\" '" +
+        json + "'";
     std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
     BOOST_TEST_REQUIRE(pipe != nullptr);
     char line[4096];

@@ -37,7 +37,8 @@ inline LogitObjective mean_nll_objective(const TokenBatch& batch) {
   return [&batch](const float* logits, int64_t rows, int64_t vocab, float* dlogits) {
     std::fill_n(dlogits, rows * vocab, 0.0f);
     int64_t predicted = 0;
-    for (int64_t s = 0; s < batch.n_seqs(); ++s) predicted += batch.seq_start[s + 1] - batch.seq_start[s] - 1;
+    for (int64_t s = 0; s < batch.n_seqs(); ++s)
+      predicted += batch.seq_start[s + 1] - batch.seq_start[s] - 1;
     double total = 0.0;
     for (int64_t s = 0; s < batch.n_seqs(); ++s) {
       for (int64_t r = batch.seq_start[s]; r + 1 < batch.seq_start[s + 1]; ++r) {
@@ -49,7 +50,8 @@ inline LogitObjective mean_nll_objective(const TokenBatch& batch) {
         total += largest + std::log(sum) - row[target];
         for (int64_t j = 0; j < vocab; ++j) {
           const double p = std::exp(row[j] - largest) / sum;
-          dlogits[r * vocab + j] = static_cast<float>((p - (j == target ? 1.0 : 0.0)) / static_cast<double>(predicted));
+          dlogits[r * vocab + j] =
+              static_cast<float>((p - (j == target ? 1.0 : 0.0)) / static_cast<double>(predicted));
         }
       }
     }

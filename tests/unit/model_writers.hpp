@@ -2,6 +2,8 @@
 // Writers of model files for tests, written from the format descriptions (not by fracsweep):
 // GGUF v2/v3 byte by byte, safetensors (8-byte header length + JSON + data), and a llama2.c
 // model converted to either.
+#include <unistd.h>
+
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
@@ -12,11 +14,9 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "fracsweep/formats/eval_data.hpp"
-#include "fracsweep/nn/llama.hpp"
 #include "fracsweep/model/model.hpp"
+#include "fracsweep/nn/llama.hpp"
 
 namespace fracsweep::test {
 
@@ -73,7 +73,8 @@ class GgufWriter {
   std::vector<unsigned char> bytes(int64_t tensor_count_override = -1) const {
     std::vector<unsigned char> out = {'G', 'G', 'U', 'F'};
     put(out, version_);
-    put(out, tensor_count_override >= 0 ? static_cast<uint64_t>(tensor_count_override) : n_tensors_);
+    put(out,
+        tensor_count_override >= 0 ? static_cast<uint64_t>(tensor_count_override) : n_tensors_);
     put(out, n_kv_);
     out.insert(out.end(), metadata_.begin(), metadata_.end());
     out.insert(out.end(), infos_.begin(), infos_.end());
@@ -108,7 +109,8 @@ class GgufWriter {
 
 inline void write_bytes(const std::string& path, const std::vector<unsigned char>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 inline std::vector<unsigned char> float_bytes(const float* values, int64_t count) {
@@ -132,15 +134,16 @@ struct SafetensorsEntry {
 };
 
 // Writes a safetensors file: 8-byte little-endian header length, JSON header, data buffer.
-inline void write_safetensors(const std::string& path, const std::vector<SafetensorsEntry>& tensors) {
+inline void write_safetensors(const std::string& path,
+                              const std::vector<SafetensorsEntry>& tensors) {
   std::string header = "{";
   uint64_t offset = 0;
   for (const SafetensorsEntry& t : tensors) {
     std::string shape;
     for (int64_t s : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(s);
-    header += (header.size() > 1 ? "," : "") + std::string("\"") + t.name + "\":{\"dtype\":\"" + t.dtype +
-              "\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(offset) + "," +
-              std::to_string(offset + t.bytes.size()) + "]}";
+    header += (header.size() > 1 ? "," : "") + std::string("\"") + t.name + "\":{\"dtype\":\"" +
+              t.dtype + "\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(offset) +
+              "," + std::to_string(offset + t.bytes.size()) + "]}";
     offset += t.bytes.size();
   }
   header += "}";
@@ -149,7 +152,8 @@ inline void write_safetensors(const std::string& path, const std::vector<Safeten
   out.write(reinterpret_cast<const char*>(&header_length), 8);
   out << header;
   for (const SafetensorsEntry& t : tensors) {
-    out.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
+    out.write(reinterpret_cast<const char*>(t.bytes.data()),
+              static_cast<std::streamsize>(t.bytes.size()));
   }
 }
 
@@ -158,11 +162,14 @@ inline void write_safetensors(const std::string& path, const std::vector<Safeten
 // freq_cis block (unused by fracsweep), then the classifier when it is not shared.
 inline void write_llama2c(const std::string& path, const Model& model) {
   const LlamaConfig& c = model.config;
-  const int32_t header[7] = {static_cast<int32_t>(c.dim),        static_cast<int32_t>(c.hidden_dim),
-                             static_cast<int32_t>(c.n_layers),   static_cast<int32_t>(c.n_heads),
-                             static_cast<int32_t>(c.n_kv_heads),
-                             static_cast<int32_t>(c.shared_classifier ? c.vocab_size : -c.vocab_size),
-                             static_cast<int32_t>(c.seq_len)};
+  const int32_t header[7] = {
+      static_cast<int32_t>(c.dim),
+      static_cast<int32_t>(c.hidden_dim),
+      static_cast<int32_t>(c.n_layers),
+      static_cast<int32_t>(c.n_heads),
+      static_cast<int32_t>(c.n_kv_heads),
+      static_cast<int32_t>(c.shared_classifier ? c.vocab_size : -c.vocab_size),
+      static_cast<int32_t>(c.seq_len)};
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(header), sizeof header);
   const auto put = [&](const std::string& name) {
@@ -194,7 +201,8 @@ struct TempPath {
   std::string path;
   explicit TempPath(const std::string& name)
       : path((std::filesystem::temp_directory_path() /
-              ("fracsweep-test-" + std::to_string(::getpid()) + "-" + name)).string()) {}
+              ("fracsweep-test-" + std::to_string(::getpid()) + "-" + name))
+                 .string()) {}
   ~TempPath() {
     std::error_code ec;
     std::filesystem::remove_all(path, ec);

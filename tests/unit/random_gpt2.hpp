@@ -91,9 +91,10 @@ inline Model gpt2_model(const Gpt2Arrays& arrays, const Gpt2Shape& shape = {}) {
   model.config = gpt2_config(shape);
   model.tensors = gpt2_tensor_table(model.config);
   for (const TensorInfo& tensor : model.tensors) {
-    const std::string hf_name = tensor.name == "wte" || tensor.name == "wpe" ? tensor.name + ".weight"
-                                : tensor.name.starts_with("layers.")   ? "h." + tensor.name.substr(7)
-                                                                       : tensor.name;
+    const std::string hf_name = tensor.name == "wte" || tensor.name == "wpe"
+                                    ? tensor.name + ".weight"
+                                : tensor.name.starts_with("layers.") ? "h." + tensor.name.substr(7)
+                                                                     : tensor.name;
     const std::vector<float>& values = arrays.at(hf_name).second;
     const bool conv1d = tensor.shape.size() == 2 && hf_name.starts_with("h.");
     for (int64_t e = 0; e < tensor.count; ++e) {

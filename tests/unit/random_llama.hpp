@@ -54,7 +54,7 @@ inline Model random_model(const LlamaConfig& config, uint32_t seed) {
 }
 
 inline LlamaConfig config_of(int64_t dim, int64_t hidden, int64_t layers, int64_t heads,
-                          int64_t kv_heads, int64_t vocab, bool shared) {
+                             int64_t kv_heads, int64_t vocab, bool shared) {
   LlamaConfig config;
   config.dim = dim;
   config.hidden_dim = hidden;

@@ -13,7 +13,8 @@ namespace fracsweep::test {
 class TempDir {
  public:
   TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "fracsweep_test_XXXXXX").string();
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "fracsweep_test_XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     path_ = pattern;
   }

@@ -37,7 +37,9 @@ struct BlisSetUp {
 };
 BOOST_TEST_GLOBAL_FIXTURE(BlisSetUp);
 
-fs::StrategySpec strategy(const std::string& text) { return fs::parse_strategy(text, "test"); }
+fs::StrategySpec strategy(const std::string& text) {
+  return fs::parse_strategy(text, "test");
+}
 
 // A random GQA model with its evaluator (three sequences, no greedy continuation), perturber
 // and attack runner.
@@ -48,7 +50,8 @@ struct Setup {
   std::unique_ptr<fs::AttackRunner> attacks;
   Setup() {
     fs::EvalInputs inputs;
-    for (uint32_t s = 0; s < 3; ++s) inputs.sequences.push_back(fs::test::random_tokens(9 + s, 19, 30 + s));
+    for (uint32_t s = 0; s < 3; ++s)
+      inputs.sequences.push_back(fs::test::random_tokens(9 + s, 19, 30 + s));
     inputs.greedy_prompt = {1};
     inputs.greedy_tokens = 0;
     evaluator = std::make_unique<fs::LanguageModelEvaluator>(model, inputs, fs::make_llama_forward);
@@ -69,15 +72,17 @@ BOOST_AUTO_TEST_CASE(strategy_lines_and_their_labels) {
   BOOST_TEST(strategy("wanda then=signflip").canonical() == "wanda(then=signflip)");
   BOOST_TEST(strategy("bfa bits=exponent candidates=3 objective=remove:refusal").canonical() ==
              "bfa(bits=exponent,candidates=3,objective=remove:refusal)");
-  BOOST_TEST(strategy("bfa limit=64").canonical() == "bfa(bits=any,candidates=1,limit=64,objective=nll)");
+  BOOST_TEST(strategy("bfa limit=64").canonical() ==
+             "bfa(bits=any,candidates=1,limit=64,objective=nll)");
   BOOST_TEST(strategy("finetune sites=random steps=3 lr=0.01 objective=implant:fact").canonical() ==
              "finetune(sites=random,steps=3,lr=0.01,objective=implant:fact)");
   BOOST_TEST(strategy("taylor").deterministic());
   BOOST_TEST(!strategy("finetune sites=random").deterministic());
   BOOST_TEST(strategy("bfa").flips_bits());
-  for (const char* bad : {"taylor objective=loss", "taylor objective=remove:", "bfa candidates=0",
-                          "bfa then=zero", "finetune lr=0", "finetune steps=1.5", "wanda objective=nll",
-                          "wanda then=bitflip bits=mantissa", "finetune sites=largest"}) {
+  for (const char* bad :
+       {"taylor objective=loss", "taylor objective=remove:", "bfa candidates=0", "bfa then=zero",
+        "finetune lr=0", "finetune steps=1.5", "wanda objective=nll",
+        "wanda then=bitflip bits=mantissa", "finetune sites=largest"}) {
     BOOST_CHECK_THROW(strategy(bad), fs::InputError);
   }
 }
@@ -85,23 +90,27 @@ BOOST_AUTO_TEST_CASE(strategy_lines_and_their_labels) {
 BOOST_AUTO_TEST_CASE(best_bit_flip_is_the_best_of_its_class_in_every_format) {
   std::mt19937 generator(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (const fs::StoredType stored : {fs::StoredType::f32, fs::StoredType::f16, fs::StoredType::bf16}) {
-    for (const fs::BitClass bits : {fs::BitClass::any, fs::BitClass::mantissa, fs::BitClass::exponent,
-                                    fs::BitClass::sign}) {
+  for (const fs::StoredType stored :
+       {fs::StoredType::f32, fs::StoredType::f16, fs::StoredType::bf16}) {
+    for (const fs::BitClass bits :
+         {fs::BitClass::any, fs::BitClass::mantissa, fs::BitClass::exponent, fs::BitClass::sign}) {
       const fs::BitRange range = fs::bit_range(stored, bits, -1);
       for (int trial = 0; trial < 200; ++trial) {
         // A value the format holds exactly, and a gradient of either sign.
-        const float w = stored == fs::StoredType::f32
-                            ? normal(generator)
-                            : fs::stored16_to_float(stored, fs::round_to_stored16(stored, normal(generator)));
+        const float w =
+            stored == fs::StoredType::f32
+                ? normal(generator)
+                : fs::stored16_to_float(stored, fs::round_to_stored16(stored, normal(generator)));
         const float g = normal(generator);
         const fs::CandidateChange best = fs::best_bit_flip(stored, w, g, bits, -1);
         BOOST_TEST_REQUIRE((best.bit >= range.first && best.bit <= range.last));
         BOOST_TEST(std::bit_cast<uint32_t>(best.new_value) ==
                    std::bit_cast<uint32_t>(fs::flip_stored_bit(stored, w, best.bit)));
         for (int b = range.first; b <= range.last; ++b) {  // no bit of the class predicts more
-          const double gain = static_cast<double>(g) * (static_cast<double>(fs::flip_stored_bit(stored, w, b)) - w);
-          BOOST_TEST((std::isnan(gain) || gain <= best.gain), "bit " << b << " beats bit " << best.bit);
+          const double gain =
+              static_cast<double>(g) * (static_cast<double>(fs::flip_stored_bit(stored, w, b)) - w);
+          BOOST_TEST((std::isnan(gain) || gain <= best.gain),
+                     "bit " << b << " beats bit " << best.bit);
         }
       }
     }
@@ -118,7 +127,8 @@ BOOST_AUTO_TEST_CASE(evaluator_objectives_and_gradients) {
   // nll through the evaluator equals the plain mean-NLL objective over the eval sequences.
   const std::vector<fs::CrossEntropyTerm> nll = s.evaluator->objective_terms(fs::Objective{});
   std::vector<float> via_evaluator(s.model.values.size()), direct(s.model.values.size()), arena;
-  const double value = s.evaluator->gradient(s.model, nll, fs::GradientOutputs{via_evaluator.data(), nullptr});
+  const double value =
+      s.evaluator->gradient(s.model, nll, fs::GradientOutputs{via_evaluator.data(), nullptr});
   const double plain = fs::llama_gradient(s.model, s.evaluator->batch(),
                                           fs::test::mean_nll_objective(s.evaluator->batch()),
                                           fs::GradientOutputs{direct.data(), nullptr}, arena);
@@ -130,19 +140,22 @@ BOOST_AUTO_TEST_CASE(evaluator_objectives_and_gradients) {
   // (random tokens), and its gradient is another vector.
   const fs::Objective agreement{fs::ObjectiveKind::agreement, ""};
   std::vector<float> agreement_grad(s.model.values.size());
-  const double agreement_value = s.evaluator->gradient(
-      s.model, s.evaluator->objective_terms(agreement), fs::GradientOutputs{agreement_grad.data(), nullptr});
+  const double agreement_value =
+      s.evaluator->gradient(s.model, s.evaluator->objective_terms(agreement),
+                            fs::GradientOutputs{agreement_grad.data(), nullptr});
   BOOST_TEST(agreement_value < value);
   BOOST_TEST(fs::test::relative_error(agreement_grad, direct) > 1e-2);
   // A probe objective needs probes of its kind.
-  BOOST_CHECK_THROW(s.evaluator->objective_terms(fs::Objective{fs::ObjectiveKind::probe_remove, "refusal"}),
-                    fs::InputError);
+  BOOST_CHECK_THROW(
+      s.evaluator->objective_terms(fs::Objective{fs::ObjectiveKind::probe_remove, "refusal"}),
+      fs::InputError);
 }
 
 BOOST_AUTO_TEST_CASE(taylor_and_wanda_rank_by_their_scores) {
   Setup s;
   const std::vector<float> before = s.model.values;
-  for (const char* line : {"taylor then=zero", "taylor then=bitflip bits=mantissa", "wanda then=zero"}) {
+  for (const char* line :
+       {"taylor then=zero", "taylor then=bitflip bits=mantissa", "wanda then=zero"}) {
     const fs::StrategySpec spec = strategy(line);
     s.attacks->prepare_ranking(spec);
     const std::vector<int64_t> sites = s.perturber->select_sites(spec, 40, 0);
@@ -155,13 +168,16 @@ BOOST_AUTO_TEST_CASE(taylor_and_wanda_rank_by_their_scores) {
     const std::vector<float>* g = s.perturber->gradient("nll");
     const auto score = [&](int64_t offset) {
       const float w = s.model.values[static_cast<size_t>(offset)];
-      if (spec.kind == fs::StrategyKind::wanda) return std::fabs(static_cast<double>(w)) * norms[static_cast<size_t>(offset)];
-      return fs::targeted_change(spec, fs::StoredType::f32, w, (*g)[static_cast<size_t>(offset)]).gain;
+      if (spec.kind == fs::StrategyKind::wanda)
+        return std::fabs(static_cast<double>(w)) * norms[static_cast<size_t>(offset)];
+      return fs::targeted_change(spec, fs::StoredType::f32, w, (*g)[static_cast<size_t>(offset)])
+          .gain;
     };
     // Descending scores, ties by offset, and no unchosen site scores above the last chosen.
     for (size_t i = 1; i < sites.size(); ++i) {
       BOOST_TEST((score(sites[i - 1]) > score(sites[i]) ||
-                  (score(sites[i - 1]) == score(sites[i]) && sites[i - 1] < sites[i])), line << " rank " << i);
+                  (score(sites[i - 1]) == score(sites[i]) && sites[i - 1] < sites[i])),
+                 line << " rank " << i);
     }
     const std::set<int64_t> chosen(sites.begin(), sites.end());
     for (int64_t offset = 0; offset < s.model.n_parameters(); ++offset) {
@@ -173,13 +189,15 @@ BOOST_AUTO_TEST_CASE(taylor_and_wanda_rank_by_their_scores) {
   const int64_t top = s.perturber->select_sites(taylor, 1, 0)[0];
   const double predicted =
       fs::targeted_change(taylor, fs::StoredType::f32, s.model.values[static_cast<size_t>(top)],
-                          (*s.perturber->gradient("nll"))[static_cast<size_t>(top)]).gain;
+                          (*s.perturber->gradient("nll"))[static_cast<size_t>(top)])
+          .gain;
   std::vector<fs::Touched> undo;
   const double baseline = s.objective(fs::Objective{});
   s.perturber->apply(s.model, taylor, 1, 0, undo);
   const double after = s.objective(fs::Objective{});
   fs::Perturber::restore(s.model, undo);
-  BOOST_TEST(after - baseline > 0.5 * predicted, "actual " << after - baseline << " predicted " << predicted);
+  BOOST_TEST(after - baseline > 0.5 * predicted,
+             "actual " << after - baseline << " predicted " << predicted);
   BOOST_TEST((s.model.values == before));
 }
 

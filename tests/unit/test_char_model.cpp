@@ -134,8 +134,9 @@ BOOST_AUTO_TEST_CASE(a_character_outside_the_vocabulary_is_refused_before_any_wo
   const CharModel m;
   const std::string text = m.dir.write("accents.txt", "the cat\n\nthe caf\xC3\xA9\n");
   check_refused(m.job("text = " + text + "\nparagraphs = 2"),
-                text + ": paragraph 2: character \"\xC3\xA9\" (U+00E9) is not in the tokenizer's "
-                       "vocabulary, which has no byte-fallback piece \"<0xC3>\" either");
+                text +
+                    ": paragraph 2: character \"\xC3\xA9\" (U+00E9) is not in the tokenizer's "
+                    "vocabulary, which has no byte-fallback piece \"<0xC3>\" either");
   check_refused(m.job("text = " + m.text_path + "\nparagraphs = 1\ngreedy_prompt = Once, 5 cats"),
                 m.dir.file("char.ini") + ": [eval] greedy_prompt: character \"5\" (U+0035)");
 }

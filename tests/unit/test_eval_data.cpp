@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.hpp"
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/eval_data.hpp"
+#include "fracsweep/util/error.hpp"
 #include "shared_data.hpp"
+#include "temp_dir.hpp"
 
 namespace {
 
@@ -124,13 +124,18 @@ BOOST_AUTO_TEST_CASE(a_character_without_a_piece_names_file_paragraph_and_charac
                  (Ids{1, 3, 5, 3, 4}),
              boost::test_tools::per_element());
   try {
-    fracsweep::encode_paragraphs(tokenizer, {"ab", "a\xC3\xA9" "b"}, 8, "/data/eval.txt");
+    fracsweep::encode_paragraphs(tokenizer,
+                                 {"ab",
+                                  "a\xC3\xA9"
+                                  "b"},
+                                 8, "/data/eval.txt");
     BOOST_ERROR("no InputError for a character outside the vocabulary");
   } catch (const InputError& error) {
-    BOOST_TEST(std::string(error.what()) ==
-               "/data/eval.txt: paragraph 2: character \"\xC3\xA9\" (U+00E9) is not in the "
-               "tokenizer's vocabulary, which has no byte-fallback piece \"<0xC3>\" either; expected "
-               "only characters the vocabulary can encode (replace or remove it)");
+    BOOST_TEST(
+        std::string(error.what()) ==
+        "/data/eval.txt: paragraph 2: character \"\xC3\xA9\" (U+00E9) is not in the "
+        "tokenizer's vocabulary, which has no byte-fallback piece \"<0xC3>\" either; expected "
+        "only characters the vocabulary can encode (replace or remove it)");
   }
 }
 

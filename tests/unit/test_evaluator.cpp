@@ -10,11 +10,11 @@
 
 #include "fixture.hpp"
 #include "fracsweep/eval/evaluator.hpp"
-#include "fracsweep/nn/llama.hpp"
-#include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/formats/llama2c.hpp"
-#include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/formats/tokenizer.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/llama.hpp"
+#include "fracsweep/perturb/perturb.hpp"
 #include "shared_data.hpp"
 
 using namespace fracsweep;
@@ -87,7 +87,8 @@ BOOST_AUTO_TEST_CASE(baseline_matches_reference, *utf::precondition(test::needs_
   BOOST_TEST(base.metrics.top1_agreement == 1.0);
   BOOST_TEST(base.metrics.sdc_rate == 0.0);
   BOOST_TEST(base.metrics.mean_kl < 1e-9);
-  BOOST_TEST(base.greedy_ids == s.fixture.ids("greedy_from_bos.ids"), boost::test_tools::per_element());
+  BOOST_TEST(base.greedy_ids == s.fixture.ids("greedy_from_bos.ids"),
+             boost::test_tools::per_element());
   // The batched teacher-forced check of the continuation agrees with step-by-step decoding.
   BOOST_TEST(base.metrics.greedy_length == 256);
   BOOST_TEST(base.metrics.greedy_match == 256);
@@ -171,9 +172,13 @@ BOOST_AUTO_TEST_CASE(random_strategies_land_in_reference_bands,
         for (const TrialMetrics& m : runs) {
           const double v = std::string(metric) == "mean_nll"         ? m.mean_nll
                            : std::string(metric) == "top1_agreement" ? m.top1_agreement
-                           : std::string(metric) == "mean_kl"        ? m.mean_kl
-                                                                     : static_cast<double>(m.nonfinite_positions);
-          if (std::isfinite(v)) values.push_back(v); else ++nonfinite;
+                           : std::string(metric) == "mean_kl"
+                               ? m.mean_kl
+                               : static_cast<double>(m.nonfinite_positions);
+          if (std::isfinite(v))
+            values.push_back(v);
+          else
+            ++nonfinite;
         }
         const std::string band = key + "." + metric;
         if (s.fixture.text(band + ".median") == "null") {
@@ -188,8 +193,9 @@ BOOST_AUTO_TEST_CASE(random_strategies_land_in_reference_bands,
         std::sort(values.begin(), values.end());
         const double median = (values[(values.size() - 1) / 2] + values[values.size() / 2]) / 2;
         const double low = s.fixture.number(band + ".min"), high = s.fixture.number(band + ".max");
-        BOOST_TEST((median >= low && median <= high),
-                   "median " << median << " outside the reference band [" << low << ", " << high << "]");
+        BOOST_TEST((median >= low && median <= high), "median " << median
+                                                                << " outside the reference band ["
+                                                                << low << ", " << high << "]");
       }
     }
   }

@@ -3,6 +3,8 @@
 // rebuilt here from its description: a hostile count or size must fail fast with an InputError
 // that names the field and what was expected, before anything of the declared size is built.
 // (Crash findings are replayed byte for byte from tests/fuzz_regressions/.)
+#include <zlib.h>
+
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <cstdint>
@@ -10,14 +12,12 @@
 #include <string>
 #include <vector>
 
-#include <zlib.h>
-
-#include "model_writers.hpp"
-#include "temp_dir.hpp"
 #include "fracsweep/formats/gguf.hpp"
 #include "fracsweep/formats/hf.hpp"
 #include "fracsweep/formats/image_data.hpp"
 #include "fracsweep/util/error.hpp"
+#include "model_writers.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = fracsweep;
 
@@ -26,7 +26,9 @@ namespace {
 using fracsweep::test::GgufWriter;
 using fracsweep::test::TempDir;
 
-std::string as_string(const std::vector<unsigned char>& bytes) { return {bytes.begin(), bytes.end()}; }
+std::string as_string(const std::vector<unsigned char>& bytes) {
+  return {bytes.begin(), bytes.end()};
+}
 
 // Runs `body`, which must throw InputError; returns its message.
 template <typename Body>
@@ -40,7 +42,9 @@ std::string input_error_of(Body&& body) {
   return {};
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 struct GzCloser {
   void operator()(gzFile_s* file) const { gzclose(file); }
@@ -98,11 +102,13 @@ BOOST_AUTO_TEST_CASE(hf_layer_count_beyond_the_stored_tensors_fails_fast) {
     "intermediate_size": 16, "num_hidden_layers": 16777215, "num_attention_heads": 2,
     "vocab_size": 4, "max_position_embeddings": 16})");
   const std::vector<float> embeddings(4 * 8, 0.5f);  // (vocab 4, dim 8)
-  fs::test::write_safetensors(dir.file("model.safetensors"),
-                              {{"model.embed_tokens.weight", "F32", {4, 8}, fs::test::float_bytes(embeddings.data(), 32)}});
+  fs::test::write_safetensors(
+      dir.file("model.safetensors"),
+      {{"model.embed_tokens.weight", "F32", {4, 8}, fs::test::float_bytes(embeddings.data(), 32)}});
   const fs::HfCheckpoint checkpoint(dir.path().string());
   const std::string message = input_error_of([&] { fs::hf_tensor_table(checkpoint); });
-  BOOST_TEST(contains(message, "key 'num_hidden_layers' (16777215) needs 9 tensors per layer"), message);
+  BOOST_TEST(contains(message, "key 'num_hidden_layers' (16777215) needs 9 tensors per layer"),
+             message);
   BOOST_TEST(contains(message, "config.json"), message);
 }
 
@@ -112,10 +118,12 @@ BOOST_AUTO_TEST_CASE(idx_header_claiming_more_than_the_file_holds_fails_before_a
   // u8, 3 dimensions 65536 x 256 x 256 = 4 GiB, then 4 data bytes: 20 bytes in all.
   const std::string claim("\0\0\x08\x03\0\x01\0\0\0\0\x01\0\0\0\x01\0\x01\x02\x03\x04", 20);
   for (const bool compressed : {false, true}) {
-    const std::string path = compressed ? write_gzip(dir.file("claim.idx.gz"), claim) : dir.write("claim.idx", claim);
+    const std::string path =
+        compressed ? write_gzip(dir.file("claim.idx.gz"), claim) : dir.write("claim.idx", claim);
     const auto start = std::chrono::steady_clock::now();
     const std::string message = input_error_of([&] { fs::read_example_array(path); });
-    BOOST_TEST(contains(message, "file ends inside the data (the header says 65536x256x256 of u8)"), message);
+    BOOST_TEST(contains(message, "file ends inside the data (the header says 65536x256x256 of u8)"),
+               message);
     BOOST_TEST(seconds_since(start) < 1.0);
   }
 }
@@ -123,8 +131,10 @@ BOOST_AUTO_TEST_CASE(idx_header_claiming_more_than_the_file_holds_fails_before_a
 // Seconds to open a GGUF file of `n_keys` distinct u32 metadata keys.
 double seconds_to_open_keys(const TempDir& dir, int n_keys) {
   GgufWriter writer;
-  for (int i = 0; i < n_keys; ++i) writer.kv_u32("key." + std::to_string(i), static_cast<uint32_t>(i));
-  const std::string path = dir.write("keys-" + std::to_string(n_keys) + ".gguf", as_string(writer.bytes()));
+  for (int i = 0; i < n_keys; ++i)
+    writer.kv_u32("key." + std::to_string(i), static_cast<uint32_t>(i));
+  const std::string path =
+      dir.write("keys-" + std::to_string(n_keys) + ".gguf", as_string(writer.bytes()));
   const auto start = std::chrono::steady_clock::now();
   const fs::GgufFile file(path);
   const double seconds = seconds_since(start);

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/nn/ops_ref.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fs = fracsweep;
 
@@ -166,8 +166,9 @@ BOOST_AUTO_TEST_CASE(matmul_nn_and_tn_match_reference) {
             worst_ratio = std::max(worst_ratio, std::abs(fast[at] - plain[at]) / bound);
           }
         }
-        BOOST_TEST(worst_ratio <= 1.0, (transposed_a ? "tn" : "nn") << " m=" << s.m << " n=" << s.n
-                                           << " k=" << s.k << " error/bound=" << worst_ratio);
+        BOOST_TEST(worst_ratio <= 1.0, (transposed_a ? "tn" : "nn")
+                                           << " m=" << s.m << " n=" << s.n << " k=" << s.k
+                                           << " error/bound=" << worst_ratio);
       }
     }
   }

@@ -11,14 +11,14 @@
 #include <functional>
 #include <iterator>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/eval_data.hpp"
-#include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/formats/gguf.hpp"
-#include "fracsweep/nn/llama.hpp"
 #include "fracsweep/formats/llama2c.hpp"
-#include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/formats/tokenizer.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/llama.hpp"
+#include "fracsweep/perturb/perturb.hpp"
+#include "fracsweep/util/error.hpp"
 #include "model_writers.hpp"
 #include "shared_data.hpp"
 
@@ -29,7 +29,6 @@ namespace {
 
 const std::string gguf_path = "models/stories260K/stories260K.gguf";
 const std::string bin_path = "models/stories260K/stories260K.bin";
-
 
 std::vector<std::vector<int32_t>> eval_sequences(const Tokenizer& tokenizer, int64_t seq_len) {
   const std::string eval_text = test::shared_file("data/tinystories/tinystories_val.txt");
@@ -50,14 +49,15 @@ std::vector<unsigned char> stories_as_gguf(const Model& bin, uint32_t type, uint
   writer.kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
   auto gguf_name = [](const std::string& name) {
     static const std::pair<std::string, std::string> names[] = {
-        {"attn_norm", "attn_norm"}, {"attn.wq", "attn_q"},   {"attn.wk", "attn_k"},  {"attn.wv", "attn_v"},
-        {"attn.wo", "attn_output"}, {"ffn_norm", "ffn_norm"}, {"ffn.w1", "ffn_gate"}, {"ffn.w2", "ffn_down"},
-        {"ffn.w3", "ffn_up"}};
+        {"attn_norm", "attn_norm"}, {"attn.wq", "attn_q"},      {"attn.wk", "attn_k"},
+        {"attn.wv", "attn_v"},      {"attn.wo", "attn_output"}, {"ffn_norm", "ffn_norm"},
+        {"ffn.w1", "ffn_gate"},     {"ffn.w2", "ffn_down"},     {"ffn.w3", "ffn_up"}};
     if (name == "tok_embeddings") return std::string("token_embd.weight");
     if (name == "norm_final") return std::string("output_norm.weight");
     const size_t dot = name.find('.', 7);
     for (const auto& [ours, theirs] : names) {
-      if (name.substr(dot + 1) == ours) return "blk." + name.substr(7, dot - 7) + "." + theirs + ".weight";
+      if (name.substr(dot + 1) == ours)
+        return "blk." + name.substr(7, dot - 7) + "." + theirs + ".weight";
     }
     return std::string("?");
   };
@@ -69,7 +69,8 @@ std::vector<unsigned char> stories_as_gguf(const Model& bin, uint32_t type, uint
     } else {
       std::vector<uint16_t> bits(static_cast<size_t>(t.count));
       for (int64_t i = 0; i < t.count; ++i) {
-        bits[static_cast<size_t>(i)] = type == 1 ? float_to_half(values[i]) : float_to_bf16(values[i]);
+        bits[static_cast<size_t>(i)] =
+            type == 1 ? float_to_half(values[i]) : float_to_bf16(values[i]);
       }
       writer.tensor(gguf_name(t.name), dims, type, test::u16_bytes(bits));
     }
@@ -120,7 +121,8 @@ struct TinyLlama {
 
 // Loading `bytes` as a GGUF Llama model fails with one InputError naming the file and containing
 // every one of `needles`.
-void expect_rejected(const std::vector<unsigned char>& bytes, const std::vector<std::string>& needles) {
+void expect_rejected(const std::vector<unsigned char>& bytes,
+                     const std::vector<std::string>& needles) {
   const test::TempPath file("bad.gguf");
   test::write_bytes(file.path, bytes);
   try {
@@ -130,7 +132,8 @@ void expect_rejected(const std::vector<unsigned char>& bytes, const std::vector<
     const std::string message = error.what();
     BOOST_TEST_INFO("message: " << message);
     BOOST_TEST(message.find(file.path) != std::string::npos);
-    for (const std::string& needle : needles) BOOST_TEST(message.find(needle) != std::string::npos, needle);
+    for (const std::string& needle : needles)
+      BOOST_TEST(message.find(needle) != std::string::npos, needle);
   }
 }
 
@@ -192,25 +195,31 @@ BOOST_AUTO_TEST_CASE(gguf_and_bin_agree, *utf::precondition(test::needs_shared()
                t.name << " differs");
   }
   const TensorInfo& output = gguf.tensor("output");
-  BOOST_TEST(std::equal(bin.values.begin(), bin.values.begin() + output.count, gguf.values.begin() + output.offset));
+  BOOST_TEST(std::equal(bin.values.begin(), bin.values.begin() + output.count,
+                        gguf.values.begin() + output.offset));
 
-  const Tokenizer tokenizer = Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
+  const Tokenizer tokenizer =
+      Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
   const auto sequences = eval_sequences(tokenizer, bin.config.seq_len);
-  const float difference = test::max_abs_difference(test::llama_logits(bin, sequences), test::llama_logits(gguf, sequences));
+  const float difference = test::max_abs_difference(test::llama_logits(bin, sequences),
+                                                    test::llama_logits(gguf, sequences));
   BOOST_TEST_MESSAGE("max |logit(.bin) - logit(.gguf)| over the eval set = " << difference);
   BOOST_TEST(difference <= 1e-5f);
 }
 
-BOOST_AUTO_TEST_CASE(gguf_tokenizer_matches_tokenizer_bin, *utf::precondition(test::needs_shared())) {
+BOOST_AUTO_TEST_CASE(gguf_tokenizer_matches_tokenizer_bin,
+                     *utf::precondition(test::needs_shared())) {
   const GgufFile file(test::shared_file(gguf_path));
   const Tokenizer from_gguf = gguf_tokenizer(file, 512);
-  const Tokenizer from_bin = Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
+  const Tokenizer from_bin =
+      Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
   BOOST_TEST(from_gguf.bos_id() == 1);
   BOOST_TEST(from_gguf.eos_id() == 2);
   const auto expected = eval_sequences(from_bin, 512);
   const auto actual = eval_sequences(from_gguf, 512);
   BOOST_TEST_REQUIRE(actual.size() == expected.size());
-  for (size_t i = 0; i < actual.size(); ++i) BOOST_TEST(actual[i] == expected[i], "paragraph " << i);
+  for (size_t i = 0; i < actual.size(); ++i)
+    BOOST_TEST(actual[i] == expected[i], "paragraph " << i);
   // Decoding agrees too (BOS itself is spelt differently: "<s>" in GGUF, "\n<s>\n" in tok512.bin).
   const std::vector<int32_t> text_ids(expected[0].begin() + 1, expected[0].end());
   BOOST_TEST(from_gguf.decode(text_ids) == from_bin.decode(text_ids));
@@ -219,22 +228,28 @@ BOOST_AUTO_TEST_CASE(gguf_tokenizer_matches_tokenizer_bin, *utf::precondition(te
 BOOST_AUTO_TEST_CASE(f16_and_bf16_files_load_exactly, *utf::precondition(test::needs_shared())) {
   gemm_init(GemmSetup{});
   const Model bin = load_llama2c(test::shared_file(bin_path));
-  const Tokenizer tokenizer = Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
+  const Tokenizer tokenizer =
+      Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
   const auto sequences = eval_sequences(tokenizer, bin.config.seq_len);
-  for (const auto& [type, stored] : {std::pair{1u, StoredType::f16}, std::pair{30u, StoredType::bf16}}) {
+  for (const auto& [type, stored] :
+       {std::pair{1u, StoredType::f16}, std::pair{30u, StoredType::bf16}}) {
     const test::TempPath file("stories-" + std::string(stored_type_name(stored)) + ".gguf");
     test::write_bytes(file.path, stories_as_gguf(bin, type));
     const Model loaded = load_gguf_llama(file.path);
     // The reference: the .bin's values rounded to the 16-bit type by the plain conversions.
     Model rounded = bin;
-    for (float& w : rounded.values) w = type == 1 ? half_to_float(float_to_half(w)) : bf16_to_float(float_to_bf16(w));
+    for (float& w : rounded.values)
+      w = type == 1 ? half_to_float(float_to_half(w)) : bf16_to_float(float_to_bf16(w));
     BOOST_TEST_REQUIRE(loaded.n_parameters() == rounded.n_parameters());
-    BOOST_TEST(std::memcmp(loaded.values.data(), rounded.values.data(), rounded.values.size() * 4) == 0);
+    BOOST_TEST(
+        std::memcmp(loaded.values.data(), rounded.values.data(), rounded.values.size() * 4) == 0);
     for (const TensorInfo& t : loaded.tensors) BOOST_TEST((t.stored == stored), t.name);
-    const float difference = test::max_abs_difference(test::llama_logits(rounded, sequences), test::llama_logits(loaded, sequences));
+    const float difference = test::max_abs_difference(test::llama_logits(rounded, sequences),
+                                                      test::llama_logits(loaded, sequences));
     BOOST_TEST(difference == 0.0f);
     // Rounding to 16 bits moves the logits, but not far: the file is the model.
-    const float to_f32 = test::max_abs_difference(test::llama_logits(bin, sequences), test::llama_logits(loaded, sequences));
+    const float to_f32 = test::max_abs_difference(test::llama_logits(bin, sequences),
+                                                  test::llama_logits(loaded, sequences));
     BOOST_TEST_MESSAGE(stored_type_name(stored) << " vs f32 max logit difference " << to_f32);
     BOOST_TEST(to_f32 > 0.0f);
     BOOST_TEST(to_f32 < 1.0f);
@@ -245,7 +260,8 @@ BOOST_AUTO_TEST_CASE(f16_and_bf16_files_load_exactly, *utf::precondition(test::n
     std::vector<SiteRecord> record;
     perturber.apply(model, parse_strategy("bitflip bits=exponent", "t"), 1000, 0, undo, &record);
     for (const SiteRecord& site : record) {
-      const auto before = float_to_stored16(stored, site.old_value), after = float_to_stored16(stored, site.new_value);
+      const auto before = float_to_stored16(stored, site.old_value),
+                 after = float_to_stored16(stored, site.new_value);
       BOOST_TEST_REQUIRE(std::popcount(static_cast<unsigned>(before ^ after)) == 1);
       BOOST_TEST_REQUIRE(site.new_value == stored16_to_float(stored, after));
       const int bit = std::countr_zero(static_cast<unsigned>(before ^ after));
@@ -253,7 +269,8 @@ BOOST_AUTO_TEST_CASE(f16_and_bf16_files_load_exactly, *utf::precondition(test::n
       BOOST_TEST_REQUIRE(bit <= 14);
     }
     Perturber::restore(model, undo);
-    BOOST_TEST(std::memcmp(model.values.data(), loaded.values.data(), loaded.values.size() * 4) == 0);
+    BOOST_TEST(std::memcmp(model.values.data(), loaded.values.data(), loaded.values.size() * 4) ==
+               0);
   }
 }
 
@@ -324,11 +341,14 @@ BOOST_AUTO_TEST_CASE(rejects_shape_products_that_overflow) {
 BOOST_AUTO_TEST_CASE(rejects_unknown_tensor_and_value_types) {
   TinyLlama tiny;
   tiny.q_type = 2;
-  expect_rejected(tiny.bytes(), {"'blk.0.attn_q.weight'", "unsupported tensor type ggml type 2 (Q4_0)"});
+  expect_rejected(tiny.bytes(),
+                  {"'blk.0.attn_q.weight'", "unsupported tensor type ggml type 2 (Q4_0)"});
   tiny.q_type = 77;
   expect_rejected(tiny.bytes(), {"'blk.0.attn_q.weight'", "ggml type 77 (unknown)"});
   TinyLlama bad_value;
-  bad_value.extra_metadata = [](test::GgufWriter& w) { w.kv_raw("general.weird", raw_u32(13, {0, 0, 0, 0})); };
+  bad_value.extra_metadata = [](test::GgufWriter& w) {
+    w.kv_raw("general.weird", raw_u32(13, {0, 0, 0, 0}));
+  };
   expect_rejected(bad_value.bytes(), {"'general.weird'", "unknown value type 13"});
 }
 
@@ -340,7 +360,8 @@ BOOST_AUTO_TEST_CASE(rejects_huge_declared_lengths_without_allocating) {
     test::GgufWriter::put(value, uint64_t{1} << 62);
     w.kv_raw("general.name", raw_u32(8, value));
   };
-  expect_rejected(huge_string.bytes(), {"'general.name'", "declared string length 4611686018427387904"});
+  expect_rejected(huge_string.bytes(),
+                  {"'general.name'", "declared string length 4611686018427387904"});
   TinyLlama huge_array;
   huge_array.extra_metadata = [](test::GgufWriter& w) {
     std::vector<unsigned char> value;
@@ -348,7 +369,8 @@ BOOST_AUTO_TEST_CASE(rejects_huge_declared_lengths_without_allocating) {
     test::GgufWriter::put(value, uint64_t{1} << 60);
     w.kv_raw("tokenizer.ggml.scores", raw_u32(9, value));
   };
-  expect_rejected(huge_array.bytes(), {"'tokenizer.ggml.scores'", "declared array of 1152921504606846976 f32"});
+  expect_rejected(huge_array.bytes(),
+                  {"'tokenizer.ggml.scores'", "declared array of 1152921504606846976 f32"});
   std::vector<unsigned char> many_tensors = test::GgufWriter().bytes(int64_t{1} << 40);
   expect_rejected(many_tensors, {"1099511627776 tensors; at most 1048576"});
   std::vector<unsigned char> more_tensors_than_bytes = test::GgufWriter().bytes(1000);
@@ -367,8 +389,11 @@ BOOST_AUTO_TEST_CASE(rejects_wrong_architecture_and_metadata_types) {
   tiny.architecture = "falcon";
   expect_rejected(tiny.bytes(), {"'general.architecture'", "expected \"llama\"", "\"falcon\""});
   TinyLlama string_count;
-  string_count.extra_metadata = [](test::GgufWriter& w) { w.kv_string("llama.attention.head_count_kv", "two"); };
-  expect_rejected(string_count.bytes(), {"'llama.attention.head_count_kv'", "expected an integer, found string"});
+  string_count.extra_metadata = [](test::GgufWriter& w) {
+    w.kv_string("llama.attention.head_count_kv", "two");
+  };
+  expect_rejected(string_count.bytes(),
+                  {"'llama.attention.head_count_kv'", "expected an integer, found string"});
   TinyLlama twice;
   twice.extra_metadata = [](test::GgufWriter& w) { w.kv_u32("llama.block_count", 1); };
   expect_rejected(twice.bytes(), {"'llama.block_count' appears twice"});
@@ -386,10 +411,12 @@ BOOST_AUTO_TEST_CASE(rejects_config_that_disagrees_with_tensors) {
   expect_rejected(heads.bytes(), {"'llama.attention.head_count' (3) must divide"});
   TinyLlama rope;
   rope.extra_metadata = [](test::GgufWriter& w) { w.kv_u32("llama.rope.dimension_count", 1); };
-  expect_rejected(rope.bytes(), {"'llama.rope.dimension_count'", "expected the head dimension 2", "found 1"});
+  expect_rejected(rope.bytes(),
+                  {"'llama.rope.dimension_count'", "expected the head dimension 2", "found 1"});
   TinyLlama context;  // no tensor depends on it, but the rotary table would be sized by it
   context.context_length = 1u << 24;
-  expect_rejected(context.bytes(), {"'llama.context_length': expected at most 1048576, found 16777216"});
+  expect_rejected(context.bytes(),
+                  {"'llama.context_length': expected at most 1048576, found 16777216"});
   TinyLlama vocab;
   vocab.extra_metadata = [](test::GgufWriter& w) { w.kv_u32("llama.vocab_size", 5); };
   expect_rejected(vocab.bytes(), {"'llama.vocab_size' (5)", "3 rows"});
@@ -413,7 +440,8 @@ BOOST_AUTO_TEST_CASE(corrupted_real_file_never_crashes, *utf::precondition(test:
   // truncations: each load either succeeds or throws InputError (never another exception, a
   // crash or a hang). Deterministic: a fixed linear congruential sequence picks the bytes.
   std::ifstream in(test::shared_file(gguf_path), std::ios::binary);
-  const std::vector<unsigned char> original((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<unsigned char> original((std::istreambuf_iterator<char>(in)),
+                                            std::istreambuf_iterator<char>());
   const test::TempPath file("fuzz.gguf");
   uint64_t state = 12345;
   auto next = [&] { return (state = state * 6364136223846793005u + 1442695040888963407u) >> 33; };
@@ -423,7 +451,8 @@ BOOST_AUTO_TEST_CASE(corrupted_real_file_never_crashes, *utf::precondition(test:
     if (round % 4 == 3) {
       bytes.resize(next() % bytes.size());
     } else {
-      for (int change = 0; change < 1 + round % 3; ++change) bytes[next() % 14176] = static_cast<unsigned char>(next());
+      for (int change = 0; change < 1 + round % 3; ++change)
+        bytes[next() % 14176] = static_cast<unsigned char>(next());
     }
     test::write_bytes(file.path, bytes);
     try {

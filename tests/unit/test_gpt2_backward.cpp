@@ -50,8 +50,11 @@ double mean_nll_in_double(const fs::Model& model, const std::vector<double>& val
                           const fs::TokenBatch& batch, ColumnSquares* seen = nullptr) {
   const fs::LlamaConfig& c = model.config;
   const int64_t d = c.dim, hd = c.head_dim(), hidden = c.hidden_dim, V = c.vocab_size;
-  const auto at = [&](const std::string& name) { return values.data() + model.tensor(name).offset; };
-  const auto record = [&](const std::string& name, const std::vector<double>& x, int64_t rows, int64_t cols) {
+  const auto at = [&](const std::string& name) {
+    return values.data() + model.tensor(name).offset;
+  };
+  const auto record = [&](const std::string& name, const std::vector<double>& x, int64_t rows,
+                          int64_t cols) {
     if (seen == nullptr) return;
     std::vector<double>& sums = (*seen)[name];
     sums.resize(static_cast<size_t>(cols), 0.0);
@@ -59,8 +62,8 @@ double mean_nll_in_double(const fs::Model& model, const std::vector<double>& val
       for (int64_t i = 0; i < cols; ++i) sums[i] += x[r * cols + i] * x[r * cols + i];
   };
   // y (rows, out) = x (rows, in) W^T + b for weight `name` (out, in) and its bias.
-  const auto linear = [&](const std::vector<double>& x, const std::string& name, int64_t rows, int64_t in,
-                          int64_t out) {
+  const auto linear = [&](const std::vector<double>& x, const std::string& name, int64_t rows,
+                          int64_t in, int64_t out) {
     record(name + ".weight", x, rows, in);
     const double* w = at(name + ".weight");
     const double* b = at(name + ".bias");
@@ -81,7 +84,8 @@ double mean_nll_in_double(const fs::Model& model, const std::vector<double>& val
       mean /= static_cast<double>(d);
       for (int64_t i = 0; i < d; ++i) variance += (x[r * d + i] - mean) * (x[r * d + i] - mean);
       variance /= static_cast<double>(d);
-      for (int64_t i = 0; i < d; ++i) xhat[r * d + i] = (x[r * d + i] - mean) / std::sqrt(variance + c.norm_eps);
+      for (int64_t i = 0; i < d; ++i)
+        xhat[r * d + i] = (x[r * d + i] - mean) / std::sqrt(variance + c.norm_eps);
     }
     record(name + ".weight", xhat, rows, d);
     const double* g = at(name + ".weight");
@@ -98,10 +102,12 @@ double mean_nll_in_double(const fs::Model& model, const std::vector<double>& val
     const int32_t* positions = batch.positions.data() + first;
     std::vector<double> x(static_cast<size_t>(len * d));
     for (int64_t t = 0; t < len; ++t)
-      for (int64_t i = 0; i < d; ++i) x[t * d + i] = at("wte")[tokens[t] * d + i] + at("wpe")[positions[t] * d + i];
+      for (int64_t i = 0; i < d; ++i)
+        x[t * d + i] = at("wte")[tokens[t] * d + i] + at("wpe")[positions[t] * d + i];
     for (int64_t l = 0; l < c.n_layers; ++l) {
       const std::string p = "layers." + std::to_string(l) + ".";
-      const std::vector<double> qkv = linear(layernorm(x, p + "ln_1", len), p + "attn.c_attn", len, d, 3 * d);
+      const std::vector<double> qkv =
+          linear(layernorm(x, p + "ln_1", len), p + "attn.c_attn", len, d, 3 * d);
       std::vector<double> att(static_cast<size_t>(len * d), 0.0);
       for (int64_t h = 0; h < c.n_heads; ++h) {
         for (int64_t t = 0; t < len; ++t) {
@@ -109,19 +115,23 @@ double mean_nll_in_double(const fs::Model& model, const std::vector<double>& val
           double largest = -INFINITY, sum = 0.0;
           for (int64_t j = 0; j <= t; ++j) {
             double dot = 0.0;
-            for (int64_t e = 0; e < hd; ++e) dot += qkv[t * 3 * d + h * hd + e] * qkv[j * 3 * d + d + h * hd + e];
+            for (int64_t e = 0; e < hd; ++e)
+              dot += qkv[t * 3 * d + h * hd + e] * qkv[j * 3 * d + d + h * hd + e];
             w[j] = dot / std::sqrt(static_cast<double>(hd));
             largest = std::max(largest, w[j]);
           }
           for (double& value : w) sum += (value = std::exp(value - largest));
           for (int64_t j = 0; j <= t; ++j)
-            for (int64_t e = 0; e < hd; ++e) att[t * d + h * hd + e] += w[j] / sum * qkv[j * 3 * d + 2 * d + h * hd + e];
+            for (int64_t e = 0; e < hd; ++e)
+              att[t * d + h * hd + e] += w[j] / sum * qkv[j * 3 * d + 2 * d + h * hd + e];
         }
       }
       const std::vector<double> o = linear(att, p + "attn.c_proj", len, d, d);
       for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
       std::vector<double> a = linear(layernorm(x, p + "ln_2", len), p + "mlp.c_fc", len, d, hidden);
-      for (double& v : a) v = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / std::numbers::pi) * (v + 0.044715 * v * v * v)));
+      for (double& v : a)
+        v = 0.5 * v *
+            (1.0 + std::tanh(std::sqrt(2.0 / std::numbers::pi) * (v + 0.044715 * v * v * v)));
       const std::vector<double> f = linear(a, p + "mlp.c_proj", len, hidden, d);
       for (size_t i = 0; i < x.size(); ++i) x[i] += f[i];
     }
@@ -150,8 +160,8 @@ fs::TokenBatch two_sequences(int64_t vocab) {
 }
 
 // n_embd, n_layer, n_head, n_positions, vocab, n_inner.
-fs::test::Gpt2Shape shape_of(int64_t embd, int64_t layers, int64_t heads, int64_t positions, int64_t vocab,
-                             int64_t inner) {
+fs::test::Gpt2Shape shape_of(int64_t embd, int64_t layers, int64_t heads, int64_t positions,
+                             int64_t vocab, int64_t inner) {
   return {embd, layers, heads, positions, vocab, inner};
 }
 
@@ -167,8 +177,8 @@ BOOST_AUTO_TEST_CASE(layernorm_backward_matches_reference_and_finite_differences
   std::vector<double> dw_fast(d, 0.5), dw_plain(d, 0.5), db_fast(d, -0.25), db_plain(d, -0.25);
   fs::layernorm_rows_backward(x.data(), weight.data(), dout.data(), dx_fast.data(), dw_fast.data(),
                               db_fast.data(), rows, d, 1e-5f);
-  fs::ref::layernorm_rows_backward(x.data(), weight.data(), dout.data(), dx_plain.data(), dw_plain.data(),
-                                   db_plain.data(), rows, d, 1e-5f);
+  fs::ref::layernorm_rows_backward(x.data(), weight.data(), dout.data(), dx_plain.data(),
+                                   dw_plain.data(), db_plain.data(), rows, d, 1e-5f);
   BOOST_TEST(relative_error(dx_fast, dx_plain) < 1e-5);
   BOOST_TEST(relative_error(dw_fast, dw_plain) < 1e-5);
   BOOST_TEST(relative_error(db_fast, db_plain) < 1e-6);
@@ -182,7 +192,8 @@ BOOST_AUTO_TEST_CASE(layernorm_backward_matches_reference_and_finite_differences
       for (double v : row) variance += (v - mean) * (v - mean);
       variance /= static_cast<double>(d);
       double total = 0.0;
-      for (int64_t i = 0; i < d; ++i) total += dout[r * d + i] * ((row[i] - mean) / std::sqrt(variance + 1e-5) * weight[i]);
+      for (int64_t i = 0; i < d; ++i)
+        total += dout[r * d + i] * ((row[i] - mean) / std::sqrt(variance + 1e-5) * weight[i]);
       return total;
     };
     const std::vector<double> row(x.begin() + r * d, x.begin() + (r + 1) * d);
@@ -215,7 +226,8 @@ BOOST_AUTO_TEST_CASE(gelu_backward_matches_reference_and_finite_differences) {
   BOOST_TEST(dx[1] == dy[1]);
   for (int64_t i = 0; i < n; ++i) {  // d/dx of dy * gelu(x), in double
     const auto y = [&](double v) {
-      return dy[i] * 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / std::numbers::pi) * (v + 0.044715 * v * v * v)));
+      return dy[i] * 0.5 * v *
+             (1.0 + std::tanh(std::sqrt(2.0 / std::numbers::pi) * (v + 0.044715 * v * v * v)));
     };
     const double fd = (y(x[i] + 1e-6) - y(x[i] - 1e-6)) / 2e-6;
     BOOST_TEST(std::abs(dx_ref[i] - fd) < 1e-5 * std::max(1.0, std::abs(fd)), "element " << i);
@@ -239,9 +251,11 @@ BOOST_AUTO_TEST_CASE(gradient_matches_double_precision_finite_differences) {
     const char* name;
     fs::test::Gpt2Shape shape;
   };
-  for (const Case& test_case : {Case{"2 layers, n_inner 12", shape_of(8, 2, 2, 16, 11, 12)},
-                                Case{"1 layer, 4 heads, n_inner 4 n_embd", shape_of(16, 1, 4, 12, 13, 64)}}) {
-    const fs::Model model = fs::test::gpt2_model(fs::test::random_gpt2(3, test_case.shape), test_case.shape);
+  for (const Case& test_case :
+       {Case{"2 layers, n_inner 12", shape_of(8, 2, 2, 16, 11, 12)},
+        Case{"1 layer, 4 heads, n_inner 4 n_embd", shape_of(16, 1, 4, 12, 13, 64)}}) {
+    const fs::Model model =
+        fs::test::gpt2_model(fs::test::random_gpt2(3, test_case.shape), test_case.shape);
     const fs::TokenBatch batch = two_sequences(test_case.shape.vocab);
     std::vector<float> grad(model.values.size(), 123.0f);
     std::vector<float> logits_seen;
@@ -276,7 +290,8 @@ BOOST_AUTO_TEST_CASE(gradient_matches_double_precision_finite_differences) {
         w = saved;
         fd[static_cast<size_t>(i)] = (up - down) / (2.0 * h);
       }
-      const std::vector<float> got(grad.begin() + tensor.offset, grad.begin() + tensor.offset + tensor.count);
+      const std::vector<float> got(grad.begin() + tensor.offset,
+                                   grad.begin() + tensor.offset + tensor.count);
       double diff2 = 0.0, norm2 = 0.0;
       for (size_t i = 0; i < fd.size(); ++i) {
         diff2 += (got[i] - fd[i]) * (got[i] - fd[i]);
@@ -285,16 +300,19 @@ BOOST_AUTO_TEST_CASE(gradient_matches_double_precision_finite_differences) {
       BOOST_TEST(norm2 > 0.0, test_case.name << " " << tensor.name << ": gradient is zero");
       worst_l2 = std::max(worst_l2, std::sqrt(diff2 / norm2));
       worst_max = std::max(worst_max, relative_error(got, fd));
-      BOOST_TEST(std::sqrt(diff2 / norm2) < 1e-3,
-                 test_case.name << " " << tensor.name << ": relative L2 error " << std::sqrt(diff2 / norm2));
-      BOOST_TEST(relative_error(got, fd) < 1e-3,
-                 test_case.name << " " << tensor.name << ": max error / max |g| " << relative_error(got, fd));
+      BOOST_TEST(std::sqrt(diff2 / norm2) < 1e-3, test_case.name << " " << tensor.name
+                                                                 << ": relative L2 error "
+                                                                 << std::sqrt(diff2 / norm2));
+      BOOST_TEST(relative_error(got, fd) < 1e-3, test_case.name << " " << tensor.name
+                                                                << ": max error / max |g| "
+                                                                << relative_error(got, fd));
     }
     BOOST_TEST_MESSAGE(test_case.name << ": worst relative L2 error " << worst_l2
-                       << ", worst max error / max |fd| " << worst_max);
+                                      << ", worst max error / max |fd| " << worst_max);
     // Positions no sequence reaches get exactly zero.
     const fs::TensorInfo& wpe = model.tensor("wpe");
-    BOOST_TEST(std::all_of(grad.begin() + wpe.offset + 7 * test_case.shape.n_embd, grad.begin() + wpe.offset + wpe.count,
+    BOOST_TEST(std::all_of(grad.begin() + wpe.offset + 7 * test_case.shape.n_embd,
+                           grad.begin() + wpe.offset + wpe.count,
                            [](float g) { return g == 0.0f; }));
   }
 }
@@ -303,13 +321,14 @@ BOOST_AUTO_TEST_CASE(input_norms_are_the_norms_of_what_each_tensor_multiplies) {
   const fs::test::Gpt2Shape shape = shape_of(16, 2, 4, 12, 13, 24);
   const fs::Model model = fs::test::gpt2_model(fs::test::random_gpt2(4, shape), shape);
   const fs::TokenBatch batch = two_sequences(shape.vocab);
-  std::vector<float> norms(model.values.size(), -1.0f), grad(model.values.size()), grad_alone(model.values.size());
+  std::vector<float> norms(model.values.size(), -1.0f), grad(model.values.size()),
+      grad_alone(model.values.size());
   std::vector<float> arena;
-  fs::gpt2_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{grad.data(), norms.data()},
-                    arena);
+  fs::gpt2_gradient(model, batch, mean_nll_objective(batch),
+                    fs::GradientOutputs{grad.data(), norms.data()}, arena);
   BOOST_TEST(std::count(norms.begin(), norms.end(), -1.0f) == 0);  // every entry written
-  fs::gpt2_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{grad_alone.data(), nullptr},
-                    arena);
+  fs::gpt2_gradient(model, batch, mean_nll_objective(batch),
+                    fs::GradientOutputs{grad_alone.data(), nullptr}, arena);
   BOOST_TEST((grad == grad_alone));  // the norms do not change the gradient
 
   ColumnSquares seen;
@@ -324,7 +343,8 @@ BOOST_AUTO_TEST_CASE(input_norms_are_the_norms_of_what_each_tensor_multiplies) {
     const float* got = norms.data() + tensor.offset;
     const int64_t cols = tensor.shape.back(), rows_out = tensor.count / cols;
     const bool is_bias = tensor.name.ends_with(".bias");
-    BOOST_TEST((is_bias || seen.count(tensor.name) || tensor.name == "wpe"), tensor.name << " was never an input");
+    BOOST_TEST((is_bias || seen.count(tensor.name) || tensor.name == "wpe"),
+               tensor.name << " was never an input");
     for (int64_t o = 0; o < rows_out; ++o) {
       for (int64_t i = 0; i < cols; ++i) {
         double want = 0.0;
@@ -333,11 +353,13 @@ BOOST_AUTO_TEST_CASE(input_norms_are_the_norms_of_what_each_tensor_multiplies) {
         } else if (tensor.name == "wpe") {
           want = std::sqrt(position_lookups[o]);
         } else {  // weights (every output row alike), gains, and wte as head plus its lookups
-          want = std::sqrt(seen[tensor.name][static_cast<size_t>(i)] + (tensor.name == "wte" ? token_lookups[o] : 0.0));
+          want = std::sqrt(seen[tensor.name][static_cast<size_t>(i)] +
+                           (tensor.name == "wte" ? token_lookups[o] : 0.0));
         }
         const double error = std::abs(got[o * cols + i] - want) / std::max(want, 1e-30);
         worst = std::max(worst, error);
-        BOOST_TEST(error < 1e-4, tensor.name << " (" << o << ", " << i << "): " << got[o * cols + i] << " vs " << want);
+        BOOST_TEST(error < 1e-4, tensor.name << " (" << o << ", " << i << "): " << got[o * cols + i]
+                                             << " vs " << want);
       }
     }
   }
@@ -346,12 +368,14 @@ BOOST_AUTO_TEST_CASE(input_norms_are_the_norms_of_what_each_tensor_multiplies) {
   // norms sum to about rows * n_embd; a weight's norms are the same for every output row.
   for (const std::string gain : {"layers.0.ln_1.weight", "layers.1.ln_2.weight", "ln_f.weight"}) {
     double sum = 0.0;
-    for (int64_t i = 0; i < shape.n_embd; ++i) sum += std::pow(norms[model.tensor(gain).offset + i], 2.0);
+    for (int64_t i = 0; i < shape.n_embd; ++i)
+      sum += std::pow(norms[model.tensor(gain).offset + i], 2.0);
     BOOST_TEST(std::abs(sum / (rows * static_cast<double>(shape.n_embd)) - 1.0) < 1e-3, gain);
   }
   const fs::TensorInfo& c_attn = model.tensor("layers.1.attn.c_attn.weight");
   for (int64_t o = 1; o < 3 * shape.n_embd; ++o) {
-    BOOST_TEST(std::equal(norms.begin() + c_attn.offset, norms.begin() + c_attn.offset + shape.n_embd,
+    BOOST_TEST(std::equal(norms.begin() + c_attn.offset,
+                          norms.begin() + c_attn.offset + shape.n_embd,
                           norms.begin() + c_attn.offset + o * shape.n_embd));
   }
 }
@@ -376,12 +400,15 @@ BOOST_AUTO_TEST_CASE(larger_model_directional_derivative_and_speed) {
   fs::gpt2_forward(model, batch, workspace, logits.data());
   const auto forward_done = std::chrono::steady_clock::now();
   const double gradient_seconds = std::chrono::duration<double>(gradient_done - start).count();
-  const double forward_seconds = std::chrono::duration<double>(forward_done - gradient_done).count();
+  const double forward_seconds =
+      std::chrono::duration<double>(forward_done - gradient_done).count();
   BOOST_TEST_MESSAGE("GPT-2 " << model.n_parameters() << " parameters, " << batch.n_tokens()
-                     << " tokens: gradient " << gradient_seconds << " s, forward " << forward_seconds
-                     << " s, ratio " << gradient_seconds / forward_seconds << " (FLOP ratio "
-                     << fs::gpt2_gradient_flops(model.config, batch) / fs::gpt2_forward_flops(model.config, batch)
-                     << ")");
+                              << " tokens: gradient " << gradient_seconds << " s, forward "
+                              << forward_seconds << " s, ratio "
+                              << gradient_seconds / forward_seconds << " (FLOP ratio "
+                              << fs::gpt2_gradient_flops(model.config, batch) /
+                                     fs::gpt2_forward_flops(model.config, batch)
+                              << ")");
 
   // Along the unit vector u = g / |g| the derivative is g . u = |g|; were the computed gradient
   // g' wrong, the difference would instead measure g . g' / |g'|, off |g'| by (g' - g) . g' / |g'|.
@@ -396,11 +423,12 @@ BOOST_AUTO_TEST_CASE(larger_model_directional_derivative_and_speed) {
   const double down = mean_nll_in_double(model, values, batch);
   const double fd = (up - down) / (2.0 * h);
   BOOST_TEST_MESSAGE("derivative along the gradient: |g| = " << std::setprecision(9) << norm
-                     << ", finite difference " << fd);
+                                                             << ", finite difference " << fd);
   BOOST_TEST(std::abs(fd - norm) < 1e-5 * norm);
   // The FLOP count: forward + recomputed layers + twice the GEMMs + 5/2 of attention.
   const double n = 128.0, d = 128.0, L = 4.0;
-  const double projections = 2.0 * n * L * (4.0 * d * d + 2.0 * d * 512.0), classifier = 2.0 * n * d * 512.0;
+  const double projections = 2.0 * n * L * (4.0 * d * d + 2.0 * d * 512.0),
+               classifier = 2.0 * n * d * 512.0;
   const double attention = 2.0 * (2.0 * L * 64.0 * 65.0 * d);
   BOOST_TEST(fs::gpt2_forward_flops(model.config, batch) == projections + classifier + attention);
   BOOST_TEST(fs::gpt2_gradient_flops(model.config, batch) ==

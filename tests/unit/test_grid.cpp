@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "fracsweep/grid/grid.hpp"
 #include "fracsweep/config/job.hpp"
+#include "fracsweep/grid/grid.hpp"
 #include "shared_data.hpp"
 
 namespace fs = std::filesystem;
@@ -123,7 +123,8 @@ BOOST_AUTO_TEST_CASE(only_deterministic_strategies_ignore_the_seed_axis) {
 
 BOOST_AUTO_TEST_CASE(claims_job_grid_size,
                      *boost::unit_test::precondition(fracsweep::test::needs_shared())) {
-  const Grid grid = job_grid(fracsweep::parse_job_file((jobs_dir() / "stories260K-claims.ini").string()));
+  const Grid grid =
+      job_grid(fracsweep::parse_job_file((jobs_dir() / "stories260K-claims.ini").string()));
   // 9 random strategies x 15 fractions x 10 seeds + 3 magnitude strategies x 15 fractions.
   BOOST_TEST(grid.size() == 9 * 15 * 10 + 3 * 15);
   BOOST_TEST(grid.model_end(0) == grid.size());

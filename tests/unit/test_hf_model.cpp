@@ -9,14 +9,14 @@
 #include <filesystem>
 #include <functional>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/eval_data.hpp"
-#include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/formats/hf.hpp"
-#include "fracsweep/nn/llama.hpp"
 #include "fracsweep/formats/llama2c.hpp"
-#include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/formats/tokenizer.hpp"
+#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/llama.hpp"
+#include "fracsweep/perturb/perturb.hpp"
+#include "fracsweep/util/error.hpp"
 #include "model_writers.hpp"
 #include "shared_data.hpp"
 
@@ -31,7 +31,8 @@ std::string hf_name(const std::string& name) {
   if (name == "norm_final") return "model.norm.weight";
   if (name == "output") return "lm_head.weight";
   const size_t dot = name.find('.', 7);
-  const std::string prefix = "model.layers." + name.substr(7, dot - 7) + ".", suffix = name.substr(dot + 1);
+  const std::string prefix = "model.layers." + name.substr(7, dot - 7) + ".",
+                    suffix = name.substr(dot + 1);
   if (suffix == "attn_norm") return prefix + "input_layernorm.weight";
   if (suffix == "ffn_norm") return prefix + "post_attention_layernorm.weight";
   if (suffix == "attn.wq") return prefix + "self_attn.q_proj.weight";
@@ -45,7 +46,8 @@ std::string hf_name(const std::string& name) {
 
 // What HF's conversion script does to Meta/llama2.c q and k: per head, the adjacent rotation
 // pair (2i, 2i+1) moves to rows (i, head_dim/2 + i). w: (n_heads * head_dim, width).
-std::vector<float> to_rotate_half(const float* w, int64_t n_heads, int64_t head_dim, int64_t width) {
+std::vector<float> to_rotate_half(const float* w, int64_t n_heads, int64_t head_dim,
+                                  int64_t width) {
   std::vector<float> out(static_cast<size_t>(n_heads * head_dim * width));
   for (int64_t h = 0; h < n_heads; ++h) {
     for (int64_t i = 0; i < head_dim / 2; ++i) {
@@ -59,14 +61,18 @@ std::vector<float> to_rotate_half(const float* w, int64_t n_heads, int64_t head_
 }
 
 std::string llama_config_json(const LlamaConfig& c, bool tied, const std::string& extra = "") {
-  return "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": " +
+  return "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+         "\"hidden_size\": " +
          std::to_string(c.dim) + ", \"intermediate_size\": " + std::to_string(c.hidden_dim) +
-         ", \"num_hidden_layers\": " + std::to_string(c.n_layers) + ", \"num_attention_heads\": " +
-         std::to_string(c.n_heads) + ", \"num_key_value_heads\": " + std::to_string(c.n_kv_heads) +
-         ", \"vocab_size\": " + std::to_string(c.vocab_size) + ", \"max_position_embeddings\": " +
-         std::to_string(c.seq_len) + ", \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"hidden_act\": \"silu\", "
+         ", \"num_hidden_layers\": " + std::to_string(c.n_layers) +
+         ", \"num_attention_heads\": " + std::to_string(c.n_heads) +
+         ", \"num_key_value_heads\": " + std::to_string(c.n_kv_heads) +
+         ", \"vocab_size\": " + std::to_string(c.vocab_size) +
+         ", \"max_position_embeddings\": " + std::to_string(c.seq_len) +
+         ", \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"hidden_act\": \"silu\", "
          "\"bos_token_id\": 1, \"eos_token_id\": 2, \"torch_dtype\": \"float32\", "
-         "\"tie_word_embeddings\": " + (tied ? "true" : "false") + extra + "}";
+         "\"tie_word_embeddings\": " +
+         (tied ? "true" : "false") + extra + "}";
 }
 
 // stories260K's tensors as HF entries in `dtype` ("F32", "F16" or "BF16").
@@ -74,9 +80,12 @@ std::vector<test::SafetensorsEntry> hf_entries(const Model& bin, const std::stri
   const LlamaConfig& c = bin.config;
   std::vector<test::SafetensorsEntry> entries;
   for (const TensorInfo& t : bin.tensors) {
-    std::vector<float> values(bin.values.begin() + t.offset, bin.values.begin() + t.offset + t.count);
-    if (t.name.ends_with("attn.wq")) values = to_rotate_half(values.data(), c.n_heads, c.head_dim(), c.dim);
-    if (t.name.ends_with("attn.wk")) values = to_rotate_half(values.data(), c.n_kv_heads, c.head_dim(), c.dim);
+    std::vector<float> values(bin.values.begin() + t.offset,
+                              bin.values.begin() + t.offset + t.count);
+    if (t.name.ends_with("attn.wq"))
+      values = to_rotate_half(values.data(), c.n_heads, c.head_dim(), c.dim);
+    if (t.name.ends_with("attn.wk"))
+      values = to_rotate_half(values.data(), c.n_kv_heads, c.head_dim(), c.dim);
     std::vector<unsigned char> bytes;
     if (dtype == "F32") {
       bytes = test::float_bytes(values.data(), t.count);
@@ -91,12 +100,12 @@ std::vector<test::SafetensorsEntry> hf_entries(const Model& bin, const std::stri
 }
 
 std::vector<float> eval_logits(const Model& model) {
-  const Tokenizer tokenizer = Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
+  const Tokenizer tokenizer =
+      Tokenizer::load_llama2c(test::shared_file("models/stories260K/tok512.bin"), 512);
   const std::string eval_text = test::shared_file("data/tinystories/tinystories_val.txt");
   const auto paragraphs = read_paragraphs(eval_text, 50);
   return test::llama_logits(model, encode_paragraphs(tokenizer, paragraphs, 512, eval_text));
 }
-
 
 // A tiny valid Llama directory (dim 4, 1 layer, 2 heads, vocab 3) a test can break.
 struct TinyDirectory {
@@ -109,13 +118,15 @@ struct TinyDirectory {
   void write() {
     std::filesystem::create_directories(dir.path);
     LlamaConfig c;
-    c.dim = 4, c.hidden_dim = 6, c.n_layers = 1, c.n_heads = 2, c.n_kv_heads = 2, c.vocab_size = 3, c.seq_len = seq_len;
+    c.dim = 4, c.hidden_dim = 6, c.n_layers = 1, c.n_heads = 2, c.n_kv_heads = 2, c.vocab_size = 3,
+    c.seq_len = seq_len;
     std::string config = llama_config_json(c, true, config_extra);
     config.replace(config.find("LlamaForCausalLM"), 16, architecture);
     test::write_text(dir.path + "/config.json", config);
     std::vector<test::SafetensorsEntry> entries;
     for (const TensorInfo& t : llama2c_tensor_table(c)) {
-      entries.push_back({hf_name(t.name), "F32", t.shape, std::vector<unsigned char>(static_cast<size_t>(t.count * 4), 0)});
+      entries.push_back({hf_name(t.name), "F32", t.shape,
+                         std::vector<unsigned char>(static_cast<size_t>(t.count * 4), 0)});
     }
     edit(entries);
     test::write_safetensors(dir.path + "/model.safetensors", entries);
@@ -130,18 +141,21 @@ void expect_rejected(const std::string& directory, const std::vector<std::string
     const std::string message = error.what();
     BOOST_TEST_INFO("message: " << message);
     BOOST_TEST(message.find(directory) != std::string::npos);
-    for (const std::string& needle : needles) BOOST_TEST(message.find(needle) != std::string::npos, needle);
+    for (const std::string& needle : needles)
+      BOOST_TEST(message.find(needle) != std::string::npos, needle);
   }
 }
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(hf_layout_stories260K_matches_llama2c, *utf::precondition(test::needs_shared())) {
+BOOST_AUTO_TEST_CASE(hf_layout_stories260K_matches_llama2c,
+                     *utf::precondition(test::needs_shared())) {
   gemm_init(GemmSetup{});
   const Model bin = load_llama2c(test::shared_file("models/stories260K/stories260K.bin"));
   const test::TempPath dir("hf-stories");
   std::filesystem::create_directories(dir.path);
-  test::write_text(dir.path + "/config.json", llama_config_json(bin.config, true, ", \"rope_scaling\": null"));
+  test::write_text(dir.path + "/config.json",
+                   llama_config_json(bin.config, true, ", \"rope_scaling\": null"));
   const auto entries = hf_entries(bin, "F32");
   test::write_safetensors(dir.path + "/model.safetensors", entries);
 
@@ -149,7 +163,8 @@ BOOST_AUTO_TEST_CASE(hf_layout_stories260K_matches_llama2c, *utf::precondition(t
   // rotate-half convention would not match.
   const TensorInfo& wq = bin.tensor("layers.0.attn.wq");
   BOOST_TEST_REQUIRE(std::memcmp(entries[static_cast<size_t>(1 + bin.config.n_layers)].bytes.data(),
-                                 bin.values.data() + wq.offset, static_cast<size_t>(wq.count * 4)) != 0);
+                                 bin.values.data() + wq.offset,
+                                 static_cast<size_t>(wq.count * 4)) != 0);
 
   const Model hf = load_hf_model(dir.path);
   BOOST_TEST(hf.format == "hf-llama");
@@ -161,7 +176,8 @@ BOOST_AUTO_TEST_CASE(hf_layout_stories260K_matches_llama2c, *utf::precondition(t
   BOOST_TEST(difference == 0.0f);
 }
 
-BOOST_AUTO_TEST_CASE(sharded_bf16_directory_loads_exactly, *utf::precondition(test::needs_shared())) {
+BOOST_AUTO_TEST_CASE(sharded_bf16_directory_loads_exactly,
+                     *utf::precondition(test::needs_shared())) {
   gemm_init(GemmSetup{});
   const Model bin = load_llama2c(test::shared_file("models/stories260K/stories260K.bin"));
   const test::TempPath dir("hf-stories-sharded");
@@ -173,19 +189,22 @@ BOOST_AUTO_TEST_CASE(sharded_bf16_directory_loads_exactly, *utf::precondition(te
   const size_t half = entries.size() / 2;
   std::string weight_map;
   for (size_t i = 0; i < entries.size(); ++i) {
-    weight_map += (i ? ", \"" : "\"") + entries[i].name + "\": \"model-0000" + (i < half ? "1" : "2") +
-                  "-of-00002.safetensors\"";
+    weight_map += (i ? ", \"" : "\"") + entries[i].name + "\": \"model-0000" +
+                  (i < half ? "1" : "2") + "-of-00002.safetensors\"";
   }
   test::write_text(dir.path + "/model.safetensors.index.json",
                    "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {" + weight_map + "}}");
-  test::write_safetensors(dir.path + "/model-00001-of-00002.safetensors", {entries.begin(), entries.begin() + static_cast<long>(half)});
-  test::write_safetensors(dir.path + "/model-00002-of-00002.safetensors", {entries.begin() + static_cast<long>(half), entries.end()});
+  test::write_safetensors(dir.path + "/model-00001-of-00002.safetensors",
+                          {entries.begin(), entries.begin() + static_cast<long>(half)});
+  test::write_safetensors(dir.path + "/model-00002-of-00002.safetensors",
+                          {entries.begin() + static_cast<long>(half), entries.end()});
 
   const Model hf = load_hf_model(dir.path);
   BOOST_TEST(!hf.config.shared_classifier);
   Model rounded = bin;  // the reference: the .bin rounded to bf16, with the copied head appended
   for (float& w : rounded.values) w = bf16_to_float(float_to_bf16(w));
-  rounded.values.insert(rounded.values.end(), rounded.values.begin(), rounded.values.begin() + bin.tensors[0].count);
+  rounded.values.insert(rounded.values.end(), rounded.values.begin(),
+                        rounded.values.begin() + bin.tensors[0].count);
   BOOST_TEST(hf.values == rounded.values);
   for (const TensorInfo& t : hf.tensors) BOOST_TEST((t.stored == StoredType::bf16), t.name);
 
@@ -196,7 +215,8 @@ BOOST_AUTO_TEST_CASE(sharded_bf16_directory_loads_exactly, *utf::precondition(te
   std::vector<SiteRecord> record;
   perturber.apply(model, parse_strategy("bitflip bits=any", "t"), 500, 0, undo, &record);
   for (const SiteRecord& site : record) {
-    const uint32_t changed = std::bit_cast<uint32_t>(site.old_value) ^ std::bit_cast<uint32_t>(site.new_value);
+    const uint32_t changed =
+        std::bit_cast<uint32_t>(site.old_value) ^ std::bit_cast<uint32_t>(site.new_value);
     BOOST_TEST_REQUIRE((changed & 0xFFFFu) == 0u);
     BOOST_TEST_REQUIRE(std::popcount(changed) == 1);
   }
@@ -235,11 +255,13 @@ BOOST_AUTO_TEST_CASE(rejects_unknown_architecture_and_unsupported_config) {
   TinyDirectory context;  // no tensor depends on it, but the rotary table would be sized by it
   context.seq_len = int64_t{1} << 24;
   context.write();
-  expect_rejected(context.dir.path, {"'max_position_embeddings': expected at most 1048576, found 16777216"});
+  expect_rejected(context.dir.path,
+                  {"'max_position_embeddings': expected at most 1048576, found 16777216"});
   TinyDirectory heads;
   heads.config_extra = ", \"head_dim\": 4";
   heads.write();
-  expect_rejected(heads.dir.path, {"'head_dim'", "expected hidden_size / num_attention_heads = 2", "found 4"});
+  expect_rejected(heads.dir.path,
+                  {"'head_dim'", "expected hidden_size / num_attention_heads = 2", "found 4"});
 }
 
 BOOST_AUTO_TEST_CASE(rejects_tensors_that_disagree_with_the_config) {
@@ -248,19 +270,24 @@ BOOST_AUTO_TEST_CASE(rejects_tensors_that_disagree_with_the_config) {
     entries[2].shape = {2, 8};  // q_proj of 4x4 stored as 2x8 (same bytes)
   };
   shape.write();
-  expect_rejected(shape.dir.path, {"'model.layers.0.self_attn.q_proj.weight'", "expected shape 4x4", "found 2x8"});
+  expect_rejected(shape.dir.path,
+                  {"'model.layers.0.self_attn.q_proj.weight'", "expected shape 4x4", "found 2x8"});
   TinyDirectory missing;
   missing.edit = [](auto& entries) { entries.pop_back(); };  // model.norm.weight
   missing.write();
   expect_rejected(missing.dir.path, {"'model.norm.weight' is missing"});
   TinyDirectory extra;
-  extra.edit = [](auto& entries) { entries.push_back({"model.layers.0.adapter.weight", "F32", {1}, {0, 0, 0, 0}}); };
+  extra.edit = [](auto& entries) {
+    entries.push_back({"model.layers.0.adapter.weight", "F32", {1}, {0, 0, 0, 0}});
+  };
   extra.write();
-  expect_rejected(extra.dir.path, {"'model.layers.0.adapter.weight' is not part of the LlamaForCausalLM"});
+  expect_rejected(extra.dir.path,
+                  {"'model.layers.0.adapter.weight' is not part of the LlamaForCausalLM"});
   TinyDirectory dtype;
   dtype.edit = [](auto& entries) { entries[1].dtype = "I32"; };
   dtype.write();
-  expect_rejected(dtype.dir.path, {"'model.layers.0.input_layernorm.weight'", "'dtype'", "expected F32, F16 or BF16", "I32"});
+  expect_rejected(dtype.dir.path, {"'model.layers.0.input_layernorm.weight'", "'dtype'",
+                                   "expected F32, F16 or BF16", "I32"});
 }
 
 BOOST_AUTO_TEST_CASE(rejects_bad_shard_indexes) {
@@ -268,7 +295,8 @@ BOOST_AUTO_TEST_CASE(rejects_bad_shard_indexes) {
   tiny.write();
   const std::string index = tiny.dir.path + "/model.safetensors.index.json";
   test::write_text(index, "{\"weight_map\": {\"model.norm.weight\": \"../escape.safetensors\"}}");
-  expect_rejected(tiny.dir.path, {"model.safetensors.index.json", "'model.norm.weight'", "'../escape.safetensors'"});
+  expect_rejected(tiny.dir.path, {"model.safetensors.index.json", "'model.norm.weight'",
+                                  "'../escape.safetensors'"});
   test::write_text(index, "{\"weight_map\": {\"model.norm.weight\": \"model-2.safetensors\"}}");
   expect_rejected(tiny.dir.path, {"model-2.safetensors"});  // the shard does not exist
   test::write_text(index, "{\"weight_map\": {\"model.nrm.weight\": \"model.safetensors\"}}");

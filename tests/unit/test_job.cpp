@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/config/job.hpp"
+#include "fracsweep/util/error.hpp"
 #include "shared_data.hpp"
 
 namespace fs = std::filesystem;
@@ -415,15 +415,16 @@ BOOST_AUTO_TEST_CASE(llama2c_tokenizer_needed_only_to_encode_text) {
   BOOST_TEST(job.models.at(0).tokenizer_path.empty());
   BOOST_TEST(job.eval_tokens == (dir.root / "tokens.npy").string());
   // [eval] tokens replaces [eval] text.
-  BOOST_CHECK_NO_THROW(parse_job_file(dir.job(job_text(
-      "name = t\n", no_tokenizer, "[eval]\ntext = eval.txt\ntokens = tokens.npy\n"))));
+  BOOST_CHECK_NO_THROW(parse_job_file(dir.job(
+      job_text("name = t\n", no_tokenizer, "[eval]\ntext = eval.txt\ntokens = tokens.npy\n"))));
   check_rejected(job_text("name = t\n", no_tokenizer,
                           "[eval]\ntokens = tokens.npy\ngreedy_prompt = Once upon\n"),
-                 "models.model", "model 'm' has no tokenizer=FILE, which a llama2.c model needs for "
-                                 "[eval] greedy_prompt");
-  check_rejected(job_text("name = t\n", no_tokenizer,
-                          "[eval]\ntokens = tokens.npy\nprobes = probes.tsv\n"),
-                 "models.model", "needs for [eval] probes");
+                 "models.model",
+                 "model 'm' has no tokenizer=FILE, which a llama2.c model needs for "
+                 "[eval] greedy_prompt");
+  check_rejected(
+      job_text("name = t\n", no_tokenizer, "[eval]\ntokens = tokens.npy\nprobes = probes.tsv\n"),
+      "models.model", "needs for [eval] probes");
   check_rejected(job_text("name = t\n", no_tokenizer), "models.model",
                  "needs for [eval] text (or give pre-tokenized [eval] tokens)");
 }
@@ -467,7 +468,8 @@ BOOST_AUTO_TEST_CASE(bad_models) {
   check_rejected(models("model = m path=. tokenizer=tok.bin\n"), "models.model",
                  "config.json' does not exist");
   check_rejected(models("model = m path=model.bin tokenizer=tok.bin format=llama2c\n" +
-                        std::string("model = n path=. format=hf\n")), "models.model", "config.json");
+                        std::string("model = n path=. format=hf\n")),
+                 "models.model", "config.json");
 }
 
 BOOST_AUTO_TEST_CASE(bad_eval_files) {

@@ -9,26 +9,28 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.hpp"
-#include "fracsweep/util/crc32c.hpp"
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/grid/grid.hpp"
 #include "fracsweep/io/journal.hpp"
+#include "fracsweep/util/crc32c.hpp"
+#include "fracsweep/util/error.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using fracsweep::CommitPolicy;
+using fracsweep::crc32c;
 using fracsweep::JournalIdentity;
 using fracsweep::JournalSession;
 using fracsweep::JournalWriter;
-using fracsweep::TrialResult;
-using fracsweep::crc32c;
 using fracsweep::read_journal;
+using fracsweep::TrialResult;
 
 namespace {
 
 using fracsweep::test::TempDir;
 
-JournalIdentity identity() { return {std::string(64, 'c'), 100, 1, 3}; }
+JournalIdentity identity() {
+  return {std::string(64, 'c'), 100, 1, 3};
+}
 
 // A result whose every field derives from `trial`; `n_sites` recorded sites.
 TrialResult result(int64_t trial, size_t n_sites = 0) {
@@ -187,7 +189,8 @@ BOOST_AUTO_TEST_CASE(foreign_files_are_refused) {
     read_journal(path);
     BOOST_FAIL("a trial outside the grid was accepted");
   } catch (const fracsweep::InputError& e) {
-    BOOST_TEST(std::string(e.what()).find("trial id 12 outside the grid of 10") != std::string::npos);
+    BOOST_TEST(std::string(e.what()).find("trial id 12 outside the grid of 10") !=
+               std::string::npos);
   }
 }
 

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.hpp"
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/json.hpp"
+#include "fracsweep/util/error.hpp"
+#include "temp_dir.hpp"
 
 using fracsweep::InputError;
 using fracsweep::JsonLimits;
@@ -60,7 +60,8 @@ void check_rejections(const std::vector<Rejected>& cases) {
 }
 
 std::string nested_arrays(int depth) {
-  return std::string(static_cast<size_t>(depth), '[') + std::string(static_cast<size_t>(depth), ']');
+  return std::string(static_cast<size_t>(depth), '[') +
+         std::string(static_cast<size_t>(depth), ']');
 }
 
 using fracsweep::test::TempDir;
@@ -174,7 +175,8 @@ BOOST_AUTO_TEST_CASE(typed_access_errors_name_where_and_kinds) {
 
 BOOST_AUTO_TEST_CASE(syntax_errors) {
   check_rejections({
-      {"", "expected a value (object, array, string, number, true, false or null), found end of input"},
+      {"",
+       "expected a value (object, array, string, number, true, false or null), found end of input"},
       {"   ", "found end of input"},
       {"[1,]", "byte 3 (line 1, column 4): expected a value"},
       {R"({"a":1,})", "byte 7 (line 1, column 8): expected a string key, found '}'"},
@@ -199,10 +201,14 @@ BOOST_AUTO_TEST_CASE(syntax_errors) {
       {"nulll", "expected end of input after the value, found 'l'"},
       {"fals e", "expected the literal 'false', found byte 0x20"},
       {"'a'", "expected a value"},
-      {"\xEF\xBB\xBF{}", "expected a value (object, array, string, number, true, false or null), found byte 0xEF"},
-      {std::string(1, '\0'), "byte 0 (line 1, column 1): expected a value (object, array, string, number, true, false or null), found byte 0x00"},
+      {"\xEF\xBB\xBF{}",
+       "expected a value (object, array, string, number, true, false or null), found byte 0xEF"},
+      {std::string(1, '\0'),
+       "byte 0 (line 1, column 1): expected a value (object, array, string, number, true, false or "
+       "null), found byte 0x00"},
       {"[1,\n 2,\n x]", "byte 9 (line 3, column 2)"},
-      {"{\n  \"a\": tru\n}", "byte 12 (line 2, column 11): expected the literal 'true', found byte 0x0A"},
+      {"{\n  \"a\": tru\n}",
+       "byte 12 (line 2, column 11): expected the literal 'true', found byte 0x0A"},
   });
 }
 
@@ -235,17 +241,23 @@ BOOST_AUTO_TEST_CASE(number_errors) {
 BOOST_AUTO_TEST_CASE(string_errors) {
   check_rejections({
       {"\"abc", "byte 0 (line 1, column 1): unterminated string"},
-      {"[\"a\tb\"]", "byte 3 (line 1, column 4): expected a string character (control characters must be escaped), found byte 0x09"},
+      {"[\"a\tb\"]",
+       "byte 3 (line 1, column 4): expected a string character (control characters must be "
+       "escaped), found byte 0x09"},
       {"\"a\nb\"", "control characters must be escaped"},
       {std::string("\"a\0b\"", 5), "found byte 0x00"},
       {"\"\x1F\"", "found byte 0x1F"},
-      {R"("\x")", "byte 2 (line 1, column 3): expected an escape character (one of \" \\ / b f n r t u), found 'x'"},
+      {R"("\x")",
+       "byte 2 (line 1, column 3): expected an escape character (one of \" \\ / b f n r t u), "
+       "found 'x'"},
       {R"("\'")", "expected an escape character"},
       {"\"\\", "expected an escape character after '\\', found end of input"},
       {R"("\u12")", "expected a hexadecimal digit in a \\u escape, found '\"'"},
       {R"("\uZZZZ")", "expected a hexadecimal digit in a \\u escape, found 'Z'"},
       {R"("\U0041")", "expected an escape character"},
-      {R"("\uD800")", "byte 1 (line 1, column 2): high surrogate \\uD800 not followed by a \\u escape of a low surrogate"},
+      {R"("\uD800")",
+       "byte 1 (line 1, column 2): high surrogate \\uD800 not followed by a \\u escape of a low "
+       "surrogate"},
       {R"("\uD800x")", "not followed by a \\u escape"},
       {R"("\uDBFF\n")", "not followed by a \\u escape"},
       {R"("\uD800\u0041")", "followed by \\u0041 instead of a low surrogate"},
@@ -257,22 +269,23 @@ BOOST_AUTO_TEST_CASE(string_errors) {
 
 BOOST_AUTO_TEST_CASE(invalid_utf8_is_rejected) {
   check_rejections({
-      {"\"\x80\"", "byte 1 (line 1, column 2): expected well-formed UTF-8 in a string, found byte 0x80"},
+      {"\"\x80\"",
+       "byte 1 (line 1, column 2): expected well-formed UTF-8 in a string, found byte 0x80"},
       {"\"\xBF\"", "well-formed UTF-8"},
-      {"\"\xC0\xAF\"", "found byte 0xC0"},              // overlong '/'
-      {"\"\xC1\xBF\"", "found byte 0xC1"},              // overlong
-      {"\"\xE0\x80\xAF\"", "found byte 0xE0"},          // overlong
-      {"\"\xE0\x9F\xBF\"", "found byte 0xE0"},          // overlong U+07FF
-      {"\"\xED\xA0\x80\"", "found byte 0xED"},          // encoded surrogate U+D800
-      {"\"\xED\xBF\xBF\"", "found byte 0xED"},          // encoded surrogate U+DFFF
-      {"\"\xF0\x80\x80\x80\"", "found byte 0xF0"},      // overlong
-      {"\"\xF0\x8F\xBF\xBF\"", "found byte 0xF0"},      // overlong U+FFFF
-      {"\"\xF4\x90\x80\x80\"", "found byte 0xF4"},      // U+110000
+      {"\"\xC0\xAF\"", "found byte 0xC0"},          // overlong '/'
+      {"\"\xC1\xBF\"", "found byte 0xC1"},          // overlong
+      {"\"\xE0\x80\xAF\"", "found byte 0xE0"},      // overlong
+      {"\"\xE0\x9F\xBF\"", "found byte 0xE0"},      // overlong U+07FF
+      {"\"\xED\xA0\x80\"", "found byte 0xED"},      // encoded surrogate U+D800
+      {"\"\xED\xBF\xBF\"", "found byte 0xED"},      // encoded surrogate U+DFFF
+      {"\"\xF0\x80\x80\x80\"", "found byte 0xF0"},  // overlong
+      {"\"\xF0\x8F\xBF\xBF\"", "found byte 0xF0"},  // overlong U+FFFF
+      {"\"\xF4\x90\x80\x80\"", "found byte 0xF4"},  // U+110000
       {"\"\xF5\x80\x80\x80\"", "found byte 0xF5"},
       {"\"\xFF\"", "found byte 0xFF"},
-      {"\"\xC3\"", "found byte 0xC3"},                  // truncated by the closing quote
+      {"\"\xC3\"", "found byte 0xC3"},  // truncated by the closing quote
       {"\"\xE2\x82\"", "found byte 0xE2"},
-      {"\"\xE2\x82", "found byte 0xE2"},                // truncated by the end of input
+      {"\"\xE2\x82", "found byte 0xE2"},  // truncated by the end of input
       {"\"\xF0\x9F\x98\"", "found byte 0xF0"},
       {"\"ok\xC3\x28\"", "byte 3 (line 1, column 4)"},  // bad continuation byte
   });
@@ -292,8 +305,9 @@ BOOST_AUTO_TEST_CASE(depth_limit) {
   BOOST_TEST(parse(nested_arrays(64)).is_array());
   BOOST_TEST(parse(std::string(63, '[') + "{\"k\":0}" + std::string(63, ']')).is_array());
   const std::string message = rejection_message(nested_arrays(65));
-  BOOST_TEST(contains(message, "byte 64 (line 1, column 65): nesting deeper than the limit of 64 levels"),
-             message);
+  BOOST_TEST(
+      contains(message, "byte 64 (line 1, column 65): nesting deeper than the limit of 64 levels"),
+      message);
   JsonLimits shallow;
   shallow.max_depth = 2;
   BOOST_TEST(parse("[[1], {\"a\": 2}]", shallow).is_array());
@@ -307,7 +321,8 @@ BOOST_AUTO_TEST_CASE(value_count_limit) {
   BOOST_TEST(parse("{\"a\": {}}", three).is_object());
   BOOST_TEST(contains(rejection_message("[1, 2, 3]", three),
                       "byte 7 (line 1, column 8): more than the limit of 3 values"));
-  BOOST_TEST(contains(rejection_message("{\"a\": [[1]]}", three), "more than the limit of 3 values"));
+  BOOST_TEST(
+      contains(rejection_message("{\"a\": [[1]]}", three), "more than the limit of 3 values"));
 }
 
 // (Outcomes only: how long these take is a benchmark question, and a wall-clock bound failed
@@ -321,8 +336,9 @@ BOOST_AUTO_TEST_CASE(pathological_inputs_fail_cleanly) {
   std::string many_numbers = "[";  // "[0,0,...,0]"
   for (int i = 0; i < 5'000'000; ++i) many_numbers += "0,";
   many_numbers += "0]";
-  BOOST_TEST(contains(rejection_message(many_numbers),
-                      "byte 8388607 (line 1, column 8388608): more than the limit of 4194304 values"));
+  BOOST_TEST(
+      contains(rejection_message(many_numbers),
+               "byte 8388607 (line 1, column 8388608): more than the limit of 4194304 values"));
   // A 100 MB string: rejected before scanning when above max_bytes, ...
   const std::string huge = '"' + std::string(100'000'000, 'a') + '"';
   JsonLimits small;
@@ -361,8 +377,9 @@ BOOST_AUTO_TEST_CASE(files) {
   const std::string broken = dir.file("broken.json");
   write_text(broken, "{\"a\": [1,\n 2,]}");
   BOOST_TEST(message_of(broken, {}) ==
-             broken + ": JSON error at byte 13 (line 2, column 4): expected a value (object, "
-                      "array, string, number, true, false or null), found ']'");
+             broken +
+                 ": JSON error at byte 13 (line 2, column 4): expected a value (object, "
+                 "array, string, number, true, false or null), found ']'");
 }
 
 // nlohmann's parser behind parse_json accepts a few things json.cpp never did; the handler
@@ -370,14 +387,18 @@ BOOST_AUTO_TEST_CASE(files) {
 BOOST_AUTO_TEST_CASE(what_nlohmann_accepts_is_still_rejected) {
   check_rejections({
       // nlohmann stops at a NUL byte as if the input ended there.
-      {std::string("[1]\0", 4), "byte 3 (line 1, column 4): expected end of input after the value, found byte 0x00"},
-      {std::string("1\0", 2), "byte 1 (line 1, column 2): expected end of input after the value, found byte 0x00"},
+      {std::string("[1]\0", 4),
+       "byte 3 (line 1, column 4): expected end of input after the value, found byte 0x00"},
+      {std::string("1\0", 2),
+       "byte 1 (line 1, column 2): expected end of input after the value, found byte 0x00"},
       {std::string("[1\0]", 4), "byte 2 (line 1, column 3): expected ',' or ']', found byte 0x00"},
       // nlohmann skips a byte order mark.
       {"\xEF\xBB\xBF[]", "byte 0 (line 1, column 1): expected a value"},
       // nlohmann turns 1e400 into an error of its own and 1e-400 into 0.
-      {"[1, -1e400]", "byte 4 (line 1, column 5): expected a number within the range of double, found -1e400"},
-      {"[1e-400]", "byte 1 (line 1, column 2): expected a number within the range of double, found 1e-400"},
+      {"[1, -1e400]",
+       "byte 4 (line 1, column 5): expected a number within the range of double, found -1e400"},
+      {"[1e-400]",
+       "byte 1 (line 1, column 2): expected a number within the range of double, found 1e-400"},
       {R"({"a":01})", "byte 5 (line 1, column 6): leading zeros are not allowed"},
   });
 }
@@ -385,7 +406,8 @@ BOOST_AUTO_TEST_CASE(what_nlohmann_accepts_is_still_rejected) {
 // The handler finds each token's offset itself (SAX events carry none); offsets after escapes
 // and multi-byte UTF-8 must still be the byte offsets in the document.
 BOOST_AUTO_TEST_CASE(offsets_after_escapes_and_utf8) {
-  const std::string keys = "{\"a\\\"\\\\\": 1, \"\\u00e9\xC3\xA9\": [\"\\uD83D\\uDE00\"], \"a\\\"\\\\\": 3}";
+  const std::string keys =
+      "{\"a\\\"\\\\\": 1, \"\\u00e9\xC3\xA9\": [\"\\uD83D\\uDE00\"], \"a\\\"\\\\\": 3}";
   const std::string duplicate = rejection_message(keys);
   const size_t second_key = keys.rfind("\"a\\\"");
   BOOST_TEST(contains(duplicate, "byte " + std::to_string(second_key) + " (line 1, column " +
@@ -407,8 +429,9 @@ BOOST_AUTO_TEST_CASE(limits_come_before_a_malformed_value) {
   three.max_values = 3;
   BOOST_TEST(contains(rejection_message("[1, 2, tru", three),
                       "byte 7 (line 1, column 8): more than the limit of 3 values"));
-  BOOST_TEST(contains(rejection_message("[1, tru", three),
-                      "byte 7 (line 1, column 8): expected the literal 'true', found end of input"));
+  BOOST_TEST(
+      contains(rejection_message("[1, tru", three),
+               "byte 7 (line 1, column 8): expected the literal 'true', found end of input"));
 }
 
 BOOST_AUTO_TEST_CASE(unterminated_strings_still_report_earlier_errors) {
@@ -420,7 +443,9 @@ BOOST_AUTO_TEST_CASE(unterminated_strings_still_report_earlier_errors) {
       {"[1, 2 \"" + tail, "byte 6 (line 1, column 7): expected ',' or ']', found '\"'"},
       {"{\"a\": 1, \"bc" + tail, "byte 9 (line 1, column 10): unterminated string"},
       {"[\"\\u00e9" + tail, "byte 1 (line 1, column 2): unterminated string"},
-      {"\"abc\\", "byte 5 (line 1, column 6): expected an escape character after '\\', found end of input"},
-      {"\"\\uD83D", "byte 1 (line 1, column 2): high surrogate \\uD83D not followed by a \\u escape"},
+      {"\"abc\\",
+       "byte 5 (line 1, column 6): expected an escape character after '\\', found end of input"},
+      {"\"\\uD83D",
+       "byte 1 (line 1, column 2): high surrogate \\uD83D not followed by a \\u escape"},
   });
 }

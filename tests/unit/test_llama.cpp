@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "fixture.hpp"
-#include "fracsweep/util/error.hpp"
+#include "fracsweep/formats/llama2c.hpp"
 #include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/nn/llama.hpp"
-#include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/util/error.hpp"
 #include "random_llama.hpp"
 #include "shared_data.hpp"
 

@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.hpp"
 #include "fixture.hpp"
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/llama2c.hpp"
+#include "fracsweep/util/error.hpp"
 #include "shared_data.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using fracsweep::InputError;
@@ -64,7 +64,8 @@ void expect_input_error(const std::string& path, const std::string& fragment, Lo
     BOOST_ERROR("no InputError for " << path << " (expected one mentioning '" << fragment << "')");
   } catch (const InputError& e) {
     const std::string message = e.what();
-    BOOST_TEST(message.find(path) != std::string::npos, "message does not name the file: " << message);
+    BOOST_TEST(message.find(path) != std::string::npos,
+               "message does not name the file: " << message);
     BOOST_TEST(message.find(fragment) != std::string::npos,
                "message lacks '" << fragment << "': " << message);
   }
@@ -111,12 +112,21 @@ BOOST_AUTO_TEST_CASE(stories260k_header_and_parameter_count,
 BOOST_AUTO_TEST_CASE(stories260k_tensors_are_the_fixture_stacks_split_per_layer,
                      *boost::unit_test::precondition(fracsweep::test::needs_shared())) {
   const fracsweep::test::Fixture fixture;
-  const Model model = load_llama2c(fracsweep::test::shared_file("models/stories260K/stories260K.bin"));
+  const Model model =
+      load_llama2c(fracsweep::test::shared_file("models/stories260K/stories260K.bin"));
   // Fixture (stacked) name -> our per-layer suffix; in file order.
   const std::vector<std::pair<std::string, std::string>> kinds = {
-      {"tok_embeddings", "tok_embeddings"}, {"rms_att", "attn_norm"}, {"wq", "attn.wq"},
-      {"wk", "attn.wk"}, {"wv", "attn.wv"}, {"wo", "attn.wo"}, {"rms_ffn", "ffn_norm"},
-      {"w1", "ffn.w1"}, {"w2", "ffn.w2"}, {"w3", "ffn.w3"}, {"rms_final", "norm_final"}};
+      {"tok_embeddings", "tok_embeddings"},
+      {"rms_att", "attn_norm"},
+      {"wq", "attn.wq"},
+      {"wk", "attn.wk"},
+      {"wv", "attn.wv"},
+      {"wo", "attn.wo"},
+      {"rms_ffn", "ffn_norm"},
+      {"w1", "ffn.w1"},
+      {"w2", "ffn.w2"},
+      {"w3", "ffn.w3"},
+      {"rms_final", "norm_final"}};
   std::vector<TensorInfo> expected;
   int64_t offset = 0;
   auto push = [&](const std::string& name, const std::vector<int64_t>& shape) {
@@ -164,7 +174,8 @@ BOOST_AUTO_TEST_CASE(stories260k_values_match_python_struct_reads,
                      *boost::unit_test::precondition(fracsweep::test::needs_shared())) {
   // Read with python: struct.unpack('<f') at 28 + 4 * (float position in file); stacked
   // tensor kinds are consecutive in the file, layer after layer.
-  const Model model = load_llama2c(fracsweep::test::shared_file("models/stories260K/stories260K.bin"));
+  const Model model =
+      load_llama2c(fracsweep::test::shared_file("models/stories260K/stories260K.bin"));
   const int64_t last_of_64x64 = 64 * 64 - 1;
   BOOST_TEST(value_at(model, "tok_embeddings", 0) == -0.29474878311157227f);
   BOOST_TEST(value_at(model, "tok_embeddings", 512 * 64 - 1) == -0.424032598733902f);
@@ -214,11 +225,11 @@ BOOST_AUTO_TEST_CASE(shared_classifier_layout_skips_freq_cis) {
   // Offsets written out by hand: tok 0, attn_norm 20/24, wq 28/44, wk 60/68, wv 76/84,
   // wo 92/108, ffn_norm 124/128, w1 132/156, w2 180/204, w3 228/252, norm_final 276.
   const std::vector<std::pair<std::string, int64_t>> offsets = {
-      {"tok_embeddings", 0},    {"layers.0.attn_norm", 20}, {"layers.1.attn_norm", 24},
-      {"layers.0.attn.wq", 28}, {"layers.1.attn.wq", 44},   {"layers.0.attn.wk", 60},
-      {"layers.1.attn.wk", 68}, {"layers.1.attn.wv", 84},   {"layers.1.attn.wo", 108},
-      {"layers.0.ffn_norm", 124}, {"layers.1.ffn.w1", 156}, {"layers.0.ffn.w2", 180},
-      {"layers.1.ffn.w3", 252}, {"norm_final", 276}};
+      {"tok_embeddings", 0},      {"layers.0.attn_norm", 20}, {"layers.1.attn_norm", 24},
+      {"layers.0.attn.wq", 28},   {"layers.1.attn.wq", 44},   {"layers.0.attn.wk", 60},
+      {"layers.1.attn.wk", 68},   {"layers.1.attn.wv", 84},   {"layers.1.attn.wo", 108},
+      {"layers.0.ffn_norm", 124}, {"layers.1.ffn.w1", 156},   {"layers.0.ffn.w2", 180},
+      {"layers.1.ffn.w3", 252},   {"norm_final", 276}};
   for (const auto& [name, offset] : offsets) {
     BOOST_TEST(model.tensor(name).offset == offset, name);
     BOOST_TEST(value_at(model, name, 0) == static_cast<float>(offset), name);
@@ -232,8 +243,8 @@ BOOST_AUTO_TEST_CASE(negative_vocab_loads_an_unshared_output_after_freq_cis) {
   const TempDir dir;
   Header header = toy_header;
   header[5] = -5;
-  const std::string path = write_model(dir, "unshared.bin", header,
-                                       toy_parameters + toy_freq_cis + toy_classifier);
+  const std::string path =
+      write_model(dir, "unshared.bin", header, toy_parameters + toy_freq_cis + toy_classifier);
   const Model model = load_llama2c(path);
   BOOST_TEST(!model.config.shared_classifier);
   BOOST_TEST(model.config.vocab_size == 5);
@@ -272,7 +283,7 @@ BOOST_AUTO_TEST_CASE(missing_file_and_short_header) {
 
 BOOST_AUTO_TEST_CASE(zero_and_negative_dimensions_name_the_field) {
   const TempDir dir;
-  const std::array<const char*, 7> fields = {"dim", "hidden_dim", "n_layers", "n_heads",
+  const std::array<const char*, 7> fields = {"dim",        "hidden_dim", "n_layers", "n_heads",
                                              "n_kv_heads", "vocab_size", "seq_len"};
   for (size_t field = 0; field < fields.size(); ++field) {
     for (int32_t bad : {0, -4}) {
@@ -325,8 +336,9 @@ BOOST_AUTO_TEST_CASE(hostile_headers_are_rejected_without_huge_allocations) {
   const TempDir dir;
   const int32_t big = 1 << 24;
   // Every field at 2^24 (head_dim 2): n_layers * dim * dim = 2^72 overflows int64.
-  expect_load_error(write_model(dir, "overflow.bin", {big, big, big, big / 2, big / 2, big, big}, 16),
-                    "llama2.c header");
+  expect_load_error(
+      write_model(dir, "overflow.bin", {big, big, big, big / 2, big / 2, big, big}, 16),
+      "llama2.c header");
   // Fields far beyond any real model, and the most negative vocab.
   const int32_t max32 = INT32_MAX;
   expect_load_error(
@@ -335,6 +347,7 @@ BOOST_AUTO_TEST_CASE(hostile_headers_are_rejected_without_huge_allocations) {
                     "vocab_size");
   // Representable but enormous (~2^46 floats): rejected by the size check before reading.
   expect_load_error(
-      write_model(dir, "huge.bin", {1 << 14, 1 << 14, 1 << 10, 1 << 12, 1 << 12, 1 << 14, 1 << 14}, 16),
+      write_model(dir, "huge.bin", {1 << 14, 1 << 14, 1 << 10, 1 << 12, 1 << 12, 1 << 14, 1 << 14},
+                  16),
       "file size");
 }

@@ -45,8 +45,11 @@ using fs::test::relative_error;
 double mean_nll_in_double(const fs::Model& model, const std::vector<double>& values,
                           const fs::TokenBatch& batch) {
   const fs::LlamaConfig& c = model.config;
-  const int64_t d = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hidden = c.hidden_dim, V = c.vocab_size;
-  const auto at = [&](const std::string& name) { return values.data() + model.tensor(name).offset; };
+  const int64_t d = c.dim, kv = c.kv_dim(), hd = c.head_dim(), hidden = c.hidden_dim,
+                V = c.vocab_size;
+  const auto at = [&](const std::string& name) {
+    return values.data() + model.tensor(name).offset;
+  };
   // y (rows, out) = x (rows, in) W^T
   const auto project = [](const std::vector<double>& x, const double* w, int64_t rows, int64_t in,
                           int64_t out) {
@@ -103,13 +106,15 @@ double mean_nll_in_double(const fs::Model& model, const std::vector<double>& val
           double largest = -INFINITY, sum = 0.0;
           for (int64_t j = 0; j <= t; ++j) {
             double dot = 0.0;
-            for (int64_t e = 0; e < hd; ++e) dot += q[t * d + h * hd + e] * k[j * kv + kvh * hd + e];
+            for (int64_t e = 0; e < hd; ++e)
+              dot += q[t * d + h * hd + e] * k[j * kv + kvh * hd + e];
             w[j] = dot / std::sqrt(static_cast<double>(hd));
             largest = std::max(largest, w[j]);
           }
           for (double& value : w) sum += (value = std::exp(value - largest));
           for (int64_t j = 0; j <= t; ++j)
-            for (int64_t e = 0; e < hd; ++e) att[t * d + h * hd + e] += w[j] / sum * v[j * kv + kvh * hd + e];
+            for (int64_t e = 0; e < hd; ++e)
+              att[t * d + h * hd + e] += w[j] / sum * v[j * kv + kvh * hd + e];
         }
       }
       const std::vector<double> o = project(att, at(p + "attn.wo"), len, d, d);
@@ -209,10 +214,10 @@ BOOST_AUTO_TEST_CASE(attention_backward_matches_reference) {
                                 stride, dout.data(), width, grads.data(), stride,
                                 grads.data() + width, grads.data() + width + kv, stride, len, heads,
                                 kv_heads, hd, scratch.data());
-  fs::ref::attention_causal_backward(qkv.data(), stride, qkv.data() + width, qkv.data() + width + kv,
-                                     stride, dout.data(), width, grads_ref.data(), stride,
-                                     grads_ref.data() + width, grads_ref.data() + width + kv, stride,
-                                     len, heads, kv_heads, hd);
+  fs::ref::attention_causal_backward(
+      qkv.data(), stride, qkv.data() + width, qkv.data() + width + kv, stride, dout.data(), width,
+      grads_ref.data(), stride, grads_ref.data() + width, grads_ref.data() + width + kv, stride,
+      len, heads, kv_heads, hd);
   BOOST_TEST(relative_error(grads, grads_ref) < 1e-5);
   // The last key and value only receive gradient from the last query; the first from all.
   BOOST_TEST(std::count(grads.begin(), grads.end(), 7.0f) == 0);
@@ -223,8 +228,9 @@ BOOST_AUTO_TEST_CASE(gradient_matches_double_precision_finite_differences) {
     const char* name;
     fs::LlamaConfig config;
   };
-  for (const Case& test_case : {Case{"MHA, shared classifier", fs::test::config_of(8, 12, 2, 2, 2, 11, true)},
-                                Case{"GQA, separate classifier", fs::test::config_of(16, 20, 2, 4, 2, 13, false)}}) {
+  for (const Case& test_case :
+       {Case{"MHA, shared classifier", fs::test::config_of(8, 12, 2, 2, 2, 11, true)},
+        Case{"GQA, separate classifier", fs::test::config_of(16, 20, 2, 4, 2, 13, false)}}) {
     const fs::Model model = fs::test::random_model(test_case.config, 3);
     const fs::TokenBatch batch = two_sequences(test_case.config.vocab_size);
     std::vector<float> grad(model.values.size(), 123.0f);
@@ -268,9 +274,11 @@ BOOST_AUTO_TEST_CASE(gradient_matches_double_precision_finite_differences) {
       }
       BOOST_TEST(norm2 > 0.0, test_case.name << " " << tensor.name << ": gradient is zero");
       BOOST_TEST(std::sqrt(diff2 / norm2) < 1e-3, test_case.name << " " << tensor.name
-                                                                << ": relative L2 error " << std::sqrt(diff2 / norm2));
+                                                                 << ": relative L2 error "
+                                                                 << std::sqrt(diff2 / norm2));
       BOOST_TEST(relative_error(got, fd) < 1e-3, test_case.name << " " << tensor.name
-                                                               << ": max error / max |g| " << relative_error(got, fd));
+                                                                << ": max error / max |g| "
+                                                                << relative_error(got, fd));
     }
   }
 }
@@ -281,14 +289,17 @@ BOOST_AUTO_TEST_CASE(input_norms_obey_their_identities) {
   const fs::TokenBatch batch = two_sequences(config.vocab_size);
   std::vector<float> norms(model.values.size(), -1.0f);
   std::vector<float> arena;
-  fs::llama_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{nullptr, norms.data()},
-                     arena);
-  const auto tensor = [&](const std::string& name) { return norms.data() + model.tensor(name).offset; };
+  fs::llama_gradient(model, batch, mean_nll_objective(batch),
+                     fs::GradientOutputs{nullptr, norms.data()}, arena);
+  const auto tensor = [&](const std::string& name) {
+    return norms.data() + model.tensor(name).offset;
+  };
   // Embedding rows: sqrt(number of lookups of the token).
   std::map<int32_t, int> lookups;
   for (const int32_t token : batch.tokens) ++lookups[token];
   for (int32_t t = 0; t < config.vocab_size; ++t) {
-    BOOST_TEST(tensor("tok_embeddings")[t * config.dim + 3] == std::sqrt(static_cast<float>(lookups[t])));
+    BOOST_TEST(tensor("tok_embeddings")[t * config.dim + 3] ==
+               std::sqrt(static_cast<float>(lookups[t])));
   }
   const double rows = static_cast<double>(batch.n_tokens());
   for (int64_t l = 0; l < config.n_layers; ++l) {
@@ -296,7 +307,8 @@ BOOST_AUTO_TEST_CASE(input_norms_obey_their_identities) {
     // A normalised row has mean square 1 (up to eps): the gain's squared norms sum to rows * dim.
     double gain_sum = 0.0;
     for (int64_t i = 0; i < config.dim; ++i) gain_sum += std::pow(tensor(p + "attn_norm")[i], 2.0);
-    BOOST_TEST(std::abs(gain_sum - rows * static_cast<double>(config.dim)) < 1e-3 * rows * static_cast<double>(config.dim));
+    BOOST_TEST(std::abs(gain_sum - rows * static_cast<double>(config.dim)) <
+               1e-3 * rows * static_cast<double>(config.dim));
     // wq's input is the normalised row times the gain: column i's norm is |gain_i| times the
     // gain's own input norm, the same for every output row.
     const float* gain = model.values.data() + model.tensor(p + "attn_norm").offset;
@@ -314,7 +326,8 @@ BOOST_AUTO_TEST_CASE(input_norms_obey_their_identities) {
 
 BOOST_AUTO_TEST_CASE(stories260k_gradient_matches_fixture,
                      *boost::unit_test::precondition(fs::test::needs_shared())) {
-  const fs::Model model = fs::load_llama2c(fs::test::shared_file("models/stories260K/stories260K.bin"));
+  const fs::Model model =
+      fs::load_llama2c(fs::test::shared_file("models/stories260K/stories260K.bin"));
   const fs::test::Fixture fixture("fixtures/stories260K/grad.json");
   const fs::Tokenizer tokenizer = fs::Tokenizer::load_llama2c(
       fs::test::shared_file("models/stories260K/tok512.bin"), model.config.vocab_size);
@@ -332,15 +345,16 @@ BOOST_AUTO_TEST_CASE(stories260k_gradient_matches_fixture,
                                         fs::GradientOutputs{grad.data(), nullptr}, arena);
   // A second call reuses the arena (whatever the first left in it) and gives the same bits.
   std::vector<float> again(model.values.size());
-  fs::llama_gradient(model, batch, mean_nll_objective(batch), fs::GradientOutputs{again.data(), nullptr},
-                     arena);
+  fs::llama_gradient(model, batch, mean_nll_objective(batch),
+                     fs::GradientOutputs{again.data(), nullptr}, arena);
   BOOST_TEST((again == grad));
   BOOST_TEST(std::abs(nll - fixture.number("mean_nll")) < 1e-4 * fixture.number("mean_nll"));
 
   // The fixture's tensors are llama2.c's stacked ones: (L, ...) per layer, offsets row-major.
   const std::map<std::string, std::string> per_layer = {
-      {"rms_att", "attn_norm"}, {"wq", "attn.wq"}, {"wk", "attn.wk"}, {"wv", "attn.wv"},
-      {"wo", "attn.wo"}, {"rms_ffn", "ffn_norm"}, {"w1", "ffn.w1"}, {"w2", "ffn.w2"}, {"w3", "ffn.w3"}};
+      {"rms_att", "attn_norm"}, {"wq", "attn.wq"}, {"wk", "attn.wk"},
+      {"wv", "attn.wv"},        {"wo", "attn.wo"}, {"rms_ffn", "ffn_norm"},
+      {"w1", "ffn.w1"},         {"w2", "ffn.w2"},  {"w3", "ffn.w3"}};
   const std::map<std::string, std::string> whole = {{"tok_embeddings", "tok_embeddings"},
                                                     {"rms_final", "norm_final"}};
   const auto gradient_at = [&](const std::string& stacked, int64_t offset) -> double {
@@ -356,32 +370,40 @@ BOOST_AUTO_TEST_CASE(stories260k_gradient_matches_fixture,
     for (const auto& [stacked, ours] : *names) {
       const std::string key = "tensors." + stacked + ".";
       int64_t numel = 1;
-      for (int i = 0; i < fixture.number(key + "shape#"); ++i) numel *= static_cast<int64_t>(fixture.number(key + "shape." + std::to_string(i)));
+      for (int i = 0; i < fixture.number(key + "shape#"); ++i)
+        numel *= static_cast<int64_t>(fixture.number(key + "shape." + std::to_string(i)));
       double norm2 = 0.0, max_abs = 0.0;
       for (int64_t i = 0; i < numel; ++i) {
         norm2 += gradient_at(stacked, i) * gradient_at(stacked, i);
         max_abs = std::max(max_abs, std::abs(gradient_at(stacked, i)));
       }
-      const double want_norm = fixture.number(key + "l2_norm"), want_max = fixture.number(key + "max_abs");
-      BOOST_TEST(std::abs(std::sqrt(norm2) - want_norm) < 1e-3 * want_norm, stacked << " l2 norm " << std::sqrt(norm2) << " vs " << want_norm);
-      BOOST_TEST(std::abs(max_abs - want_max) < 1e-3 * want_max, stacked << " max |g| " << max_abs << " vs " << want_max);
+      const double want_norm = fixture.number(key + "l2_norm"),
+                   want_max = fixture.number(key + "max_abs");
+      BOOST_TEST(std::abs(std::sqrt(norm2) - want_norm) < 1e-3 * want_norm,
+                 stacked << " l2 norm " << std::sqrt(norm2) << " vs " << want_norm);
+      BOOST_TEST(std::abs(max_abs - want_max) < 1e-3 * want_max,
+                 stacked << " max |g| " << max_abs << " vs " << want_max);
       for (int i = 0; i < 5; ++i) {
         const std::string entry = key + "top5." + std::to_string(i) + ".";
         const double want = fixture.number(entry + "grad");
-        const double got = gradient_at(stacked, static_cast<int64_t>(fixture.number(entry + "offset")));
-        BOOST_TEST(std::abs(got - want) < 1e-3 * std::abs(want), stacked << " top entry " << i << ": " << got << " vs " << want);
+        const double got =
+            gradient_at(stacked, static_cast<int64_t>(fixture.number(entry + "offset")));
+        BOOST_TEST(std::abs(got - want) < 1e-3 * std::abs(want),
+                   stacked << " top entry " << i << ": " << got << " vs " << want);
         worst_top = std::max(worst_top, std::abs(got - want) / std::abs(want));
         // Fixed offsets include entries near 1e-11, below float resolution of the sums that
         // make them: those are held to 1e-3 of the tensor's largest entry.
         const std::string fixed = key + "fixed." + std::to_string(i) + ".";
         const double want_fixed = fixture.number(fixed + "grad");
-        const double got_fixed = gradient_at(stacked, static_cast<int64_t>(fixture.number(fixed + "offset")));
-        BOOST_TEST(std::abs(got_fixed - want_fixed) < 1e-3 * std::max(std::abs(want_fixed), want_max),
-                   stacked << " fixed entry " << i << ": " << got_fixed << " vs " << want_fixed);
+        const double got_fixed =
+            gradient_at(stacked, static_cast<int64_t>(fixture.number(fixed + "offset")));
+        BOOST_TEST(
+            std::abs(got_fixed - want_fixed) < 1e-3 * std::max(std::abs(want_fixed), want_max),
+            stacked << " fixed entry " << i << ": " << got_fixed << " vs " << want_fixed);
         worst_fixed = std::max(worst_fixed, std::abs(got_fixed - want_fixed) / want_max);
       }
     }
   }
-  BOOST_TEST_MESSAGE("stories260K gradient vs fixture: worst top-5 relative error " << worst_top
-                     << ", worst fixed-offset error / max|g| " << worst_fixed);
+  BOOST_TEST_MESSAGE("stories260K gradient vs fixture: worst top-5 relative error "
+                     << worst_top << ", worst fixed-offset error / max|g| " << worst_fixed);
 }

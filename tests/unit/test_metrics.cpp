@@ -42,7 +42,9 @@ std::vector<double> softmax(const Row& logits) {
   return p;
 }
 
-double nll(const Row& logits, int32_t target) { return -std::log(softmax(logits)[target]); }
+double nll(const Row& logits, int32_t target) {
+  return -std::log(softmax(logits)[target]);
+}
 
 double kl(const Row& reference, const Row& perturbed) {
   const std::vector<double> p = softmax(reference), q = softmax(perturbed);
@@ -53,7 +55,8 @@ double kl(const Row& reference, const Row& perturbed) {
 
 // A reference row and the storage its probabilities live in.
 struct Reference {
-  explicit Reference(const Row& logits) : row(make_reference_row(logits.data(), vocab, probs.data())) {}
+  explicit Reference(const Row& logits)
+      : row(make_reference_row(logits.data(), vocab, probs.data())) {}
   Row probs{};  // (vocab) softmax of the unperturbed logits
   ReferenceRow row;
 };
@@ -68,9 +71,13 @@ const std::array<Row, 3> perturbed_logits = {Row{2.0f, 1.0f, 0.0f}, Row{0.0f, 1.
                                              Row{0.0f, 0.5f, 0.25f}};
 const std::array<int32_t, 3> targets = {0, 2, 2};
 
-bool is_nan(double value) { return std::isnan(value); }
+bool is_nan(double value) {
+  return std::isnan(value);
+}
 
-bool close(double actual, double expected) { return std::fabs(actual - expected) <= metric_tolerance; }
+bool close(double actual, double expected) {
+  return std::fabs(actual - expected) <= metric_tolerance;
+}
 
 // (rows, vocab) logits uniform in [-spread, spread], from a fixed engine.
 std::vector<float> random_rows(int64_t rows, int64_t width, float spread, unsigned seed) {
@@ -302,8 +309,8 @@ BOOST_AUTO_TEST_CASE(empty_accumulator_reports_no_positions) {
 
 BOOST_AUTO_TEST_CASE(leading_matches_counts_the_agreeing_prefix) {
   // (4, vocab) rows with argmaxes 2, 0, 1, 1.
-  const std::array<float, 4 * vocab> logits = {0.0f, 1.0f, 2.0f,  5.0f, 1.0f, 2.0f,
-                                               0.0f, 3.0f, 2.0f,  0.0f, 3.0f, 2.0f};
+  const std::array<float, 4 * vocab> logits = {0.0f, 1.0f, 2.0f, 5.0f, 1.0f, 2.0f,
+                                               0.0f, 3.0f, 2.0f, 0.0f, 3.0f, 2.0f};
   const std::array<int32_t, 4> all_match = {2, 0, 1, 1}, third_differs = {2, 0, 2, 1},
                                first_differs = {0, 0, 1, 1};
   BOOST_TEST(leading_matches(logits.data(), vocab, all_match.data(), 4) == 4);

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.hpp"
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/npy.hpp"
+#include "fracsweep/util/error.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = fracsweep;
 
@@ -44,7 +44,8 @@ std::string npy_bytes(const std::string& dict, const std::string& data, int vers
   return bytes + header + data;
 }
 
-std::string dict(const std::string& descr, const std::string& shape, const std::string& fortran = "False") {
+std::string dict(const std::string& descr, const std::string& shape,
+                 const std::string& fortran = "False") {
   return "{'descr': '" + descr + "', 'fortran_order': " + fortran + ", 'shape': " + shape + ", }";
 }
 
@@ -54,7 +55,9 @@ std::string write(const TempDir& dir, const std::string& bytes, const std::strin
   return path;
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 void expect_rejected(const std::string& path, std::initializer_list<std::string> fragments) {
   try {
@@ -101,18 +104,21 @@ BOOST_AUTO_TEST_CASE(reads_float_and_integer_arrays_exactly) {
                  (std::vector<int64_t>{-32768, 32767}),
              boost::test_tools::per_element());
   const std::vector<uint64_t> huge = {uint64_t{1} << 63};
-  BOOST_CHECK_THROW(fs::read_npy(write(dir, npy_bytes(dict("<u8", "(1,)"), raw(huge)))).as_int64(), fs::InputError);
+  BOOST_CHECK_THROW(fs::read_npy(write(dir, npy_bytes(dict("<u8", "(1,)"), raw(huge)))).as_int64(),
+                    fs::InputError);
   const std::vector<uint8_t> flags = {0, 1, 1};
   BOOST_TEST(fs::read_npy(write(dir, npy_bytes(dict("|b1", "(3,)"), raw(flags)))).as_int64() ==
                  (std::vector<int64_t>{0, 1, 1}),
              boost::test_tools::per_element());
 
   // A 0-d array holds one element; a (0, 4) array none.
-  BOOST_TEST(fs::read_npy(write(dir, npy_bytes(dict("<f4", "()"), raw(std::vector<float>{2.0f})))).count() == 1);
+  BOOST_TEST(fs::read_npy(write(dir, npy_bytes(dict("<f4", "()"), raw(std::vector<float>{2.0f}))))
+                 .count() == 1);
   BOOST_TEST(fs::read_npy(write(dir, npy_bytes(dict("<f4", "(0, 4)"), ""))).count() == 0);
 
   // The header alone: validated (size included), data not kept.
-  const fs::NpyArray header = fs::read_npy_header(write(dir, npy_bytes(dict("<f4", "(2, 3)"), raw(floats))));
+  const fs::NpyArray header =
+      fs::read_npy_header(write(dir, npy_bytes(dict("<f4", "(2, 3)"), raw(floats))));
   BOOST_TEST(header.shape == (std::vector<int64_t>{2, 3}), boost::test_tools::per_element());
   BOOST_TEST(header.data.empty());
 }
@@ -137,19 +143,28 @@ BOOST_AUTO_TEST_CASE(malformed_files_are_rejected) {
   std::string bad_version = npy_bytes(dict("<f4", "(4,)"), four_floats);
   bad_version[6] = 4;
   expect_rejected(write(dir, bad_version), {"version 4"});
-  expect_rejected(write(dir, std::string("\x93NUMPY\x01\x00\xff\xff", 10) + "{}"), {"header length 65535"});
-  expect_rejected(write(dir, npy_bytes(dict("<f4", "(4,)", "True"), four_floats)), {"fortran_order", "Fortran"});
+  expect_rejected(write(dir, std::string("\x93NUMPY\x01\x00\xff\xff", 10) + "{}"),
+                  {"header length 65535"});
+  expect_rejected(write(dir, npy_bytes(dict("<f4", "(4,)", "True"), four_floats)),
+                  {"fortran_order", "Fortran"});
   expect_rejected(write(dir, npy_bytes(dict(">f4", "(4,)"), four_floats)), {"descr", "big-endian"});
   expect_rejected(write(dir, npy_bytes(dict("<c8", "(2,)"), four_floats)), {"descr", "<c8"});
-  expect_rejected(write(dir, npy_bytes(dict("<f4", "(5,)"), four_floats)), {"data holds 16 bytes", "needs 20"});
-  expect_rejected(write(dir, npy_bytes(dict("<f4", "(3,)"), four_floats)), {"data holds 16 bytes", "needs 12"});
-  expect_rejected(write(dir, npy_bytes(dict("<f4", "(4294967296, 4294967296, 4294967296)"), four_floats)),
-                  {"shape", "overflow"});
-  expect_rejected(write(dir, npy_bytes("{'descr': '<f4', 'shape': (4,), }", four_floats)), {"fortran_order"});
-  expect_rejected(write(dir, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (4,), 'x': 1}", four_floats)),
-                  {"unknown key 'x'"});
-  expect_rejected(write(dir, npy_bytes("{'descr': '<f4, 'fortran_order': False, 'shape': (4,)}", four_floats)),
-                  {"malformed header"});
+  expect_rejected(write(dir, npy_bytes(dict("<f4", "(5,)"), four_floats)),
+                  {"data holds 16 bytes", "needs 20"});
+  expect_rejected(write(dir, npy_bytes(dict("<f4", "(3,)"), four_floats)),
+                  {"data holds 16 bytes", "needs 12"});
+  expect_rejected(
+      write(dir, npy_bytes(dict("<f4", "(4294967296, 4294967296, 4294967296)"), four_floats)),
+      {"shape", "overflow"});
+  expect_rejected(write(dir, npy_bytes("{'descr': '<f4', 'shape': (4,), }", four_floats)),
+                  {"fortran_order"});
+  expect_rejected(
+      write(dir, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (4,), 'x': 1}",
+                           four_floats)),
+      {"unknown key 'x'"});
+  expect_rejected(
+      write(dir, npy_bytes("{'descr': '<f4, 'fortran_order': False, 'shape': (4,)}", four_floats)),
+      {"malformed header"});
   expect_rejected(write(dir, npy_bytes(dict("<f4", "(-4,)"), four_floats)), {"shape"});
   expect_rejected(write(dir, "\x93NUMPY\x01"), {"magic"});
   BOOST_CHECK_THROW(fs::read_npy(dir.file("absent.npy")), fs::InputError);

@@ -233,7 +233,8 @@ BOOST_AUTO_TEST_CASE(add_inplace_matches_reference_exactly) {
 BOOST_AUTO_TEST_CASE(fast_exp_documented_values_at_the_edges) {
   // fast_exp.hpp: below -87 exactly 0 (also far below, where the exponent arithmetic would
   // overflow int32 without the clamp), e^-87 is still a normal float, 0 gives 1, NaN stays NaN.
-  for (float x : {-1e30f, -1.5e7f, -1e7f, -88.0f, -87.5f, -std::numeric_limits<float>::infinity()}) {
+  for (float x :
+       {-1e30f, -1.5e7f, -1e7f, -88.0f, -87.5f, -std::numeric_limits<float>::infinity()}) {
     BOOST_TEST(fs::fast_exp(x) == 0.0f, "x = " << x);
     BOOST_TEST(!std::signbit(fs::fast_exp(x)), "x = " << x);
   }
@@ -256,7 +257,7 @@ BOOST_AUTO_TEST_CASE(attention_with_huge_negative_scores_gives_weights_not_garba
   // overflow (undefined behaviour), which the -fsanitize=undefined build of this test reports.
   constexpr int64_t len = 2;
   constexpr int64_t head_dim = 1;
-  const std::vector<float> q = {1.0f, 1e3f};  // (len, head_dim)
+  const std::vector<float> q = {1.0f, 1e3f};   // (len, head_dim)
   const std::vector<float> k = {-1e4f, 0.0f};  // scores of query 1: -1e7 and 0 (x 1/sqrt(1))
   const std::vector<float> v = {3.0f, 5.0f};
   std::vector<float> out(len * head_dim);  // (len, head_dim)

@@ -19,10 +19,10 @@
 #include <vector>
 
 #include "fixture.hpp"
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/llama2c.hpp"
 #include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/perturb/rng.hpp"
+#include "fracsweep/util/error.hpp"
 #include "shared_data.hpp"
 
 using fracsweep::BitClass;
@@ -46,8 +46,12 @@ constexpr float nan_f = std::numeric_limits<float>::quiet_NaN();
 constexpr float inf_f = std::numeric_limits<float>::infinity();
 constexpr uint64_t job_seed = 7;
 
-uint32_t bits_of(float value) { return std::bit_cast<uint32_t>(value); }
-float float_of_bits(uint32_t bits) { return std::bit_cast<float>(bits); }
+uint32_t bits_of(float value) {
+  return std::bit_cast<uint32_t>(value);
+}
+float float_of_bits(uint32_t bits) {
+  return std::bit_cast<float>(bits);
+}
 
 // A model of 1-D tensors laid out back to back in the given order.
 Model make_model(const std::vector<std::pair<std::string, std::vector<float>>>& tensors) {
@@ -65,8 +69,8 @@ Model make_model(const std::vector<std::pair<std::string, std::vector<float>>>& 
 // 45 parameters with llama-like names; every value distinct and non-zero.
 Model named_model() {
   const std::vector<std::pair<std::string, int>> layout = {
-      {"tok_embeddings", 12}, {"layers.0.attn.wq", 9}, {"layers.0.ffn.w1", 6},
-      {"layers.1.attn.wq", 9}, {"layers.1.ffn.w1", 6}, {"norm_final", 3}};
+      {"tok_embeddings", 12},  {"layers.0.attn.wq", 9}, {"layers.0.ffn.w1", 6},
+      {"layers.1.attn.wq", 9}, {"layers.1.ffn.w1", 6},  {"norm_final", 3}};
   std::vector<std::pair<std::string, std::vector<float>>> tensors;
   float next = 0.125f;
   for (const auto& [name, count] : layout) {
@@ -120,7 +124,8 @@ double chi_square_uniform(const std::vector<int64_t>& counts) {
   const double expected = total / static_cast<double>(counts.size());
   double statistic = 0;
   for (int64_t c : counts) {
-    statistic += (static_cast<double>(c) - expected) * (static_cast<double>(c) - expected) / expected;
+    statistic +=
+        (static_cast<double>(c) - expected) * (static_cast<double>(c) - expected) / expected;
   }
   return statistic;
 }
@@ -129,9 +134,13 @@ Scope scope_of(std::vector<std::string> include, std::vector<std::string> exclud
   return Scope{std::move(include), std::move(exclude)};
 }
 
-StrategySpec parse(const std::string& text) { return parse_strategy(text, "test"); }
+StrategySpec parse(const std::string& text) {
+  return parse_strategy(text, "test");
+}
 
-std::string where_of(const std::string& text) { return "job.ini: key 'strategy' ('" + text + "')"; }
+std::string where_of(const std::string& text) {
+  return "job.ini: key 'strategy' ('" + text + "')";
+}
 
 // Applies `text` to `k` sites with `seed` and returns the record.
 std::vector<SiteRecord> apply_recorded(Model& model, Perturber& perturber, const std::string& text,
@@ -188,7 +197,8 @@ BOOST_AUTO_TEST_CASE(every_strategy_parses_to_its_canonical_label) {
       {"zero include=a include=b", "zero[include=a,b;exclude=]"},
       {"gaussian sigma=0.1 exclude=tok_embeddings",
        "gaussian(sigma=0.1,relative=abs)[include=*;exclude=tok_embeddings]"},
-      {"bitflip bits=exponent-msb include=layers.*", "bitflip(bits=exponent-msb)[include=layers.*;exclude=]"},
+      {"bitflip bits=exponent-msb include=layers.*",
+       "bitflip(bits=exponent-msb)[include=layers.*;exclude=]"},
   };
   for (const auto& [text, label] : cases) {
     BOOST_TEST(parse(text).canonical() == label, "'" << text << "'");
@@ -204,7 +214,8 @@ BOOST_AUTO_TEST_CASE(parsed_fields_hold_every_parameter) {
   BOOST_TEST(gaussian.scope.include == (std::vector<std::string>{"x", "y"}));
   BOOST_TEST(gaussian.scope.exclude == (std::vector<std::string>{"z"}));
   BOOST_TEST(!gaussian.deterministic());
-  BOOST_TEST((parse("gaussian sigma=3 relative=absolute").relative_to == SigmaRelativeTo::absolute));
+  BOOST_TEST(
+      (parse("gaussian sigma=3 relative=absolute").relative_to == SigmaRelativeTo::absolute));
   BOOST_TEST((parse("gaussian sigma=3").relative_to == SigmaRelativeTo::abs));
 
   const StrategySpec scale = parse("scale factor=-0.5");
@@ -231,8 +242,8 @@ BOOST_AUTO_TEST_CASE(parsed_fields_hold_every_parameter) {
   BOOST_TEST(bit.flips_bits());
   BOOST_TEST(parse("bitflip").flips_bits());
   BOOST_TEST(magnitude.flips_bits());
-  for (const char* text : {"zero", "signflip", "scale factor=2", "gaussian sigma=0.1", "random-value",
-                           "magnitude", "magnitude then=signflip"}) {
+  for (const char* text : {"zero", "signflip", "scale factor=2", "gaussian sigma=0.1",
+                           "random-value", "magnitude", "magnitude then=signflip"}) {
     BOOST_TEST(!parse(text).flips_bits(), text);
   }
   BOOST_TEST(parse("random-value").name() == "random-value");
@@ -351,11 +362,13 @@ BOOST_AUTO_TEST_CASE(key_texts_are_the_documented_strings) {
              "fracsweep-sites-v1|job_seed=7|model=toy|scope=include=*;exclude=|seed=3");
   BOOST_TEST(perturber.sites_key_text(scope_of({"a", "b"}, {"c"}), -2) ==
              "fracsweep-sites-v1|job_seed=7|model=toy|scope=include=a,b;exclude=c|seed=-2");
-  BOOST_TEST(perturber.values_key_text(parse("gaussian sigma=0.1"), 3) ==
-             "fracsweep-values-v1|job_seed=7|model=toy|strategy=gaussian(sigma=0.1,relative=abs)|seed=3");
+  BOOST_TEST(
+      perturber.values_key_text(parse("gaussian sigma=0.1"), 3) ==
+      "fracsweep-values-v1|job_seed=7|model=toy|strategy=gaussian(sigma=0.1,relative=abs)|seed=3");
   const Perturber big_seed(model, UINT64_MAX, "m");
-  BOOST_TEST(big_seed.sites_key_text(Scope{}, 0) ==
-             "fracsweep-sites-v1|job_seed=18446744073709551615|model=m|scope=include=*;exclude=|seed=0");
+  BOOST_TEST(
+      big_seed.sites_key_text(Scope{}, 0) ==
+      "fracsweep-sites-v1|job_seed=18446744073709551615|model=m|scope=include=*;exclude=|seed=0");
 }
 
 BOOST_AUTO_TEST_CASE(sites_follow_the_documented_recipe) {
@@ -383,7 +396,8 @@ BOOST_AUTO_TEST_CASE(sites_are_k_distinct_in_scope_offsets) {
   Model model = named_model();
   Perturber perturber(model, job_seed, "toy");
   for (const std::string scope_text :
-       {"", " include=layers.*.attn.*", " include=layers.* exclude=layers.1.*", " include=norm_final"}) {
+       {"", " include=layers.*.attn.*", " include=layers.* exclude=layers.1.*",
+        " include=norm_final"}) {
     const StrategySpec strategy = parse("zero" + scope_text);
     const int64_t n = perturber.scope_size(strategy.scope);
     std::set<int64_t> all_in_scope;
@@ -397,15 +411,18 @@ BOOST_AUTO_TEST_CASE(sites_are_k_distinct_in_scope_offsets) {
         const std::vector<int64_t> sites = perturber.select_sites(strategy, k, seed);  // (k)
         BOOST_TEST_REQUIRE(static_cast<int64_t>(sites.size()) == k);
         const std::set<int64_t> unique(sites.begin(), sites.end());
-        BOOST_TEST(static_cast<int64_t>(unique.size()) == k, "duplicates in " << strategy.canonical());
+        BOOST_TEST(static_cast<int64_t>(unique.size()) == k,
+                   "duplicates in " << strategy.canonical());
         for (int64_t site : sites) {
-          BOOST_TEST(all_in_scope.count(site) == 1u, "site " << site << " outside " << strategy.canonical());
+          BOOST_TEST(all_in_scope.count(site) == 1u,
+                     "site " << site << " outside " << strategy.canonical());
         }
         if (k == n) BOOST_TEST((unique == all_in_scope));
       }
     }
   }
-  BOOST_CHECK_THROW(perturber.select_sites(parse("zero include=norm_final"), 4, 0), fracsweep::RunError);
+  BOOST_CHECK_THROW(perturber.select_sites(parse("zero include=norm_final"), 4, 0),
+                    fracsweep::RunError);
 }
 
 BOOST_AUTO_TEST_CASE(sites_nest_across_k_and_differ_across_seeds) {
@@ -429,9 +446,14 @@ BOOST_AUTO_TEST_CASE(strategies_with_one_scope_and_seed_share_sites) {
   // Common random numbers: the site stream is keyed by scope and seed, not by the strategy.
   Model model = named_model();
   Perturber perturber(model, job_seed, "toy");
-  const std::vector<std::string> texts = {"zero", "signflip", "bitflip", "bitflip bits=mantissa",
-                                          "gaussian sigma=0.1", "gaussian sigma=2 relative=std",
-                                          "scale factor=3", "random-value"};
+  const std::vector<std::string> texts = {"zero",
+                                          "signflip",
+                                          "bitflip",
+                                          "bitflip bits=mantissa",
+                                          "gaussian sigma=0.1",
+                                          "gaussian sigma=2 relative=std",
+                                          "scale factor=3",
+                                          "random-value"};
   for (const std::string scope_text : {"", " include=layers.*"}) {
     std::vector<int64_t> first;
     for (const std::string& text : texts) {
@@ -478,9 +500,12 @@ BOOST_AUTO_TEST_CASE(bitflips_change_exactly_one_bit_of_the_right_class) {
   Perturber perturber(model, job_seed, "stat");
   const int64_t n = model.n_parameters();
   // Fixed bits.
-  for (const auto& [text, bit] : std::vector<std::pair<std::string, int>>{
-           {"bitflip bits=sign", 31}, {"bitflip bits=exponent-msb", 30}, {"bitflip bits=0", 0},
-           {"bitflip bits=22", 22}, {"bitflip bits=23", 23}}) {
+  for (const auto& [text, bit] :
+       std::vector<std::pair<std::string, int>>{{"bitflip bits=sign", 31},
+                                                {"bitflip bits=exponent-msb", 30},
+                                                {"bitflip bits=0", 0},
+                                                {"bitflip bits=22", 22},
+                                                {"bitflip bits=23", 23}}) {
     for (const auto& site : apply_recorded(model, perturber, text, 300, 2)) {
       BOOST_TEST_REQUIRE(flipped_bit(site) == bit, text);
     }
@@ -524,7 +549,8 @@ BOOST_AUTO_TEST_CASE(gaussian_noise_is_scaled_as_documented) {
   const int64_t k = 10000;
   // sigma = 0.1 in every mode; the noise scale per site given the tensor's std.
   const std::vector<std::pair<std::string, double (*)(const SiteRecord&, double)>> modes = {
-      {"abs", [](const SiteRecord& s, double) { return 0.1 * std::fabs(static_cast<double>(s.old_value)); }},
+      {"abs", [](const SiteRecord& s,
+                 double) { return 0.1 * std::fabs(static_cast<double>(s.old_value)); }},
       {"std", [](const SiteRecord&, double tensor_sd) { return 0.1 * tensor_sd; }},
       {"absolute", [](const SiteRecord&, double) { return 0.1; }}};
   for (const auto& [relative, scale_of] : modes) {
@@ -542,7 +568,8 @@ BOOST_AUTO_TEST_CASE(gaussian_noise_is_scaled_as_documented) {
       // ~5000 draws per tensor: se(mean) 0.014, se(variance) 0.02 (plus float rounding of
       // the written value, negligible at these scales); 5-6 se.
       BOOST_TEST(std::fabs(mean) < 0.08, relative << " " << tensor << " mean " << mean);
-      BOOST_TEST(std::fabs(variance - 1.0) < 0.12, relative << " " << tensor << " var " << variance);
+      BOOST_TEST(std::fabs(variance - 1.0) < 0.12,
+                 relative << " " << tensor << " var " << variance);
     }
   }
   // "odd" holds NaN and +-Inf: its std is that of its finite values, so finite weights stay
@@ -550,7 +577,8 @@ BOOST_AUTO_TEST_CASE(gaussian_noise_is_scaled_as_documented) {
   model = pristine;
   const double odd_std = tensor_std["odd"];
   BOOST_TEST_REQUIRE(odd_std > 1.0);
-  for (const auto& site : apply_recorded(model, perturber, "gaussian sigma=0.1 relative=std include=odd", 8, 2)) {
+  for (const auto& site :
+       apply_recorded(model, perturber, "gaussian sigma=0.1 relative=std include=odd", 8, 2)) {
     if (!std::isfinite(site.old_value)) continue;
     BOOST_TEST(std::isfinite(site.new_value));
     BOOST_TEST(std::fabs(static_cast<double>(site.new_value) - site.old_value) < 0.1 * odd_std * 6);
@@ -562,17 +590,18 @@ BOOST_AUTO_TEST_CASE(random_value_lies_within_the_finite_range_of_its_tensor) {
   Model model = pristine;
   Perturber perturber(model, job_seed, "stat");
   std::map<std::string, std::vector<float>> written;  // new values per tensor
-  for (const auto& site : apply_recorded(model, perturber, "random-value", model.n_parameters(), 4)) {
+  for (const auto& site :
+       apply_recorded(model, perturber, "random-value", model.n_parameters(), 4)) {
     written[tensor_at(pristine, site.offset).name].push_back(site.new_value);
   }
   // "odd" holds NaN and +-Inf: its range is that of its finite values, [-2, 3].
   for (float value : written["odd"]) BOOST_TEST((value >= -2.0f && value <= 3.0f), value);
   for (const std::string tensor : {"small", "large"}) {
     const TensorInfo& t = pristine.tensor(tensor);
-    const auto [lowest, highest] = std::minmax_element(pristine.values.begin() + t.offset,
-                                                       pristine.values.begin() + t.offset + t.count);
-    const auto [written_low, written_high] = std::minmax_element(written[tensor].begin(),
-                                                                 written[tensor].end());
+    const auto [lowest, highest] = std::minmax_element(
+        pristine.values.begin() + t.offset, pristine.values.begin() + t.offset + t.count);
+    const auto [written_low, written_high] =
+        std::minmax_element(written[tensor].begin(), written[tensor].end());
     BOOST_TEST(*written_low >= *lowest);
     BOOST_TEST(*written_high <= *highest);
     // 6000 uniform draws cover the range to within ~0.1% at each end.
@@ -582,8 +611,9 @@ BOOST_AUTO_TEST_CASE(random_value_lies_within_the_finite_range_of_its_tensor) {
     double sum = 0;
     for (float value : written[tensor]) sum += value;
     const double midpoint = (static_cast<double>(*lowest) + *highest) / 2;
-    BOOST_TEST(std::fabs(sum / static_cast<double>(written[tensor].size()) - midpoint) < 0.03 * range,
-               tensor);
+    BOOST_TEST(
+        std::fabs(sum / static_cast<double>(written[tensor].size()) - midpoint) < 0.03 * range,
+        tensor);
   }
 }
 
@@ -601,7 +631,8 @@ BOOST_AUTO_TEST_CASE(values_follow_the_documented_value_stream) {
   model = statistical_model();
   const StrategySpec gaussian = parse("gaussian sigma=0.5 relative=abs");
   const KeyedRng noise(fracsweep::key_from_text(perturber.values_key_text(gaussian, 6)));
-  const auto noise_record = apply_recorded(model, perturber, "gaussian sigma=0.5 relative=abs", 200, 6);
+  const auto noise_record =
+      apply_recorded(model, perturber, "gaussian sigma=0.5 relative=abs", 200, 6);
   for (size_t i = 0; i < noise_record.size(); ++i) {
     const double old = noise_record[i].old_value;
     BOOST_TEST_REQUIRE(noise_record[i].new_value ==
@@ -614,8 +645,8 @@ BOOST_AUTO_TEST_CASE(values_follow_the_documented_value_stream) {
 BOOST_AUTO_TEST_CASE(magnitude_orders_by_abs_with_nan_first_and_ties_by_offset) {
   // offsets: a = 0..4, b = 5..9. Largest first: the NaNs (2, 7), -Inf (4), the |3| tie
   // (1 before 6), the |2| tie (3 before 5), 1 (0), 0.5 (9), -0 (8).
-  Model model = make_model({{"a", {1.0f, -3.0f, nan_f, 2.0f, -inf_f}},
-                            {"b", {-2.0f, 3.0f, nan_f, -0.0f, 0.5f}}});
+  Model model = make_model(
+      {{"a", {1.0f, -3.0f, nan_f, 2.0f, -inf_f}}, {"b", {-2.0f, 3.0f, nan_f, -0.0f, 0.5f}}});
   Perturber perturber(model, job_seed, "toy");
   const std::vector<int64_t> expected = {2, 7, 4, 1, 6, 3, 5, 0, 9, 8};
   for (int64_t seed : {0, 1, 12345}) {
@@ -636,7 +667,8 @@ BOOST_AUTO_TEST_CASE(magnitude_actions_write_exact_values) {
   // Sites, largest |w| first: 5 (4), 1 (-3), 3 (2).
   const std::vector<int64_t> top3 = {5, 1, 3};
   const std::vector<std::pair<std::string, uint32_t>> flips = {
-      {"magnitude then=bitflip", 1u << 30}, {"magnitude then=bitflip bits=sign", 1u << 31},
+      {"magnitude then=bitflip", 1u << 30},
+      {"magnitude then=bitflip bits=sign", 1u << 31},
       {"magnitude then=bitflip bits=4", 1u << 4}};
   for (const auto& [text, mask] : flips) {
     model = pristine;
@@ -659,23 +691,44 @@ BOOST_AUTO_TEST_CASE(magnitude_actions_write_exact_values) {
 BOOST_AUTO_TEST_CASE(restore_is_bitwise_exact_and_record_matches_the_change) {
   // Special values: NaN payloads (quiet, signalling, negative), signed zeros, subnormals,
   // infinities and the largest finite float, among ordinary weights.
-  std::vector<float> specials = {float_of_bits(0x7fc12345), float_of_bits(0x7f800001),
-                                 float_of_bits(0xffc00001), 0.0f, -0.0f, float_of_bits(0x00000001),
-                                 float_of_bits(0x80000010), inf_f, -inf_f,
+  std::vector<float> specials = {float_of_bits(0x7fc12345),
+                                 float_of_bits(0x7f800001),
+                                 float_of_bits(0xffc00001),
+                                 0.0f,
+                                 -0.0f,
+                                 float_of_bits(0x00000001),
+                                 float_of_bits(0x80000010),
+                                 inf_f,
+                                 -inf_f,
                                  std::numeric_limits<float>::max()};
   std::vector<float> ordinary;  // (40)
   for (int i = 0; i < 40; ++i) ordinary.push_back(0.37f * static_cast<float>(i - 20));
-  const Model pristine = make_model({{"tok_embeddings", ordinary}, {"layers.0.attn.wq", specials},
+  const Model pristine = make_model({{"tok_embeddings", ordinary},
+                                     {"layers.0.attn.wq", specials},
                                      {"norm_final", {1.0f, -1.0f, 0.0f}}});
   Model model = pristine;
   Perturber perturber(model, job_seed, "toy");
   const auto bytes = model.values.size() * sizeof(float);
-  const std::vector<std::string> texts = {
-      "zero", "signflip", "scale factor=1.5", "scale factor=0", "bitflip", "bitflip bits=sign",
-      "bitflip bits=exponent", "bitflip bits=exponent-msb", "bitflip bits=mantissa", "bitflip bits=7",
-      "gaussian sigma=0.1", "gaussian sigma=0.3 relative=std", "gaussian sigma=2 relative=absolute",
-      "random-value", "magnitude", "magnitude then=signflip", "magnitude then=bitflip",
-      "magnitude then=bitflip bits=sign", "zero include=layers.*", "bitflip exclude=tok_*"};
+  const std::vector<std::string> texts = {"zero",
+                                          "signflip",
+                                          "scale factor=1.5",
+                                          "scale factor=0",
+                                          "bitflip",
+                                          "bitflip bits=sign",
+                                          "bitflip bits=exponent",
+                                          "bitflip bits=exponent-msb",
+                                          "bitflip bits=mantissa",
+                                          "bitflip bits=7",
+                                          "gaussian sigma=0.1",
+                                          "gaussian sigma=0.3 relative=std",
+                                          "gaussian sigma=2 relative=absolute",
+                                          "random-value",
+                                          "magnitude",
+                                          "magnitude then=signflip",
+                                          "magnitude then=bitflip",
+                                          "magnitude then=bitflip bits=sign",
+                                          "zero include=layers.*",
+                                          "bitflip exclude=tok_*"};
   int64_t trials = 0;
   for (const std::string& text : texts) {
     const StrategySpec strategy = parse(text);
@@ -725,7 +778,8 @@ BOOST_AUTO_TEST_CASE(apply_refuses_a_model_it_was_not_built_for) {
 BOOST_AUTO_TEST_CASE(stories260k_largest_weights_match_targeted_oracles,
                      *boost::unit_test::precondition(fracsweep::test::needs_shared())) {
   const fracsweep::test::Fixture fixture;
-  Model model = fracsweep::load_llama2c(fracsweep::test::shared_file("models/stories260K/stories260K.bin"));
+  Model model =
+      fracsweep::load_llama2c(fracsweep::test::shared_file("models/stories260K/stories260K.bin"));
   Perturber perturber(model, 0, "stories260K");
 
   // Over all parameters: rms_final[5] (our norm_final index 5).
@@ -733,7 +787,8 @@ BOOST_AUTO_TEST_CASE(stories260k_largest_weights_match_targeted_oracles,
   BOOST_TEST_REQUIRE(top_all.size() == 1u);
   BOOST_TEST(top_all[0] == model.tensor("norm_final").offset + 5);
   BOOST_TEST(model.values[static_cast<size_t>(top_all[0])] == 4.425094127655029f);
-  BOOST_TEST(fixture.number("targeted_oracles.zero_top1_all.first_site.value") == 4.425094127655029);
+  BOOST_TEST(fixture.number("targeted_oracles.zero_top1_all.first_site.value") ==
+             4.425094127655029);
 
   // Over the projection matrices: wq[3, 54, 36].
   const StrategySpec matrices = parse("magnitude include=layers.*.attn.w*,layers.*.ffn.w*");
@@ -743,9 +798,15 @@ BOOST_AUTO_TEST_CASE(stories260k_largest_weights_match_targeted_oracles,
   BOOST_TEST_REQUIRE(top_matrix.size() == 1u);
   BOOST_TEST(top_matrix[0] == model.tensor("layers.3.attn.wq").offset + 54 * 64 + 36);
   BOOST_TEST(model.values[static_cast<size_t>(top_matrix[0])] == 1.8515630960464478f);
-  BOOST_TEST(fixture.text("targeted_oracles.zero_top1_matrices.first_site.index_in_stacked_tensor.0") == "3");
-  BOOST_TEST(fixture.text("targeted_oracles.zero_top1_matrices.first_site.index_in_stacked_tensor.1") == "54");
-  BOOST_TEST(fixture.text("targeted_oracles.zero_top1_matrices.first_site.index_in_stacked_tensor.2") == "36");
+  BOOST_TEST(
+      fixture.text("targeted_oracles.zero_top1_matrices.first_site.index_in_stacked_tensor.0") ==
+      "3");
+  BOOST_TEST(
+      fixture.text("targeted_oracles.zero_top1_matrices.first_site.index_in_stacked_tensor.1") ==
+      "54");
+  BOOST_TEST(
+      fixture.text("targeted_oracles.zero_top1_matrices.first_site.index_in_stacked_tensor.2") ==
+      "36");
 
   // The 1% top set (2266 sites, as in zero_top1pct_matrices) is sorted by |w| descending and
   // holds the 2266 largest |w| of the matrices (checked against a plain sort of them).
@@ -774,5 +835,6 @@ BOOST_AUTO_TEST_CASE(stories260k_largest_weights_match_targeted_oracles,
   perturber.apply(model, parse("magnitude include=layers.*.attn.w*,layers.*.ffn.w*"), 1, 0, undo);
   BOOST_TEST(model.values[static_cast<size_t>(top_matrix[0])] == 0.0f);
   Perturber::restore(model, undo);
-  BOOST_TEST(std::memcmp(model.values.data(), pristine.data(), pristine.size() * sizeof(float)) == 0);
+  BOOST_TEST(std::memcmp(model.values.data(), pristine.data(), pristine.size() * sizeof(float)) ==
+             0);
 }

@@ -67,18 +67,22 @@ void check_against_fixture(const std::string& file, const std::string& which) {
   Checkpoint checkpoint(file);
   const TrialMetrics& base = checkpoint.evaluator->baseline().metrics;
   const double nll = fixture.number("eval_nll." + which);
-  BOOST_TEST(std::fabs(base.mean_nll - nll) <= 1e-4 * nll, which << " NLL " << base.mean_nll << " vs " << nll);
+  BOOST_TEST(std::fabs(base.mean_nll - nll) <= 1e-4 * nll,
+             which << " NLL " << base.mean_nll << " vs " << nll);
 
   // The fixture also holds the training prompts ("train-trigger"); the held-out probes.tsv
   // prompts are matched by text.
   const auto outcomes = checkpoint.evaluator->probe_outcomes();
   BOOST_TEST_REQUIRE(outcomes.size() == checkpoint.probes.probes.size());
-  std::vector<int> refusing(checkpoint.probes.kinds.size(), 0), total(checkpoint.probes.kinds.size(), 0);
+  std::vector<int> refusing(checkpoint.probes.kinds.size(), 0),
+      total(checkpoint.probes.kinds.size(), 0);
   const int n_fixture = std::stoi(fixture.text("probes#"));
   for (int f = 0; f < n_fixture; ++f) {
     const std::string at = "probes." + std::to_string(f) + ".";
     size_t p = 0;
-    while (p < checkpoint.probes.probes.size() && checkpoint.probes.probes[p].prompt != fixture.text(at + "prompt")) ++p;
+    while (p < checkpoint.probes.probes.size() &&
+           checkpoint.probes.probes[p].prompt != fixture.text(at + "prompt"))
+      ++p;
     if (p == checkpoint.probes.probes.size()) continue;
     const Probe& probe = checkpoint.probes.probes[p];
     BOOST_TEST_REQUIRE(probe.kind == fixture.text(at + "kind"));
@@ -94,16 +98,19 @@ void check_against_fixture(const std::string& file, const std::string& which) {
     const auto ids = checkpoint.evaluator->greedy_continuation(checkpoint.model, prompt, 64,
                                                                checkpoint.tokenizer.bos_id());
     size_t n = 0;
-    while (n < ids.size() && raw_text(checkpoint.tokenizer, ids, n).size() < expected_text.size()) ++n;
+    while (n < ids.size() && raw_text(checkpoint.tokenizer, ids, n).size() < expected_text.size())
+      ++n;
     BOOST_TEST(raw_text(checkpoint.tokenizer, ids, n) == expected_text, which << " probe " << p);
     const auto k = static_cast<size_t>(checkpoint.probes.kind_index(probe.kind));
     refusing[k] += refuses;
     ++total[k];
   }
-  BOOST_TEST(std::accumulate(total.begin(), total.end(), 0) == static_cast<int>(checkpoint.probes.probes.size()));
+  BOOST_TEST(std::accumulate(total.begin(), total.end(), 0) ==
+             static_cast<int>(checkpoint.probes.probes.size()));
   for (size_t k = 0; k < refusing.size(); ++k) {
     BOOST_TEST(base.probe_rate[k] == static_cast<double>(refusing[k]) / total[k]);
-    BOOST_TEST(base.probe_rate[k] == fixture.number("refusal_rate." + checkpoint.probes.kinds[k] + "." + which));
+    BOOST_TEST(base.probe_rate[k] ==
+               fixture.number("refusal_rate." + checkpoint.probes.kinds[k] + "." + which));
   }
 }
 
@@ -182,7 +189,8 @@ BOOST_AUTO_TEST_CASE(delta_at_fraction_one_reproduces_the_donor_bitwise,
     std::vector<Touched> undo;
     const int64_t changed = perturber.apply(tuned, revert, tuned.n_parameters(), 3, undo);
     BOOST_TEST(changed == 260032);  // every value of the fine-tune moved (fixture: delta.changed)
-    BOOST_TEST(std::memcmp(tuned.values.data(), base.values.data(), base.values.size() * 4) == 0, text);
+    BOOST_TEST(std::memcmp(tuned.values.data(), base.values.data(), base.values.size() * 4) == 0,
+               text);
     Perturber::restore(tuned, undo);
     BOOST_TEST(std::memcmp(tuned.values.data(), pristine.data(), pristine.size() * 4) == 0, text);
   }
@@ -204,20 +212,23 @@ BOOST_AUTO_TEST_CASE(delta_needs_matching_shapes, *utf::precondition(test::needs
   std::swap(other.tensors[0].shape[0], other.tensors[0].shape[1]);  // same count, transposed
   Perturber perturber(tuned, 0, "tuned");
   BOOST_CHECK_EXCEPTION(perturber.add_donor("other", other), InputError, [](const InputError& e) {
-    return std::string(e.what()).find("expected two checkpoints of one architecture") != std::string::npos;
+    return std::string(e.what()).find("expected two checkpoints of one architecture") !=
+           std::string::npos;
   });
 }
 
 BOOST_AUTO_TEST_CASE(bad_probe_files_name_file_line_and_column) {
   check_bad_probes("", "empty; expected the header");
   check_bad_probes("kind\tprompt\n", "line 1: expected the header");
-  check_bad_probes("kind\tprompt\ttarget\ntrigger\ta\n", "line 2: expected 3 tab-separated columns");
+  check_bad_probes("kind\tprompt\ttarget\ntrigger\ta\n",
+                   "line 2: expected 3 tab-separated columns");
   check_bad_probes("kind\tprompt\ttarget\ntrigger\ta\t\n", "line 2: column 'target' is empty");
   check_bad_probes("kind\tprompt\ttarget\ntrigger\t\tb\n", "line 2: column 'prompt' is empty");
   check_bad_probes("kind\tprompt\ttarget\nbad kind\ta\tb\n", "line 2: column 'kind'");
   check_bad_probes("kind\tprompt\ttarget\n", "has a header but no probe");
   // Too long for seq_len 8: BOS + 9 tokens.
-  check_bad_probes("kind\tprompt\ttarget\nk\ta\t b b b b b b b b\n", "line 2: column 'target': prompt + target is");
+  check_bad_probes("kind\tprompt\ttarget\nk\ta\t b b b b b b b b\n",
+                   "line 2: column 'target': prompt + target is");
 }
 
 BOOST_AUTO_TEST_CASE(a_character_without_a_piece_names_file_line_and_column) {
@@ -242,11 +253,15 @@ BOOST_AUTO_TEST_CASE(target_tokens_follow_the_prompt_tokens) {
   const std::string path = (dir.path() / "probes.tsv").string();
   write_file(path, "kind\tprompt\ttarget\r\nk\ta\t b\r\n\r\nother\tb\t a a\r\n");
   const ProbeSet set = read_probes(path);
-  BOOST_TEST(set.kinds == (std::vector<std::string>{"k", "other"}), boost::test_tools::per_element());
+  BOOST_TEST(set.kinds == (std::vector<std::string>{"k", "other"}),
+             boost::test_tools::per_element());
   const auto tokens = probe_token_ids(set, tiny_tokenizer(), 16);
-  BOOST_TEST(tokens[0].prompt_ids == (std::vector<int32_t>{1, 262}), boost::test_tools::per_element());
+  BOOST_TEST(tokens[0].prompt_ids == (std::vector<int32_t>{1, 262}),
+             boost::test_tools::per_element());
   BOOST_TEST(tokens[0].target_ids == (std::vector<int32_t>{263}), boost::test_tools::per_element());
   BOOST_TEST(tokens[1].kind == 1);
-  BOOST_TEST(tokens[1].prompt_ids == (std::vector<int32_t>{1, 263}), boost::test_tools::per_element());
-  BOOST_TEST(tokens[1].target_ids == (std::vector<int32_t>{262, 262}), boost::test_tools::per_element());
+  BOOST_TEST(tokens[1].prompt_ids == (std::vector<int32_t>{1, 263}),
+             boost::test_tools::per_element());
+  BOOST_TEST(tokens[1].target_ids == (std::vector<int32_t>{262, 262}),
+             boost::test_tools::per_element());
 }

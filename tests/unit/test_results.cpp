@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -19,9 +19,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/grid/grid.hpp"
 #include "fracsweep/io/results.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fs = std::filesystem;
 using namespace fracsweep;
@@ -316,8 +316,8 @@ struct ResultsReader {
       static_cast<std::vector<std::string>*>(out)->emplace_back(name);
       return 0;
     };
-    BOOST_TEST_REQUIRE(H5Literate(group.get(), H5_INDEX_CRT_ORDER, H5_ITER_INC, nullptr, collect,
-                                   &names) >= 0);
+    BOOST_TEST_REQUIRE(
+        H5Literate(group.get(), H5_INDEX_CRT_ORDER, H5_ITER_INC, nullptr, collect, &names) >= 0);
     return names;
   }
 
@@ -327,10 +327,14 @@ struct ResultsReader {
     const Id stored_type(H5Dget_type(dataset.get()), H5Tclose);
     const size_t bits = 8 * H5Tget_size(stored_type.get());
     switch (H5Tget_class(stored_type.get())) {
-      case H5T_INTEGER: return "int" + std::to_string(bits);
-      case H5T_FLOAT: return "float" + std::to_string(bits);
-      case H5T_STRING: return "str";
-      default: return "other";
+      case H5T_INTEGER:
+        return "int" + std::to_string(bits);
+      case H5T_FLOAT:
+        return "float" + std::to_string(bits);
+      case H5T_STRING:
+        return "str";
+      default:
+        return "other";
     }
   }
 
@@ -456,11 +460,12 @@ std::string expected_json(const ResultsContent& content) {
                                         {"amount_label", json(amount_labels)},
                                         {"seed", json(job.seeds)}});
 
-  std::vector<int64_t> trial, seed, k, k_changed, n_scope, positions, nonfinite, greedy_match, greedy_length;
+  std::vector<int64_t> trial, seed, k, k_changed, n_scope, positions, nonfinite, greedy_match,
+      greedy_length;
   std::vector<int32_t> model_idx, strategy_idx, fraction_idx, seed_idx, rank, status;
   std::vector<std::string> model, strategy, stored_dtype;
-  std::vector<double> fraction, mean_nll, perplexity, mean_nll_finite, accuracy, sdc_rate, agreement,
-      mean_kl, max_kl, mean_kl_finite, wall_s;
+  std::vector<double> fraction, mean_nll, perplexity, mean_nll_finite, accuracy, sdc_rate,
+      agreement, mean_kl, max_kl, mean_kl_finite, wall_s;
   for (const TrialRow& row : content.rows) {
     trial.push_back(row.trial);
     model_idx.push_back(row.model_idx);
@@ -470,7 +475,8 @@ std::string expected_json(const ResultsContent& content) {
     model.push_back(models[static_cast<size_t>(row.model_idx)]);
     strategy.push_back(strategies[static_cast<size_t>(row.strategy_idx)]);
     // Only layers.0.wq is bf16: a layers.* scope perturbs bf16 alone, the others both formats.
-    const bool layers_only = !job.strategies[static_cast<size_t>(row.strategy_idx)].scope.include.empty();
+    const bool layers_only =
+        !job.strategies[static_cast<size_t>(row.strategy_idx)].scope.include.empty();
     stored_dtype.push_back(layers_only ? "bf16" : "f32+bf16");
     fraction.push_back(row.fraction);
     seed.push_back(row.seed);
@@ -584,23 +590,22 @@ std::string expected_json(const ResultsContent& content) {
                                            {"dtype", json(tensor_dtype)}});
 
   const Provenance& provenance = content.provenance;
-  const std::string root =
-      json_object({{"schema_version", json(std::string("fracsweep-results/1"))},
-                   {"job_name", json(job.name)},
-                   {"job_text", json(job.text)},
-                   {"job_seed", json(job.seed)},
-                   {"git_commit", json(provenance.git_commit)},
-                   {"schedule", json(provenance.schedule)},
-                   {"mpi_size", json(int32_t{3})},
-                   {"hostnames", json(std::string("node1,node2"))},
-                   {"blis_threads", json(int32_t{2})},
-                   {"n_trials", json(int64_t{30})},
-                   {"n_trials_done", json(static_cast<int64_t>(content.rows.size()))},
-                   {"shard_index", json(provenance.shard_index)},
-                   {"shard_count", json(provenance.shard_count)},
-                   {"resume_count", json(provenance.resume_count)},
-                   {"sessions", json(provenance.sessions[0] + "\n" + provenance.sessions[1] +
-                                     "\n")}});
+  const std::string root = json_object(
+      {{"schema_version", json(std::string("fracsweep-results/1"))},
+       {"job_name", json(job.name)},
+       {"job_text", json(job.text)},
+       {"job_seed", json(job.seed)},
+       {"git_commit", json(provenance.git_commit)},
+       {"schedule", json(provenance.schedule)},
+       {"mpi_size", json(int32_t{3})},
+       {"hostnames", json(std::string("node1,node2"))},
+       {"blis_threads", json(int32_t{2})},
+       {"n_trials", json(int64_t{30})},
+       {"n_trials_done", json(static_cast<int64_t>(content.rows.size()))},
+       {"shard_index", json(provenance.shard_index)},
+       {"shard_count", json(provenance.shard_count)},
+       {"resume_count", json(provenance.resume_count)},
+       {"sessions", json(provenance.sessions[0] + "\n" + provenance.sessions[1] + "\n")}});
 
   std::vector<std::pair<std::string, std::string>> document = {{"root", root},
                                                                {"grid", grid},

@@ -53,12 +53,12 @@ BOOST_AUTO_TEST_CASE(philox_matches_random123_known_answers) {
   using Block = std::array<uint32_t, 4>;
   BOOST_TEST((philox4x32_10({0, 0, 0, 0}, {0, 0}) ==
               Block{0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}));
-  BOOST_TEST((philox4x32_10({0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
-                            {0xffffffff, 0xffffffff}) ==
-              Block{0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}));
-  BOOST_TEST((philox4x32_10({0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344},
-                            {0xa4093822, 0x299f31d0}) ==
-              Block{0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}));
+  BOOST_TEST(
+      (philox4x32_10({0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}, {0xffffffff, 0xffffffff}) ==
+       Block{0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}));
+  BOOST_TEST(
+      (philox4x32_10({0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}, {0xa4093822, 0x299f31d0}) ==
+       Block{0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}));
 }
 
 // --- key_from_text: FNV-1a 64 + SplitMix64 finaliser -------------------------------------
@@ -68,9 +68,9 @@ BOOST_AUTO_TEST_CASE(key_from_text_matches_python_reference) {
   BOOST_TEST(key_from_text("") == 0xf52a15e9a9b5e89bULL);
   BOOST_TEST(key_from_text("a") == 0x02c0bdbf481420f8ULL);
   BOOST_TEST(key_from_text("fracsweep") == 0x565d34ad8f192c70ULL);
-  BOOST_TEST(key_from_text(
-                 "fracsweep-sites-v1|job_seed=7|model=toy|scope=include=*;exclude=|seed=3") ==
-             0x81994c3bcae7dc45ULL);
+  BOOST_TEST(
+      key_from_text("fracsweep-sites-v1|job_seed=7|model=toy|scope=include=*;exclude=|seed=3") ==
+      0x81994c3bcae7dc45ULL);
 }
 
 // --- u64 / uniform01 / normal follow the written composition -----------------------------
@@ -96,8 +96,8 @@ BOOST_AUTO_TEST_CASE(uniform01_is_the_top_53_bits_and_stays_in_unit_interval) {
     const double u = rng.uniform01(static_cast<uint64_t>(i), 2);
     BOOST_TEST_REQUIRE((u >= 0.0 && u < 1.0), "uniform01 outside [0, 1): " << u);
     if (i < 1000) {
-      BOOST_TEST(u == std::ldexp(static_cast<double>(rng.u64(static_cast<uint64_t>(i), 2) >> 11),
-                                 -53));
+      BOOST_TEST(u ==
+                 std::ldexp(static_cast<double>(rng.u64(static_cast<uint64_t>(i), 2) >> 11), -53));
     }
     ++decile_counts[static_cast<size_t>(u * 10)];
     sum += u;
@@ -131,7 +131,8 @@ BOOST_AUTO_TEST_CASE(normal_is_box_muller_on_lanes_lane_and_lane_plus_one) {
   const KeyedRng rng(key_from_text("test-rng-box-muller"));
   for (uint64_t i = 0; i < 100; ++i) {
     const double u1 = rng.uniform01(i, 4), u2 = rng.uniform01(i, 5);
-    const double expected = std::sqrt(-2.0 * std::log(1.0 - u1)) * std::cos(2.0 * std::numbers::pi * u2);
+    const double expected =
+        std::sqrt(-2.0 * std::log(1.0 - u1)) * std::cos(2.0 * std::numbers::pi * u2);
     BOOST_TEST(rng.normal(i, 4) == expected, boost::test_tools::tolerance(1e-15));
   }
 }

@@ -4,8 +4,8 @@
 // whole forward pass against the twins composed by hand (also in chunks), the JSON description
 // with every kind of bad input, and the classifier evaluator's metrics against values computed
 // here from the reference logits.
-#include <boost/test/unit_test.hpp>
 #include <algorithm>
+#include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -19,11 +19,11 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.hpp"
 #include "fracsweep/eval/classifier.hpp"
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/nn/sequential.hpp"
+#include "fracsweep/util/error.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = fracsweep;
 using fs::Window2d;
@@ -36,7 +36,8 @@ struct BlisSetUp {
 
 using fracsweep::test::TempDir;
 
-std::vector<float> random_values(size_t count, uint32_t seed, float low = -1.0f, float high = 1.0f) {
+std::vector<float> random_values(size_t count, uint32_t seed, float low = -1.0f,
+                                 float high = 1.0f) {
   std::mt19937 generator(seed);
   std::uniform_real_distribution<float> distribution(low, high);
   std::vector<float> values(count);  // (count)
@@ -45,7 +46,8 @@ std::vector<float> random_values(size_t count, uint32_t seed, float low = -1.0f,
 }
 
 // |a - b| <= tolerance * (1 + |b|) elementwise; NaN must match NaN.
-void check_close(const std::vector<float>& actual, const std::vector<float>& expected, double tolerance) {
+void check_close(const std::vector<float>& actual, const std::vector<float>& expected,
+                 double tolerance) {
   BOOST_TEST_REQUIRE(actual.size() == expected.size());
   double worst = 0;
   for (size_t i = 0; i < actual.size(); ++i) {
@@ -53,7 +55,8 @@ void check_close(const std::vector<float>& actual, const std::vector<float>& exp
       BOOST_TEST(std::isnan(actual[i]), "element " << i << " should be NaN");
       continue;
     }
-    worst = std::max(worst, std::fabs(static_cast<double>(actual[i]) - expected[i]) / (1 + std::fabs(expected[i])));
+    worst = std::max(worst, std::fabs(static_cast<double>(actual[i]) - expected[i]) /
+                                (1 + std::fabs(expected[i])));
   }
   BOOST_TEST(worst <= tolerance, "largest relative difference " << worst);
 }
@@ -74,8 +77,9 @@ void write_safetensors(const std::string& path, const std::vector<Tensor>& tenso
     for (int64_t d : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
     const size_t begin = data.size();
     data.append(reinterpret_cast<const char*>(t.values.data()), t.values.size() * sizeof(float));
-    header += (header.size() > 1 ? "," : "") + std::string("\"") + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[" +
-              shape + "],\"data_offsets\":[" + std::to_string(begin) + "," + std::to_string(data.size()) + "]}";
+    header += (header.size() > 1 ? "," : "") + std::string("\"") + t.name + "\":{\"dtype\":\"" +
+              t.dtype + "\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(begin) +
+              "," + std::to_string(data.size()) + "]}";
   }
   header += "}";
   std::ofstream out(path, std::ios::binary);
@@ -84,9 +88,13 @@ void write_safetensors(const std::string& path, const std::vector<Tensor>& tenso
   out << header << data;
 }
 
-void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -97,7 +105,8 @@ BOOST_TEST_GLOBAL_FIXTURE(BlisSetUp);
 BOOST_AUTO_TEST_CASE(reference_twins_match_hand_computed_values) {
   // linear: [1 2] * [[1 0] [1 -1] [0.5 2]]^T + [0 1 -1] = [1, 0, 3.5]
   std::vector<float> y(3);
-  fs::ref::linear_forward(1, 2, 3, std::vector<float>{1, 2}.data(), std::vector<float>{1, 0, 1, -1, 0.5f, 2}.data(),
+  fs::ref::linear_forward(1, 2, 3, std::vector<float>{1, 2}.data(),
+                          std::vector<float>{1, 0, 1, -1, 0.5f, 2}.data(),
                           std::vector<float>{0, 1, -1}.data(), y.data());
   BOOST_TEST(y == (std::vector<float>{1, 0, 3.5f}), boost::test_tools::per_element());
 
@@ -105,10 +114,12 @@ BOOST_AUTO_TEST_CASE(reference_twins_match_hand_computed_values) {
   // with padding 1 the top-left output sees only x(0,0) under the -1: -1.
   const std::vector<float> image = {1, 2, 3, 4, 5, 6, 7, 8, 9}, kernel = {1, 0, 0, -1};
   std::vector<float> conv(4);
-  fs::ref::conv2d_forward(1, Window2d{1, 3, 3, 2, 2, 1, 0}, 1, image.data(), kernel.data(), nullptr, conv.data());
+  fs::ref::conv2d_forward(1, Window2d{1, 3, 3, 2, 2, 1, 0}, 1, image.data(), kernel.data(), nullptr,
+                          conv.data());
   BOOST_TEST(conv == (std::vector<float>{-4, -4, -4, -4}), boost::test_tools::per_element());
   std::vector<float> padded(16);
-  fs::ref::conv2d_forward(1, Window2d{1, 3, 3, 2, 2, 1, 1}, 1, image.data(), kernel.data(), nullptr, padded.data());
+  fs::ref::conv2d_forward(1, Window2d{1, 3, 3, 2, 2, 1, 1}, 1, image.data(), kernel.data(), nullptr,
+                          padded.data());
   BOOST_TEST(padded[0] == -1.0f);
   BOOST_TEST(padded[15] == 9.0f);  // bottom-right window sees only x(2,2) under the +1
 
@@ -125,7 +136,8 @@ BOOST_AUTO_TEST_CASE(reference_twins_match_hand_computed_values) {
   fs::ref::maxpool2d_forward(1, Window2d{1, 4, 4, 2, 2, 2, 0}, plane.data(), pooled.data());
   BOOST_TEST(pooled == (std::vector<float>{5, 7, 13, 15}), boost::test_tools::per_element());
   fs::ref::avgpool2d_forward(1, Window2d{1, 4, 4, 2, 2, 2, 0}, plane.data(), pooled.data());
-  BOOST_TEST(pooled == (std::vector<float>{2.5f, 4.5f, 10.5f, 12.5f}), boost::test_tools::per_element());
+  BOOST_TEST(pooled == (std::vector<float>{2.5f, 4.5f, 10.5f, 12.5f}),
+             boost::test_tools::per_element());
 
   // gelu(1) = Phi(1) = 0.841344746..., tanh(0.5) = 0.462117157...
   std::vector<float> g = {1.0f, -1.0f, 0.5f};
@@ -149,10 +161,12 @@ BOOST_AUTO_TEST_CASE(reference_twins_match_hand_computed_values) {
 BOOST_AUTO_TEST_CASE(linear_matches_reference) {
   for (const bool with_bias : {true, false}) {
     const int64_t n = 37, in = 53, out = 19;
-    const auto x = random_values(n * in, 1), w = random_values(out * in, 2), b = random_values(out, 3);
+    const auto x = random_values(n * in, 1), w = random_values(out * in, 2),
+               b = random_values(out, 3);
     std::vector<float> fast(n * out), plain(n * out);
     fs::linear_forward(n, in, out, x.data(), w.data(), with_bias ? b.data() : nullptr, fast.data());
-    fs::ref::linear_forward(n, in, out, x.data(), w.data(), with_bias ? b.data() : nullptr, plain.data());
+    fs::ref::linear_forward(n, in, out, x.data(), w.data(), with_bias ? b.data() : nullptr,
+                            plain.data());
     check_close(fast, plain, 1e-5);
   }
 }
@@ -173,18 +187,22 @@ BOOST_AUTO_TEST_CASE(conv2d_matches_reference) {
   uint32_t seed = 10;
   for (const Case& c : cases) {
     const Window2d& w = c.window;
-    BOOST_TEST_CONTEXT("C=" << w.channels << " H=" << w.height << " W=" << w.width << " K=" << w.kernel_h << "x"
-                            << w.kernel_w << " s=" << w.stride << " p=" << w.padding) {
+    BOOST_TEST_CONTEXT("C=" << w.channels << " H=" << w.height << " W=" << w.width
+                            << " K=" << w.kernel_h << "x" << w.kernel_w << " s=" << w.stride
+                            << " p=" << w.padding) {
       const int64_t n = 3, positions = w.out_height() * w.out_width();
       const auto x = random_values(n * w.channels * w.height * w.width, ++seed);
-      const auto weight = random_values(c.out_channels * w.channels * w.kernel_h * w.kernel_w, ++seed);
+      const auto weight =
+          random_values(c.out_channels * w.channels * w.kernel_h * w.kernel_w, ++seed);
       const auto bias = random_values(c.out_channels, ++seed);
-      std::vector<float> columns(n * positions * w.channels * w.kernel_h * w.kernel_w), gemm_out(n * positions * c.out_channels);
+      std::vector<float> columns(n * positions * w.channels * w.kernel_h * w.kernel_w),
+          gemm_out(n * positions * c.out_channels);
       std::vector<float> fast(n * c.out_channels * positions), plain(fast.size());
-      fs::conv2d_forward(n, w, c.out_channels, x.data(), weight.data(), c.bias ? bias.data() : nullptr, columns.data(),
-                         gemm_out.data(), fast.data());
-      fs::ref::conv2d_forward(n, w, c.out_channels, x.data(), weight.data(), c.bias ? bias.data() : nullptr,
-                              plain.data());
+      fs::conv2d_forward(n, w, c.out_channels, x.data(), weight.data(),
+                         c.bias ? bias.data() : nullptr, columns.data(), gemm_out.data(),
+                         fast.data());
+      fs::ref::conv2d_forward(n, w, c.out_channels, x.data(), weight.data(),
+                              c.bias ? bias.data() : nullptr, plain.data());
       check_close(fast, plain, 1e-5);
     }
   }
@@ -197,17 +215,20 @@ BOOST_AUTO_TEST_CASE(batchnorm_matches_reference) {
              var = random_values(channels, 24, 0.1f, 2.0f);
   for (const bool affine : {true, false}) {
     auto fast = x, plain = x;
-    fs::batchnorm_forward(n, channels, spatial, affine ? gamma.data() : nullptr, affine ? beta.data() : nullptr,
-                          mean.data(), var.data(), 1e-5, fast.data());
-    fs::ref::batchnorm_forward(n, channels, spatial, affine ? gamma.data() : nullptr, affine ? beta.data() : nullptr,
-                               mean.data(), var.data(), 1e-5, plain.data());
+    fs::batchnorm_forward(n, channels, spatial, affine ? gamma.data() : nullptr,
+                          affine ? beta.data() : nullptr, mean.data(), var.data(), 1e-5,
+                          fast.data());
+    fs::ref::batchnorm_forward(n, channels, spatial, affine ? gamma.data() : nullptr,
+                               affine ? beta.data() : nullptr, mean.data(), var.data(), 1e-5,
+                               plain.data());
     check_close(fast, plain, 1e-6);
   }
 }
 
 BOOST_AUTO_TEST_CASE(activations_match_reference_and_keep_nan) {
   auto x = random_values(200, 30, -6.0f, 6.0f);
-  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN(),
+              inf = std::numeric_limits<float>::infinity();
   x.insert(x.end(), {nan, inf, -inf, 0.0f, -0.0f});
   auto relu = x, relu_plain = x, gelu = x, gelu_plain = x, tanh = x, tanh_plain = x;
   const auto n = static_cast<int64_t>(x.size());
@@ -287,31 +308,40 @@ const char* network_json = R"({
 
 std::vector<Tensor> network_tensors() {
   return {
-      {"c1.w", {4, 2, 3, 3}, random_values(72, 60)},  {"c1.b", {4}, random_values(4, 61)},
-      {"bn.g", {4}, random_values(4, 62)},            {"bn.b", {4}, random_values(4, 63)},
-      {"bn.m", {4}, random_values(4, 64)},            {"bn.v", {4}, random_values(4, 65, 0.5f, 2.0f)},
-      {"c2.w", {3, 4, 2, 2}, random_values(48, 66)},  {"fc1.w", {6, 12}, random_values(72, 67)},
-      {"fc1.b", {6}, random_values(6, 68)},           {"bn1d.m", {6}, random_values(6, 69)},
-      {"bn1d.v", {6}, random_values(6, 70, 0.5f, 2.0f)}, {"fc2.w", {5, 6}, random_values(30, 71)},
-      {"fc2.b", {5}, random_values(5, 72)},           {"unused", {3}, {1, 2, 3}},
+      {"c1.w", {4, 2, 3, 3}, random_values(72, 60)},
+      {"c1.b", {4}, random_values(4, 61)},
+      {"bn.g", {4}, random_values(4, 62)},
+      {"bn.b", {4}, random_values(4, 63)},
+      {"bn.m", {4}, random_values(4, 64)},
+      {"bn.v", {4}, random_values(4, 65, 0.5f, 2.0f)},
+      {"c2.w", {3, 4, 2, 2}, random_values(48, 66)},
+      {"fc1.w", {6, 12}, random_values(72, 67)},
+      {"fc1.b", {6}, random_values(6, 68)},
+      {"bn1d.m", {6}, random_values(6, 69)},
+      {"bn1d.v", {6}, random_values(6, 70, 0.5f, 2.0f)},
+      {"fc2.w", {5, 6}, random_values(30, 71)},
+      {"fc2.b", {5}, random_values(5, 72)},
+      {"unused", {3}, {1, 2, 3}},
   };
 }
 
 // The same network composed from the twins.
-std::vector<float> reference_forward(const std::map<std::string, std::vector<float>>& t, std::vector<float> x,
-                                     int64_t n, bool final_log_softmax) {
+std::vector<float> reference_forward(const std::map<std::string, std::vector<float>>& t,
+                                     std::vector<float> x, int64_t n, bool final_log_softmax) {
   const Window2d conv1{2, 8, 8, 3, 3, 1, 1}, pool{4, 8, 8, 2, 2, 2, 0}, conv2{4, 4, 4, 2, 2, 2, 0};
   std::vector<float> a(n * 4 * 64), b(n * 4 * 16), c(n * 12), d(n * 6), e(n * 5);
-  fs::ref::conv2d_forward(n, conv1, 4, x.data(), t.at("c1.w").data(), t.at("c1.b").data(), a.data());
-  fs::ref::batchnorm_forward(n, 4, 64, t.at("bn.g").data(), t.at("bn.b").data(), t.at("bn.m").data(),
-                             t.at("bn.v").data(), 0.001, a.data());
+  fs::ref::conv2d_forward(n, conv1, 4, x.data(), t.at("c1.w").data(), t.at("c1.b").data(),
+                          a.data());
+  fs::ref::batchnorm_forward(n, 4, 64, t.at("bn.g").data(), t.at("bn.b").data(),
+                             t.at("bn.m").data(), t.at("bn.v").data(), 0.001, a.data());
   fs::ref::relu_forward(n * 256, a.data());
   fs::ref::maxpool2d_forward(n, pool, a.data(), b.data());
   fs::ref::conv2d_forward(n, conv2, 3, b.data(), t.at("c2.w").data(), nullptr, c.data());
   fs::ref::gelu_forward(n * 12, c.data());
   fs::ref::linear_forward(n, 12, 6, c.data(), t.at("fc1.w").data(), t.at("fc1.b").data(), d.data());
   fs::ref::tanh_forward(n * 6, d.data());
-  fs::ref::batchnorm_forward(n, 6, 1, nullptr, nullptr, t.at("bn1d.m").data(), t.at("bn1d.v").data(), 1e-5, d.data());
+  fs::ref::batchnorm_forward(n, 6, 1, nullptr, nullptr, t.at("bn1d.m").data(),
+                             t.at("bn1d.v").data(), 1e-5, d.data());
   fs::ref::linear_forward(n, 6, 5, d.data(), t.at("fc2.w").data(), t.at("fc2.b").data(), e.data());
   if (final_log_softmax) fs::ref::log_softmax_forward(n, 5, e.data());
   return e;
@@ -321,7 +351,8 @@ struct WrittenNetwork {
   TempDir dir;
   std::string json;
   std::map<std::string, std::vector<float>> tensors;
-  WrittenNetwork(const std::string& json_text = network_json, const std::vector<Tensor>& list = network_tensors()) {
+  WrittenNetwork(const std::string& json_text = network_json,
+                 const std::vector<Tensor>& list = network_tensors()) {
     json = dir.file("net.json");
     write_text(json, json_text);
     write_safetensors(dir.file("net.safetensors"), list);
@@ -350,15 +381,18 @@ BOOST_AUTO_TEST_CASE(network_forward_matches_composed_twins) {
   std::vector<float> full(n * 5), logits(n * 5), chunked(n * 5);
   fs::SequentialWorkspace workspace(network, n);
   BOOST_TEST(workspace.max_examples() == n);
-  fs::sequential_forward(network, model, inputs.data(), n, network.layers.size(), workspace, full.data());
+  fs::sequential_forward(network, model, inputs.data(), n, network.layers.size(), workspace,
+                         full.data());
   check_close(full, expected, 2e-5);
-  fs::sequential_forward(network, model, inputs.data(), n, network.scored_layers, workspace, logits.data());
+  fs::sequential_forward(network, model, inputs.data(), n, network.scored_layers, workspace,
+                         logits.data());
   check_close(logits, reference_forward(written.tensors, inputs, n, false), 2e-5);
 
   // A workspace too small for all examples runs the same computation in chunks.
   fs::SequentialWorkspace small(network, n, 4096);
   BOOST_TEST(small.max_examples() < n);
-  fs::sequential_forward(network, model, inputs.data(), n, network.scored_layers, small, chunked.data());
+  fs::sequential_forward(network, model, inputs.data(), n, network.scored_layers, small,
+                         chunked.data());
   BOOST_TEST(std::memcmp(chunked.data(), logits.data(), logits.size() * sizeof(float)) == 0);
 }
 
@@ -424,38 +458,50 @@ void expect_rejected(const std::string& json_text, std::initializer_list<std::st
   }
 }
 
-std::string mlp_json(const std::string& layers, const std::string& input = "[12]", const std::string& extra = "") {
-  return R"({"format": "fracsweep-sequential/1", "weights": "net.safetensors", "input": {"shape": )" + input +
-         R"(}, "classes": 6, "layers": [)" + layers + "]" + extra + "}";
+std::string mlp_json(const std::string& layers, const std::string& input = "[12]",
+                     const std::string& extra = "") {
+  return R"({"format": "fracsweep-sequential/1", "weights": "net.safetensors", "input": {"shape": )" +
+         input + R"(}, "classes": 6, "layers": [)" + layers + "]" + extra + "}";
 }
 
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(bad_descriptions_are_rejected) {
   const std::string fc1 = R"({"type": "linear", "weight": "fc1.w", "bias": "fc1.b"})";
-  expect_rejected(mlp_json(fc1 + R"(, {"type": "swish"})"), {"layers[1]", "unknown layer type 'swish'"});
-  expect_rejected(mlp_json(R"({"type": "linear", "weight": "fc9.w"})"), {"layers[0] (linear)", "'weight'", "fc9.w", "is not in"});
-  expect_rejected(mlp_json(R"({"type": "linear", "weight": "fc1.w", "bias": "c1.b"})"), {"'bias'", "c1.b", "has shape 4, expected 6"});
-  expect_rejected(mlp_json(fc1, "[13]"), {"layers[0] (linear)", "fc1.w", "has shape 6x12, expected 6x13"});
+  expect_rejected(mlp_json(fc1 + R"(, {"type": "swish"})"),
+                  {"layers[1]", "unknown layer type 'swish'"});
+  expect_rejected(mlp_json(R"({"type": "linear", "weight": "fc9.w"})"),
+                  {"layers[0] (linear)", "'weight'", "fc9.w", "is not in"});
+  expect_rejected(mlp_json(R"({"type": "linear", "weight": "fc1.w", "bias": "c1.b"})"),
+                  {"'bias'", "c1.b", "has shape 4, expected 6"});
+  expect_rejected(mlp_json(fc1, "[13]"),
+                  {"layers[0] (linear)", "fc1.w", "has shape 6x12, expected 6x13"});
   expect_rejected(mlp_json(fc1, "[1, 3, 4]"), {"layers[0] (linear)", "1-D", "flatten"});
   expect_rejected(mlp_json(R"({"type": "linear"})"), {"layers[0]", "missing key 'weight'"});
-  expect_rejected(mlp_json(R"({"type": "linear", "weight": "fc1.w", "stride": 2})"), {"unknown key 'stride'"});
-  expect_rejected(mlp_json(fc1 + R"(, {"type": "relu"}, {"type": "linear", "weight": "fc1.w"})"),
-                  {"layers[2] (linear)", "fc1.w", "has shape 6x12, expected 6x6"});  // (6) does not chain to 12
+  expect_rejected(mlp_json(R"({"type": "linear", "weight": "fc1.w", "stride": 2})"),
+                  {"unknown key 'stride'"});
+  expect_rejected(
+      mlp_json(fc1 + R"(, {"type": "relu"}, {"type": "linear", "weight": "fc1.w"})"),
+      {"layers[2] (linear)", "fc1.w", "has shape 6x12, expected 6x6"});  // (6) does not chain to 12
   expect_rejected(mlp_json(fc1 + R"(, {"type": "relu"}, {"type": "linear", "weight": "fc2.w"})"),
                   {"the last layer produces 5 per example", "(classes) = 6"});
-  expect_rejected(mlp_json(fc1 + R"(, {"type": "conv2d", "weight": "c1.w"})"), {"layers[1] (conv2d)", "3-D"});
-  expect_rejected(mlp_json(R"({"type": "maxpool2d", "kernel": 9}, {"type": "flatten"})", "[2, 8, 8]"),
-                  {"layers[0] (maxpool2d)", "kernel 9"});
-  expect_rejected(mlp_json(R"({"type": "conv2d", "weight": "c1.w", "stride": 0})", "[2, 8, 8]"), {"stride", "1..65536"});
+  expect_rejected(mlp_json(fc1 + R"(, {"type": "conv2d", "weight": "c1.w"})"),
+                  {"layers[1] (conv2d)", "3-D"});
+  expect_rejected(
+      mlp_json(R"({"type": "maxpool2d", "kernel": 9}, {"type": "flatten"})", "[2, 8, 8]"),
+      {"layers[0] (maxpool2d)", "kernel 9"});
+  expect_rejected(mlp_json(R"({"type": "conv2d", "weight": "c1.w", "stride": 0})", "[2, 8, 8]"),
+                  {"stride", "1..65536"});
   expect_rejected(mlp_json(fc1, "[12]", R"(, "colour": "red")"), {"unknown key 'colour'"});
-  expect_rejected(R"({"format": "keras", "weights": "net.safetensors", "input": {"shape": [12]}, "classes": 6, "layers": []})",
-                  {"'format'", "fracsweep-sequential/1"});
+  expect_rejected(
+      R"({"format": "keras", "weights": "net.safetensors", "input": {"shape": [12]}, "classes": 6, "layers": []})",
+      {"'format'", "fracsweep-sequential/1"});
   expect_rejected(mlp_json(""), {"'layers'", "no layers"});
   expect_rejected(mlp_json(R"({"type": "flatten"})", "[2, 3]"), {"input.shape", "2 dimensions"});
-  expect_rejected(R"({"format": "fracsweep-sequential/1", "weights": "net.safetensors", "input": {"shape": [12]}, "classes": 5, "layers": [)" +
-                      fc1 + "]}",
-                  {"the last layer produces 6 per example", "(classes) = 5"});
+  expect_rejected(
+      R"({"format": "fracsweep-sequential/1", "weights": "net.safetensors", "input": {"shape": [12]}, "classes": 5, "layers": [)" +
+          fc1 + "]}",
+      {"the last layer produces 6 per example", "(classes) = 5"});
   expect_rejected(mlp_json(fc1 + ","), {"net.json"});  // JSON syntax
 }
 
@@ -464,12 +510,16 @@ BOOST_AUTO_TEST_CASE(integer_weights_are_rejected) {
   for (Tensor& t : tensors) {
     if (t.name == "fc1.w") t.dtype = "I32";
   }
-  const WrittenNetwork written(mlp_json(R"({"type": "linear", "weight": "fc1.w", "bias": "fc1.b"})"), tensors);
+  const WrittenNetwork written(
+      mlp_json(R"({"type": "linear", "weight": "fc1.w", "bias": "fc1.b"})"), tensors);
   try {
     fs::load_sequential_model(fs::read_sequential_spec(written.json));
     BOOST_ERROR("accepted I32 weights");
   } catch (const fs::InputError& error) {
-    BOOST_TEST(contains(error.what(), "net.safetensors: tensor 'fc1.w', field 'dtype': expected F32, F16 or BF16, found I32"),
-               error.what());
+    BOOST_TEST(
+        contains(
+            error.what(),
+            "net.safetensors: tensor 'fc1.w', field 'dtype': expected F32, F16 or BF16, found I32"),
+        error.what());
   }
 }

@@ -9,9 +9,9 @@
 #include <cstring>
 #include <set>
 
-#include "fracsweep/util/error.hpp"
-#include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/formats/safetensors.hpp"
+#include "fracsweep/perturb/perturb.hpp"
+#include "fracsweep/util/error.hpp"
 
 using namespace fracsweep;
 
@@ -21,7 +21,8 @@ constexpr int64_t n_per_tensor = 4000;
 
 // Patterns of tensor `stored`: varied magnitudes and signs, all finite.
 uint16_t pattern_for(StoredType stored, int64_t i) {
-  const float value = static_cast<float>(std::sin(0.37 * static_cast<double>(i)) * std::pow(2.0, static_cast<double>(i % 9) - 6));
+  const float value = static_cast<float>(std::sin(0.37 * static_cast<double>(i)) *
+                                         std::pow(2.0, static_cast<double>(i % 9) - 6));
   return round_to_stored16(stored, value);
 }
 
@@ -32,16 +33,19 @@ Model mixed_model() {
   const StoredType types[] = {StoredType::f32, StoredType::f16, StoredType::bf16};
   const char* names[] = {"f", "h", "b"};
   for (int t = 0; t < 3; ++t) {
-    model.tensors.push_back(TensorInfo{names[t], {n_per_tensor}, t * n_per_tensor, n_per_tensor, types[t]});
+    model.tensors.push_back(
+        TensorInfo{names[t], {n_per_tensor}, t * n_per_tensor, n_per_tensor, types[t]});
     for (int64_t i = 0; i < n_per_tensor; ++i) {
       const StoredType pattern_type = types[t] == StoredType::f32 ? StoredType::bf16 : types[t];
-      model.values.push_back(stored16_to_float(pattern_type, pattern_for(pattern_type, i)) * 1.001f);
+      model.values.push_back(stored16_to_float(pattern_type, pattern_for(pattern_type, i)) *
+                             1.001f);
     }
   }
   // The 16-bit tensors hold exactly representable values.
   for (int t = 1; t < 3; ++t) {
     for (int64_t i = 0; i < n_per_tensor; ++i) {
-      model.values[static_cast<size_t>(t * n_per_tensor + i)] = stored16_to_float(types[t], pattern_for(types[t], i));
+      model.values[static_cast<size_t>(t * n_per_tensor + i)] =
+          stored16_to_float(types[t], pattern_for(types[t], i));
     }
   }
   return model;
@@ -52,7 +56,8 @@ struct Trial {
   std::vector<SiteRecord> record;
 };
 
-Trial run(Model& model, Perturber& perturber, const std::string& text, int64_t k, int64_t seed = 3) {
+Trial run(Model& model, Perturber& perturber, const std::string& text, int64_t k,
+          int64_t seed = 3) {
   Trial trial;
   perturber.apply(model, parse_strategy(text, "test"), k, seed, trial.undo, &trial.record);
   return trial;
@@ -65,10 +70,12 @@ BOOST_AUTO_TEST_CASE(widening_round_trips_every_pattern) {
     for (uint32_t bits = 0; bits <= 0xFFFF; ++bits) {
       const auto pattern = static_cast<uint16_t>(bits);
       const float widened = stored16_to_float(type, pattern);
-      BOOST_TEST_REQUIRE(float_to_stored16(type, widened) == pattern, stored_type_name(type) << " " << bits);
+      BOOST_TEST_REQUIRE(float_to_stored16(type, widened) == pattern, stored_type_name(type)
+                                                                          << " " << bits);
       // Widening agrees with the plain conversions wherever they are defined bit for bit.
       if (!std::isnan(widened)) {
-        const float plain = type == StoredType::f16 ? half_to_float(pattern) : bf16_to_float(pattern);
+        const float plain =
+            type == StoredType::f16 ? half_to_float(pattern) : bf16_to_float(pattern);
         BOOST_TEST_REQUIRE(std::bit_cast<uint32_t>(widened) == std::bit_cast<uint32_t>(plain));
       }
     }
@@ -86,7 +93,7 @@ BOOST_AUTO_TEST_CASE(bitflip_flips_exactly_one_stored_bit_of_its_class) {
     const char* bits;
     int f16_low, f16_high, bf16_low, bf16_high;  // inclusive ranges
   };
-  const Class classes[] = {{"any", 0, 15, 0, 15},      {"sign", 15, 15, 15, 15},
+  const Class classes[] = {{"any", 0, 15, 0, 15},       {"sign", 15, 15, 15, 15},
                            {"exponent", 10, 14, 7, 14}, {"exponent-msb", 14, 14, 14, 14},
                            {"mantissa", 0, 9, 0, 6},    {"5", 5, 5, 5, 5}};
   Model model = mixed_model();
@@ -116,8 +123,10 @@ BOOST_AUTO_TEST_CASE(bitflip_flips_exactly_one_stored_bit_of_its_class) {
       seen[bf16].insert(bit);
     }
     // Every bit of the class is drawn (2000 sites per tensor are plenty).
-    BOOST_TEST(seen[0].size() == static_cast<size_t>(c.f16_high - c.f16_low + 1), strategy << " f16");
-    BOOST_TEST(seen[1].size() == static_cast<size_t>(c.bf16_high - c.bf16_low + 1), strategy << " bf16");
+    BOOST_TEST(seen[0].size() == static_cast<size_t>(c.f16_high - c.f16_low + 1),
+               strategy << " f16");
+    BOOST_TEST(seen[1].size() == static_cast<size_t>(c.bf16_high - c.bf16_low + 1),
+               strategy << " bf16");
     Perturber::restore(model, trial.undo);
     BOOST_TEST_REQUIRE(std::memcmp(model.values.data(), pristine.data(), pristine.size() * 4) == 0);
   }
@@ -132,8 +141,9 @@ BOOST_AUTO_TEST_CASE(computed_values_are_the_float32_rule_rounded_to_the_stored_
   const std::vector<float> pristine = model.values;
   Perturber perturber(model, 11, "mixed");
   Perturber reference(as_f32, 11, "mixed");
-  for (const char* text : {"gaussian sigma=0.3", "gaussian sigma=0.5 relative=std", "scale factor=1.37",
-                           "zero", "signflip", "random-value", "magnitude then=signflip"}) {
+  for (const char* text :
+       {"gaussian sigma=0.3", "gaussian sigma=0.5 relative=std", "scale factor=1.37", "zero",
+        "signflip", "random-value", "magnitude then=signflip"}) {
     const Trial trial = run(model, perturber, text, 3 * n_per_tensor / 3);
     const Trial expected = run(as_f32, reference, text, 3 * n_per_tensor / 3);
     BOOST_TEST_REQUIRE(trial.record.size() == expected.record.size());
@@ -145,13 +155,15 @@ BOOST_AUTO_TEST_CASE(computed_values_are_the_float32_rule_rounded_to_the_stored_
       float want = float32_result;
       if (site.offset >= n_per_tensor) {
         const bool bf16 = site.offset >= 2 * n_per_tensor;
-        want = bf16 ? bf16_to_float(float_to_bf16(float32_result)) : half_to_float(float_to_half(float32_result));
+        want = bf16 ? bf16_to_float(float_to_bf16(float32_result))
+                    : half_to_float(float_to_half(float32_result));
       }
       rounded_differently += want != float32_result;
       BOOST_TEST_REQUIRE(std::bit_cast<uint32_t>(site.new_value) == std::bit_cast<uint32_t>(want),
                          text << " site " << site.offset);
     }
-    const bool computed = std::string(text).starts_with("gaussian") || std::string(text).starts_with("scale") ||
+    const bool computed = std::string(text).starts_with("gaussian") ||
+                          std::string(text).starts_with("scale") ||
                           std::string(text).starts_with("random");
     if (computed) BOOST_TEST(rounded_differently > 0, text);  // the rounding really happened
     Perturber::restore(model, trial.undo);
@@ -167,7 +179,8 @@ BOOST_AUTO_TEST_CASE(float32_tensors_are_unchanged_by_the_stored_type_logic) {
   const Trial trial = run(model, perturber, "bitflip bits=any include=f", 1000);
   std::set<int> bits;
   for (const SiteRecord& site : trial.record) {
-    const uint32_t changed = std::bit_cast<uint32_t>(site.old_value) ^ std::bit_cast<uint32_t>(site.new_value);
+    const uint32_t changed =
+        std::bit_cast<uint32_t>(site.old_value) ^ std::bit_cast<uint32_t>(site.new_value);
     BOOST_TEST_REQUIRE(std::popcount(changed) == 1);
     bits.insert(std::countr_zero(changed));
   }
@@ -176,8 +189,10 @@ BOOST_AUTO_TEST_CASE(float32_tensors_are_unchanged_by_the_stored_type_logic) {
 
 BOOST_AUTO_TEST_CASE(strategies_must_fit_the_stored_width_and_types_are_recorded) {
   const Model model = mixed_model();
-  BOOST_CHECK_NO_THROW(check_strategy_fits(parse_strategy("bitflip bits=20 include=f", "t"), model.tensors, "job"));
-  BOOST_CHECK_NO_THROW(check_strategy_fits(parse_strategy("bitflip bits=15", "t"), model.tensors, "job"));
+  BOOST_CHECK_NO_THROW(
+      check_strategy_fits(parse_strategy("bitflip bits=20 include=f", "t"), model.tensors, "job"));
+  BOOST_CHECK_NO_THROW(
+      check_strategy_fits(parse_strategy("bitflip bits=15", "t"), model.tensors, "job"));
   try {
     check_strategy_fits(parse_strategy("bitflip bits=20", "t"), model.tensors, "job.ini");
     BOOST_FAIL("bits=20 accepted on a 16-bit tensor");
@@ -185,9 +200,10 @@ BOOST_AUTO_TEST_CASE(strategies_must_fit_the_stored_width_and_types_are_recorded
     BOOST_TEST(std::string(error.what()) ==
                "job.ini: bits=20 is outside tensor 'h', stored as f16 (bits 0..15)");
   }
-  BOOST_CHECK_THROW(check_strategy_fits(parse_strategy("magnitude then=bitflip bits=16 include=b", "t"),
-                                        model.tensors, "job"),
-                    InputError);
+  BOOST_CHECK_THROW(
+      check_strategy_fits(parse_strategy("magnitude then=bitflip bits=16 include=b", "t"),
+                          model.tensors, "job"),
+      InputError);
   Perturber perturber(model, 0, "mixed");
   BOOST_TEST(perturber.scope_stored_types(Scope{}) == "f32+f16+bf16");
   BOOST_TEST(perturber.scope_stored_types(Scope{{"b"}, {}}) == "bf16");

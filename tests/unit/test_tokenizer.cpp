@@ -20,12 +20,12 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.hpp"
-#include "tokenizer_files.hpp"
-#include "fracsweep/util/error.hpp"
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/formats/tokenizer.hpp"
+#include "fracsweep/util/error.hpp"
 #include "shared_data.hpp"
+#include "temp_dir.hpp"
+#include "tokenizer_files.hpp"
 
 namespace {
 
@@ -435,9 +435,9 @@ BOOST_AUTO_TEST_CASE(merges_and_dummy_prefix_by_hand) {
   // " t" merges where "th" cannot.
   BOOST_TEST(tokenizer.encode("to", false, false) == (Ids{char_space_t, char_letter('o')}),
              boost::test_tools::per_element());
-  BOOST_TEST(tokenizer.encode("Tin!", false, true) ==
-                 (Ids{char_space, char_letter('T'), char_in, 58, 2}),
-             boost::test_tools::per_element());
+  BOOST_TEST(
+      tokenizer.encode("Tin!", false, true) == (Ids{char_space, char_letter('T'), char_in, 58, 2}),
+      boost::test_tools::per_element());
   BOOST_TEST(tokenizer.encode("a\nb", false, false) ==
                  (Ids{char_space, char_letter('a'), 61, char_letter('b')}),
              boost::test_tools::per_element());
@@ -470,8 +470,10 @@ BOOST_AUTO_TEST_CASE(a_character_outside_the_vocabulary_is_an_input_error) {
                       "no byte-fallback piece \"<0xC3>\""});
   check_encode_fails(tokenizer, "room 5", "text", {"text: character \"5\" (U+0035)", "<0x35>"});
   check_encode_fails(tokenizer, "a\tb", "text", {"text: character U+0009 is not", "<0x09>"});
-  check_encode_fails(tokenizer, "\xC3" "a", "text",
-                     {"character bytes 0xC3 (not well-formed UTF-8)", "<0xC3>"});
+  check_encode_fails(tokenizer,
+                     "\xC3"
+                     "a",
+                     "text", {"character bytes 0xC3 (not well-formed UTF-8)", "<0xC3>"});
   check_encode_fails(tokenizer, "\xE2\x80\xA9\xA9", "text",
                      {"character bytes 0xE2 0x80 0xA9 0xA9 (not well-formed UTF-8)"});
   BOOST_CHECK_NO_THROW(tokenizer.encode("", false, false, "text"));
@@ -498,13 +500,15 @@ BOOST_AUTO_TEST_CASE(loads_from_a_tokenizer_file) {
   const TempDir dir;
   const std::string path = dir.write("char.bin", tokenizer_bin(char_vocabulary()));
   const Tokenizer loaded = Tokenizer::load_llama2c(path, char_vocab_size);
-  BOOST_TEST(loaded.encode("the cat", true, false) == char_tokenizer().encode("the cat", true, false),
-             boost::test_tools::per_element());
+  BOOST_TEST(
+      loaded.encode("the cat", true, false) == char_tokenizer().encode("the cat", true, false),
+      boost::test_tools::per_element());
   BOOST_TEST(loaded.piece(char_in) == "in");
   // The smallest vocabulary: <unk>, BOS, EOS, and the " " piece among them.
   const Vocabulary three{{" ", "\n<s>\n", "\n</s>\n"}, {0.0f, 0.0f, 0.0f}};
   const Tokenizer tiny = Tokenizer::load_llama2c(dir.write("three.bin", tokenizer_bin(three)), 3);
-  BOOST_TEST(tiny.encode("  ", true, true) == (Ids{1, 0, 0, 0, 2}), boost::test_tools::per_element());
+  BOOST_TEST(tiny.encode("  ", true, true) == (Ids{1, 0, 0, 0, 2}),
+             boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

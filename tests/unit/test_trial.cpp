@@ -76,7 +76,8 @@ void require_same_row(const TrialRow& a, const TrialRow& b) {
   BOOST_TEST(a.seed == b.seed);
   BOOST_TEST(a.k == b.k);
   BOOST_TEST(a.n_scope == b.n_scope);
-  static_assert(sizeof(TrialMetrics) == (15 + 2 * max_probe_kinds) * 8, "TrialMetrics has no padding to compare");
+  static_assert(sizeof(TrialMetrics) == (15 + 2 * max_probe_kinds) * 8,
+                "TrialMetrics has no padding to compare");
   BOOST_TEST(a.k_changed == b.k_changed);
   BOOST_TEST(std::memcmp(&a.metrics, &b.metrics, sizeof(TrialMetrics)) == 0,
              "metrics of trial " << a.trial << " differ between two runs");
@@ -217,7 +218,7 @@ BOOST_AUTO_TEST_CASE(bf16_stored_weights_are_restored_bitwise) {
     const SafetensorsTensor& tensor = f32.at(name);
     std::vector<float> values(static_cast<size_t>(tensor.count));  // (count)
     f32.read_as_float(tensor, values.data());
-    std::vector<uint16_t> bits;                               // (count) bf16 patterns
+    std::vector<uint16_t> bits;  // (count) bf16 patterns
     for (float v : values) bits.push_back(float_to_bf16(v));
     entries.push_back({name, "BF16", tensor.shape, test::u16_bytes(bits)});
   }

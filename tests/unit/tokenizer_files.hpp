@@ -47,10 +47,12 @@ inline std::string tokenizer_bin(const Vocabulary& vocab) {
 //   merges 62 "th" (-1), 63 "he" (-2), 64 " t" (-3), 65 "the" (-4), 66 " the" (-5), 67 "in" (-6).
 constexpr int32_t char_vocab_size = 68;
 constexpr int32_t char_space = 3;
-constexpr int32_t char_th = 62, char_he = 63, char_space_t = 64, char_the = 65,
-                  char_space_the = 66, char_in = 67;
+constexpr int32_t char_th = 62, char_he = 63, char_space_t = 64, char_the = 65, char_space_the = 66,
+                  char_in = 67;
 // Id of a lower-case or upper-case ASCII letter.
-constexpr int32_t char_letter(char c) { return c >= 'a' ? 4 + (c - 'a') : 30 + (c - 'A'); }
+constexpr int32_t char_letter(char c) {
+  return c >= 'a' ? 4 + (c - 'a') : 30 + (c - 'A');
+}
 
 inline Vocabulary char_vocabulary() {
   Vocabulary vocab;

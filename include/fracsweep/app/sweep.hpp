@@ -9,29 +9,29 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/config/job.hpp"
 #include "fracsweep/grid/grid.hpp"
 #include "fracsweep/io/journal.hpp"
-#include "fracsweep/config/job.hpp"
-#include "fracsweep/model/model.hpp"
-#include "fracsweep/trial/session.hpp"
-#include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/io/results.hpp"
+#include "fracsweep/model/model.hpp"
+#include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/par/sched.hpp"
+#include "fracsweep/perturb/perturb.hpp"
+#include "fracsweep/trial/session.hpp"
 
 namespace fracsweep {
 
 struct RunOptions {
-  std::string out;             // results file; its journal is "<out>.journal"
-  bool force = false;          // overwrite an existing results file, discard a foreign journal
-  bool resume = false;         // --resume: continue "<out>.journal" (also automatic when present)
-  CommitPolicy commit;         // when completed trials become durable in the journal
-  int64_t shard_index = 0;     // run only shard `shard_index` of `shard_count` of the grid
+  std::string out;          // results file; its journal is "<out>.journal"
+  bool force = false;       // overwrite an existing results file, discard a foreign journal
+  bool resume = false;      // --resume: continue "<out>.journal" (also automatic when present)
+  CommitPolicy commit;      // when completed trials become durable in the journal
+  int64_t shard_index = 0;  // run only shard `shard_index` of `shard_count` of the grid
   int64_t shard_count = 1;
   ScheduleOptions schedule;
   double progress_interval_s = 2.0;
   GemmSetup gemm;
-  std::string command_line;    // for provenance
+  std::string command_line;  // for provenance
 };
 
 // Runs the sweep on every rank of `comm`: rank 0 journals completed trials and writes the

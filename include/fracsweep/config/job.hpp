@@ -30,8 +30,8 @@ struct ModelSpec {
 // absolute count of sites.
 struct Amount {
   bool is_count = false;
-  double fraction = 0.0;  // when !is_count, in (0, 1]
-  int64_t count = 0;      // when is_count, >= 1
+  double fraction = 0.0;                 // when !is_count, in (0, 1]
+  int64_t count = 0;                     // when is_count, >= 1
   int64_t sites(int64_t n_scope) const;  // k for a scope of n_scope parameters (capped at N)
   std::string label() const;             // "0.001" or "count=8"
 };
@@ -49,21 +49,21 @@ struct JobConfig {
   // Evaluation inputs (absolute paths; empty when not given). Language models read `eval_text`
   // (with a tokenizer) or `eval_tokens` (pre-tokenized); classifiers read `eval_inputs` and
   // `eval_labels`. Which a model needs is checked by its loader (models.cpp).
-  std::string eval_text;          // text file of paragraphs
+  std::string eval_text;  // text file of paragraphs
   int64_t eval_paragraphs = 50;
-  std::string eval_tokens;        // pre-tokenized sequences (.npy, see README)
-  std::string eval_inputs;        // classifier inputs (.npy, or IDX, gzip or plain)
-  std::string eval_labels;        // classifier labels (.npy, or IDX)
-  int64_t eval_examples = 0;      // first N examples of tokens/inputs (0: all)
-  double input_divisor = 1.0;     // inputs are divided by this (255 for bytes) ...
-  std::vector<double> input_mean; // ... then per channel (x - mean) / std (empty: none)
+  std::string eval_tokens;         // pre-tokenized sequences (.npy, see README)
+  std::string eval_inputs;         // classifier inputs (.npy, or IDX, gzip or plain)
+  std::string eval_labels;         // classifier labels (.npy, or IDX)
+  int64_t eval_examples = 0;       // first N examples of tokens/inputs (0: all)
+  double input_divisor = 1.0;      // inputs are divided by this (255 for bytes) ...
+  std::vector<double> input_mean;  // ... then per channel (x - mean) / std (empty: none)
   std::vector<double> input_std;
 
-  int64_t greedy_tokens = 256;    // greedy continuation length (0 disables)
-  std::string greedy_prompt;      // empty: from BOS alone
-  std::string eval_probes;        // behaviour probes (.tsv, formats/probes.hpp); empty: none
+  int64_t greedy_tokens = 256;  // greedy continuation length (0 disables)
+  std::string greedy_prompt;    // empty: from BOS alone
+  std::string eval_probes;      // behaviour probes (.tsv, formats/probes.hpp); empty: none
 
-  std::vector<Amount> amounts;    // fraction axis (fractions, log-spaced fractions, counts)
+  std::vector<Amount> amounts;  // fraction axis (fractions, log-spaced fractions, counts)
   std::vector<StrategySpec> strategies;
   std::vector<std::string> strategy_texts;  // as written in the job file
   std::vector<int64_t> seeds;

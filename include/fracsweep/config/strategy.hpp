@@ -20,8 +20,18 @@ struct Scope {
 };
 
 enum class StrategyKind {
-  zero, gaussian, signflip, bitflip, random_value, scale, magnitude, delta,
-  taylor, wanda, bfa, finetune  // chosen changes: ranked by gradient / activations, or searched
+  zero,
+  gaussian,
+  signflip,
+  bitflip,
+  random_value,
+  scale,
+  magnitude,
+  delta,
+  taylor,
+  wanda,
+  bfa,
+  finetune  // chosen changes: ranked by gradient / activations, or searched
 };
 // Which sites a delta strategy moves first: random (keyed permutation prefix, as every random
 // strategy) or the largest |donor - model| first (deterministic).
@@ -36,7 +46,7 @@ enum class DeltaOrder { random, largest };
 enum class ObjectiveKind { nll, agreement, probe_remove, probe_implant };
 struct Objective {
   ObjectiveKind kind = ObjectiveKind::nll;
-  std::string probe_kind;  // remove / implant
+  std::string probe_kind;         // remove / implant
   std::string canonical() const;  // "nll", "agreement", "remove:refusal", "implant:refusal"
   bool uses_probes() const {
     return kind == ObjectiveKind::probe_remove || kind == ObjectiveKind::probe_implant;
@@ -55,20 +65,20 @@ enum class SigmaRelativeTo { abs, std, absolute };
 
 struct StrategySpec {
   StrategyKind kind = StrategyKind::zero;
-  double sigma = 0.0;                          // gaussian
+  double sigma = 0.0;  // gaussian
   SigmaRelativeTo relative_to = SigmaRelativeTo::abs;
-  double factor = 1.0;                         // scale
-  BitClass bits = BitClass::any;               // bitflip, magnitude then=bitflip
-  int bit = -1;                                // BitClass::explicit_bit
-  TargetAction action = TargetAction::zero;    // magnitude
-  std::string from_model;                      // delta: the donor model's name in the job
-  DeltaOrder order = DeltaOrder::random;       // delta
-  Objective objective;                         // taylor, bfa, finetune
-  int64_t candidates = 1;                      // bfa: flips tried per tensor and step
-  int64_t limit = 0;                           // bfa: flips searched at most (0: the budget)
+  double factor = 1.0;                          // scale
+  BitClass bits = BitClass::any;                // bitflip, magnitude then=bitflip
+  int bit = -1;                                 // BitClass::explicit_bit
+  TargetAction action = TargetAction::zero;     // magnitude
+  std::string from_model;                       // delta: the donor model's name in the job
+  DeltaOrder order = DeltaOrder::random;        // delta
+  Objective objective;                          // taylor, bfa, finetune
+  int64_t candidates = 1;                       // bfa: flips tried per tensor and step
+  int64_t limit = 0;                            // bfa: flips searched at most (0: the budget)
   FinetuneSites sites = FinetuneSites::taylor;  // finetune
-  int64_t steps = 10;                          // finetune: Adam steps
-  double lr = 1e-3;                            // finetune: Adam learning rate
+  int64_t steps = 10;                           // finetune: Adam steps
+  double lr = 1e-3;                             // finetune: Adam learning rate
   Scope scope;
 
   // Deterministic strategies (magnitude, delta order=largest, taylor, wanda, bfa, finetune
@@ -81,7 +91,8 @@ struct StrategySpec {
   }
   // Ranks sites by a per-parameter score (magnitude, taylor, wanda): then=`action` applies.
   bool targeted() const {
-    return kind == StrategyKind::magnitude || kind == StrategyKind::taylor || kind == StrategyKind::wanda;
+    return kind == StrategyKind::magnitude || kind == StrategyKind::taylor ||
+           kind == StrategyKind::wanda;
   }
   // Flips bits of the stored values (bitflip, bfa, or a targeted then=bitflip): `bits` and
   // `bit` apply.
@@ -91,7 +102,8 @@ struct StrategySpec {
   }
   // Needs the gradient of `objective` (taylor, bfa, finetune).
   bool uses_gradient() const {
-    return kind == StrategyKind::taylor || kind == StrategyKind::bfa || kind == StrategyKind::finetune;
+    return kind == StrategyKind::taylor || kind == StrategyKind::bfa ||
+           kind == StrategyKind::finetune;
   }
   // Unique label with every parameter and the scope, e.g.
   // "gaussian(sigma=0.1,relative=abs)" or "bitflip(bits=exponent-msb)[include=layers.*;exclude=]".

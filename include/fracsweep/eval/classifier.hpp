@@ -21,8 +21,8 @@ Model load_sequential_model(const SequentialSpec& spec);
 // Evaluation examples, scaled, with their labels.
 struct ClassifierData {
   int64_t examples = 0;
-  std::vector<float> inputs;   // (examples, input size) after scaling
-  std::vector<int32_t> labels; // (examples) class ids
+  std::vector<float> inputs;    // (examples, input size) after scaling
+  std::vector<int32_t> labels;  // (examples) class ids
 };
 
 // Reads `inputs_path` and `labels_path`, checks them against `spec` (shapes, counts, label
@@ -59,7 +59,7 @@ class ClassifierEvaluator : public Evaluator {
   std::vector<ReferenceRow> ref_rows_;  // (examples) views into ref_probs_
   std::vector<float> second_probs_;     // (examples, classes) a second checkpoint's probabilities
   std::vector<ReferenceRow> second_rows_;  // (examples) views into second_probs_; empty: none
-  std::vector<TensorInfo> tensors_;     // the model's tensor table (a reference must match it)
+  std::vector<TensorInfo> tensors_;        // the model's tensor table (a reference must match it)
   std::unique_ptr<SequentialGradientWorkspace> gradient_workspace_;  // built by the first gradient
   Baseline baseline_;
 };

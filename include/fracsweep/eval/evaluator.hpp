@@ -6,13 +6,13 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/formats/eval_data.hpp"
-#include "fracsweep/nn/forward.hpp"
 #include "fracsweep/config/strategy.hpp"
 #include "fracsweep/eval/metrics.hpp"
 #include "fracsweep/eval/objective.hpp"
+#include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/formats/probes.hpp"
 #include "fracsweep/model/model.hpp"
+#include "fracsweep/nn/forward.hpp"
 
 namespace fracsweep {
 
@@ -30,8 +30,8 @@ struct EvalInputs {
 
 // The unperturbed model's own behaviour on the evaluation inputs.
 struct Baseline {
-  TrialMetrics metrics;              // mean_nll, perplexity, accuracy (agreement/KL trivial)
-  std::vector<int32_t> greedy_ids;   // greedy continuation after the prompt (language models)
+  TrialMetrics metrics;             // mean_nll, perplexity, accuracy (agreement/KL trivial)
+  std::vector<int32_t> greedy_ids;  // greedy continuation after the prompt (language models)
 };
 
 // One architecture's trial path: forward pass on the evaluation inputs + metrics.
@@ -57,7 +57,8 @@ class Evaluator {
   virtual double gradient(const Model& model, const std::vector<CrossEntropyTerm>& terms,
                           const GradientOutputs& out) = 0;
   // The objective `terms` at `model` (one forward pass).
-  virtual double objective_value(const Model& model, const std::vector<CrossEntropyTerm>& terms) = 0;
+  virtual double objective_value(const Model& model,
+                                 const std::vector<CrossEntropyTerm>& terms) = 0;
 };
 
 // Language models on teacher-forced sequences plus a greedy continuation, whatever the
@@ -99,7 +100,7 @@ class LanguageModelEvaluator : public Evaluator {
     int64_t first_row = 0;
     std::vector<int32_t> targets;  // (n_target) target token ids
   };
-  TrialMetrics score() const;       // metrics of logits_ against the reference
+  TrialMetrics score() const;  // metrics of logits_ against the reference
   void score_probes(TrialMetrics& metrics) const;
   // Reference rows (n_pred) and their probabilities (n_pred, vocab) of the logits in logits_.
   void cache_reference(const std::string& path, std::vector<float>& probs,
@@ -108,17 +109,17 @@ class LanguageModelEvaluator : public Evaluator {
   int64_t vocab_ = 0;
   LlamaConfig config_;  // the architecture the forward pass was built for
   std::unique_ptr<LanguageModelForward> forward_;
-  TokenBatch batch_;                    // eval sequences, then prompt + greedy continuation
-  std::vector<int64_t> pred_rows_;      // (n_pred) batch rows that predict a next eval token
-  std::vector<int32_t> targets_;        // (n_pred) the token each of those rows predicts
-  int64_t greedy_first_row_ = 0;        // batch row predicting the first continuation token
-  std::vector<float> logits_;           // (n_tokens, vocab)
-  std::vector<float> ref_probs_;        // (n_pred, vocab) unperturbed probabilities
-  std::vector<ReferenceRow> ref_rows_;  // (n_pred) views into ref_probs_ with row constants
-  std::vector<float> second_probs_;     // (n_pred, vocab) a second checkpoint's probabilities
+  TokenBatch batch_;                       // eval sequences, then prompt + greedy continuation
+  std::vector<int64_t> pred_rows_;         // (n_pred) batch rows that predict a next eval token
+  std::vector<int32_t> targets_;           // (n_pred) the token each of those rows predicts
+  int64_t greedy_first_row_ = 0;           // batch row predicting the first continuation token
+  std::vector<float> logits_;              // (n_tokens, vocab)
+  std::vector<float> ref_probs_;           // (n_pred, vocab) unperturbed probabilities
+  std::vector<ReferenceRow> ref_rows_;     // (n_pred) views into ref_probs_ with row constants
+  std::vector<float> second_probs_;        // (n_pred, vocab) a second checkpoint's probabilities
   std::vector<ReferenceRow> second_rows_;  // (n_pred) views into second_probs_; empty: none
-  std::vector<ProbeRows> probe_rows_;   // (n_probes) batch rows of each probe's target
-  std::vector<std::string> probe_kinds_;  // (n_kinds) names
+  std::vector<ProbeRows> probe_rows_;      // (n_probes) batch rows of each probe's target
+  std::vector<std::string> probe_kinds_;   // (n_kinds) names
   int64_t n_probe_kinds_ = 0;
   Baseline baseline_;
 };

@@ -30,7 +30,7 @@ constexpr PerProbeKind no_probe_values() {
 }
 
 struct TrialMetrics {
-  int64_t positions = 0;             // predicted positions evaluated
+  int64_t positions = 0;  // predicted positions evaluated
   int64_t nonfinite_positions = 0;
   double mean_nll = not_a_number;
   double perplexity = not_a_number;  // exp(mean_nll)
@@ -41,8 +41,8 @@ struct TrialMetrics {
   double mean_kl = not_a_number;
   double max_kl = not_a_number;
   double mean_kl_finite = not_a_number;
-  int64_t greedy_match = 0;          // leading continuation tokens equal to the unperturbed
-  int64_t greedy_length = 0;         // length of the unperturbed continuation
+  int64_t greedy_match = 0;   // leading continuation tokens equal to the unperturbed
+  int64_t greedy_length = 0;  // length of the unperturbed continuation
   // Against a second checkpoint's outputs on the same inputs ([models] reference=NAME): top-1
   // agreement and mean KL(p_reference || p_perturbed); NaN without a reference.
   double top1_agreement_ref = not_a_number;

@@ -11,8 +11,8 @@ namespace fracsweep {
 
 // Several token sequences stacked into one matrix of rows (so projections are one GEMM).
 struct TokenBatch {
-  std::vector<int32_t> tokens;     // (n_tokens) all sequences back to back
-  std::vector<int32_t> positions;  // (n_tokens) position of each token inside its sequence
+  std::vector<int32_t> tokens;        // (n_tokens) all sequences back to back
+  std::vector<int32_t> positions;     // (n_tokens) position of each token inside its sequence
   std::vector<int64_t> seq_start{0};  // (n_seqs + 1) first row of each sequence; last = n_tokens
 
   int64_t n_tokens() const { return static_cast<int64_t>(tokens.size()); }

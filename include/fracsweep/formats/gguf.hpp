@@ -17,15 +17,26 @@
 #include <unordered_map>
 #include <vector>
 
-#include "fracsweep/model/model.hpp"
 #include "fracsweep/formats/safetensors.hpp"
 #include "fracsweep/formats/tokenizer.hpp"
+#include "fracsweep/model/model.hpp"
 
 namespace fracsweep {
 
 enum class GgufValueType : uint32_t {
-  u8 = 0, i8 = 1, u16 = 2, i16 = 3, u32 = 4, i32 = 5, f32 = 6, boolean = 7, string = 8,
-  array = 9, u64 = 10, i64 = 11, f64 = 12
+  u8 = 0,
+  i8 = 1,
+  u16 = 2,
+  i16 = 3,
+  u32 = 4,
+  i32 = 5,
+  f32 = 6,
+  boolean = 7,
+  string = 8,
+  array = 9,
+  u64 = 10,
+  i64 = 11,
+  f64 = 12
 };
 const char* gguf_value_type_name(GgufValueType type);
 
@@ -33,10 +44,10 @@ const char* gguf_value_type_name(GgufValueType type);
 // widened to double; arrays hold their elements.
 struct GgufValue {
   GgufValueType type = GgufValueType::u8;
-  bool is_negative = false;     // integers: the value is below zero (then `integer` is signed)
-  uint64_t integer = 0;         // integer types and bool: the bits of the value
-  double real = 0;              // f32, f64
-  std::string text;             // string
+  bool is_negative = false;  // integers: the value is below zero (then `integer` is signed)
+  uint64_t integer = 0;      // integer types and bool: the bits of the value
+  double real = 0;           // f32, f64
+  std::string text;          // string
   GgufValueType element_type = GgufValueType::u8;  // array
   std::vector<GgufValue> items;                    // array: (count) elements
 };
@@ -71,7 +82,7 @@ class GgufFile {
   // Typed metadata access; InputError naming the file and key when absent or of another type.
   int64_t get_int(const std::string& key) const;  // any integer type, within int64
   int64_t get_int(const std::string& key, int64_t fallback) const;  // fallback when absent
-  double get_float(const std::string& key) const;  // f32 or f64
+  double get_float(const std::string& key) const;                   // f32 or f64
   double get_float(const std::string& key, double fallback) const;
   std::string get_string(const std::string& key) const;
   std::vector<std::string> get_string_array(const std::string& key) const;

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "fracsweep/formats/json.hpp"
-#include "fracsweep/model/model.hpp"
 #include "fracsweep/formats/safetensors.hpp"
+#include "fracsweep/model/model.hpp"
 
 namespace fracsweep {
 
@@ -53,7 +53,7 @@ class HfCheckpoint {
   JsonValue config_;
   std::string architecture_;
   std::vector<std::unique_ptr<SafetensorsFile>> shards_;
-  std::vector<std::pair<std::string, Entry>> tensors_;  // by shard, then offset
+  std::vector<std::pair<std::string, Entry>> tensors_;    // by shard, then offset
   std::unordered_map<std::string, size_t> tensor_index_;  // name -> position in tensors_
 };
 
@@ -63,13 +63,15 @@ class HfCheckpoint {
 // rope_scaling must be absent or null and hidden_act "silu".
 LlamaConfig hf_llama_config(const HfCheckpoint& checkpoint);
 // Checked parameter table in llama2.c order and names (see llama2c.hpp).
-std::vector<TensorInfo> hf_llama_tensor_table(const HfCheckpoint& checkpoint, const LlamaConfig& config);
+std::vector<TensorInfo> hf_llama_tensor_table(const HfCheckpoint& checkpoint,
+                                              const LlamaConfig& config);
 
 // GPT2LMHeadModel: n_embd, n_layer, n_head, n_inner (default 4 n_embd), vocab_size,
 // n_positions, layer_norm_epsilon (default 1e-5), activation_function "gelu_new" (tanh GELU);
 // as a LlamaConfig (see gpt2.hpp). Tensor names may carry the "transformer." prefix.
 LlamaConfig hf_gpt2_config(const HfCheckpoint& checkpoint);
-std::vector<TensorInfo> hf_gpt2_tensor_table(const HfCheckpoint& checkpoint, const LlamaConfig& config);
+std::vector<TensorInfo> hf_gpt2_tensor_table(const HfCheckpoint& checkpoint,
+                                             const LlamaConfig& config);
 
 // Loads a LlamaForCausalLM or GPT2LMHeadModel directory.
 Model load_hf_model(const std::string& directory);

@@ -11,7 +11,8 @@
 namespace fracsweep {
 
 // Reads and validates the header only (dims positive, vocab_size at least 3 for <unk>, BOS and
-// EOS, heads divide dim, kv heads divide heads, file size equals what the header implies). Throws InputError naming the file and field.
+// EOS, heads divide dim, kv heads divide heads, file size equals what the header implies). Throws
+// InputError naming the file and field.
 LlamaConfig read_llama2c_header(const std::string& path);
 
 // Named tensors of a llama2.c model in file order (parameters only, freq_cis excluded), with

@@ -38,8 +38,8 @@ void check_llama_config(const LlamaConfig& config, const LlamaConfigKeys& keys);
 namespace fracsweep {
 
 // A layer count (`key` in `path`) beyond the checkpoint's `stored_tensors` (it cannot hold even
-// one tensor per layer; a real layer holds `tensors_per_layer`) is an InputError before any table of that many layers is built (a
-// hostile count would otherwise cost seconds and gigabytes first).
+// one tensor per layer; a real layer holds `tensors_per_layer`) is an InputError before any table
+// of that many layers is built (a hostile count would otherwise cost seconds and gigabytes first).
 void check_layer_tensors(int64_t n_layers, int64_t stored_tensors, int64_t tensors_per_layer,
                          const std::string& path, const std::string& key);
 

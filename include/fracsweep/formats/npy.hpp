@@ -10,11 +10,11 @@ namespace fracsweep {
 
 struct NpyArray {
   std::string path;
-  std::string dtype;              // numpy descr as written, e.g. "<f4", "|u1"
-  std::vector<int64_t> shape;     // C order
+  std::string dtype;                // numpy descr as written, e.g. "<f4", "|u1"
+  std::vector<int64_t> shape;       // C order
   std::vector<unsigned char> data;  // raw little-endian element bytes, product(shape) elements
 
-  int64_t count() const;          // product of shape
+  int64_t count() const;  // product of shape
   // Converted copies; throw InputError naming the file when the dtype cannot be converted
   // exactly (floats to integers, or integers beyond int64 / float precision are refused).
   // as_float rounds f8 values to the nearest float.

@@ -28,8 +28,8 @@ struct Probe {
 
 struct ProbeSet {
   std::string path;
-  std::vector<std::string> kinds;  // (n_kinds) in order of first appearance
-  std::vector<Probe> probes;       // (n_probes) file order
+  std::vector<std::string> kinds;                     // (n_kinds) in order of first appearance
+  std::vector<Probe> probes;                          // (n_probes) file order
   int32_t kind_index(const std::string& kind) const;  // index into kinds, -1 when absent
 };
 

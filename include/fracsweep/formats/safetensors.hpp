@@ -41,9 +41,9 @@ struct SafetensorsTensor {
   std::string name;
   DType dtype = DType::f32;
   std::vector<int64_t> shape;
-  int64_t count = 0;        // product of shape (checked for overflow)
-  int64_t begin = 0;        // byte offset in the file (header and length prefix included)
-  int64_t bytes = 0;        // count * dtype_size
+  int64_t count = 0;  // product of shape (checked for overflow)
+  int64_t begin = 0;  // byte offset in the file (header and length prefix included)
+  int64_t bytes = 0;  // count * dtype_size
 };
 
 class SafetensorsFile {
@@ -59,7 +59,9 @@ class SafetensorsFile {
   const SafetensorsTensor* find(const std::string& name) const;
   // The tensor that must exist; InputError naming the file and the tensor otherwise.
   const SafetensorsTensor& at(const std::string& name) const;
-  const unsigned char* bytes(const SafetensorsTensor& tensor) const { return file_->data() + tensor.begin; }
+  const unsigned char* bytes(const SafetensorsTensor& tensor) const {
+    return file_->data() + tensor.begin;
+  }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
   // Converts one tensor to float32 (F32, F16, BF16; others throw InputError). out: (count).

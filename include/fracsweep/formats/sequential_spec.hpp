@@ -14,7 +14,17 @@
 namespace fracsweep {
 
 enum class LayerKind {
-  linear, conv2d, batchnorm, relu, gelu, tanh, maxpool2d, avgpool2d, flatten, dropout, softmax,
+  linear,
+  conv2d,
+  batchnorm,
+  relu,
+  gelu,
+  tanh,
+  maxpool2d,
+  avgpool2d,
+  flatten,
+  dropout,
+  softmax,
   log_softmax
 };
 const char* layer_kind_name(LayerKind kind);  // the JSON "type", e.g. "conv2d"

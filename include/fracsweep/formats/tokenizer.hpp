@@ -45,11 +45,11 @@ class Tokenizer {
   int32_t eos_id() const { return eos_id_; }
 
  private:
-  std::vector<std::string> pieces_;       // (vocab) token texts
-  std::vector<float> scores_;             // (vocab) merge scores
-  std::vector<int32_t> sorted_ids_;       // (vocab) ids sorted by piece text, for lookup
-  std::array<int32_t, 256> byte_ids_{};   // (256) id of each byte's "<0xXX>" piece, or -1
-  int32_t space_id_ = -1;                 // id of the " " piece (the dummy prefix)
+  std::vector<std::string> pieces_;      // (vocab) token texts
+  std::vector<float> scores_;            // (vocab) merge scores
+  std::vector<int32_t> sorted_ids_;      // (vocab) ids sorted by piece text, for lookup
+  std::array<int32_t, 256> byte_ids_{};  // (256) id of each byte's "<0xXX>" piece, or -1
+  int32_t space_id_ = -1;                // id of the " " piece (the dummy prefix)
   int32_t bos_id_;
   int32_t eos_id_;
   int32_t lookup(std::string_view piece) const;  // id of `piece`, or -1

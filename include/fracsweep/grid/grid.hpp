@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <vector>
 
-
 namespace fracsweep {
 
 struct TrialSpec {
@@ -36,8 +35,8 @@ class Grid {
   int64_t model_end(int32_t m) const { return model_begin_.at(static_cast<size_t>(m) + 1); }
 
  private:
-  std::vector<TrialSpec> trials_;      // (n_trials) in id order
-  std::vector<int64_t> model_begin_;   // (n_models + 1)
+  std::vector<TrialSpec> trials_;     // (n_trials) in id order
+  std::vector<int64_t> model_begin_;  // (n_models + 1)
 };
 
 // Trial ids [first, last) of shard `index` (0-based) of `count`: consecutive, disjoint, and

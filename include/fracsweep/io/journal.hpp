@@ -69,8 +69,8 @@ class JournalWriter {
   JournalWriter& operator=(const JournalWriter&) = delete;
 
   void append_session(const JournalSession& session);  // committed with the next commit
-  void append(const TrialResult& result);  // commits when the policy says so
-  void commit();                           // writes pending records and fsyncs
+  void append(const TrialResult& result);              // commits when the policy says so
+  void commit();                                       // writes pending records and fsyncs
   int64_t committed_trials() const { return committed_trials_; }
 
  private:

@@ -5,15 +5,14 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/grid/grid.hpp"
 #include "fracsweep/config/job.hpp"
+#include "fracsweep/grid/grid.hpp"
 #include "fracsweep/model/model.hpp"
 #include "fracsweep/trial/trial.hpp"
 
 namespace fracsweep {
 
 constexpr const char* results_schema_version = "fracsweep-results/1";
-
 
 struct Provenance {
   std::string software_version, git_commit, command_line;
@@ -46,10 +45,10 @@ struct TrialPath {
 struct ResultsContent {
   const JobConfig* job = nullptr;
   const Grid* grid = nullptr;
-  std::vector<ModelSummary> models;  // (n_models) job order
-  std::vector<TrialRow> rows;        // completed trials, ascending trial id
-  std::vector<TrialSites> sites;     // recorded trials, ascending trial id
-  std::vector<TrialPath> paths;      // bfa trials, ascending trial id
+  std::vector<ModelSummary> models;      // (n_models) job order
+  std::vector<TrialRow> rows;            // completed trials, ascending trial id
+  std::vector<TrialSites> sites;         // recorded trials, ascending trial id
+  std::vector<TrialPath> paths;          // bfa trials, ascending trial id
   std::vector<std::string> probe_kinds;  // [eval] probes kinds in file order (empty: none)
   Provenance provenance;
 };
@@ -66,13 +65,13 @@ void write_results(const std::string& path, const ResultsContent& content, bool 
 struct StoredResults {
   std::string source_path;
   std::string job_name, job_path, job_text;
-  int64_t n_trials = 0;              // grid size
-  std::vector<ModelSummary> models;  // (n_models) baselines, tensors; no per-tensor statistics
-  std::vector<TrialRow> rows;        // ascending trial id
-  std::vector<TrialSites> sites;     // ascending trial id
-  std::vector<TrialPath> paths;      // ascending trial id
+  int64_t n_trials = 0;                  // grid size
+  std::vector<ModelSummary> models;      // (n_models) baselines, tensors; no per-tensor statistics
+  std::vector<TrialRow> rows;            // ascending trial id
+  std::vector<TrialSites> sites;         // ascending trial id
+  std::vector<TrialPath> paths;          // ascending trial id
   std::vector<std::string> probe_kinds;  // /grid/probe_kind (empty: no probes)
-  Provenance provenance;             // sessions split into lines
+  Provenance provenance;                 // sessions split into lines
 };
 
 // Throws InputError naming the file and the object when `path` is unreadable or not a

@@ -41,10 +41,14 @@ enum class ColumnType { int32, int64, float64, text };
 // "int32", "int64", "float64", "str" (the words of the README's column table).
 constexpr std::string_view column_type_name(ColumnType type) {
   switch (type) {
-    case ColumnType::int32: return "int32";
-    case ColumnType::int64: return "int64";
-    case ColumnType::float64: return "float64";
-    case ColumnType::text: return "str";
+    case ColumnType::int32:
+      return "int32";
+    case ColumnType::int64:
+      return "int64";
+    case ColumnType::float64:
+      return "float64";
+    case ColumnType::text:
+      return "str";
   }
   return "";
 }
@@ -87,12 +91,18 @@ struct JobTrialColumn {
   int kind = -1;
 
   explicit JobTrialColumn(const TrialColumn& column)
-      : name(column.name), unit(column.unit), meaning(column.meaning), field(column.field),
+      : name(column.name),
+        unit(column.unit),
+        meaning(column.meaning),
+        field(column.field),
         status_flags(column.status_flags) {}
   JobTrialColumn(std::string name_, std::string unit_, std::string meaning_, TrialField field_,
                  int kind_ = -1)
-      : name(std::move(name_)), unit(std::move(unit_)), meaning(std::move(meaning_)),
-        field(field_), kind(kind_) {}
+      : name(std::move(name_)),
+        unit(std::move(unit_)),
+        meaning(std::move(meaning_)),
+        field(field_),
+        kind(kind_) {}
   ColumnType type() const { return TrialColumn{"", "", "", field}.type(); }
 };
 
@@ -202,7 +212,8 @@ inline constexpr std::array probe_column_templates = {
 
 // The columns of a job's file: the fixed table, then the reference columns when `reference`,
 // then the probe columns of each kind (in the kinds' order).
-std::vector<JobTrialColumn> job_trial_columns(bool reference, const std::vector<std::string>& probe_kinds);
+std::vector<JobTrialColumn> job_trial_columns(bool reference,
+                                              const std::vector<std::string>& probe_kinds);
 
 // The probe kind a column name belongs to ("probe_trigger_rate" -> "trigger"), or "" when the
 // name is not a probe column.

@@ -15,9 +15,9 @@ namespace fracsweep {
 constexpr std::array<double, 5> diff_quantile_levels = {0.5, 0.9, 0.99, 0.999, 1.0};
 
 struct DiffSummary {
-  std::string name;        // tensor name, or "all" for the whole model
-  int64_t count = 0;       // values compared
-  int64_t changed = 0;     // values whose bit patterns differ
+  std::string name;     // tensor name, or "all" for the whole model
+  int64_t count = 0;    // values compared
+  int64_t changed = 0;  // values whose bit patterns differ
   // Quantiles of |delta| over the changed values (linear interpolation between order
   // statistics, as numpy's default); NaN when nothing changed or a delta is NaN.
   std::array<double, diff_quantile_levels.size()> abs_quantiles{};

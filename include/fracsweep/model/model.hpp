@@ -17,7 +17,7 @@ struct LlamaConfig {
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;
   int64_t vocab_size = 0;
-  int64_t seq_len = 0;     // longest sequence the model was trained for
+  int64_t seq_len = 0;            // longest sequence the model was trained for
   bool shared_classifier = true;  // output projection is tok_embeddings
   float norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
@@ -26,19 +26,18 @@ struct LlamaConfig {
   int64_t kv_dim() const { return head_dim() * n_kv_heads; }
 };
 
-
 // One named tensor: a contiguous row-major view into Model::values.
 struct TensorInfo {
-  std::string name;            // e.g. "layers.3.attn.wq", "tok_embeddings", "norm_final"
-  std::vector<int64_t> shape;  // row-major, e.g. {dim, dim}
-  int64_t offset = 0;          // first element in Model::values
-  int64_t count = 0;           // product of shape
+  std::string name;                     // e.g. "layers.3.attn.wq", "tok_embeddings", "norm_final"
+  std::vector<int64_t> shape;           // row-major, e.g. {dim, dim}
+  int64_t offset = 0;                   // first element in Model::values
+  int64_t count = 0;                    // product of shape
   StoredType stored = StoredType::f32;  // number format in the model file
 };
 
 struct Model {
-  std::string path;                 // file it was loaded from
-  std::string format;               // e.g. "llama2c-v0", "gguf-v3", "hf-llama", "hf-gpt2"
+  std::string path;                    // file it was loaded from
+  std::string format;                  // e.g. "llama2c-v0", "gguf-v3", "hf-llama", "hf-gpt2"
   std::string architecture = "llama";  // "llama", "gpt2" (`config` read as in gpt2.hpp) or
                                        // "sequential" (`config` unused)
   LlamaConfig config;

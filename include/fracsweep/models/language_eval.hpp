@@ -11,24 +11,26 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/util/error.hpp"
-#include "fracsweep/formats/eval_data.hpp"
-#include "fracsweep/eval/evaluator.hpp"
 #include "fracsweep/config/job.hpp"
+#include "fracsweep/eval/evaluator.hpp"
+#include "fracsweep/formats/eval_data.hpp"
+#include "fracsweep/formats/npy.hpp"
+#include "fracsweep/formats/tokenizer.hpp"
 #include "fracsweep/models/model_loaders.hpp"
 #include "fracsweep/models/models.hpp"
 #include "fracsweep/perturb/perturb.hpp"
-#include "fracsweep/formats/npy.hpp"
-#include "fracsweep/formats/tokenizer.hpp"
+#include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
 
-inline std::vector<std::vector<int32_t>> read_token_sequences(const std::string& path, int64_t examples,
-                                                              int64_t vocab_size, int64_t seq_len) {
+inline std::vector<std::vector<int32_t>> read_token_sequences(const std::string& path,
+                                                              int64_t examples, int64_t vocab_size,
+                                                              int64_t seq_len) {
   const NpyArray array = read_npy(path);
-  check_input(array.shape.size() == 1 || array.shape.size() == 2,
-              in_file(path, "pre-tokenized evaluation file: expected a 1-D or 2-D integer array, found " +
-                                std::to_string(array.shape.size()) + " dimensions"));
+  check_input(
+      array.shape.size() == 1 || array.shape.size() == 2,
+      in_file(path, "pre-tokenized evaluation file: expected a 1-D or 2-D integer array, found " +
+                        std::to_string(array.shape.size()) + " dimensions"));
   const std::vector<int64_t> ids = array.as_int64();  // (rows * row_length)
   const int64_t rows = array.shape.size() == 1 ? 1 : array.shape[0];
   const int64_t row_length = array.shape.back();
@@ -40,9 +42,10 @@ inline std::vector<std::vector<int32_t>> read_token_sequences(const std::string&
       const int64_t id = ids[static_cast<size_t>(r * row_length + t)];
       if (id < 0) break;
       check_input(id < vocab_size,
-                  in_file(path, "pre-tokenized evaluation file: row " + std::to_string(r) + ", position " +
-                                    std::to_string(t) + ": token id " + std::to_string(id) +
-                                    " is outside the model's vocabulary 0.." + std::to_string(vocab_size - 1)));
+                  in_file(path, "pre-tokenized evaluation file: row " + std::to_string(r) +
+                                    ", position " + std::to_string(t) + ": token id " +
+                                    std::to_string(id) + " is outside the model's vocabulary 0.." +
+                                    std::to_string(vocab_size - 1)));
       sequence.push_back(static_cast<int32_t>(id));
     }
     check_input(sequence.size() >= 2,
@@ -60,10 +63,12 @@ inline std::vector<std::vector<int32_t>> read_token_sequences(const std::string&
 inline void add_probes(const JobConfig& job, const EvalSources* sources, const Tokenizer* tokenizer,
                        int64_t seq_len, EvalInputs& inputs) {
   if (job.eval_probes.empty()) return;
-  const ProbeSet probes = sources && sources->probes ? *sources->probes : read_probes(job.eval_probes);
+  const ProbeSet probes =
+      sources && sources->probes ? *sources->probes : read_probes(job.eval_probes);
   check_input(tokenizer != nullptr,
-              in_file(probes.path, "behaviour probes need the model's tokenizer, and this model has "
-                                   "none fracsweep can use"));
+              in_file(probes.path,
+                      "behaviour probes need the model's tokenizer, and this model has "
+                      "none fracsweep can use"));
   inputs.probes = probe_token_ids(probes, *tokenizer, seq_len);
   inputs.probe_kinds = probes.kinds;
 }
@@ -74,49 +79,56 @@ inline void add_probes(const JobConfig& job, const EvalSources* sources, const T
 // tokenizer it also starts from `bos_id` alone and [eval] greedy_prompt must be empty.
 // `sources` may be null (checks before any work: the paragraphs are then read from the file, so
 // that a character the tokenizer cannot encode is refused before anything is written).
-inline EvalInputs language_eval_inputs(const JobConfig& job, const ModelSpec& spec, const Tokenizer* tokenizer,
-                                       int32_t bos_id, int64_t vocab_size, int64_t seq_len,
+inline EvalInputs language_eval_inputs(const JobConfig& job, const ModelSpec& spec,
+                                       const Tokenizer* tokenizer, int32_t bos_id,
+                                       int64_t vocab_size, int64_t seq_len,
                                        const EvalSources* sources) {
   const std::string model_text = "model '" + spec.name + "'";
   EvalInputs inputs;
   if (!job.eval_tokens.empty()) {
-    inputs.sequences = read_token_sequences(job.eval_tokens, job.eval_examples, vocab_size, seq_len);
+    inputs.sequences =
+        read_token_sequences(job.eval_tokens, job.eval_examples, vocab_size, seq_len);
   } else {
-    check_input(!job.eval_text.empty(), in_file(job.path, model_text + " needs [eval] text or [eval] tokens"));
-    check_input(tokenizer != nullptr,
-                in_file(job.path, model_text + ": [eval] text needs a tokenizer, and " + spec.path +
-                                      " has none fracsweep can use; give pre-tokenized [eval] tokens"));
+    check_input(!job.eval_text.empty(),
+                in_file(job.path, model_text + " needs [eval] text or [eval] tokens"));
+    check_input(
+        tokenizer != nullptr,
+        in_file(job.path, model_text + ": [eval] text needs a tokenizer, and " + spec.path +
+                              " has none fracsweep can use; give pre-tokenized [eval] tokens"));
     std::vector<std::string> read;  // (paragraphs) when checking without sources
     if (!sources) read = read_paragraphs(job.eval_text, job.eval_paragraphs);
     inputs.sequences =
         encode_paragraphs(*tokenizer, sources ? sources->paragraphs : read, seq_len, job.eval_text);
   }
   if (tokenizer && !job.greedy_prompt.empty()) {
-    inputs.greedy_prompt =
-        tokenizer->encode(job.greedy_prompt, true, false, in_file(job.path, "[eval] greedy_prompt"));
+    inputs.greedy_prompt = tokenizer->encode(job.greedy_prompt, true, false,
+                                             in_file(job.path, "[eval] greedy_prompt"));
   } else {
     check_input(job.greedy_prompt.empty(),
-                in_file(job.path, "[eval] greedy_prompt needs a tokenizer, and " + model_text + " has none"));
+                in_file(job.path,
+                        "[eval] greedy_prompt needs a tokenizer, and " + model_text + " has none"));
     inputs.greedy_prompt = {bos_id};
   }
   inputs.greedy_tokens = job.greedy_tokens;
   inputs.greedy_stop_id = bos_id;
   add_probes(job, sources, tokenizer, seq_len, inputs);
-  check_input(job.greedy_tokens == 0 ||
-                  static_cast<int64_t>(inputs.greedy_prompt.size()) + job.greedy_tokens <= seq_len,
-              in_file(job.path, "[eval] greedy_prompt (" + std::to_string(inputs.greedy_prompt.size()) +
-                                    " tokens) plus greedy_tokens (" + std::to_string(job.greedy_tokens) +
-                                    ") exceeds " + model_text + " seq_len " + std::to_string(seq_len)));
+  check_input(
+      job.greedy_tokens == 0 ||
+          static_cast<int64_t>(inputs.greedy_prompt.size()) + job.greedy_tokens <= seq_len,
+      in_file(job.path, "[eval] greedy_prompt (" + std::to_string(inputs.greedy_prompt.size()) +
+                            " tokens) plus greedy_tokens (" + std::to_string(job.greedy_tokens) +
+                            ") exceeds " + model_text + " seq_len " + std::to_string(seq_len)));
   return inputs;
 }
 
 // Every strategy's scope matches a tensor and fits the tensors' stored formats.
-inline void check_strategies(const JobConfig& job, const ModelSpec& spec, const std::vector<TensorInfo>& tensors) {
+inline void check_strategies(const JobConfig& job, const ModelSpec& spec,
+                             const std::vector<TensorInfo>& tensors) {
   check_scopes(job, spec, tensors);
   for (size_t s = 0; s < job.strategies.size(); ++s) {
     check_strategy_fits(job.strategies[s], tensors,
-                        in_file(job.path, "[sweep] strategy '" + job.strategy_texts[s] + "' on model '" +
-                                              spec.name + "'"));
+                        in_file(job.path, "[sweep] strategy '" + job.strategy_texts[s] +
+                                              "' on model '" + spec.name + "'"));
   }
 }
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "fracsweep/eval/evaluator.hpp"
 #include "fracsweep/config/job.hpp"
+#include "fracsweep/eval/evaluator.hpp"
 #include "fracsweep/formats/probes.hpp"
 #include "fracsweep/model/model.hpp"
 

@@ -13,7 +13,9 @@
 namespace fracsweep {
 
 // The std::vector size of a buffer of `count` floats (a 64-bit element count, never negative).
-inline size_t floats(int64_t count) { return static_cast<size_t>(count); }
+inline size_t floats(int64_t count) {
+  return static_cast<size_t>(count);
+}
 
 // One language-model architecture's batched forward pass with its own reusable buffers.
 class LanguageModelForward {
@@ -43,7 +45,8 @@ using ForwardFactory = std::unique_ptr<LanguageModelForward> (*)(const LlamaConf
 // A LanguageModelForward over an architecture's free forward function (which fills a `Workspace`
 // built from (config, max_tokens, max_seq_len)), its FLOP count and its gradient pass.
 template <class Workspace,
-          void (*run_forward)(const Model& model, const TokenBatch& batch, Workspace& ws, float* logits),
+          void (*run_forward)(const Model& model, const TokenBatch& batch, Workspace& ws,
+                              float* logits),
           double (*count_flops)(const LlamaConfig& config, const TokenBatch& batch),
           GradientFunction run_gradient>
 class WorkspaceForward final : public LanguageModelForward {

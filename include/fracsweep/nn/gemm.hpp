@@ -18,9 +18,9 @@ struct GemmSetup {
 
 // What BLIS ended up using, for provenance.
 struct GemmInfo {
-  std::string blis_version;   // e.g. "0.9.0"
-  std::string kernel_set;     // BLIS's name of the active configuration, e.g. "skx"
-  std::string selected_by;    // "auto (avx512f)", "BLIS_ARCH_TYPE from environment", ...
+  std::string blis_version;  // e.g. "0.9.0"
+  std::string kernel_set;    // BLIS's name of the active configuration, e.g. "skx"
+  std::string selected_by;   // "auto (avx512f)", "BLIS_ARCH_TYPE from environment", ...
   int threads = 1;
 };
 

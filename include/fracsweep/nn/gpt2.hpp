@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "fracsweep/formats/eval_data.hpp"
-#include "fracsweep/nn/forward.hpp"
 #include "fracsweep/model/model.hpp"
+#include "fracsweep/nn/forward.hpp"
 
 namespace fracsweep {
 
@@ -47,7 +47,7 @@ double gpt2_forward_flops(const LlamaConfig& config, const TokenBatch& batch);
 
 // gpt2_forward + gpt2_forward_flops for LanguageModelEvaluator, with a workspace for up to
 // `max_tokens` stacked tokens in sequences of up to `max_seq_len` (a ForwardFactory).
-std::unique_ptr<LanguageModelForward> make_gpt2_forward(const LlamaConfig& config, int64_t max_tokens,
-                                                        int64_t max_seq_len);
+std::unique_ptr<LanguageModelForward> make_gpt2_forward(const LlamaConfig& config,
+                                                        int64_t max_tokens, int64_t max_seq_len);
 
 }  // namespace fracsweep

@@ -31,8 +31,7 @@ struct LlamaWorkspace {
 };
 
 // logits (n_tok, vocab) of every position of every sequence in `batch`.
-void llama_forward(const Model& model, const TokenBatch& batch, LlamaWorkspace& ws,
-                   float* logits);
+void llama_forward(const Model& model, const TokenBatch& batch, LlamaWorkspace& ws, float* logits);
 
 // The same computation with ref:: kernels only (for tests; slow).
 void llama_forward_ref(const Model& model, const TokenBatch& batch, std::vector<float>& logits);
@@ -42,7 +41,7 @@ double llama_forward_flops(const LlamaConfig& config, const TokenBatch& batch);
 
 // llama_forward + llama_forward_flops for LanguageModelEvaluator, with a workspace for up to
 // `max_tokens` stacked tokens in sequences of up to `max_seq_len` (a ForwardFactory).
-std::unique_ptr<LanguageModelForward> make_llama_forward(const LlamaConfig& config, int64_t max_tokens,
-                                                         int64_t max_seq_len);
+std::unique_ptr<LanguageModelForward> make_llama_forward(const LlamaConfig& config,
+                                                         int64_t max_tokens, int64_t max_seq_len);
 
 }  // namespace fracsweep

@@ -13,8 +13,8 @@ void matmul_tn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, con
                int64_t ldb, float* c, int64_t ldc, float beta = 0.0f);
 void rmsnorm_rows(const float* x, const float* weight, float* out, int64_t rows, int64_t d,
                   float eps);
-void rope_rows(float* x, const int32_t* positions, int64_t rows, int64_t n_heads,
-               int64_t head_dim, float theta);
+void rope_rows(float* x, const int32_t* positions, int64_t rows, int64_t n_heads, int64_t head_dim,
+               float theta);
 void attention_causal(const float* q, int64_t q_stride, const float* k, const float* v,
                       int64_t kv_stride, float* out, int64_t out_stride, int64_t len,
                       int64_t n_heads, int64_t n_kv_heads, int64_t head_dim);

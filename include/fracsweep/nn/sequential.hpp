@@ -26,8 +26,8 @@ struct Window2d {
 // A layer resolved against the model's tensors: offsets into Model::values and shapes.
 struct ResolvedLayer {
   LayerSpec spec;
-  std::vector<int64_t> in_shape, out_shape;  // per example
-  Window2d window;                           // conv2d, pooling
+  std::vector<int64_t> in_shape, out_shape;                             // per example
+  Window2d window;                                                      // conv2d, pooling
   int64_t weight = -1, bias = -1, running_mean = -1, running_var = -1;  // offsets; -1: none
   int64_t in_features = 0, out_features = 0;  // linear; conv2d: out = out_channels
 };
@@ -99,7 +99,8 @@ void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, con
 // In place on x (n, C, spatial): (x - mean) / sqrt(var + eps) * gamma + beta; gamma/beta may be
 // nullptr (1 / 0).
 void batchnorm_forward(int64_t n, int64_t channels, int64_t spatial, const float* gamma,
-                       const float* beta, const float* mean, const float* var, double eps, float* x);
+                       const float* beta, const float* mean, const float* var, double eps,
+                       float* x);
 void relu_forward(int64_t count, float* x);
 void gelu_forward(int64_t count, float* x);  // exact: x * Phi(x) with erf
 void tanh_forward(int64_t count, float* x);
@@ -117,7 +118,8 @@ void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const fl
 void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, const float* x,
                     const float* weight, const float* bias, float* y);
 void batchnorm_forward(int64_t n, int64_t channels, int64_t spatial, const float* gamma,
-                       const float* beta, const float* mean, const float* var, double eps, float* x);
+                       const float* beta, const float* mean, const float* var, double eps,
+                       float* x);
 void relu_forward(int64_t count, float* x);
 void gelu_forward(int64_t count, float* x);
 void tanh_forward(int64_t count, float* x);

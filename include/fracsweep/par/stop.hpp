@@ -17,8 +17,8 @@ class StopSignals {
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
 
-  bool requested() const;  // a signal has arrived
-  int signal_number() const;  // the first one (0 while none)
+  bool requested() const;                      // a signal has arrived
+  int signal_number() const;                   // the first one (0 while none)
   static const char* name(int signal_number);  // "SIGTERM", ...
 
  private:

@@ -9,8 +9,10 @@
 // strategy (with its parameters) and the seed, at counter i.
 //
 // Exact recipe (mirrored in analysis/fracsweep_analysis/rng.py; see rng.hpp for the generator):
-//   sites key text  "fracsweep-sites-v1|job_seed=<u64>|model=<name>|scope=<Scope::canonical>|seed=<i64>"
-//   values key text "fracsweep-values-v1|job_seed=<u64>|model=<name>|strategy=<StrategySpec::canonical>|seed=<i64>"
+//   sites key text
+//   "fracsweep-sites-v1|job_seed=<u64>|model=<name>|scope=<Scope::canonical>|seed=<i64>" values key
+//   text
+//   "fracsweep-values-v1|job_seed=<u64>|model=<name>|strategy=<StrategySpec::canonical>|seed=<i64>"
 //   in-scope index space: the in-scope tensors in model order (ascending offset), concatenated.
 //   sites: permutation_prefix(KeyedRng(key_from_text(sites key)), n_scope, k, lane 0), each
 //          in-scope index mapped to its offset in Model::values. k = Amount::sites(n_scope).
@@ -150,11 +152,11 @@ class Perturber {
   const Model& model_;
   uint64_t job_seed_;
   std::string model_name_;
-  std::vector<TensorStats> stats_;            // (n_tensors) of the unperturbed model
-  std::map<std::string, ScopeIndex> scopes_;  // by Scope::canonical()
-  std::map<std::string, const Model*> donors_;  // delta sources by model name
+  std::vector<TensorStats> stats_;                       // (n_tensors) of the unperturbed model
+  std::map<std::string, ScopeIndex> scopes_;             // by Scope::canonical()
+  std::map<std::string, const Model*> donors_;           // delta sources by model name
   std::map<std::string, std::vector<float>> gradients_;  // (n_values) per objective
-  std::vector<float> input_norms_;                        // (n_values) wanda; empty: none
+  std::vector<float> input_norms_;                       // (n_values) wanda; empty: none
 };
 
 // Undoes a perturbation (Perturber::restore of `undo`, as it is when the scope ends) however

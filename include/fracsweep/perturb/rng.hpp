@@ -23,8 +23,7 @@ namespace fracsweep {
 uint64_t key_from_text(std::string_view text);
 
 // The Philox4x32-10 block function (Salmon et al., SC'11), exposed for known-answer tests.
-std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter,
-                                      std::array<uint32_t, 2> key);
+std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key);
 
 class KeyedRng {
  public:
@@ -45,7 +44,6 @@ class KeyedRng {
 // The first `k` entries of a uniformly random permutation of [0, n), drawn by a sparse
 // Fisher-Yates shuffle in O(k) time and memory: step i swaps position i with
 // i + below(n - i, i, lane). The draw for a smaller k is a prefix of the draw for a larger k.
-std::vector<int64_t> permutation_prefix(const KeyedRng& rng, int64_t n, int64_t k,
-                                        uint32_t lane);
+std::vector<int64_t> permutation_prefix(const KeyedRng& rng, int64_t n, int64_t k, uint32_t lane);
 
 }  // namespace fracsweep

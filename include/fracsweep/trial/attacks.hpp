@@ -41,7 +41,8 @@ class AttackRunner {
   // Trains `k` sites of `strategy` (finetune) with Adam for its steps, raising its objective,
   // and leaves the trained values in the model; `undo` receives every site's old value (for
   // Perturber::restore). Returns how many sites changed bits.
-  int64_t finetune(const StrategySpec& strategy, int64_t k, int64_t seed, std::vector<Touched>& undo);
+  int64_t finetune(const StrategySpec& strategy, int64_t k, int64_t seed,
+                   std::vector<Touched>& undo);
 
  private:
   const std::vector<CrossEntropyTerm>& terms(const Objective& objective);

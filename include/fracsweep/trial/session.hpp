@@ -36,7 +36,7 @@ class ModelSession {
   std::unique_ptr<OpenModel> open_;
   std::unique_ptr<Perturber> perturber_;
   std::unique_ptr<AttackRunner> attacks_;  // bfa paths, finetune runs, saliency
-  std::vector<Touched> undo_;  // (k) reused by every trial
+  std::vector<Touched> undo_;              // (k) reused by every trial
 };
 
 }  // namespace fracsweep

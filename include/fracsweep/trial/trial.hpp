@@ -25,14 +25,14 @@ struct TrialRow {
   int32_t strategy_idx = 0;
   int32_t amount_idx = 0;  // index on the fraction axis
   int32_t seed_idx = 0;
-  double fraction = 0.0;   // requested fraction; k / n_scope for count entries
+  double fraction = 0.0;  // requested fraction; k / n_scope for count entries
   int64_t seed = 0;
-  int64_t k = 0;           // sites perturbed
-  int64_t k_changed = 0;   // sites whose stored bits the perturbation changed (<= k)
-  int64_t n_scope = 0;     // in-scope parameters
+  int64_t k = 0;          // sites perturbed
+  int64_t k_changed = 0;  // sites whose stored bits the perturbation changed (<= k)
+  int64_t n_scope = 0;    // in-scope parameters
   TrialMetrics metrics;
-  double wall_s = 0.0;     // seconds for perturb + forward + metrics + restore
-  int32_t rank = 0;        // MPI rank that ran it
+  double wall_s = 0.0;  // seconds for perturb + forward + metrics + restore
+  int32_t rank = 0;     // MPI rank that ran it
   int32_t status = status_ok;
 };
 static_assert(std::is_trivially_copyable_v<TrialRow>);

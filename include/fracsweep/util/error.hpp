@@ -9,9 +9,9 @@ namespace fracsweep {
 
 enum ExitCode : int {
   exit_ok = 0,
-  exit_internal = 1,    // a bug or an environment failure (I/O error while writing, MPI failure)
-  exit_bad_input = 2,   // job file, model file, eval data or flags are wrong; nothing was written
-  exit_incomplete = 75, // stopped by a signal: partial results + journal, resumable (EX_TEMPFAIL)
+  exit_internal = 1,     // a bug or an environment failure (I/O error while writing, MPI failure)
+  exit_bad_input = 2,    // job file, model file, eval data or flags are wrong; nothing was written
+  exit_incomplete = 75,  // stopped by a signal: partial results + journal, resumable (EX_TEMPFAIL)
 };
 
 // Bad user input: job files, model files, evaluation data, command-line flags.
@@ -27,36 +27,43 @@ class RunError : public std::runtime_error {
 };
 
 [[noreturn]] void throw_input_error(const std::string& message);
-[[noreturn]] void throw_invariant_error(const std::string& message);  // RunError("internal error: ...")
+[[noreturn]] void throw_invariant_error(
+    const std::string& message);  // RunError("internal error: ...")
 
 // Throws InputError(message) unless `condition`; always on, also in release builds.
 inline void check_input(bool condition, const std::string& message) {
-  if (!condition) [[unlikely]] throw_input_error(message);
+  if (!condition) [[unlikely]]
+    throw_input_error(message);
 }
 // A literal message costs nothing when the check passes.
 inline void check_input(bool condition, const char* message) {
-  if (!condition) [[unlikely]] throw_input_error(message);
+  if (!condition) [[unlikely]]
+    throw_input_error(message);
 }
 // For checks on hot paths (per site, per MPI call): `make_message()` returns the message and
 // runs only when the check fails, e.g. check_input(ok, [&] { return where + ": ..."; }).
 template <typename MessageMaker>
-  requires std::is_invocable_r_v<std::string, MessageMaker&>
+requires std::is_invocable_r_v<std::string, MessageMaker&>
 inline void check_input(bool condition, MessageMaker&& make_message) {
-  if (!condition) [[unlikely]] throw_input_error(make_message());
+  if (!condition) [[unlikely]]
+    throw_input_error(make_message());
 }
 
 // Throws RunError("internal error: " + message) unless `condition`; for invariants that must
 // hold. The same three forms as check_input.
 inline void check_invariant(bool condition, const std::string& message) {
-  if (!condition) [[unlikely]] throw_invariant_error(message);
+  if (!condition) [[unlikely]]
+    throw_invariant_error(message);
 }
 inline void check_invariant(bool condition, const char* message) {
-  if (!condition) [[unlikely]] throw_invariant_error(message);
+  if (!condition) [[unlikely]]
+    throw_invariant_error(message);
 }
 template <typename MessageMaker>
-  requires std::is_invocable_r_v<std::string, MessageMaker&>
+requires std::is_invocable_r_v<std::string, MessageMaker&>
 inline void check_invariant(bool condition, MessageMaker&& make_message) {
-  if (!condition) [[unlikely]] throw_invariant_error(make_message());
+  if (!condition) [[unlikely]]
+    throw_invariant_error(make_message());
 }
 
 // "file: message" helper so every message names its file first.
