@@ -220,8 +220,7 @@ int64_t SequentialNetwork::largest_im2col() const {
   for (const ResolvedLayer& layer : layers) {
     if (layer.spec.kind != LayerKind::conv2d) continue;
     const Window2d& w = layer.window;
-    largest =
-        std::max(largest, w.out_height() * w.out_width() * w.channels * w.kernel_h * w.kernel_w);
+    largest = std::max(largest, w.positions() * w.patch_size());
   }
   return largest;
 }

@@ -21,6 +21,8 @@ struct Window2d {
   int64_t kernel_h = 0, kernel_w = 0, stride = 1, padding = 0;
   int64_t out_height() const { return (height + 2 * padding - kernel_h) / stride + 1; }
   int64_t out_width() const { return (width + 2 * padding - kernel_w) / stride + 1; }
+  int64_t positions() const { return out_height() * out_width(); }       // output positions
+  int64_t patch_size() const { return channels * kernel_h * kernel_w; }  // im2col row length
 };
 
 // A layer resolved against the model's tensors: offsets into Model::values and shapes.
