@@ -2,8 +2,6 @@
 // gradient with respect to its input and parameters, and the input statistics Wanda's norms
 // need. Their plain twins are in sequential_backward_ref.cpp; the network pass that strings
 // them together is sequential_backward.cpp.
-#include "fracsweep/nn/sequential_backward.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,6 +9,7 @@
 #include <vector>
 
 #include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/sequential_backward.hpp"
 #include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
