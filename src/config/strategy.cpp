@@ -264,7 +264,8 @@ struct GivenParameters {
   bool sigma = false, factor = false, bits = false;
 };
 
-// Applies one "key=value" word of strategy `name` to `s`.
+// Applies one "key=value" word of strategy `name` to `s`. (Long: a flat list with one branch per
+// key, each checking which strategies take it and what values it accepts.)
 void apply_parameter(const std::string& word, const std::string& name, const std::string& where,
                      StrategySpec& s, GivenParameters& given) {
   const size_t eq = word.find('=');

@@ -107,7 +107,8 @@ class Cursor {
   int64_t position_ = 0;
 };
 
-// One value; `element_budget` is what is left of max_metadata_elements.
+// One value; `element_budget` is what is left of max_metadata_elements. (Long: one case per
+// GGUF value type, each with its own bounds checks, read in the file's order.)
 GgufValue read_value(Cursor& cursor, GgufValueType type, const std::string& what,
                      const std::string& path, int depth, uint64_t& element_budget) {
   GgufValue value;
@@ -221,6 +222,8 @@ std::string ggml_type_name(uint32_t type) {
   return readable ? std::string(name) : "ggml type " + std::to_string(type) + " (" + name + ")";
 }
 
+// Long by design: the header, the metadata and the tensor table are validated in file order,
+// each check next to the read it guards, so a reader can follow the format top to bottom.
 GgufFile::GgufFile(const std::string& path) : file_(std::make_shared<MappedFile>(path)) {
   Cursor cursor(*file_);
   cursor.need(4, "the magic \"GGUF\"");

@@ -161,6 +161,7 @@ void write_input_norms(const Model& model, const Gpt2Weights& w, const TokenBatc
 
 }  // namespace
 
+// Long by design, like llama_gradient: forward, objective and backward in data-flow order.
 double gpt2_gradient(const Model& model, const TokenBatch& batch, const LogitObjective& objective,
                      const GradientOutputs& out, std::vector<float>& arena) {
   const LlamaConfig& c = model.config;

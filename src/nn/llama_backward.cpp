@@ -127,6 +127,9 @@ void layer_forward(PassContext& pass, const LayerWeights& layer, const float* x_
 
 }  // namespace
 
+// Long by design: the forward pass, the objective and the backward pass in data-flow order, so
+// each backward step sits opposite the forward step it differentiates; split up, the pieces
+// would pass a dozen buffers between them.
 double llama_gradient(const Model& model, const TokenBatch& batch, const LogitObjective& objective,
                       const GradientOutputs& out, std::vector<float>& arena) {
   const LlamaConfig& c = model.config;

@@ -106,7 +106,8 @@ int64_t attention_backward_scratch_floats(int64_t len, int64_t head_dim) {
 // Per kv head, keys and values are transposed to (head_dim, padded) so that every loop over
 // keys is contiguous, and their gradients accumulate in that layout (transposed back at the
 // end). Queries go in blocks of 8: scores, softmax, dp and d score of the block, then dq, and
-// one update of dk and dv per key chunk for the whole block.
+// one update of dk and dv per key chunk for the whole block. (Long: one register-blocked kernel,
+// kept whole so that its block buffers and loop bounds stay in one view.)
 void attention_causal_backward(const float* q, int64_t q_stride, const float* k, const float* v,
                                int64_t kv_stride, const float* dout, int64_t dout_stride, float* dq,
                                int64_t dq_stride, float* dk, float* dv, int64_t dkv_stride,
