@@ -166,10 +166,6 @@ bool is_elementwise(LayerKind kind) {
          kind == LayerKind::softmax || kind == LayerKind::log_softmax;
 }
 
-const float* at_offset(const Model& model, int64_t offset) {
-  return offset < 0 ? nullptr : model.values.data() + offset;
-}
-
 }  // namespace
 
 NetworkLayout plan_network(const SequentialSpec& spec, const TensorShapeLookup& shape_of) {
@@ -276,47 +272,8 @@ void sequential_forward(const SequentialNetwork& network, const Model& model, co
       if (is_elementwise(s.kind)) {
         std::memcpy(target, source, static_cast<size_t>(m * in_size) * sizeof(float));
       }
-      switch (s.kind) {
-        case LayerKind::linear:
-          linear_forward(m, layer.in_features, layer.out_features, source,
-                         at_offset(model, layer.weight), at_offset(model, layer.bias), target);
-          break;
-        case LayerKind::conv2d:
-          conv2d_forward(m, layer.window, layer.out_features, source,
-                         at_offset(model, layer.weight), at_offset(model, layer.bias),
-                         workspace.columns_.data(), workspace.gemm_out_.data(), target);
-          break;
-        case LayerKind::batchnorm:
-          batchnorm_forward(m, layer.in_shape[0], in_size / layer.in_shape[0],
-                            at_offset(model, layer.weight), at_offset(model, layer.bias),
-                            at_offset(model, layer.running_mean),
-                            at_offset(model, layer.running_var), s.eps, target);
-          break;
-        case LayerKind::relu:
-          relu_forward(m * in_size, target);
-          break;
-        case LayerKind::gelu:
-          gelu_forward(m * in_size, target);
-          break;
-        case LayerKind::tanh:
-          tanh_forward(m * in_size, target);
-          break;
-        case LayerKind::maxpool2d:
-          maxpool2d_forward(m, layer.window, source, target);
-          break;
-        case LayerKind::avgpool2d:
-          avgpool2d_forward(m, layer.window, source, target);
-          break;
-        case LayerKind::softmax:
-          softmax_forward(m, in_size, target);
-          break;
-        case LayerKind::log_softmax:
-          log_softmax_forward(m, in_size, target);
-          break;
-        case LayerKind::flatten:
-        case LayerKind::dropout:
-          break;
-      }
+      run_layer_kernel(layer, model.values.data(), m, source, workspace.columns_.data(),
+                       workspace.gemm_out_.data(), target);
       source = target;
       which = 1 - which;
     }
@@ -324,6 +281,52 @@ void sequential_forward(const SequentialNetwork& network, const Model& model, co
       std::memcpy(out + first * out_size, source,
                   static_cast<size_t>(m * out_size) * sizeof(float));
     }
+  }
+}
+
+void run_layer_kernel(const ResolvedLayer& layer, const float* values, int64_t m,
+                      const float* source, float* columns, float* gemm_out, float* target) {
+  const LayerSpec& s = layer.spec;
+  const int64_t in_size = product(layer.in_shape);
+  const auto parameter = [&](int64_t offset) { return offset < 0 ? nullptr : values + offset; };
+  switch (s.kind) {
+    case LayerKind::linear:
+      linear_forward(m, layer.in_features, layer.out_features, source, parameter(layer.weight),
+                     parameter(layer.bias), target);
+      break;
+    case LayerKind::conv2d:
+      conv2d_forward(m, layer.window, layer.out_features, source, parameter(layer.weight),
+                     parameter(layer.bias), columns, gemm_out, target);
+      break;
+    case LayerKind::batchnorm:
+      batchnorm_forward(m, layer.in_shape[0], in_size / layer.in_shape[0], parameter(layer.weight),
+                        parameter(layer.bias), parameter(layer.running_mean),
+                        parameter(layer.running_var), s.eps, target);
+      break;
+    case LayerKind::relu:
+      relu_forward(m * in_size, target);
+      break;
+    case LayerKind::gelu:
+      gelu_forward(m * in_size, target);
+      break;
+    case LayerKind::tanh:
+      tanh_forward(m * in_size, target);
+      break;
+    case LayerKind::maxpool2d:
+      maxpool2d_forward(m, layer.window, source, target);
+      break;
+    case LayerKind::avgpool2d:
+      avgpool2d_forward(m, layer.window, source, target);
+      break;
+    case LayerKind::softmax:
+      softmax_forward(m, in_size, target);
+      break;
+    case LayerKind::log_softmax:
+      log_softmax_forward(m, in_size, target);
+      break;
+    case LayerKind::flatten:
+    case LayerKind::dropout:
+      break;
   }
 }
 

@@ -169,46 +169,7 @@ void SequentialGradientWorkspace::forward(const SequentialNetwork& network, cons
     if (is_in_place(s.kind)) {
       std::memcpy(target, source, static_cast<size_t>(m * in_size) * sizeof(float));
     }
-    switch (s.kind) {
-      case LayerKind::linear:
-        linear_forward(m, layer.in_features, layer.out_features, source,
-                       at_offset(values, layer.weight), at_offset(values, layer.bias), target);
-        break;
-      case LayerKind::conv2d:
-        conv2d_forward(m, layer.window, layer.out_features, source, at_offset(values, layer.weight),
-                       at_offset(values, layer.bias), columns_.data(), conv_rows_.data(), target);
-        break;
-      case LayerKind::batchnorm:
-        batchnorm_forward(m, layer.in_shape[0], in_size / layer.in_shape[0],
-                          at_offset(values, layer.weight), at_offset(values, layer.bias),
-                          at_offset(values, layer.running_mean),
-                          at_offset(values, layer.running_var), s.eps, target);
-        break;
-      case LayerKind::relu:
-        relu_forward(m * in_size, target);
-        break;
-      case LayerKind::gelu:
-        gelu_forward(m * in_size, target);
-        break;
-      case LayerKind::tanh:
-        tanh_forward(m * in_size, target);
-        break;
-      case LayerKind::maxpool2d:
-        maxpool2d_forward(m, layer.window, source, target);
-        break;
-      case LayerKind::avgpool2d:
-        avgpool2d_forward(m, layer.window, source, target);
-        break;
-      case LayerKind::softmax:
-        softmax_forward(m, in_size, target);
-        break;
-      case LayerKind::log_softmax:
-        log_softmax_forward(m, in_size, target);
-        break;
-      case LayerKind::flatten:
-      case LayerKind::dropout:
-        break;
-    }
+    run_layer_kernel(layer, values, m, source, columns_.data(), conv_rows_.data(), target);
     input_of_[i + 1] = target;
   }
 }

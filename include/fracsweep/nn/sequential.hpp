@@ -88,6 +88,13 @@ class SequentialWorkspace {
 void sequential_forward(const SequentialNetwork& network, const Model& model, const float* inputs,
                         int64_t n, size_t n_layers, SequentialWorkspace& workspace, float* out);
 
+// The kernel of one layer over m examples, its parameters read from `values` (Model::values):
+// source (m, layer input size) -> target (m, layer output size). Element-wise kernels
+// (activations, batchnorm, softmax) work in place on target, which the caller fills with source
+// first; flatten and dropout do nothing. columns / gemm_out: conv2d scratch (conv2d_forward).
+void run_layer_kernel(const ResolvedLayer& layer, const float* values, int64_t m,
+                      const float* source, float* columns, float* gemm_out, float* target);
+
 // --- layer kernels over a batch of n examples (optimised; the `ref` twins below are plain loops)
 
 // y (n, out) = x (n, in) W^T + b; W (out, in), b (out) or nullptr. One GEMM.
