@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "fracsweep/nn/ops_backward.hpp"
+#include "fracsweep/nn/ops_ref.hpp"
 
 namespace fracsweep::ref {
 
@@ -32,22 +33,11 @@ void rmsnorm_rows_backward(const float* x, const float* weight, const float* dou
 
 void rope_rows_backward(float* dx, const int32_t* positions, int64_t rows, int64_t n_heads,
                         int64_t head_dim, float theta) {
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t h = 0; h < n_heads; ++h) {
-      for (int64_t i = 0; i < head_dim; i += 2) {
-        const double frequency =
-            1.0 / std::pow(static_cast<double>(theta),
-                           static_cast<double>(i) / static_cast<double>(head_dim));
-        const double angle = positions[r] * frequency;
-        float* pair = dx + r * n_heads * head_dim + h * head_dim + i;
-        const double first = pair[0];
-        const double second = pair[1];
-        // The transpose of [[cos, -sin], [sin, cos]].
-        pair[0] = static_cast<float>(first * std::cos(angle) + second * std::sin(angle));
-        pair[1] = static_cast<float>(-first * std::sin(angle) + second * std::cos(angle));
-      }
-    }
-  }
+  // The transpose of a rotation is the rotation by minus the angle: the forward twin at minus
+  // each position.
+  std::vector<int32_t> negated(positions, positions + rows);  // (rows)
+  for (int32_t& position : negated) position = -position;
+  ref::rope_rows(dx, negated.data(), rows, n_heads, head_dim, theta);
 }
 
 void swiglu_backward(const float* gate, const float* up, const float* dh, float* dgate, float* dup,
