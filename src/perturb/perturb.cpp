@@ -280,14 +280,13 @@ float new_stored16_value(StoredType type, const StrategySpec& s, const KeyedRng&
 }  // namespace
 
 float Perturber::new_value(const StrategySpec& s, const KeyedRng& values_rng, int64_t site_rank,
-                           int64_t offset, float old) const {
+                           int64_t offset, float old, const float* per_value) const {
   // The donor's working value is the exact widening of its stored pattern, which has this
   // tensor's format (add_donor): moving it moves the stored bits exactly.
-  if (s.kind == StrategyKind::delta) return donor(s.from_model).values[static_cast<size_t>(offset)];
+  if (s.kind == StrategyKind::delta) return per_value[offset];
   const StoredType stored = model_.tensors[static_cast<size_t>(tensor_of(offset))].stored;
   if (s.kind == StrategyKind::taylor) {  // the change its ranking predicted
-    const float g = required_gradient(s.objective)[static_cast<size_t>(offset)];
-    return targeted_change(s, stored, old, g).new_value;
+    return targeted_change(s, stored, old, per_value[offset]).new_value;
   }
   if (stored == StoredType::f32) return new_float32_value(s, values_rng, site_rank, offset, old);
   // Bit flips draw from the stream themselves; the float32 result is only used by computed
@@ -367,13 +366,18 @@ int64_t Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, 
   if (record) record->clear();
   const std::vector<int64_t> sites = select_sites(strategy, k, seed);
   const KeyedRng values_rng(key_from_text(values_key_text(strategy, seed)));
+  // What delta and taylor read per site, looked up once: the donor's values, the gradient.
+  const float* per_value =
+      strategy.kind == StrategyKind::delta    ? donor(strategy.from_model).values.data()
+      : strategy.kind == StrategyKind::taylor ? required_gradient(strategy.objective).data()
+                                              : nullptr;
   undo.reserve(sites.size());
   int64_t changed = 0;
   for (size_t rank = 0; rank < sites.size(); ++rank) {
     float& w = model.values[static_cast<size_t>(sites[rank])];
     const float old = w;
     const float updated =
-        new_value(strategy, values_rng, static_cast<int64_t>(rank), sites[rank], old);
+        new_value(strategy, values_rng, static_cast<int64_t>(rank), sites[rank], old, per_value);
     undo.push_back({sites[rank], old});
     w = updated;
     changed += std::bit_cast<uint32_t>(updated) != std::bit_cast<uint32_t>(old);

@@ -143,8 +143,9 @@ class Perturber {
   // and every trial restores before the next, so these are always the unperturbed values.
   ScopeIndex& scope_index(const Scope& scope);
   // New value of a site in the tensor's stored format; new_float32_value is the binary32 rule.
+  // per_value: the donor's values (delta) or the gradient (taylor), Model::values-indexed.
   float new_value(const StrategySpec& strategy, const KeyedRng& values_rng, int64_t site_rank,
-                  int64_t offset, float old) const;
+                  int64_t offset, float old, const float* per_value) const;
   float new_float32_value(const StrategySpec& strategy, const KeyedRng& values_rng,
                           int64_t site_rank, int64_t offset, float old) const;
   int32_t tensor_of(int64_t offset) const;
