@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 #include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
 
-Grid::Grid(const GridAxes& axes) {
+Grid::Grid(const GridAxes& axes) : deterministic_(axes.deterministic) {
   const auto fits_index = [](int64_t n) {
     return n >= 0 && n <= std::numeric_limits<int32_t>::max();
   };
@@ -15,27 +17,42 @@ Grid::Grid(const GridAxes& axes) {
                       fits_index(static_cast<int64_t>(axes.deterministic.size())) &&
                       fits_index(axes.n_amounts) && fits_index(axes.n_seeds),
                   "grid axes must fit int32 indices");
-  const auto n_models = static_cast<int32_t>(axes.n_models);
-  const auto n_strategies = static_cast<int32_t>(axes.deterministic.size());
-  const auto n_amounts = static_cast<int32_t>(axes.n_amounts);
-  const auto n_seeds = static_cast<int32_t>(axes.n_seeds);
-
-  model_begin_.reserve(static_cast<size_t>(n_models) + 1);
-  for (int32_t m = 0; m < n_models; ++m) {
-    model_begin_.push_back(size());
-    for (int32_t s = 0; s < n_strategies; ++s) {
+  n_strategies_ = static_cast<int32_t>(axes.deterministic.size());
+  n_seeds_ = static_cast<int32_t>(axes.n_seeds);
+  block_begin_.reserve(static_cast<size_t>(axes.n_models * n_strategies_) + 1);
+  int64_t next = 0;
+  for (int64_t m = 0; m < axes.n_models; ++m) {
+    for (int32_t s = 0; s < n_strategies_; ++s) {
+      block_begin_.push_back(next);
       // A deterministic strategy gives the same trial for every seed: run it at the first.
-      const int32_t seeds_for_strategy =
-          axes.deterministic[static_cast<size_t>(s)] ? std::min(1, n_seeds) : n_seeds;
-      for (int32_t a = 0; a < n_amounts; ++a) {
-        for (int32_t r = 0; r < seeds_for_strategy; ++r) {
-          trials_.push_back(TrialSpec{
-              .id = size(), .model_idx = m, .strategy_idx = s, .amount_idx = a, .seed_idx = r});
-        }
-      }
+      const int64_t seeds_for_strategy =
+          deterministic_[static_cast<size_t>(s)] ? std::min<int64_t>(1, n_seeds_) : n_seeds_;
+      int64_t block_size = 0;
+      check_invariant(!__builtin_mul_overflow(axes.n_amounts, seeds_for_strategy, &block_size) &&
+                          !__builtin_add_overflow(next, block_size, &next),
+                      "the grid's trial count overflows int64");
     }
   }
-  model_begin_.push_back(size());
+  block_begin_.push_back(next);
+}
+
+TrialSpec Grid::trial(int64_t id) const {
+  if (id < 0 || id >= size()) {
+    throw std::out_of_range("trial id " + std::to_string(id) + " outside the grid of " +
+                            std::to_string(size()));
+  }
+  // The last block starting at or before `id` (empty blocks share their start with the next).
+  const auto after = std::upper_bound(block_begin_.begin(), block_begin_.end(), id);
+  const auto block_index = static_cast<int64_t>(after - block_begin_.begin()) - 1;
+  const int64_t offset = id - *(after - 1);
+  const auto strategy = static_cast<int32_t>(block_index % n_strategies_);
+  const int64_t seeds_for_strategy =
+      deterministic_[static_cast<size_t>(strategy)] ? std::min<int32_t>(1, n_seeds_) : n_seeds_;
+  return TrialSpec{.id = id,
+                   .model_idx = static_cast<int32_t>(block_index / n_strategies_),
+                   .strategy_idx = strategy,
+                   .amount_idx = static_cast<int32_t>(offset / seeds_for_strategy),
+                   .seed_idx = static_cast<int32_t>(offset % seeds_for_strategy)};
 }
 
 TrialRange shard_range(int64_t n_trials, int64_t index, int64_t count) {

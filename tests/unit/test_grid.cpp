@@ -98,7 +98,7 @@ BOOST_AUTO_TEST_CASE(every_trial_matches_a_plain_enumeration) {
       const int32_t n_seeds = s == 1 ? 1 : 4;  // strategy 1 is magnitude
       for (int32_t a = 0; a < 3; ++a) {
         for (int32_t r = 0; r < n_seeds; ++r, ++id) {
-          const TrialSpec& trial = grid.trials().at(static_cast<size_t>(id));
+          const TrialSpec trial = grid.trial(id);
           BOOST_TEST_CONTEXT("trial " << id) {
             BOOST_TEST(trial.id == id);
             BOOST_TEST((trial.model_idx == m && trial.strategy_idx == s && trial.amount_idx == a &&
@@ -118,7 +118,28 @@ BOOST_AUTO_TEST_CASE(only_deterministic_strategies_ignore_the_seed_axis) {
   job.strategies = {strategy_of(StrategyKind::magnitude)};
   const Grid grid = job_grid(job);
   BOOST_TEST(grid.size() == 3);
-  for (const TrialSpec& trial : grid.trials()) BOOST_TEST(trial.seed_idx == 0);
+  for (int64_t id = 0; id < grid.size(); ++id) BOOST_TEST(grid.trial(id).seed_idx == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_large_grid_is_computed_not_stored) {
+  // 2 models x 3 strategies (one deterministic) x 1,000 amounts x 1,000,000 seeds: 4,000,002,000
+  // trials, decoded without building a table of them.
+  fracsweep::GridAxes axes;
+  axes.n_models = 2;
+  axes.deterministic = {false, true, false};
+  axes.n_amounts = 1000;
+  axes.n_seeds = 1'000'000;
+  const Grid grid(axes);
+  const int64_t per_model = 2 * 1000 * 1'000'000LL + 1000;
+  BOOST_TEST(grid.size() == 2 * per_model);
+  BOOST_TEST(grid.model_begin(1) == per_model);
+  const TrialSpec last = grid.trial(grid.size() - 1);
+  BOOST_TEST((last.model_idx == 1 && last.strategy_idx == 2 && last.amount_idx == 999 &&
+              last.seed_idx == 999'999));
+  const TrialSpec deterministic = grid.trial(1000LL * 1'000'000 + 999);  // model 0, strategy 1
+  BOOST_TEST((deterministic.model_idx == 0 && deterministic.strategy_idx == 1 &&
+              deterministic.amount_idx == 999 && deterministic.seed_idx == 0));
+  BOOST_CHECK_THROW(grid.trial(-1), std::out_of_range);
 }
 
 BOOST_AUTO_TEST_CASE(claims_job_grid_size,

@@ -24,19 +24,27 @@ struct GridAxes {
   int64_t n_seeds = 0;
 };
 
+// The grid is computed, not stored: trial(id) is arithmetic on the per-(model, strategy) block
+// starts, so a grid costs O(models x strategies) memory whatever its number of trials.
 class Grid {
  public:
   explicit Grid(const GridAxes& axes);
-  int64_t size() const { return static_cast<int64_t>(trials_.size()); }
-  const TrialSpec& trial(int64_t id) const { return trials_.at(static_cast<size_t>(id)); }
-  const std::vector<TrialSpec>& trials() const { return trials_; }
+  int64_t size() const { return block_begin_.back(); }
+  // The trial with this id; std::out_of_range outside [0, size()).
+  TrialSpec trial(int64_t id) const;
   // [first, last) trial ids of model m.
-  int64_t model_begin(int32_t m) const { return model_begin_.at(static_cast<size_t>(m)); }
-  int64_t model_end(int32_t m) const { return model_begin_.at(static_cast<size_t>(m) + 1); }
+  int64_t model_begin(int32_t m) const { return block(m, 0); }
+  int64_t model_end(int32_t m) const { return block(m + 1, 0); }
 
  private:
-  std::vector<TrialSpec> trials_;     // (n_trials) in id order
-  std::vector<int64_t> model_begin_;  // (n_models + 1)
+  int64_t block(int32_t model, int32_t strategy) const {
+    return block_begin_.at(static_cast<size_t>(model) * static_cast<size_t>(n_strategies_) +
+                           static_cast<size_t>(strategy));
+  }
+  int32_t n_strategies_ = 0;
+  int32_t n_seeds_ = 0;
+  std::vector<bool> deterministic_;   // (n_strategies)
+  std::vector<int64_t> block_begin_;  // (n_models * n_strategies + 1) first id of each block
 };
 
 // Trial ids [first, last) of shard `index` (0-based) of `count`: consecutive, disjoint, and
