@@ -1,7 +1,9 @@
 // The sweep axes of a job file: amounts (fractions, fractions_log, counts), seeds,
 // strategies and record_sites.
+#include <algorithm>
 #include <cmath>
 #include <set>
+#include <unordered_map>
 
 #include "fracsweep/util/text.hpp"
 #include "job_reader.hpp"
@@ -76,38 +78,49 @@ std::vector<Amount> parse_amounts(const JobReader& reader) {
   return amounts;
 }
 
-// "0-4 10 12": single seeds and inclusive ranges, in the order written, no seed twice.
-std::vector<int64_t> parse_seeds(const JobReader& reader) {
-  const std::string expected = "seeds >= 0 and ranges FIRST-LAST, e.g. '0-4 10 12'";
-  std::vector<std::string> tokens = reader.list(key_seeds, expected);
-  if (tokens.empty()) {
-    throw InputError(
-        in_file(reader.job_path(), "missing required key '" + std::string(key_seeds) + "'"));
-  }
-  std::vector<int64_t> seeds;
+namespace {
+
+// "0-4 10 12" under `key`: single non-negative integers and inclusive ranges FIRST-LAST, in the
+// order written, none twice, at most max_axis_length in all (checked before a range is
+// expanded). `what` names one entry in messages ("seed", "trial id").
+std::vector<int64_t> parse_id_list(const JobReader& reader, const char* key,
+                                   const std::string& what) {
+  const std::string expected = what + "s >= 0 and ranges FIRST-LAST, e.g. '0-4 10 12'";
+  std::vector<int64_t> ids;
   std::set<int64_t> seen;
-  for (const std::string& token : tokens) {
+  for (const std::string& token : reader.list(key, expected)) {
     // A '-' after the first character separates a range; a leading '-' is a minus sign.
     const size_t dash = token.find('-', 1);
     const std::string first_text = token.substr(0, dash);
-    const int64_t first = reader.number<int64_t>(key_seeds, first_text, expected);
+    const int64_t first = reader.number<int64_t>(key, first_text, expected);
     int64_t last = first;
     if (dash != std::string::npos) {
-      last = reader.number<int64_t>(key_seeds, token.substr(dash + 1), expected);
-      if (last < first) reader.fail(key_seeds, "range '" + token + "' runs backwards");
+      last = reader.number<int64_t>(key, token.substr(dash + 1), expected);
+      if (last < first) reader.fail(key, "range '" + token + "' runs backwards");
     }
-    if (first < 0) reader.fail(key_seeds, "seed " + first_text + " is negative");
-    if (last - first >= max_axis_length - static_cast<int64_t>(seeds.size())) {
-      reader.fail(key_seeds, "more than " + std::to_string(max_axis_length) + " seeds");
+    if (first < 0) reader.fail(key, what + " " + first_text + " is negative");
+    if (last - first >= max_axis_length - static_cast<int64_t>(ids.size())) {
+      reader.fail(key, "'" + token + "' makes more than " + std::to_string(max_axis_length) + " " +
+                           what + "s, the limit for one job (split the job and merge the results)");
     }
     for (int64_t offset = 0; offset <= last - first; ++offset) {
-      const int64_t seed = first + offset;
-      if (!seen.insert(seed).second) {
-        reader.fail(key_seeds,
-                    "seed " + std::to_string(seed) + " is listed twice (in '" + token + "')");
+      const int64_t id = first + offset;
+      if (!seen.insert(id).second) {
+        reader.fail(key, what + " " + std::to_string(id) + " is listed twice (in '" + token + "')");
       }
-      seeds.push_back(seed);
+      ids.push_back(id);
     }
+  }
+  return ids;
+}
+
+}  // namespace
+
+std::vector<int64_t> parse_seeds(const JobReader& reader) {
+  std::vector<int64_t> seeds = parse_id_list(reader, key_seeds, "seed");
+  if (seeds.empty()) {
+    throw InputError(
+        in_file(reader.job_path(), "missing required key '" + std::string(key_seeds) + "'"));
   }
   return seeds;
 }
@@ -118,44 +131,59 @@ void parse_strategies(const JobReader& reader, JobConfig& job) {
     throw InputError(
         in_file(reader.job_path(), "missing required key '" + std::string(key_strategy) + "'"));
   }
+  if (static_cast<int64_t>(texts.size()) > max_axis_length) {
+    reader.fail(key_strategy, "more than " + std::to_string(max_axis_length) + " strategies");
+  }
+  std::unordered_map<std::string, size_t> index_of_canonical;
   for (const std::string& text : texts) {
     const std::string where =
         in_file(reader.job_path(), "key '" + std::string(key_strategy) + "' ('" + text + "')");
     StrategySpec strategy = parse_strategy(text, where);
-    const std::string canonical = strategy.canonical();
-    for (size_t i = 0; i < job.strategies.size(); ++i) {
-      if (job.strategies[i].canonical() == canonical) {
-        reader.fail(key_strategy, "'" + text + "' repeats '" + job.strategy_texts[i] +
-                                      "' (both are " + canonical + ")");
-      }
+    const auto [earlier, inserted] =
+        index_of_canonical.emplace(strategy.canonical(), job.strategies.size());
+    if (!inserted) {
+      reader.fail(key_strategy, "'" + text + "' repeats '" + job.strategy_texts[earlier->second] +
+                                    "' (both are " + earlier->first + ")");
     }
     job.strategies.push_back(std::move(strategy));
     job.strategy_texts.push_back(text);
   }
-  if (static_cast<int64_t>(job.strategies.size()) > max_axis_length) {
-    reader.fail(key_strategy, "more than " + std::to_string(max_axis_length) + " strategies");
-  }
 }
 
-// Trial ids, ascending and unique, each inside the grid.
+int64_t checked_trial_count(const JobReader& reader, const JobConfig& job) {
+  // Counted in floating point first: the product of four axes of up to 10^6 overflows int64.
+  double per_model = 0;
+  for (const StrategySpec& strategy : job.strategies) {
+    per_model += static_cast<double>(job.amounts.size()) *
+                 static_cast<double>(strategy.deterministic() ? 1 : job.seeds.size());
+  }
+  const double n_trials = per_model * static_cast<double>(job.models.size());
+  if (n_trials > static_cast<double>(max_trials)) {
+    reader.fail(key_seeds,
+                "the grid has " + shortest_number_text(n_trials) + " trials (models " +
+                    std::to_string(job.models.size()) + " x strategies " +
+                    std::to_string(job.strategies.size()) + " x amounts " +
+                    std::to_string(job.amounts.size()) + " x seeds " +
+                    std::to_string(job.seeds.size()) +
+                    "; deterministic strategies run one seed), more than the limit of " +
+                    std::to_string(max_trials) +
+                    " per job: split it into several jobs (e.g. by seeds) and `fracsweep merge` "
+                    "the results");
+  }
+  return static_cast<int64_t>(n_trials);
+}
+
+// Trial ids (single ids and ranges, as for seeds), ascending and unique, each inside the grid.
 std::vector<int64_t> parse_record_sites(const JobReader& reader, const JobConfig& job) {
-  const std::string expected = "a trial id >= 0";
-  std::set<int64_t> ids;
-  for (const std::string& token : reader.list(key_record_sites, "trial ids >= 0")) {
-    const int64_t id = reader.number<int64_t>(key_record_sites, token, expected);
-    if (id < 0) reader.fail(key_record_sites, "trial id " + token + " is negative");
-    if (!ids.insert(id).second)
-      reader.fail(key_record_sites, "trial id " + token + " is listed twice");
+  std::vector<int64_t> ids = parse_id_list(reader, key_record_sites, "trial id");
+  std::sort(ids.begin(), ids.end());
+  const int64_t n_trials = checked_trial_count(reader, job);
+  if (!ids.empty() && ids.back() >= n_trials) {
+    reader.fail(key_record_sites, "trial id " + std::to_string(ids.back()) +
+                                      " is outside the grid (ids 0.." +
+                                      std::to_string(n_trials - 1) + ")");
   }
-  if (!ids.empty()) {
-    const int64_t n_trials = job_grid(job).size();
-    if (*ids.rbegin() >= n_trials) {
-      reader.fail(key_record_sites, "trial id " + std::to_string(*ids.rbegin()) +
-                                        " is outside the grid (ids 0.." +
-                                        std::to_string(n_trials - 1) + ")");
-    }
-  }
-  return {ids.begin(), ids.end()};
+  return ids;
 }
 
 }  // namespace job_file

@@ -309,6 +309,7 @@ JobConfig parse_job_text(const std::string& text, const std::string& path) {
   parse_strategies(reader, job);
   check_model_names(reader, job);
   job.seeds = parse_seeds(reader);
+  checked_trial_count(reader, job);
   job.record_sites = parse_record_sites(reader, job);
   return job;
 }
@@ -333,6 +334,12 @@ JobConfig parse_job_file(const std::string& path) {
   if (!fs::exists(status)) throw InputError(in_file(path, "job file does not exist"));
   if (!fs::is_regular_file(status))
     throw InputError(in_file(path, "job file is not a regular file"));
+  const std::uintmax_t bytes = fs::file_size(path, error);
+  if (!error && bytes > static_cast<std::uintmax_t>(max_job_file_bytes)) {
+    throw InputError(in_file(
+        path, "job file has " + std::to_string(bytes) + " bytes, more than the limit of " +
+                  std::to_string(max_job_file_bytes) + " (it is copied into every results file)"));
+  }
   std::ifstream file(path, std::ios::binary);
   if (!file) throw InputError(in_file(path, "job file cannot be read"));
   std::ostringstream text;
@@ -356,6 +363,19 @@ Grid job_grid(const JobConfig& job) {
   axes.n_amounts = static_cast<int64_t>(job.amounts.size());
   axes.n_seeds = static_cast<int64_t>(job.seeds.size());
   return Grid(axes);
+}
+
+std::vector<std::string> job_input_paths(const JobConfig& job) {
+  std::vector<std::string> paths = {job.path};
+  for (const ModelSpec& model : job.models) {
+    paths.push_back(model.path);
+    if (!model.tokenizer_path.empty()) paths.push_back(model.tokenizer_path);
+  }
+  for (const std::string* file :
+       {&job.eval_text, &job.eval_tokens, &job.eval_inputs, &job.eval_labels, &job.eval_probes}) {
+    if (!file->empty()) paths.push_back(*file);
+  }
+  return paths;
 }
 
 std::string echo_job(const JobConfig& job) {

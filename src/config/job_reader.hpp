@@ -42,8 +42,15 @@ inline constexpr const char* key_seeds = "sweep.seeds";
 inline constexpr const char* key_strategy = "sweep.strategy";
 inline constexpr const char* key_record_sites = "sweep.record_sites";
 
-// Axis indices in TrialSpec are int32, so no axis may be longer than this.
-inline constexpr int64_t max_axis_length = std::numeric_limits<int32_t>::max();
+// Stated limits on what a job may ask for, checked before anything of that size is built: a
+// one-line value (`seeds = 0-100000000`) must end in a clear error, never an out-of-memory kill.
+// Each axis (models, amounts, strategies, seeds, record_sites) holds at most max_axis_length
+// entries; the grid at most max_trials trials (split a larger study into jobs or shards and
+// `fracsweep merge` them); the job file, copied into every results file, at most
+// max_job_file_bytes.
+inline constexpr int64_t max_axis_length = 1'000'000;
+inline constexpr int64_t max_trials = 10'000'000;
+inline constexpr int64_t max_job_file_bytes = 1 << 20;
 
 // Whole-token number conversion; nullopt when `token` is not exactly one number of type T.
 template <typename T>
@@ -121,6 +128,8 @@ class JobReader {
 // The sweep axes (axes.cpp).
 std::vector<Amount> parse_amounts(const JobReader& reader);
 std::vector<int64_t> parse_seeds(const JobReader& reader);
+// The grid's trial count, refused above max_trials (checked before the grid is used).
+int64_t checked_trial_count(const JobReader& reader, const JobConfig& job);
 void parse_strategies(const JobReader& reader, JobConfig& job);
 std::vector<int64_t> parse_record_sites(const JobReader& reader, const JobConfig& job);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <limits>
 
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/util/text.hpp"
@@ -54,12 +55,17 @@ std::string bits_text(const StrategySpec& s) {
   return s.bits == BitClass::explicit_bit ? std::to_string(s.bit) : bit_class_text(s.bits);
 }
 
+// A number the float32 working weights can use: finite and within float32's range (1e300
+// would become inf once applied).
 double parse_number(const std::string& text, const std::string& key, const std::string& where) {
   double value = 0;
   const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
   check_input(
       result.ec == std::errc() && result.ptr == text.data() + text.size() && std::isfinite(value),
       where + ": strategy parameter " + key + " must be a finite number, found '" + text + "'");
+  check_input(std::fabs(value) <= std::numeric_limits<float>::max(),
+              where + ": strategy parameter " + key + " = " + text +
+                  " is outside the float32 range of the weights (|value| <= 3.4e38)");
   return value;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <sstream>
 
 namespace fracsweep {
@@ -29,6 +30,12 @@ std::string shortest_number_text(double value) {
   char buffer[32];  // the longest shortest-round-trip double, "-2.2250738585072014e-308", is 24
   const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
   return std::string(buffer, result.ptr);
+}
+
+std::string significant_digits(double value, int digits) {
+  char buffer[48];  // "-d.<up to 17 digits>e-308"
+  std::snprintf(buffer, sizeof buffer, "%.*g", std::clamp(digits, 1, 17), value);
+  return buffer;
 }
 
 }  // namespace fracsweep

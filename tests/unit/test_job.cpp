@@ -515,8 +515,51 @@ BOOST_AUTO_TEST_CASE(bad_strategies_and_record_sites) {
                  "listed twice");
   check_rejected(sweep("strategy = zero\nrecord_sites = 6\n"), "sweep.record_sites", "0..5");
   check_rejected(sweep("strategy = zero\nrecord_sites = x\n"), "sweep.record_sites", "'x'");
+  check_rejected(sweep("strategy = zero\nrecord_sites = 4-6\n"), "sweep.record_sites",
+                 "trial id 6 is outside the grid (ids 0..5)");
+  check_rejected(sweep("strategy = zero\nrecord_sites = 1-3 2\n"), "sweep.record_sites",
+                 "trial id 2 is listed twice (in '2')");
+  check_rejected(sweep("strategy = zero\nrecord_sites = 3-1\n"), "sweep.record_sites",
+                 "'3-1' runs backwards");
+  check_rejected(sweep("strategy = scale factor=1e300\n"), "sweep.strategy",
+                 "factor = 1e300 is outside the float32 range");
+  check_rejected(sweep("strategy = gaussian sigma=4e38\n"), "sweep.strategy",
+                 "sigma = 4e38 is outside the float32 range");
   const TempJobDir dir;
   BOOST_TEST(parse_job_file(dir.job(sweep("strategy = zero\nrecord_sites = 5\n"))).record_sites ==
                  (std::vector<int64_t>{5}),
              boost::test_tools::per_element());
+  // Ranges as in `seeds`, in any order: stored ascending.
+  BOOST_TEST(
+      parse_job_file(dir.job(sweep("strategy = zero\nrecord_sites = 5 0-2\n"))).record_sites ==
+          (std::vector<int64_t>{0, 1, 2, 5}),
+      boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(stated_limits_before_anything_is_built) {
+  const auto sweep = [](const std::string& lines) {
+    return job_text("name = t\n", valid_models, valid_eval, "[sweep]\n" + lines);
+  };
+  // One short line must not make the parser expand 10^8 seeds or 10^6 fractions per decade.
+  check_rejected(sweep("fractions = 0.1\nseeds = 0-100000000\nstrategy = zero\n"), "sweep.seeds",
+                 "'0-100000000' makes more than 1000000 seeds, the limit for one job");
+  check_rejected(sweep("fractions_log = 1e-300 1 1000000\nseeds = 0\nstrategy = zero\n"),
+                 "sweep.fractions_log", "more than 1000000 fractions");
+  // 601 amounts x 20,000 seeds x 1 strategy = 12,020,000 trials > 10,000,000.
+  check_rejected(
+      sweep("fractions_log = 1e-6 1 100\nseeds = 0-19999\nstrategy = zero\n"), "sweep.seeds",
+      "the grid has 12020000 trials (models 1 x strategies 1 x amounts 601 x seeds 20000");
+  // The job text is copied into every results file: at most 1 MiB.
+  check_rejected(job_text("name = t\n# " + std::string(1 << 20, 'x') + "\n"), "",
+                 "more than the limit of 1048576");
+}
+
+BOOST_AUTO_TEST_CASE(many_strategies_are_checked_for_repeats_in_one_pass) {
+  // 30,000 distinct strategies and a repeat of the first at the end: found and named (a
+  // pairwise comparison of canonical texts would take minutes here).
+  std::string lines = "fractions = 0.1\nseeds = 0\n";
+  for (int i = 1; i <= 30000; ++i) lines += "strategy = gaussian sigma=" + std::to_string(i) + "\n";
+  lines += "strategy = gaussian sigma=1.0\n";
+  check_rejected(job_text("name = t\n", valid_models, valid_eval, "[sweep]\n" + lines),
+                 "sweep.strategy", "'gaussian sigma=1.0' repeats 'gaussian sigma=1'");
 }

@@ -75,6 +75,9 @@ struct JobConfig {
 JobConfig parse_job_file(const std::string& path);
 // Same, from text (path used for messages and to resolve relative paths).
 JobConfig parse_job_text(const std::string& text, const std::string& path);
+// Every file or directory the job reads: the job file, model paths and tokenizers, evaluation
+// files (what a run must never overwrite).
+std::vector<std::string> job_input_paths(const JobConfig& job);
 // Human-readable summary of the parsed job (for `plan` and logs).
 std::string echo_job(const JobConfig& job);
 

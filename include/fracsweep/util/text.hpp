@@ -29,4 +29,7 @@ std::string join(const Strings& items, std::string_view separator) {
 // "123456", "3".
 std::string shortest_number_text(double value);
 
+// `value` with `digits` significant digits (printf's %g), for messages: "3.85e-06".
+std::string significant_digits(double value, int digits);
+
 }  // namespace fracsweep
