@@ -10,6 +10,7 @@
 #include "fracsweep/models/model_loaders.hpp"
 #include "fracsweep/nn/llama.hpp"
 #include "fracsweep/util/error.hpp"
+#include "fracsweep/util/text.hpp"
 
 namespace fracsweep {
 
@@ -53,6 +54,17 @@ std::string replace_all(std::string text, const std::string& from, const std::st
     text.replace(at, from.size(), to);
   }
   return text;
+}
+
+// The BOS id, where the greedy continuation starts and stops: a token of the vocabulary.
+int32_t bos_of(const GgufFile& file, int64_t vocab_size) {
+  const int64_t bos = file.get_int("tokenizer.ggml.bos_token_id", 1);
+  check_input(bos >= 0 && bos < vocab_size,
+              in_file(file.path(),
+                      "GGUF metadata key 'tokenizer.ggml.bos_token_id': expected a "
+                      "token id in 0.." +
+                          std::to_string(vocab_size - 1) + ", found " + std::to_string(bos)));
+  return static_cast<int32_t>(bos);
 }
 
 }  // namespace
@@ -102,10 +114,12 @@ LlamaConfig gguf_llama_config(const GgufFile& file) {
   c.shared_classifier = file.find_tensor("output.weight") == nullptr;
   c.norm_eps = static_cast<float>(file.get_float("llama.attention.layer_norm_rms_epsilon"));
   c.rope_theta = static_cast<float>(file.get_float("llama.rope.freq_base", 10000.0));
-  check_input(c.norm_eps > 0 && c.rope_theta > 0,
-              in_file(file.path(),
-                      "GGUF metadata keys 'llama.attention.layer_norm_rms_epsilon' and "
-                      "'llama.rope.freq_base' must be positive"));
+  check_input(
+      positive_finite(c.norm_eps) && positive_finite(c.rope_theta),
+      in_file(file.path(),
+              "GGUF metadata keys 'llama.attention.layer_norm_rms_epsilon' and "
+              "'llama.rope.freq_base' must be positive and finite in float32, found " +
+                  shortest_number_text(c.norm_eps) + " and " + shortest_number_text(c.rope_theta)));
   const int64_t rope_dims = file.get_int("llama.rope.dimension_count", c.head_dim());
   check_input(
       rope_dims == c.head_dim(),
@@ -177,17 +191,14 @@ Tokenizer gguf_tokenizer(const GgufFile& file, int64_t vocab_size) {
                   std::to_string(pieces.size()) + " and " + std::to_string(scores.size())));
   for (std::string& piece : pieces)
     piece = replace_all(std::move(piece), "\xE2\x96\x81", " ");  // U+2581
-  const int64_t bos = file.get_int("tokenizer.ggml.bos_token_id", 1);
+  const int32_t bos = bos_of(file, vocab_size);
   const int64_t eos = file.get_int("tokenizer.ggml.eos_token_id", 2);
-  check_input(
-      bos >= 0 && bos < vocab_size && eos >= 0 && eos < vocab_size,
-      in_file(file.path(),
-              "GGUF metadata keys 'tokenizer.ggml.bos_token_id' / 'eos_token_id': expected ids "
-              "in 0.." +
-                  std::to_string(vocab_size - 1) + ", found " + std::to_string(bos) + " / " +
-                  std::to_string(eos)));
-  return Tokenizer(std::move(pieces), std::move(scores), static_cast<int32_t>(bos),
-                   static_cast<int32_t>(eos));
+  check_input(eos >= 0 && eos < vocab_size,
+              in_file(file.path(),
+                      "GGUF metadata key 'tokenizer.ggml.eos_token_id': expected a "
+                      "token id in 0.." +
+                          std::to_string(vocab_size - 1) + ", found " + std::to_string(eos)));
+  return Tokenizer(std::move(pieces), std::move(scores), bos, static_cast<int32_t>(eos));
 }
 
 namespace {
@@ -203,10 +214,6 @@ std::optional<Tokenizer> tokenizer_for(const JobConfig& job, const GgufFile& fil
   return gguf_tokenizer(file, config.vocab_size);
 }
 
-int32_t bos_of(const GgufFile& file) {
-  return static_cast<int32_t>(file.get_int("tokenizer.ggml.bos_token_id", 1));
-}
-
 }  // namespace
 
 std::vector<TensorInfo> check_gguf_model(const JobConfig& job, const ModelSpec& spec) {
@@ -214,8 +221,8 @@ std::vector<TensorInfo> check_gguf_model(const JobConfig& job, const ModelSpec& 
   const LlamaConfig config = gguf_llama_config(file);
   const std::vector<TensorInfo> table = gguf_llama_tensor_table(file, config);
   const auto tokenizer = tokenizer_for(job, file, config);
-  language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, bos_of(file),
-                       config.vocab_size, config.seq_len, nullptr);
+  language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr,
+                       bos_of(file, config.vocab_size), config.vocab_size, config.seq_len, nullptr);
   check_strategies(job, spec, table);
   return table;
 }
@@ -227,9 +234,9 @@ std::unique_ptr<OpenModel> open_gguf_model(const JobConfig& job, const ModelSpec
   open->model = load_gguf_llama(file);
   const LlamaConfig& config = open->model.config;
   const auto tokenizer = tokenizer_for(job, file, config);
-  const EvalInputs inputs =
-      language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, bos_of(file),
-                           config.vocab_size, config.seq_len, &sources);
+  const EvalInputs inputs = language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr,
+                                                 bos_of(file, config.vocab_size), config.vocab_size,
+                                                 config.seq_len, &sources);
   auto evaluator =
       std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
   if (tokenizer) {

@@ -16,6 +16,7 @@
 #include "fracsweep/nn/llama.hpp"
 #include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/util/error.hpp"
+#include "fracsweep/util/text.hpp"
 
 namespace fracsweep {
 
@@ -272,8 +273,11 @@ LlamaConfig hf_gpt2_config(const HfCheckpoint& hf) {
                          .rotary = false});
   c.norm_eps = static_cast<float>(hf.config_number("layer_norm_epsilon", 1e-5));
   c.shared_classifier = true;
-  check_input(c.norm_eps > 0,
-              in_file(hf.config_path(), "key 'layer_norm_epsilon' must be positive"));
+  check_input(positive_finite(c.norm_eps),
+              in_file(hf.config_path(),
+                      "key 'layer_norm_epsilon' must be positive and finite in "
+                      "float32, found " +
+                          shortest_number_text(c.norm_eps)));
   check_string_key(hf, "activation_function", {"gelu_new", "gelu_pytorch_tanh"});
   check_input(
       !hf.config_bool("scale_attn_by_inverse_layer_idx", false) &&
@@ -318,8 +322,12 @@ LlamaConfig hf_llama_config(const HfCheckpoint& hf) {
   c.norm_eps = static_cast<float>(hf.config_number("rms_norm_eps", 1e-6));
   c.rope_theta = static_cast<float>(hf.config_number("rope_theta", 10000.0));
   c.shared_classifier = hf.config_bool("tie_word_embeddings", false);
-  check_input(c.norm_eps > 0 && c.rope_theta > 0,
-              in_file(hf.config_path(), "keys 'rms_norm_eps' and 'rope_theta' must be positive"));
+  check_input(
+      positive_finite(c.norm_eps) && positive_finite(c.rope_theta),
+      in_file(hf.config_path(),
+              "keys 'rms_norm_eps' and 'rope_theta' must be positive "
+              "and finite in float32, found " +
+                  shortest_number_text(c.norm_eps) + " and " + shortest_number_text(c.rope_theta)));
   const JsonValue* scaling = hf.config().find("rope_scaling");
   check_input(scaling == nullptr || scaling->is_null(),
               in_file(hf.config_path(),

@@ -44,6 +44,16 @@ void check_scopes(const JobConfig& job, const ModelSpec& spec,
     int64_t n_scope = 0;
     for (const TensorInfo& t : tensors) n_scope += scope.contains(t.name) ? t.count : 0;
     for (const Amount& amount : job.amounts) {
+      // k = round(f * N): a fraction below 1/(2N) would run a trial that changes nothing.
+      check_input(amount.is_count || amount.sites(n_scope) >= 1, [&] {
+        return in_file(job.path, "[sweep] fraction " + amount.label() + " of the " +
+                                     std::to_string(n_scope) + " parameters strategy '" +
+                                     job.strategy_texts[s] + "' may touch in model '" + spec.name +
+                                     "' rounds to 0 sites (k = round(f x N)); a fraction of "
+                                     "at least 1/N = " +
+                                     significant_digits(1.0 / static_cast<double>(n_scope), 3) +
+                                     " changes one weight there");
+      });
       check_input(!amount.is_count || amount.count <= n_scope, [&] {
         return in_file(job.path, "[sweep] counts: " + std::to_string(amount.count) +
                                      " sites exceed the " + std::to_string(n_scope) +

@@ -2,6 +2,7 @@
 a Hugging Face directory (written by hf_stories.py), a small GPT-2 directory, and bad input in
 each format (exit 2, one message naming the file)."""
 import json
+import struct
 
 import h5py
 import numpy as np
@@ -179,7 +180,14 @@ greedy_tokens = 8
         assert f["/trials/trial"].shape[0] == 12
 
 
-@pytest.mark.parametrize("case", ["truncated", "not_gguf", "tensor_missing", "token_out_of_vocab"])
+def patched_gguf_value(gguf, key, value):
+    """The GGUF bytes with the 4-byte value of metadata `key` (after its 4-byte type) replaced."""
+    at = gguf.index(key.encode()) + len(key) + 4
+    return gguf[:at] + value + gguf[at + 4:]
+
+
+@pytest.mark.parametrize("case", ["truncated", "not_gguf", "tensor_missing", "token_out_of_vocab",
+                                  "bos_out_of_vocab", "epsilon_inf"])
 def test_bad_input_exits_2(case, shared_dir, run_fracsweep, tmp_path):
     gguf = (shared_dir / "models/stories260K/stories260K.gguf").read_bytes()
     model_line, eval_lines, culprit = "", f"text = {shared_dir}/data/tinystories/tinystories_val.txt\nparagraphs = 2", ""
@@ -191,6 +199,22 @@ def test_bad_input_exits_2(case, shared_dir, run_fracsweep, tmp_path):
         bad = tmp_path / "text.gguf"
         bad.write_text("hello")
         model_line, culprit = f"model = m path={bad}", "not a GGUF file"
+    elif case in ("bos_out_of_vocab", "epsilon_inf"):
+        key, value, culprit = {
+            "bos_out_of_vocab": ("tokenizer.ggml.bos_token_id", struct.pack("<I", 70000),
+                                 "key 'tokenizer.ggml.bos_token_id': expected a token id in 0..511, found 70000"),
+            "epsilon_inf": ("llama.attention.layer_norm_rms_epsilon", struct.pack("<f", float("inf")),
+                            "keys 'llama.attention.layer_norm_rms_epsilon' and 'llama.rope.freq_base' "
+                            "must be positive and finite in float32, found inf")}[case]
+        if case == "bos_out_of_vocab":  # a tokenizer this engine does not read: no tokenizer
+            model_key = b"tokenizer.ggml.model" + struct.pack("<IQ", 8, 5)
+            assert gguf.count(model_key + b"llama") == 1
+            gguf = gguf.replace(model_key + b"llama", model_key + b"other")
+        bad = tmp_path / "patched.gguf"
+        bad.write_bytes(patched_gguf_value(gguf, key, value))
+        np.save(tmp_path / "tokens.npy", np.array([[1, 2, 3]], dtype="<i4"))
+        model_line, eval_lines = f"model = m path={bad}", f"tokens = {tmp_path}/tokens.npy"
+        culprit = f"{bad}: GGUF metadata {culprit}"
     elif case == "tensor_missing":
         directory = write_hf_directory(tmp_path / "hf", shared_dir / "models/stories260K/stories260K.bin", "F32")
         config = json.loads((directory / "config.json").read_text())

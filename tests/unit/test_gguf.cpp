@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <limits>
 
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/formats/gguf.hpp"
@@ -84,6 +85,7 @@ struct TinyLlama {
   std::string architecture = "llama";
   uint32_t head_count = 2;
   uint32_t context_length = 16;
+  float rms_epsilon = 1e-5f;
   uint32_t q_type = 0;
   bool with_ffn_up = true;
   bool with_extra_tensor = false;
@@ -98,7 +100,7 @@ struct TinyLlama {
     writer.kv_u32("llama.feed_forward_length", 6);
     writer.kv_u32("llama.block_count", 1);
     writer.kv_u32("llama.attention.head_count", head_count);
-    writer.kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    writer.kv_f32("llama.attention.layer_norm_rms_epsilon", rms_epsilon);
     extra_metadata(writer);
     auto zeros = [](int64_t n, int64_t element = 4) {
       return std::vector<unsigned char>(static_cast<size_t>(n * element), 0);
@@ -420,6 +422,13 @@ BOOST_AUTO_TEST_CASE(rejects_config_that_disagrees_with_tensors) {
   TinyLlama vocab;
   vocab.extra_metadata = [](test::GgufWriter& w) { w.kv_u32("llama.vocab_size", 5); };
   expect_rejected(vocab.bytes(), {"'llama.vocab_size' (5)", "3 rows"});
+  for (const float epsilon : {std::numeric_limits<float>::infinity(), -1e-5f, 0.0f,
+                              std::numeric_limits<float>::quiet_NaN()}) {
+    TinyLlama norm;
+    norm.rms_epsilon = epsilon;
+    expect_rejected(norm.bytes(),
+                    {"'llama.attention.layer_norm_rms_epsilon'", "must be positive and finite"});
+  }
 }
 
 BOOST_AUTO_TEST_CASE(rejects_missing_and_extra_tensors) {

@@ -4,6 +4,7 @@
 // sizes, vocabulary, scopes, evaluation inputs the model needs); open_* loads the model, builds
 // its evaluator and computes the baseline. Both throw InputError naming the file and field.
 // check_* returns the model's tensor table (names, shapes, stored formats; offsets unset).
+#include <cmath>
 #include <memory>
 
 #include "fracsweep/config/job.hpp"
@@ -32,8 +33,14 @@ std::vector<TensorInfo> check_sequential_model(const JobConfig& job, const Model
 std::unique_ptr<OpenModel> open_sequential_model(const JobConfig& job, const ModelSpec& spec,
                                                  const EvalSources& sources);
 
-// Every strategy's scope matches at least one of `tensors` (shared by all loaders).
+// Every strategy's scope matches at least one of `tensors`, every count fits the scope and every
+// fraction selects at least one site (shared by all loaders).
 void check_scopes(const JobConfig& job, const ModelSpec& spec,
                   const std::vector<TensorInfo>& tensors);
+
+// A hyperparameter read as float32 (norm epsilon, RoPE base): > 0 and finite after the cast.
+inline bool positive_finite(float value) {
+  return std::isfinite(value) && value > 0;
+}
 
 }  // namespace fracsweep
