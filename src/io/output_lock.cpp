@@ -60,7 +60,7 @@ std::string read_text(const std::string& path) {
 }  // namespace
 
 OutputLock::OutputLock(const std::string& results_path, const std::string& job_id)
-    : path_(results_path + ".lock") {
+    : path_(path_for(results_path)) {
   const std::string host = this_host();
   char started[32];
   const std::time_t now = std::time(nullptr);

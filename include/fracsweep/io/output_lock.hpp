@@ -17,6 +17,7 @@ class OutputLock {
   OutputLock& operator=(const OutputLock&) = delete;
 
   const std::string& path() const { return path_; }
+  static std::string path_for(const std::string& results_path) { return results_path + ".lock"; }
 
  private:
   std::string path_;
