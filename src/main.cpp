@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
     if (size > 1) MPI_Abort(MPI_COMM_WORLD, fracsweep::exit_bad_input);  // others may be waiting
     return fracsweep::exit_bad_input;
   } catch (const std::exception& e) {
-    report_error(rank, size, e.what());
+    report_error(rank, size, fracsweep::describe_exception(e).c_str());
     if (size > 1) MPI_Abort(MPI_COMM_WORLD, fracsweep::exit_internal);
     return fracsweep::exit_internal;
   }

@@ -13,6 +13,7 @@
 #include "fracsweep/app/sweep_journal.hpp"
 #include "fracsweep/app/sweep_summary.hpp"
 #include "fracsweep/io/output_lock.hpp"
+#include "fracsweep/io/output_paths.hpp"
 #include "fracsweep/par/stop.hpp"
 #include "fracsweep/util/build_info.hpp"
 #include "fracsweep/util/error.hpp"
@@ -97,6 +98,9 @@ struct SweepStart {
 
 // Rank 0: locks the output, opens or resumes its journal and records this start in provenance.
 void open_output(const SweepPlan& plan, SweepStart& start, Provenance& provenance) {
+  const std::string& out = plan.options.out;
+  check_outputs_spare_inputs({out, journal_path(out), OutputLock::path_for(out)},
+                             job_input_paths(plan.job));
   const JournalSession session{provenance.started_utc, batch_job_id(), processor_name(), 0};
   start.lock = std::make_unique<OutputLock>(plan.options.out, session.job_id);
   start.resume = open_journal(plan.identity, plan.options, session);
@@ -107,6 +111,30 @@ void open_output(const SweepPlan& plan, SweepStart& start, Provenance& provenanc
   const auto trials_before = static_cast<int64_t>(start.resume.committed.size());
   provenance.sessions.push_back(
       session_line({session.started_utc, session.job_id, session.host, trials_before}));
+}
+
+// Rank 0: deletes the journal this session created (none when resuming an earlier one, whose
+// trials are kept).
+void discard_new_journal(const SweepPlan& plan, SweepStart& start) {
+  if (!start.resume.journal || start.resume.resuming) return;
+  start.resume.journal.reset();
+  std::filesystem::remove(journal_path(plan.options.out));
+}
+
+// Rank 0, when the sweep fails after its inputs were opened: bad input leaves nothing behind
+// (the journal this session created is deleted, the lock released); any other failure keeps
+// the committed trials for a resume, and says so.
+void clean_up_after_failure(const SweepPlan& plan, SweepStart& start, const PhaseFailure& failure) {
+  if (plan.rank != 0) return;
+  if (failure.exit_code() == exit_bad_input) {
+    discard_new_journal(plan, start);
+  } else if (start.resume.journal) {
+    start.resume.journal->commit();
+    std::fprintf(stderr,
+                 "[fracsweep] the trials done so far are committed to %s; once the cause is "
+                 "fixed, run the same command again to resume\n",
+                 journal_path(plan.options.out).c_str());
+  }
 }
 
 // Collective: checks every input and opens the output, agreed on by every rank before any work
@@ -120,10 +148,7 @@ SweepStart open_inputs(MPI_Comm comm, const SweepPlan& plan, Provenance& provena
       if (plan.rank == 0) open_output(plan, start, provenance);
     });
   } catch (const PhaseFailure&) {
-    if (start.resume.journal && !start.resume.resuming) {  // another rank failed: leave nothing
-      start.resume.journal.reset();
-      std::filesystem::remove(journal_path(plan.options.out));
-    }
+    discard_new_journal(plan, start);  // another rank failed: leave nothing
     throw;
   }
   broadcast_ids(comm, start.to_run);
@@ -325,20 +350,25 @@ int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
 
   ModelSessions sessions(plan, start.sources);
   std::vector<TrialResult> rows = std::move(start.resume.committed);  // rank 0: every row so far
-  const bool complete = distribute_trials(comm, plan, start, sessions, rows, stop_signals);
-
-  int exit_code = complete ? exit_ok : exit_incomplete;
-  if (plan.rank == 0) {
-    start.resume.journal->commit();
-    ResultsContent content = results_content(plan, sessions.take_summaries(), std::move(rows));
-    if (start.sources.probes) content.probe_kinds = start.sources.probes->kinds;
-    finish_provenance(provenance, plan, schedule, gemm, start.resume);
-    content.provenance = std::move(provenance);
-    exit_code = write_output(plan, std::move(content), complete);
+  int exit_code = exit_ok;
+  try {
+    const bool complete = distribute_trials(comm, plan, start, sessions, rows, stop_signals);
+    exit_code = complete ? exit_ok : exit_incomplete;
+    // Every rank waits for the writer (a collective phase): under mpirun, a rank ending with a
+    // non-zero code gets the whole job killed, rank 0 included, even while it writes the file.
+    run_collective_phase(comm, [&] {
+      if (plan.rank != 0) return;
+      start.resume.journal->commit();
+      ResultsContent content = results_content(plan, sessions.take_summaries(), std::move(rows));
+      if (start.sources.probes) content.probe_kinds = start.sources.probes->kinds;
+      finish_provenance(provenance, plan, schedule, gemm, start.resume);
+      content.provenance = std::move(provenance);
+      exit_code = write_output(plan, std::move(content), complete);
+    });
+  } catch (const PhaseFailure& failure) {
+    clean_up_after_failure(plan, start, failure);
+    throw;
   }
-  // Every rank waits for the writer: under mpirun, a rank ending with a non-zero code gets the
-  // whole job killed, rank 0 included, even while it writes the partial file.
-  MPI_Barrier(comm);
   return exit_code;
 }
 

@@ -93,26 +93,54 @@ class Collector {
 
 }  // namespace
 
-void run_collective_phase(MPI_Comm comm, const std::function<void()>& phase) {
+namespace {
+
+// Every rank calls this with its own outcome (`exit_code` exit_ok: success). When any rank
+// failed, every rank throws PhaseFailure with the lowest failing rank's exit code and message
+// (printed by that rank only); otherwise it returns.
+void agree_on_outcome(MPI_Comm comm, const std::string& message, int exit_code) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
-  std::string message;
-  int exit_code = exit_ok;
-  try {
-    phase();
-  } catch (const InputError& e) {
-    message = e.what();
-    exit_code = exit_bad_input;
-  } catch (const std::exception& e) {
-    message = e.what();
-    exit_code = exit_internal;
-  }
   const int mine = exit_code != exit_ok ? rank : std::numeric_limits<int>::max();
   int first_failed = 0;
   check_mpi(MPI_Allreduce(&mine, &first_failed, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce");
   if (first_failed == std::numeric_limits<int>::max()) return;
   check_mpi(MPI_Bcast(&exit_code, 1, MPI_INT, first_failed, comm), "MPI_Bcast");
   throw PhaseFailure(message, exit_code, rank == first_failed);
+}
+
+// The first failure of this rank: its message and exit code (exit_ok while none).
+struct Failure {
+  std::string message;
+  int exit_code = exit_ok;
+  bool happened() const { return exit_code != exit_ok; }
+  // Runs `work`; an exception becomes this failure (the first one is kept). Returns success.
+  bool capture(const std::function<void()>& work) {
+    try {
+      work();
+      return true;
+    } catch (const InputError& e) {
+      record(e.what(), exit_bad_input);
+    } catch (const std::exception& e) {
+      record(describe_exception(e), exit_internal);
+    }
+    return false;
+  }
+
+ private:
+  void record(std::string text, int code) {
+    if (happened()) return;
+    message = std::move(text);
+    exit_code = code;
+  }
+};
+
+}  // namespace
+
+void run_collective_phase(MPI_Comm comm, const std::function<void()>& phase) {
+  Failure failure;
+  failure.capture(phase);
+  agree_on_outcome(comm, failure.message, failure.exit_code);
 }
 
 int64_t automatic_chunk(int64_t n_trials, int n_ranks) {
@@ -135,6 +163,7 @@ bool run_distributed(MPI_Comm comm, const std::vector<int64_t>& trial_ids,
     collect(std::move(result));
     ++collected;
   };
+  const std::function<void(TrialResult)> discard = [](TrialResult) {};
   Collector collector(comm, n_ranks);
   auto deliver = [&](TrialResult result) {
     if (rank == 0) {
@@ -152,6 +181,14 @@ bool run_distributed(MPI_Comm comm, const std::vector<int64_t>& trial_ids,
   // The window outlives the collection below: freeing it is collective, and a rank still
   // sending results must not meet rank 0 inside MPI_Win_free.
   SharedState shared(comm);
+  // A failing trial (or journal write) stops every rank like a signal does; the trials in flight
+  // finish, then all ranks agree on the failure below, so none is left waiting.
+  Failure failure;
+  const auto run_and_deliver = [&](int64_t i) {
+    if (!failure.capture([&] { deliver(run_trial(trial_ids[static_cast<size_t>(i)])); })) {
+      shared.request_stop();
+    }
+  };
   bool stop_published = false;
   const auto publish_local_stop = [&] {
     if (!stop_published && stop_requested()) {
@@ -161,29 +198,30 @@ bool run_distributed(MPI_Comm comm, const std::vector<int64_t>& trial_ids,
   };
   const auto should_stop = [&] {
     publish_local_stop();
-    return stop_published || shared.stop_requested();
+    return stop_published || failure.happened() || shared.stop_requested();
   };
   if (options.dynamic) {
     for (int64_t first = 0; !should_stop() && (first = shared.fetch_add_next(chunk)) < n_trials;) {
       const int64_t last = std::min(first + chunk, n_trials);
-      for (int64_t i = first; i < last && (i == first || !should_stop()); ++i) {
-        deliver(run_trial(trial_ids[static_cast<size_t>(i)]));
-      }
+      for (int64_t i = first; i < last && (i == first || !should_stop()); ++i) run_and_deliver(i);
     }
   } else {  // static: one contiguous block per rank
     const int64_t first = n_trials * rank / n_ranks, last = n_trials * (rank + 1) / n_ranks;
-    for (int64_t i = first; i < last && !should_stop(); ++i) {
-      deliver(run_trial(trial_ids[static_cast<size_t>(i)]));
-    }
+    for (int64_t i = first; i < last && !should_stop(); ++i) run_and_deliver(i);
   }
   if (rank != 0) check_mpi(MPI_Send(nullptr, 0, MPI_BYTE, 0, tag_done, comm), "MPI_Send");
   while (rank == 0 && !collector.others_finished()) {
-    if (collector.poll(collect_counted) == 0) {
+    // After rank 0's own failure the other ranks' rows are only drained, not collected.
+    int received = 0;
+    failure.capture(
+        [&] { received = collector.poll(failure.happened() ? discard : collect_counted); });
+    if (received == 0) {
       publish_local_stop();  // a signal to rank 0 now still stops the others
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     progress.update(collected);
   }
+  agree_on_outcome(comm, failure.message, failure.exit_code);
 
   int complete = rank == 0 && collected == n_trials ? 1 : 0;
   check_mpi(MPI_Bcast(&complete, 1, MPI_INT, 0, comm), "MPI_Bcast");

@@ -128,7 +128,65 @@ def test_error_during_the_sweep_aborts_every_rank(tmp_path, shared_dir, run_frac
     job = write_job(tmp_path, shared_dir, model=lines, record_sites="")
     out = tmp_path / "out.h5"
     result = run_fracsweep(["run", job, "--out", out, "--chunk", "1"], ranks=2, timeout=180)
-    assert result.returncode != 0
-    assert "non-finite logits" in result.stderr and str(model_copy) in result.stderr
-    assert "[rank " in result.stderr
-    assert not out.exists() and not list(tmp_path.glob("out.h5.tmp-*"))
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr  # the failing rank's message, once
+    assert "non-finite logits" in errors[0] and str(model_copy) in errors[0]
+    assert "[rank " in errors[0]
+    # Bad input leaves nothing behind, also when found mid-sweep: no results, journal or lock.
+    assert not out.exists() and not list(tmp_path.glob("out.h5.*")), list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("victim", ["model", "tokenizer", "job", "text", "hard_link", "journal"])
+def test_output_never_overwrites_an_input(tmp_path, shared_dir, run_fracsweep, model_copy, victim):
+    """`--out` (or its journal or lock) resolving to one of the job's own inputs is refused even
+    with --force, and the input is left byte for byte as it was."""
+    tokenizer = tmp_path / "tok.bin"
+    shutil.copy(shared_dir / "models/stories260K/tok512.bin", tokenizer)
+    text = tmp_path / "eval.txt"
+    shutil.copy(shared_dir / "data/tinystories/tinystories_val.txt", text)
+    job = write_job(tmp_path, shared_dir, model=f"model = m path={model_copy} tokenizer={tokenizer}",
+                    text=f"text = {text}")
+    targets = {"model": model_copy, "tokenizer": tokenizer, "job": job, "text": text}
+    if victim == "hard_link":
+        out = tmp_path / "results.h5"
+        out.hardlink_to(model_copy)
+        protected = model_copy
+    elif victim == "journal":
+        out = tmp_path / "results.h5"  # its journal would be the evaluation text
+        (tmp_path / "results.h5.journal").symlink_to(text)
+        protected = text
+    else:
+        out = protected = targets[victim]
+    before = {path: path.read_bytes() for path in targets.values()}
+    result = run_fracsweep(["run", job, "--out", out, "--force"], ranks=2, timeout=120)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "an input of this job; refusing to overwrite it" in errors[0], errors
+    assert str(protected) in errors[0]
+    assert {path: path.read_bytes() for path in targets.values()} == before
+    assert not Path(f"{out}.lock").exists() and not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_missing_output_directory_is_named(tmp_path, shared_dir, run_fracsweep):
+    job = write_job(tmp_path, shared_dir)
+    out = tmp_path / "absent" / "out.h5"
+    result = run_fracsweep(["run", job, "--out", out], ranks=2, timeout=120)
+    assert_rejected(result, out, f"the output directory {tmp_path / 'absent'} does not exist")
+    assert ".lock" not in result.stderr
+
+
+@pytest.mark.parametrize("sweep_lines, fragment", [
+    ("fractions = 0.01\nseeds = 0-100000000", "makes more than 1000000 seeds"),
+    ("fractions = 4.9e-324\nseeds = 0", "rounds to 0 sites"),
+    ("fractions = 1e-7\nseeds = 0", "a fraction of at least 1/N = 3.85e-06 changes one weight"),
+    ("counts = 99999999999\nseeds = 0", "99999999999 sites exceed the 260032 parameters"),
+])
+def test_sizes_that_cannot_run_are_refused_at_once(tmp_path, shared_dir, run_fracsweep,
+                                                   sweep_lines, fragment):
+    job = write_job(tmp_path, shared_dir, fractions=sweep_lines, counts="", seeds="",
+                    strategies="strategy = zero", record_sites="")
+    out = tmp_path / "out.h5"
+    result = run_fracsweep(["run", job, "--out", out], ranks=2, timeout=60)
+    assert_rejected(result, out, str(job), fragment)
+    assert not list(tmp_path.glob("out.h5.*"))

@@ -26,8 +26,9 @@ struct ScheduleOptions {
 // calling rank; on rank 0, `collect` receives every result, in arrival order. `stop_requested`
 // is polled on every rank between trials: once it is true on any rank, no rank starts another
 // trial, trials in flight finish and are collected, and every rank returns. Returns, on every
-// rank, whether every trial ran. An exception in `run_trial` or `collect` propagates (the
-// caller aborts the job).
+// rank, whether every trial ran. An exception in `run_trial` or `collect` on any rank stops
+// every rank the same way, and then every rank throws PhaseFailure (see run_collective_phase)
+// carrying the failing rank's message: no rank is left waiting.
 bool run_distributed(MPI_Comm comm, const std::vector<int64_t>& trial_ids,
                      const ScheduleOptions& options,
                      const std::function<TrialResult(int64_t)>& run_trial,

@@ -69,4 +69,8 @@ inline void check_invariant(bool condition, MessageMaker&& make_message) {
 // "file: message" helper so every message names its file first.
 std::string in_file(const std::string& path, const std::string& message);
 
+// What to print for an exception that is not an InputError: its text, and for std::bad_alloc an
+// explanation instead of the bare "std::bad_alloc".
+std::string describe_exception(const std::exception& error);
+
 }  // namespace fracsweep
