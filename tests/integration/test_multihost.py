@@ -144,7 +144,8 @@ def start_run_on(launch_host, rank_hosts, fracsweep_bin, args, directory):
         "--mca", "plm_rsh_agent", str(LAUNCHER),
         # Point to point over TCP (ob1 over the tcp BTL). One-sided calls (the dynamic
         # schedule's window) through pt2pt too: Open MPI 4.1 picks osc/rdma by default, whose
-        # MPI_Win_allocate fails with MPI_ERR_WIN across hosts linked by TCP alone.
+        # MPI_Win_allocate fails with MPI_ERR_WIN across hosts linked by TCP alone
+        # (open-mpi/ompi#9871).
         "--mca", "pml", "ob1", "--mca", "osc", "pt2pt", "--mca", "btl", "tcp,self",
         "--mca", "btl_tcp_if_include", SUBNET,
         "--mca", "oob_tcp_if_include", SUBNET,
