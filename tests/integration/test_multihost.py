@@ -175,7 +175,8 @@ def test_host_dies_mid_sweep_and_the_sweep_resumes(rank_zero_on, tmp_path, job, 
                     f"{n_trials // 4}, and ended or stalled:\n{stderr}")
     for host in two_hosts:  # every rank runs where the rankfile put it
         ranks = sorted(rank for name, rank in host.processes() if name == "fracsweep")
-        assert ranks == [r for r, h in enumerate(rank_hosts) if h == host], host.processes()
+        assert ranks == [rank for rank, placed in enumerate(rank_hosts) if placed == host], (
+            host.processes())
     assert ("orted", None) in host_b.processes()  # host B's daemon, started by the launcher
 
     committed_before = journal_trials(journal)
