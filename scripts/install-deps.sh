@@ -3,7 +3,7 @@
 # Idempotent; needs root (or sudo). No network beyond Debian's archive.
 set -euo pipefail
 packages=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git iproute2
   libopenmpi-dev openmpi-bin
   libhdf5-dev
   zlib1g-dev
