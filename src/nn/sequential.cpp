@@ -43,17 +43,20 @@ class ShapePlanner {
 
  private:
   void use(const std::string& name, const std::vector<int64_t>& expected, const std::string& where,
-           const char* field) {
+           const char* field, TensorRole role = TensorRole::parameter) {
     const std::vector<int64_t>* actual = shape_of_(name);
     check_input(actual != nullptr, where + ", field '" + field + "': tensor '" + name +
                                        "' is not in " + spec_.weights_path);
     check_input(*actual == expected, where + ", field '" + field + "': tensor '" + name +
                                          "' has shape " + shape_text(*actual) + ", expected " +
                                          shape_text(expected));
-    if (std::find(layout_.tensor_names.begin(), layout_.tensor_names.end(), name) ==
-        layout_.tensor_names.end()) {
+    const auto found = std::find(layout_.tensor_names.begin(), layout_.tensor_names.end(), name);
+    if (found == layout_.tensor_names.end()) {
       layout_.tensor_names.push_back(name);
       layout_.tensor_shapes.push_back(*actual);
+      layout_.tensor_roles.push_back(role);
+    } else if (role == TensorRole::parameter) {  // also read as a learned parameter: it is one
+      layout_.tensor_roles[static_cast<size_t>(found - layout_.tensor_names.begin())] = role;
     }
   }
 
@@ -118,8 +121,8 @@ class ShapePlanner {
         const std::vector<int64_t> per_channel = {in[0]};
         if (!s.weight.empty()) use(s.weight, per_channel, where, "weight");
         if (!s.bias.empty()) use(s.bias, per_channel, where, "bias");
-        use(s.running_mean, per_channel, where, "running_mean");
-        use(s.running_var, per_channel, where, "running_var");
+        use(s.running_mean, per_channel, where, "running_mean", TensorRole::buffer);
+        use(s.running_var, per_channel, where, "running_var", TensorRole::buffer);
         break;
       }
       case LayerKind::maxpool2d:

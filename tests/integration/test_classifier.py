@@ -222,7 +222,9 @@ def test_cnn_matches_numpy(cnn, run_fracsweep):
         trial = {key: f["trials"][key][0] for key in f["trials"]}
     p = np.exp(log_p)
     kl = np.sum(p * log_p, axis=1) + np.log(7)  # KL(p || uniform)
-    assert trial["k"] == sum(t.size for t in cnn["tensors"].values())
+    # fraction 1 of the default scope: every learned parameter, not the running statistics
+    assert trial["k"] == trial["n_scope"] == sum(t.size for name, t in cnn["tensors"].items()
+                                                 if ".running_" not in name)
     assert trial["top1_agreement"] == pytest.approx(np.mean(argmax == 0), abs=1e-12)
     assert trial["accuracy"] == pytest.approx(np.mean(labels == 0), abs=1e-12)
     assert trial["sdc_rate"] == pytest.approx(np.mean((argmax == labels) & (labels != 0)), abs=1e-12)
@@ -235,6 +237,51 @@ def test_cnn_matches_numpy(cnn, run_fracsweep):
                                  name="agree")
     run_ok(run_fracsweep, agree, d / "agree.h5", ranks=1)
     assert baseline(d / "agree.h5")["accuracy"] == 1.0
+
+
+# --- batch-norm running statistics are buffers, not weights
+
+RUNNING_STATS = ("bn1.running_mean", "bn1.running_var")
+
+
+def test_default_scope_leaves_running_statistics_alone(cnn, run_fracsweep):
+    """Gaussian noise on every weight (fraction 1, sigma = |w|) would drive running variances
+    below -eps in about one case in six, and every output would be NaN; the default scope is
+    the learned parameters, so outputs stay finite. include=*.running_var still reaches them."""
+    d = cnn["dir"]
+    learned = sum(t.size for name, t in cnn["tensors"].items() if name not in RUNNING_STATS)
+    job = write_classifier_job(d, d / "cnn.json", d / "images.npy", d / "labels.npy", cnn["scaling"],
+                               "fractions = 0.5 1\nseeds = 0-5\nstrategy = gaussian sigma=1 relative=abs\n"
+                               "strategy = gaussian sigma=3 relative=absolute include=*.running_var",
+                               name="noise")
+    run_ok(run_fracsweep, job, d / "noise.h5")
+    with h5py.File(d / "noise.h5", "r") as f:
+        trials = {key: f["trials"][key][()] for key in ("strategy", "fraction", "k", "n_scope",
+                                                          "nonfinite_positions", "positions")}
+        scopes = [s.decode() for s in f["grid"]["strategy_scope"][()]]
+        n_parameters = f["grid"]["model_n_parameters"][0]
+    assert scopes == ["include=*;exclude=", "include=*.running_var;exclude="]
+    assert n_parameters == learned  # the model's learned parameters; buffers are not counted
+    default = np.array([not s.decode().endswith("]") for s in trials["strategy"]])
+    assert default.sum() == 12 and (~default).sum() == 12
+    assert np.all(trials["n_scope"][default] == learned)
+    assert np.all(trials["k"][default & (trials["fraction"] == 1)] == learned)
+    assert np.all(trials["nonfinite_positions"][default] == 0)  # finite at every fraction and seed
+    # Explicitly included, the running variances are perturbed (4 values) and do break the model.
+    assert np.all(trials["n_scope"][~default] == 4)
+    assert np.any(trials["nonfinite_positions"][~default] > 0)
+
+
+def test_scope_of_only_buffers_by_default_is_rejected(cnn, run_fracsweep):
+    """A scope whose patterns leave only buffers matches nothing by default, and says why."""
+    d = cnn["dir"]
+    job = write_classifier_job(d, d / "cnn.json", d / "images.npy", d / "labels.npy", cnn["scaling"],
+                               "fractions = 1\nseeds = 0\nstrategy = zero exclude=conv*,fc.*,bn1.weight,bn1.bias")
+    out = d / "out.h5"
+    result = run_fracsweep(["run", job, "--out", out], ranks=1, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "matches no tensor" in result.stderr and "explicit include=" in result.stderr
+    assert not out.exists()
 
 
 # --- bad input: exit 2, one message naming the file, nothing written

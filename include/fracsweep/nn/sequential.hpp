@@ -52,10 +52,13 @@ struct SequentialNetwork {
 // Shape of the weights file's tensor called `name`; nullptr when it has none.
 using TensorShapeLookup = std::function<const std::vector<int64_t>*(const std::string& name)>;
 
-// The tensors a network reads, distinct, in order of first use, with their shapes.
+// The tensors a network reads, distinct, in order of first use, with their shapes and roles:
+// batch-norm running_mean / running_var are buffers (statistics, not learned), every other
+// tensor a learned parameter.
 struct NetworkLayout {
   std::vector<std::string> tensor_names;
   std::vector<std::vector<int64_t>> tensor_shapes;
+  std::vector<TensorRole> tensor_roles;
 };
 
 // Checks that every named tensor exists with the shape its layer needs and that shapes chain
