@@ -73,6 +73,22 @@ class ShapePlanner {
     return actual->front();
   }
 
+  // A linear weight stored (in, out), as some exporters write it, where the layer reads
+  // (out, in): said so, with the fix, rather than as a mismatch against its own first dimension.
+  void check_not_transposed(const std::string& name, const std::string& bias, int64_t in_features,
+                            const std::string& where) {
+    const std::vector<int64_t>& actual = *shape_of_(name);  // leading_dim checked: rank 2
+    const int64_t in = actual[0], out = actual[1];
+    if (in != in_features || out == in_features) return;  // not the transposed layout
+    // A bias sized for the stored first dimension says the weight is (out, in) after all.
+    const std::vector<int64_t>* bias_shape = bias.empty() ? nullptr : shape_of_(bias);
+    if (bias_shape != nullptr && *bias_shape != std::vector<int64_t>{out}) return;
+    throw InputError(where + ", field 'weight': tensor '" + name + "' in " + spec_.weights_path +
+                     " is (in, out) = (" + std::to_string(in) + ", " + std::to_string(out) +
+                     "); this layer expects (out, in) = (" + std::to_string(out) + ", " +
+                     std::to_string(in) + "): transpose it");
+  }
+
   static void need_rank(const std::vector<int64_t>& shape, size_t rank, const std::string& where,
                         const char* what) {
     check_input(shape.size() == rank, where + ": expects " + what + " input, found " +
@@ -92,6 +108,7 @@ class ShapePlanner {
         need_rank(in, 1, where, "a 1-D (features)");
         layer.in_features = in[0];
         layer.out_features = leading_dim(s.weight, 2, where, "weight");
+        check_not_transposed(s.weight, s.bias, layer.in_features, where);
         use(s.weight, {layer.out_features, layer.in_features}, where, "weight");
         if (!s.bias.empty()) use(s.bias, {layer.out_features}, where, "bias");
         layer.out_shape = {layer.out_features};

@@ -302,6 +302,8 @@ def set_layer(index, **changes):
     ("missing tensor", ["bad.json", "layers[0] (conv2d)", "conv9.weight", "is not in"]),
     ("shapes do not chain", ["bad.json", "layers[8] (linear)", "fc.weight", "expected 7x54"]),
     ("unknown layer", ["bad.json", "layers[2]", "unknown layer type 'swish'"]),
+    ("transposed linear", ["bad.json", "layers[9] (linear)", "'fc.weight'", "transposed.safetensors",
+                           "is (in, out) = (6, 7); this layer expects (out, in) = (7, 6): transpose it"]),
     ("input shape", ["images.npy", "2x12x12", "2x10x10"]),
     ("wrong magic", ["labels.idx", "not an IDX file"]),
     ("label count", ["labels.npy", "63 labels for 64 examples"]),
@@ -317,6 +319,9 @@ def test_bad_models_and_data_exit_2(cnn, run_fracsweep, case, fragments):
         model = damaged_json(d, set_layer(0, weight="conv9.weight"))
     elif case == "shapes do not chain":
         model = damaged_json(d, lambda m: m["layers"].pop(6))  # no avgpool: fc sees 6x3x3 = 54
+    elif case == "transposed linear":  # fc.weight saved (in, out), as a Keras-style exporter would
+        write_safetensors(d / "transposed.safetensors", {**cnn["tensors"], "fc.weight": cnn["tensors"]["fc.weight"].T})
+        model = damaged_json(d, lambda m: m.update(weights="transposed.safetensors"))
     elif case == "unknown layer":
         model = damaged_json(d, set_layer(2, type="swish"))
     elif case == "input shape":

@@ -482,9 +482,11 @@ BOOST_AUTO_TEST_CASE(bad_descriptions_are_rejected) {
   expect_rejected(mlp_json(R"({"type": "linear"})"), {"layers[0]", "missing key 'weight'"});
   expect_rejected(mlp_json(R"({"type": "linear", "weight": "fc1.w", "stride": 2})"),
                   {"unknown key 'stride'"});
+  // (6) does not chain to 12; the bias (6) says fc1.w is (out, in), not a transposed (in, out).
   expect_rejected(
-      mlp_json(fc1 + R"(, {"type": "relu"}, {"type": "linear", "weight": "fc1.w"})"),
-      {"layers[2] (linear)", "fc1.w", "has shape 6x12, expected 6x6"});  // (6) does not chain to 12
+      mlp_json(fc1 +
+               R"(, {"type": "relu"}, {"type": "linear", "weight": "fc1.w", "bias": "fc1.b"})"),
+      {"layers[2] (linear)", "fc1.w", "has shape 6x12, expected 6x6"});
   expect_rejected(mlp_json(fc1 + R"(, {"type": "relu"}, {"type": "linear", "weight": "fc2.w"})"),
                   {"the last layer produces 5 per example", "(classes) = 6"});
   expect_rejected(mlp_json(fc1 + R"(, {"type": "conv2d", "weight": "c1.w"})"),
@@ -539,6 +541,22 @@ BOOST_AUTO_TEST_CASE(batchnorm_running_statistics_are_buffers) {
   const fs::Model both = fs::load_sequential_model(fs::read_sequential_spec(shared.json));
   BOOST_TEST(!both.tensor("fc1.b").is_buffer());
   BOOST_TEST(both.tensor("bn1d.v").is_buffer());
+}
+
+BOOST_AUTO_TEST_CASE(transposed_linear_weight_is_named_as_such) {
+  std::vector<Tensor> tensors = network_tensors();
+  tensors.push_back({"fcT.w", {12, 6}, random_values(72, 73)});  // (in, out), as some exporters
+  tensors.push_back({"fcT.b", {6}, random_values(6, 74)});
+  const std::string transposed = R"({"type": "linear", "weight": "fcT.w", "bias": "fcT.b"})";
+  expect_rejected(mlp_json(transposed),
+                  {"layers[0] (linear)", "field 'weight'", "tensor 'fcT.w'", "net.safetensors",
+                   "is (in, out) = (12, 6); this layer expects (out, in) = (6, 12): transpose it"},
+                  tensors);
+  expect_rejected(mlp_json(R"({"type": "linear", "weight": "fcT.w"})"),
+                  {"(in, out) = (12, 6)", "transpose it"}, tensors);  // no bias to contradict
+  // Transposing would not fit either (input 13): the plain shape message.
+  expect_rejected(mlp_json(transposed, "[13]"),
+                  {"layers[0] (linear)", "fcT.w", "has shape 12x6, expected 12x13"}, tensors);
 }
 
 BOOST_AUTO_TEST_CASE(integer_weights_are_rejected) {

@@ -63,7 +63,7 @@ struct NetworkLayout {
 
 // Checks that every named tensor exists with the shape its layer needs and that shapes chain
 // from the input to (classes). InputError naming the JSON file, the layer (index and type) and
-// the field otherwise.
+// the field otherwise; a linear weight stored (in, out) instead of (out, in) is named as such.
 NetworkLayout plan_network(const SequentialSpec& spec, const TensorShapeLookup& shape_of);
 
 // Resolves `spec` against a loaded model (tensors named as in the JSON file).
