@@ -272,6 +272,24 @@ def test_default_scope_leaves_running_statistics_alone(cnn, run_fracsweep):
     assert np.any(trials["nonfinite_positions"][~default] > 0)
 
 
+def test_inspect_marks_running_statistics_as_buffers(cnn, run_fracsweep):
+    d = cnn["dir"]
+    result = run_fracsweep(["inspect", d / "cnn.json", "--json"])
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    roles = {t["name"]: t["role"] for t in info["tensors"]}
+    assert {name for name, role in roles.items() if role == "buffer"} == set(RUNNING_STATS)
+    assert roles["bn1.weight"] == roles["bn1.bias"] == roles["conv1.weight"] == "parameter"
+    buffers = sum(cnn["tensors"][name].size for name in RUNNING_STATS)
+    assert info["n_buffer_values"] == buffers == 8
+    assert info["n_parameters"] == sum(t.size for t in cnn["tensors"].values()) - buffers
+    assert info["n_values"] == info["n_parameters"] + info["n_buffer_values"]
+    text = run_fracsweep(["inspect", d / "cnn.json"]).stdout
+    row = next(line for line in text.splitlines() if line.startswith("bn1.running_var"))
+    assert " buffer " in row
+    assert f"{info['n_parameters']} parameters" in text and "8 buffer values in 2 buffer tensors" in text
+
+
 def test_scope_of_only_buffers_by_default_is_rejected(cnn, run_fracsweep):
     """A scope whose patterns leave only buffers matches nothing by default, and says why."""
     d = cnn["dir"]

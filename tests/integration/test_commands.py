@@ -32,6 +32,7 @@ def test_inspect_text(shared_dir, run_fracsweep):
     assert result.returncode == 0
     assert "layers.3.attn.wq" in result.stdout and "64x64" in result.stdout
     assert "260032 parameters" in result.stdout
+    assert "buffer values" not in result.stdout  # no buffers: no buffer count
 
 
 def test_inspect_bad_file(tmp_path, run_fracsweep):
@@ -66,4 +67,5 @@ def test_inspect_sequential_classifier(run_fracsweep):
     assert info["architecture"] == "sequential" and info["config"]["classes"] == 10
     assert info["config"]["layers"] == "flatten,linear,relu,linear"
     assert [t["name"] for t in info["tensors"]] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
-    assert info["n_parameters"] == 64 * 64 + 64 + 10 * 64 + 10 == 4810
+    assert info["n_parameters"] == info["n_values"] == 64 * 64 + 64 + 10 * 64 + 10 == 4810
+    assert info["n_buffer_values"] == 0 and {t["role"] for t in info["tensors"]} == {"parameter"}
