@@ -50,6 +50,16 @@ def test_plan_claims_job(shared_dir, run_fracsweep):
     assert "ms/trial measured" in result.stdout and "rough cost" in result.stdout
 
 
+def test_plan_shows_a_greedy_continuation_only_for_language_models(shared_dir, run_fracsweep):
+    classifier = run_fracsweep(["plan", SOURCE_DIR / "jobs/default.ini", "--no-measure"], timeout=120)
+    assert classifier.returncode == 0, classifier.stderr
+    assert "= 1395 trials" in classifier.stdout and "strategies (12)" in classifier.stdout
+    assert "greedy" not in classifier.stdout  # a classifier job generates no continuation
+    language = run_fracsweep(["plan", SOURCE_DIR / "jobs/stories260K-claims.ini", "--no-measure"], timeout=120)
+    assert language.returncode == 0, language.stderr
+    assert "greedy continuation: 256 tokens from BOS" in language.stdout
+
+
 def test_help_and_version(run_fracsweep):
     assert "usage" in run_fracsweep(["--help"]).stdout
     for command in ("run", "plan", "inspect"):
