@@ -290,6 +290,32 @@ def test_inspect_marks_running_statistics_as_buffers(cnn, run_fracsweep):
     assert f"{info['n_parameters']} parameters" in text and "8 buffer values in 2 buffer tensors" in text
 
 
+def test_guided_strategies_respect_the_default_scope(cnn, run_fracsweep):
+    """taylor, wanda, finetune and bfa rank or search by gradients and activations, which the
+    running statistics have too; by default none of their sites is a buffer."""
+    d = cnn["dir"]
+    strategies = ["taylor", "wanda", "finetune steps=2", "finetune sites=random steps=2", "bfa",
+                  "taylor include=*.running_*"]
+    job = write_classifier_job(d, d / "cnn.json", d / "images.npy", d / "labels.npy", cnn["scaling"],
+                               "fractions = 0.25\ncounts = 3\nseeds = 0\n"
+                               + "".join(f"strategy = {text}\n" for text in strategies)
+                               + "record_sites = " + " ".join(str(i) for i in range(12)), name="guided")
+    run_ok(run_fracsweep, job, d / "guided.h5")
+    with h5py.File(d / "guided.h5", "r") as f:
+        labels = [s.decode() for s in f["grid"]["strategy"][()]]
+        strategy_of_trial = f["trials"]["strategy_idx"][()]
+        site_trials, site_tensors = f["sites"]["trial"][()], [s.decode() for s in f["sites"]["tensor"][()]]
+        path_tensors = [s.decode() for s in f["paths"]["tensor"][()]]
+    assert len(strategy_of_trial) == 12
+    explicit = labels.index(next(label for label in labels if "running" in label))
+    by_trial = dict(enumerate(strategy_of_trial))  # trial ids are 0..11 in this grid
+    default_sites = [t for trial, t in zip(site_trials, site_tensors) if by_trial[trial] != explicit]
+    assert default_sites and not set(default_sites) & set(RUNNING_STATS)
+    assert path_tensors and not set(path_tensors) & set(RUNNING_STATS)  # bfa's searched flips
+    explicit_sites = {t for trial, t in zip(site_trials, site_tensors) if by_trial[trial] == explicit}
+    assert explicit_sites and explicit_sites <= set(RUNNING_STATS)
+
+
 def test_scope_of_only_buffers_by_default_is_rejected(cnn, run_fracsweep):
     """A scope whose patterns leave only buffers matches nothing by default, and says why."""
     d = cnn["dir"]
