@@ -134,7 +134,7 @@ class Results:
     trials: pd.DataFrame        # tidy: one row per completed trial (see TIDY_COLUMNS)
     missing: MissingTrials
     baseline: pd.DataFrame | None  # index model: mean_nll, perplexity, accuracy, ...
-    tensors: pd.DataFrame | None   # tensor, model_idx, model, name, offset, count, shape
+    tensors: pd.DataFrame | None   # tensor, model_idx, model, name, offset, count, shape, dtype, role
     sites: pd.DataFrame | None     # recorded sites, when the job asked for them
     notes: list[str] = field(default_factory=list)  # data-quality remarks found while loading
     # The file's /trials columns, schema order: index name; type ("int32", "int64", "float64",
@@ -485,6 +485,10 @@ def _read_tensors(path: Path, h5: h5py.File, grid: Grid, notes: list[str]) -> pd
     # Stored number format per tensor (f32, f16, bf16); files without it are all float32.
     frame["dtype"] = (_strings(_dataset(path, h5, "tensors/dtype", n_tensors)) if "tensors/dtype" in h5
                       else "f32")
+    # Role per tensor: "parameter" (learned) or "buffer" (e.g. batch-norm running statistics,
+    # outside the default scope); files without the column hold learned parameters only.
+    frame["role"] = (_strings(_dataset(path, h5, "tensors/role", n_tensors)) if "tensors/role" in h5
+                     else "parameter")
     if len(frame) and (frame["model_idx"].min() < 0 or frame["model_idx"].max() >= len(grid.models)):
         raise ResultsFileError(path, "/tensors/model_idx points outside /grid/model")
     frame.insert(2, "model", grid.models["model"].to_numpy()[frame["model_idx"]])

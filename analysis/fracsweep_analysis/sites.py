@@ -54,9 +54,16 @@ class Scope:
             parts[key.strip()] = tuple(p for p in value.split(",") if p)
         return cls(parts["include"] or ("*",), parts["exclude"])
 
-    def contains(self, tensor_name: str) -> bool:
+    def matches(self, tensor_name: str) -> bool:
+        """The name rule: some include pattern and no exclude pattern."""
         return (any(glob_match(p, tensor_name) for p in self.include)
                 and not any(glob_match(p, tensor_name) for p in self.exclude))
+
+    def contains(self, tensor_name: str, is_buffer: bool = False) -> bool:
+        """Scope::contains: a buffer (e.g. a batch-norm running statistic) only under an explicit
+        include pattern; the default scope and include=* cover learned parameters only."""
+        explicit = "*" not in self.include
+        return self.matches(tensor_name) and (not is_buffer or explicit)
 
 
 LABEL_PATTERN = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)(?:\((?P<params>[^()]*)\))?(?:\[(?P<scope>.*)\])?$")
@@ -184,7 +191,9 @@ def amount_sites(fraction: float, count: int, n_scope: int) -> int:
 
 def in_scope_tensors(tensors: pd.DataFrame, scope: Scope) -> pd.DataFrame:
     """The model's in-scope tensors in ascending offset, with `start`: in-scope elements before."""
-    chosen = tensors[[scope.contains(name) for name in tensors["name"]]].sort_values("offset")
+    roles = tensors["role"] if "role" in tensors else ["parameter"] * len(tensors)
+    chosen = tensors[[scope.contains(name, role == "buffer")
+                      for name, role in zip(tensors["name"], roles)]].sort_values("offset")
     chosen = chosen.reset_index(drop=True)
     chosen["start"] = np.concatenate([[0], np.cumsum(chosen["count"].to_numpy())[:-1]]).astype(np.int64)
     return chosen

@@ -105,19 +105,28 @@ void print_text(const Inspected& inspected) {
   for (const auto& [name, value] : inspected.config)
     config += (config.empty() ? "" : "  ") + name + " " + value;
   std::printf("%s\n", config.c_str());
-  std::printf("\n%-32s %-12s %-6s %12s %12s %10s\n", "tensor", "shape", "dtype", "elements",
-              "offset", "nonfinite");
+  std::printf("\n%-32s %-12s %-6s %-9s %12s %12s %10s\n", "tensor", "shape", "dtype", "role",
+              "elements", "offset", "nonfinite");
   int64_t nonfinite = 0;
+  size_t buffers = 0;
   for (const TensorInfo& t : model.tensors) {
     const int64_t bad = count_nonfinite(model, t);
     nonfinite += bad;
-    std::printf("%-32s %-12s %-6s %12lld %12lld %10lld\n", t.name.c_str(),
-                shape_text(t.shape).c_str(), stored_type_name(t.stored),
+    buffers += t.is_buffer();
+    std::printf("%-32s %-12s %-6s %-9s %12lld %12lld %10lld\n", t.name.c_str(),
+                shape_text(t.shape).c_str(), stored_type_name(t.stored), tensor_role_name(t.role),
                 static_cast<long long>(t.count), static_cast<long long>(t.offset),
                 static_cast<long long>(bad));
   }
-  std::printf("\n%zu tensors, %lld parameters, %lld non-finite\n", model.tensors.size(),
-              static_cast<long long>(model.n_parameters()), static_cast<long long>(nonfinite));
+  std::printf("\n%zu tensors, %lld parameters", model.tensors.size(),
+              static_cast<long long>(model.n_parameters()));
+  if (buffers > 0) {
+    std::printf(
+        " (learned; the default scope) + %lld buffer values in %zu buffer tensor%s (not "
+        "learned; perturbed only under an explicit include=)",
+        static_cast<long long>(model.n_buffer_values()), buffers, buffers == 1 ? "" : "s");
+  }
+  std::printf(", %lld non-finite\n", static_cast<long long>(nonfinite));
 }
 
 void print_json(const Inspected& inspected) {
@@ -136,15 +145,19 @@ void print_json(const Inspected& inspected) {
     const int64_t bad = count_nonfinite(model, t);
     nonfinite += bad;
     std::printf(
-        "    {\"name\": %s, \"shape\": %s, \"dtype\": \"%s\", \"elements\": %lld, \"offset\": "
-        "%lld, "
-        "\"nonfinite\": %lld}%s\n",
+        "    {\"name\": %s, \"shape\": %s, \"dtype\": \"%s\", \"role\": \"%s\", \"elements\": "
+        "%lld, \"offset\": %lld, \"nonfinite\": %lld}%s\n",
         json_string(t.name).c_str(), json_shape(t.shape).c_str(), stored_type_name(t.stored),
-        static_cast<long long>(t.count), static_cast<long long>(t.offset),
+        tensor_role_name(t.role), static_cast<long long>(t.count), static_cast<long long>(t.offset),
         static_cast<long long>(bad), i + 1 < model.tensors.size() ? "," : "");
   }
-  std::printf("  ],\n  \"n_parameters\": %lld,\n  \"n_nonfinite\": %lld\n}\n",
-              static_cast<long long>(model.n_parameters()), static_cast<long long>(nonfinite));
+  // n_parameters: learned parameters (the default scope); n_buffer_values: buffer elements;
+  // n_values: both (the flat offset space).
+  std::printf(
+      "  ],\n  \"n_parameters\": %lld,\n  \"n_buffer_values\": %lld,\n  \"n_values\": %lld,\n"
+      "  \"n_nonfinite\": %lld\n}\n",
+      static_cast<long long>(model.n_parameters()), static_cast<long long>(model.n_buffer_values()),
+      static_cast<long long>(model.n_values()), static_cast<long long>(nonfinite));
 }
 
 // The sequential description: input shape, classes and the layer types in order.

@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <string>
+#include <string_view>
 
 #include "fracsweep/app/commands.hpp"
 #include "fracsweep/app/sweep.hpp"
@@ -37,6 +39,29 @@ TrialCost measure_trial_cost(const JobConfig& job, const Grid& grid, int32_t m,
   return {total / static_cast<double>(samples), session.forward_flops()};
 }
 
+// The job as echo_job prints it, without the greedy continuation line when no model generates
+// text (every model a sequential classifier): greedy_tokens means nothing to a classifier, and
+// the plan should not promise a continuation the run never produces.
+std::string plan_echo(const JobConfig& job) {
+  const std::string echo = echo_job(job);
+  const bool any_language_model =
+      std::any_of(job.models.begin(), job.models.end(),
+                  [](const ModelSpec& model) { return model.format != ModelFormat::sequential; });
+  if (any_language_model) return echo;
+  std::string kept;
+  size_t start = 0;
+  while (start < echo.size()) {
+    const size_t end = std::min(echo.find('\n', start), echo.size());
+    const std::string_view line(echo.data() + start, end - start);
+    if (!line.starts_with("greedy continuation")) {
+      kept.append(line);
+      if (end < echo.size()) kept += '\n';
+    }
+    start = end + 1;
+  }
+  return kept;
+}
+
 }  // namespace
 
 int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
@@ -57,7 +82,7 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
     const JobConfig job = parse_job_file(vm["job"].as<std::string>());
     check_job_inputs(job);
     const Grid grid = job_grid(job);
-    std::printf("%s\n", echo_job(job).c_str());
+    std::printf("%s\n", plan_echo(job).c_str());
     std::printf(
         "grid: %zu model(s) x %zu strateg%s x %zu amount(s) x %zu seed(s) = %lld trials "
         "(deterministic strategies run once per amount)\n",

@@ -132,7 +132,15 @@ Objective parse_objective(const std::string& text, const std::string& where) {
 
 }  // namespace
 
-bool Scope::contains(std::string_view tensor_name) const {
+bool Scope::contains(std::string_view tensor_name, bool is_buffer) const {
+  // The default scope is an empty include list; include=* means the same (parse_strategy drops
+  // it), so neither reaches a buffer.
+  const bool explicit_include =
+      !include.empty() && std::find(include.begin(), include.end(), "*") == include.end();
+  return matches(tensor_name) && (!is_buffer || explicit_include);
+}
+
+bool Scope::matches(std::string_view tensor_name) const {
   bool included = include.empty();
   for (const std::string& pattern : include)
     included = included || glob_match(pattern, tensor_name);

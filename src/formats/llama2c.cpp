@@ -195,7 +195,7 @@ Model load_llama2c(const std::string& path) {
   }
 
   model.tensors = llama2c_tensor_table(c);
-  check_invariant(model.tensors.back().offset + model.tensors.back().count == model.n_parameters(),
+  check_invariant(model.tensors.back().offset + model.tensors.back().count == model.n_values(),
                   "llama2.c tensor table does not cover values");
   return model;
 }

@@ -13,6 +13,16 @@ const TensorInfo& Model::tensor(const std::string& name) const {
   throw InputError(in_file(path, "model has no tensor named '" + name + "'"));
 }
 
+const char* tensor_role_name(TensorRole role) {
+  return role == TensorRole::buffer ? "buffer" : "parameter";
+}
+
+int64_t count_with_role(const std::vector<TensorInfo>& tensors, TensorRole role) {
+  int64_t total = 0;
+  for (const TensorInfo& t : tensors) total += t.role == role ? t.count : 0;
+  return total;
+}
+
 void append_tensor(std::vector<TensorInfo>& tensors, const std::string& name,
                    std::vector<int64_t> shape) {
   int64_t count = 1;

@@ -13,6 +13,7 @@
 #include "fracsweep/models/model_loaders.hpp"
 #include "fracsweep/nn/llama.hpp"
 #include "fracsweep/nn/sequential.hpp"
+#include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/util/text.hpp"
 
@@ -37,12 +38,22 @@ void check_scopes(const JobConfig& job, const ModelSpec& spec,
   for (size_t s = 0; s < job.strategies.size(); ++s) {
     const Scope& scope = job.strategies[s].scope;
     const bool matches = std::any_of(tensors.begin(), tensors.end(),
-                                     [&](const TensorInfo& t) { return scope.contains(t.name); });
-    check_input(matches, in_file(job.path, "[sweep] strategy '" + job.strategy_texts[s] +
-                                               "': scope " + scope.canonical() +
-                                               " matches no tensor of model '" + spec.name + "'"));
+                                     [&](const TensorInfo& t) { return in_scope(scope, t); });
+    check_input(matches, [&] {
+      // Name the buffers the patterns match, which the default scope leaves out.
+      const auto buffer = std::find_if(tensors.begin(), tensors.end(), [&](const TensorInfo& t) {
+        return t.is_buffer() && scope.matches(t.name);
+      });
+      return in_file(
+          job.path,
+          "[sweep] strategy '" + job.strategy_texts[s] + "': scope " + scope.canonical() +
+              " matches no tensor of model '" + spec.name + "'" +
+              (buffer == tensors.end() ? std::string()
+                                       : " (buffers such as '" + buffer->name +
+                                             "' are in scope only under an explicit include=)"));
+    });
     int64_t n_scope = 0;
-    for (const TensorInfo& t : tensors) n_scope += scope.contains(t.name) ? t.count : 0;
+    for (const TensorInfo& t : tensors) n_scope += in_scope(scope, t) ? t.count : 0;
     for (const Amount& amount : job.amounts) {
       // k = round(f * N): a fraction below 1/(2N) would run a trial that changes nothing.
       check_input(amount.is_count || amount.sites(n_scope) >= 1, [&] {

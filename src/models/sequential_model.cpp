@@ -57,7 +57,8 @@ Model load_sequential_model(const SequentialSpec& spec) {
   for (size_t t = 0; t < layout.tensor_names.size(); ++t) {
     const SafetensorsTensor& stored = weights.at(layout.tensor_names[t]);
     model.tensors.push_back(TensorInfo{stored.name, stored.shape, total, stored.count,
-                                       stored_type_of(stored.dtype, weights.path(), stored.name)});
+                                       stored_type_of(stored.dtype, weights.path(), stored.name),
+                                       layout.tensor_roles[t]});
     total += stored.count;
   }
   model.values.resize(static_cast<size_t>(total));
@@ -194,7 +195,8 @@ std::vector<TensorInfo> check_sequential_model(const JobConfig& job, const Model
   for (size_t t = 0; t < layout.tensor_names.size(); ++t) {
     const SafetensorsTensor& stored = weights.at(layout.tensor_names[t]);
     tensors.push_back(TensorInfo{stored.name, stored.shape, 0, stored.count,
-                                 stored_type_of(stored.dtype, weights.path(), stored.name)});
+                                 stored_type_of(stored.dtype, weights.path(), stored.name),
+                                 layout.tensor_roles[t]});
   }
   check_scopes(job, spec, tensors);
   const ExampleArray inputs = read_example_array(job.eval_inputs, true);

@@ -43,17 +43,20 @@ class ShapePlanner {
 
  private:
   void use(const std::string& name, const std::vector<int64_t>& expected, const std::string& where,
-           const char* field) {
+           const char* field, TensorRole role = TensorRole::parameter) {
     const std::vector<int64_t>* actual = shape_of_(name);
     check_input(actual != nullptr, where + ", field '" + field + "': tensor '" + name +
                                        "' is not in " + spec_.weights_path);
     check_input(*actual == expected, where + ", field '" + field + "': tensor '" + name +
                                          "' has shape " + shape_text(*actual) + ", expected " +
                                          shape_text(expected));
-    if (std::find(layout_.tensor_names.begin(), layout_.tensor_names.end(), name) ==
-        layout_.tensor_names.end()) {
+    const auto found = std::find(layout_.tensor_names.begin(), layout_.tensor_names.end(), name);
+    if (found == layout_.tensor_names.end()) {
       layout_.tensor_names.push_back(name);
       layout_.tensor_shapes.push_back(*actual);
+      layout_.tensor_roles.push_back(role);
+    } else if (role == TensorRole::parameter) {  // also read as a learned parameter: it is one
+      layout_.tensor_roles[static_cast<size_t>(found - layout_.tensor_names.begin())] = role;
     }
   }
 
@@ -68,6 +71,22 @@ class ShapePlanner {
                     shape_text(*actual) + ", expected " + std::to_string(rank) +
                     " non-empty dimensions");
     return actual->front();
+  }
+
+  // A linear weight stored (in, out), as some exporters write it, where the layer reads
+  // (out, in): said so, with the fix, rather than as a mismatch against its own first dimension.
+  void check_not_transposed(const std::string& name, const std::string& bias, int64_t in_features,
+                            const std::string& where) {
+    const std::vector<int64_t>& actual = *shape_of_(name);  // leading_dim checked: rank 2
+    const int64_t in = actual[0], out = actual[1];
+    if (in != in_features || out == in_features) return;  // not the transposed layout
+    // A bias sized for the stored first dimension says the weight is (out, in) after all.
+    const std::vector<int64_t>* bias_shape = bias.empty() ? nullptr : shape_of_(bias);
+    if (bias_shape != nullptr && *bias_shape != std::vector<int64_t>{out}) return;
+    throw InputError(where + ", field 'weight': tensor '" + name + "' in " + spec_.weights_path +
+                     " is (in, out) = (" + std::to_string(in) + ", " + std::to_string(out) +
+                     "); this layer expects (out, in) = (" + std::to_string(out) + ", " +
+                     std::to_string(in) + "): transpose it");
   }
 
   static void need_rank(const std::vector<int64_t>& shape, size_t rank, const std::string& where,
@@ -89,6 +108,7 @@ class ShapePlanner {
         need_rank(in, 1, where, "a 1-D (features)");
         layer.in_features = in[0];
         layer.out_features = leading_dim(s.weight, 2, where, "weight");
+        check_not_transposed(s.weight, s.bias, layer.in_features, where);
         use(s.weight, {layer.out_features, layer.in_features}, where, "weight");
         if (!s.bias.empty()) use(s.bias, {layer.out_features}, where, "bias");
         layer.out_shape = {layer.out_features};
@@ -118,8 +138,8 @@ class ShapePlanner {
         const std::vector<int64_t> per_channel = {in[0]};
         if (!s.weight.empty()) use(s.weight, per_channel, where, "weight");
         if (!s.bias.empty()) use(s.bias, per_channel, where, "bias");
-        use(s.running_mean, per_channel, where, "running_mean");
-        use(s.running_var, per_channel, where, "running_var");
+        use(s.running_mean, per_channel, where, "running_mean", TensorRole::buffer);
+        use(s.running_var, per_channel, where, "running_var", TensorRole::buffer);
         break;
       }
       case LayerKind::maxpool2d:

@@ -11,6 +11,10 @@
 
 namespace fracsweep {
 
+bool in_scope(const Scope& scope, const TensorInfo& tensor) {
+  return scope.contains(tensor.name, tensor.is_buffer());
+}
+
 float flip_bit(float value, int bit) {
   return std::bit_cast<float>(std::bit_cast<uint32_t>(value) ^ (uint32_t{1} << bit));
 }
@@ -20,7 +24,7 @@ void check_strategy_fits(const StrategySpec& strategy, const std::vector<TensorI
   const bool explicit_bit = strategy.bits == BitClass::explicit_bit && strategy.flips_bits();
   if (!explicit_bit) return;
   for (const TensorInfo& t : tensors) {
-    if (!strategy.scope.contains(t.name)) continue;
+    if (!in_scope(strategy.scope, t)) continue;
     check_input(strategy.bit < stored_bit_width(t.stored), [&] {
       return where + ": bits=" + std::to_string(strategy.bit) + " is outside tensor '" + t.name +
              "', stored as " + stored_type_name(t.stored) + " (bits 0.." +
@@ -62,7 +66,7 @@ Perturber::ScopeIndex& Perturber::scope_index(const Scope& scope) {
   ScopeIndex index;
   index.prefix.push_back(0);
   for (size_t t = 0; t < model_.tensors.size(); ++t) {
-    if (!scope.contains(model_.tensors[t].name)) continue;
+    if (!in_scope(scope, model_.tensors[t])) continue;
     index.tensor_ids.push_back(static_cast<int32_t>(t));
     index.prefix.push_back(index.prefix.back() + model_.tensors[t].count);
   }
@@ -76,7 +80,7 @@ int64_t Perturber::scope_size(const Scope& scope) {
 std::string stored_types_in_scope(const std::vector<TensorInfo>& tensors, const Scope& scope) {
   bool present[3] = {false, false, false};  // by StoredType
   for (const TensorInfo& tensor : tensors) {
-    if (scope.contains(tensor.name)) present[static_cast<int>(tensor.stored)] = true;
+    if (in_scope(scope, tensor)) present[static_cast<int>(tensor.stored)] = true;
   }
   std::string text;
   for (StoredType type : {StoredType::f32, StoredType::f16, StoredType::bf16}) {

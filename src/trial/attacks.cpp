@@ -141,7 +141,7 @@ std::vector<PathStep> AttackRunner::bfa_path(const StrategySpec& strategy, int64
       Candidate best;
       double best_objective = 0.0;
       for (const TensorInfo& tensor : model_.tensors) {
-        if (!strategy.scope.contains(tensor.name)) continue;
+        if (!in_scope(strategy.scope, tensor)) continue;
         for (const Candidate& candidate :
              best_in_tensor(model_, tensor, gradient, strategy, strategy.candidates)) {
           float& w = model_.values[static_cast<size_t>(candidate.offset)];

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 from fracsweep_analysis.load import load_results
 from fracsweep_analysis.rng import KeyedRng, key_from_text
 from fracsweep_analysis.sites import (Scope, compare_with_record, flip_bits, glob_match,
-                                      strategy_parameters, trial_sites)
+                                      in_scope_tensors, strategy_parameters, trial_sites)
 from synthetic_results import DEFAULT_TENSORS, StrategyDef, SyntheticSweep, write_results
 
 BIN = Path(__file__).resolve().parents[2] / "analysis" / "bin"
@@ -134,6 +135,21 @@ def test_scope_parsing():
     assert scope.contains("layers.0.ffn.w1") and not scope.contains("layers.1.ffn.w1")
     assert Scope.parse("include=*;exclude=") == Scope(("*",), ())
     assert Scope.parse("include=*") == Scope(("*",), ())
+
+
+def test_buffers_are_in_scope_only_under_an_explicit_include():
+    """The engine's Scope::contains with a tensor role (perturb.hpp in_scope)."""
+    default, running = Scope.parse("include=*;exclude="), Scope.parse("include=*.running_*;exclude=*_var")
+    assert default.contains("bn1.running_mean") and not default.contains("bn1.running_mean", is_buffer=True)
+    assert running.contains("bn1.running_mean", is_buffer=True)
+    assert not running.contains("bn1.running_var", is_buffer=True) and not running.contains("bn1.weight")
+    tensors = pd.DataFrame({"name": ["bn1.weight", "bn1.running_mean", "fc.weight"], "offset": [0, 4, 8],
+                            "count": [4, 4, 6], "role": ["parameter", "buffer", "parameter"]})
+    assert list(in_scope_tensors(tensors, default)["name"]) == ["bn1.weight", "fc.weight"]
+    assert list(in_scope_tensors(tensors, default)["start"]) == [0, 4]
+    assert list(in_scope_tensors(tensors, running)["name"]) == ["bn1.running_mean"]
+    # Files without a role column hold learned parameters only.
+    assert len(in_scope_tensors(tensors.drop(columns="role"), default)) == 3
 
 
 def test_strategy_parameters_from_labels():

@@ -222,7 +222,9 @@ def test_cnn_matches_numpy(cnn, run_fracsweep):
         trial = {key: f["trials"][key][0] for key in f["trials"]}
     p = np.exp(log_p)
     kl = np.sum(p * log_p, axis=1) + np.log(7)  # KL(p || uniform)
-    assert trial["k"] == sum(t.size for t in cnn["tensors"].values())
+    # fraction 1 of the default scope: every learned parameter, not the running statistics
+    assert trial["k"] == trial["n_scope"] == sum(t.size for name, t in cnn["tensors"].items()
+                                                 if ".running_" not in name)
     assert trial["top1_agreement"] == pytest.approx(np.mean(argmax == 0), abs=1e-12)
     assert trial["accuracy"] == pytest.approx(np.mean(labels == 0), abs=1e-12)
     assert trial["sdc_rate"] == pytest.approx(np.mean((argmax == labels) & (labels != 0)), abs=1e-12)
@@ -235,6 +237,95 @@ def test_cnn_matches_numpy(cnn, run_fracsweep):
                                  name="agree")
     run_ok(run_fracsweep, agree, d / "agree.h5", ranks=1)
     assert baseline(d / "agree.h5")["accuracy"] == 1.0
+
+
+# --- batch-norm running statistics are buffers, not weights
+
+RUNNING_STATS = ("bn1.running_mean", "bn1.running_var")
+
+
+def test_default_scope_leaves_running_statistics_alone(cnn, run_fracsweep):
+    """Gaussian noise on every weight (fraction 1, sigma = |w|) would drive running variances
+    below -eps in about one case in six, and every output would be NaN; the default scope is
+    the learned parameters, so outputs stay finite. include=*.running_var still reaches them."""
+    d = cnn["dir"]
+    learned = sum(t.size for name, t in cnn["tensors"].items() if name not in RUNNING_STATS)
+    job = write_classifier_job(d, d / "cnn.json", d / "images.npy", d / "labels.npy", cnn["scaling"],
+                               "fractions = 0.5 1\nseeds = 0-5\nstrategy = gaussian sigma=1 relative=abs\n"
+                               "strategy = gaussian sigma=3 relative=absolute include=*.running_var",
+                               name="noise")
+    run_ok(run_fracsweep, job, d / "noise.h5")
+    with h5py.File(d / "noise.h5", "r") as f:
+        trials = {key: f["trials"][key][()] for key in ("strategy", "fraction", "k", "n_scope",
+                                                          "nonfinite_positions", "positions")}
+        scopes = [s.decode() for s in f["grid"]["strategy_scope"][()]]
+        n_parameters = f["grid"]["model_n_parameters"][0]
+    assert scopes == ["include=*;exclude=", "include=*.running_var;exclude="]
+    assert n_parameters == learned  # the model's learned parameters; buffers are not counted
+    default = np.array([not s.decode().endswith("]") for s in trials["strategy"]])
+    assert default.sum() == 12 and (~default).sum() == 12
+    assert np.all(trials["n_scope"][default] == learned)
+    assert np.all(trials["k"][default & (trials["fraction"] == 1)] == learned)
+    assert np.all(trials["nonfinite_positions"][default] == 0)  # finite at every fraction and seed
+    # Explicitly included, the running variances are perturbed (4 values) and do break the model.
+    assert np.all(trials["n_scope"][~default] == 4)
+    assert np.any(trials["nonfinite_positions"][~default] > 0)
+
+
+def test_inspect_marks_running_statistics_as_buffers(cnn, run_fracsweep):
+    d = cnn["dir"]
+    result = run_fracsweep(["inspect", d / "cnn.json", "--json"])
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    roles = {t["name"]: t["role"] for t in info["tensors"]}
+    assert {name for name, role in roles.items() if role == "buffer"} == set(RUNNING_STATS)
+    assert roles["bn1.weight"] == roles["bn1.bias"] == roles["conv1.weight"] == "parameter"
+    buffers = sum(cnn["tensors"][name].size for name in RUNNING_STATS)
+    assert info["n_buffer_values"] == buffers == 8
+    assert info["n_parameters"] == sum(t.size for t in cnn["tensors"].values()) - buffers
+    assert info["n_values"] == info["n_parameters"] + info["n_buffer_values"]
+    text = run_fracsweep(["inspect", d / "cnn.json"]).stdout
+    row = next(line for line in text.splitlines() if line.startswith("bn1.running_var"))
+    assert " buffer " in row
+    assert f"{info['n_parameters']} parameters" in text and "8 buffer values in 2 buffer tensors" in text
+
+
+def test_guided_strategies_respect_the_default_scope(cnn, run_fracsweep):
+    """taylor, wanda, finetune and bfa rank or search by gradients and activations, which the
+    running statistics have too; by default none of their sites is a buffer."""
+    d = cnn["dir"]
+    strategies = ["taylor", "wanda", "finetune steps=2", "finetune sites=random steps=2", "bfa",
+                  "taylor include=*.running_*"]
+    job = write_classifier_job(d, d / "cnn.json", d / "images.npy", d / "labels.npy", cnn["scaling"],
+                               "fractions = 0.25\ncounts = 3\nseeds = 0\n"
+                               + "".join(f"strategy = {text}\n" for text in strategies)
+                               + "record_sites = " + " ".join(str(i) for i in range(12)), name="guided")
+    run_ok(run_fracsweep, job, d / "guided.h5")
+    with h5py.File(d / "guided.h5", "r") as f:
+        labels = [s.decode() for s in f["grid"]["strategy"][()]]
+        strategy_of_trial = f["trials"]["strategy_idx"][()]
+        site_trials, site_tensors = f["sites"]["trial"][()], [s.decode() for s in f["sites"]["tensor"][()]]
+        path_tensors = [s.decode() for s in f["paths"]["tensor"][()]]
+    assert len(strategy_of_trial) == 12
+    explicit = labels.index(next(label for label in labels if "running" in label))
+    by_trial = dict(enumerate(strategy_of_trial))  # trial ids are 0..11 in this grid
+    default_sites = [t for trial, t in zip(site_trials, site_tensors) if by_trial[trial] != explicit]
+    assert default_sites and not set(default_sites) & set(RUNNING_STATS)
+    assert path_tensors and not set(path_tensors) & set(RUNNING_STATS)  # bfa's searched flips
+    explicit_sites = {t for trial, t in zip(site_trials, site_tensors) if by_trial[trial] == explicit}
+    assert explicit_sites and explicit_sites <= set(RUNNING_STATS)
+
+
+def test_scope_of_only_buffers_by_default_is_rejected(cnn, run_fracsweep):
+    """A scope whose patterns leave only buffers matches nothing by default, and says why."""
+    d = cnn["dir"]
+    job = write_classifier_job(d, d / "cnn.json", d / "images.npy", d / "labels.npy", cnn["scaling"],
+                               "fractions = 1\nseeds = 0\nstrategy = zero exclude=conv*,fc.*,bn1.weight,bn1.bias")
+    out = d / "out.h5"
+    result = run_fracsweep(["run", job, "--out", out], ranks=1, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "matches no tensor" in result.stderr and "explicit include=" in result.stderr
+    assert not out.exists()
 
 
 # --- bad input: exit 2, one message naming the file, nothing written
@@ -255,6 +346,8 @@ def set_layer(index, **changes):
     ("missing tensor", ["bad.json", "layers[0] (conv2d)", "conv9.weight", "is not in"]),
     ("shapes do not chain", ["bad.json", "layers[8] (linear)", "fc.weight", "expected 7x54"]),
     ("unknown layer", ["bad.json", "layers[2]", "unknown layer type 'swish'"]),
+    ("transposed linear", ["bad.json", "layers[9] (linear)", "'fc.weight'", "transposed.safetensors",
+                           "is (in, out) = (6, 7); this layer expects (out, in) = (7, 6): transpose it"]),
     ("input shape", ["images.npy", "2x12x12", "2x10x10"]),
     ("wrong magic", ["labels.idx", "not an IDX file"]),
     ("label count", ["labels.npy", "63 labels for 64 examples"]),
@@ -270,6 +363,9 @@ def test_bad_models_and_data_exit_2(cnn, run_fracsweep, case, fragments):
         model = damaged_json(d, set_layer(0, weight="conv9.weight"))
     elif case == "shapes do not chain":
         model = damaged_json(d, lambda m: m["layers"].pop(6))  # no avgpool: fc sees 6x3x3 = 54
+    elif case == "transposed linear":  # fc.weight saved (in, out), as a Keras-style exporter would
+        write_safetensors(d / "transposed.safetensors", {**cnn["tensors"], "fc.weight": cnn["tensors"]["fc.weight"].T})
+        model = damaged_json(d, lambda m: m.update(weights="transposed.safetensors"))
     elif case == "unknown layer":
         model = damaged_json(d, set_layer(2, type="swish"))
     elif case == "input shape":

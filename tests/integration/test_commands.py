@@ -32,6 +32,7 @@ def test_inspect_text(shared_dir, run_fracsweep):
     assert result.returncode == 0
     assert "layers.3.attn.wq" in result.stdout and "64x64" in result.stdout
     assert "260032 parameters" in result.stdout
+    assert "buffer values" not in result.stdout  # no buffers: no buffer count
 
 
 def test_inspect_bad_file(tmp_path, run_fracsweep):
@@ -47,6 +48,16 @@ def test_plan_claims_job(shared_dir, run_fracsweep):
     assert result.returncode == 0, result.stderr
     assert "= 1395 trials" in result.stdout
     assert "ms/trial measured" in result.stdout and "rough cost" in result.stdout
+
+
+def test_plan_shows_a_greedy_continuation_only_for_language_models(shared_dir, run_fracsweep):
+    classifier = run_fracsweep(["plan", SOURCE_DIR / "jobs/default.ini", "--no-measure"], timeout=120)
+    assert classifier.returncode == 0, classifier.stderr
+    assert "= 1395 trials" in classifier.stdout and "strategies (12)" in classifier.stdout
+    assert "greedy" not in classifier.stdout  # a classifier job generates no continuation
+    language = run_fracsweep(["plan", SOURCE_DIR / "jobs/stories260K-claims.ini", "--no-measure"], timeout=120)
+    assert language.returncode == 0, language.stderr
+    assert "greedy continuation: 256 tokens from BOS" in language.stdout
 
 
 def test_help_and_version(run_fracsweep):
@@ -66,4 +77,5 @@ def test_inspect_sequential_classifier(run_fracsweep):
     assert info["architecture"] == "sequential" and info["config"]["classes"] == 10
     assert info["config"]["layers"] == "flatten,linear,relu,linear"
     assert [t["name"] for t in info["tensors"]] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
-    assert info["n_parameters"] == 64 * 64 + 64 + 10 * 64 + 10 == 4810
+    assert info["n_parameters"] == info["n_values"] == 64 * 64 + 64 + 10 * 64 + 10 == 4810
+    assert info["n_buffer_values"] == 0 and {t["role"] for t in info["tensors"]} == {"parameter"}

@@ -60,7 +60,7 @@ Model make_model(const std::vector<std::pair<std::string, std::vector<float>>>& 
   model.format = "test";
   for (const auto& [name, values] : tensors) {
     const auto count = static_cast<int64_t>(values.size());
-    model.tensors.push_back(TensorInfo{name, {count}, model.n_parameters(), count});
+    model.tensors.push_back(TensorInfo{name, {count}, model.n_values(), count});
     model.values.insert(model.values.end(), values.begin(), values.end());
   }
   return model;
@@ -306,40 +306,40 @@ BOOST_AUTO_TEST_CASE(bad_strategies_throw_input_error_naming_where_and_what) {
 
 BOOST_AUTO_TEST_CASE(scope_globs_include_exclude_and_canonical) {
   const Scope everything;
-  BOOST_TEST(everything.contains("tok_embeddings"));
-  BOOST_TEST(everything.contains(""));
+  BOOST_TEST(everything.matches("tok_embeddings"));
+  BOOST_TEST(everything.matches(""));
   BOOST_TEST(everything.canonical() == "include=*;exclude=");
 
   const Scope attention{{"layers.*.attn.w?"}, {}};
-  BOOST_TEST(attention.contains("layers.0.attn.wq"));
-  BOOST_TEST(attention.contains("layers.12.attn.wo"));   // '*' spans several characters
-  BOOST_TEST(!attention.contains("layers.0.attn.wqq"));  // '?' is exactly one character
-  BOOST_TEST(!attention.contains("layers.0.attn.w"));
-  BOOST_TEST(!attention.contains("layers.0.attn_norm"));
-  BOOST_TEST(!attention.contains("xlayers.0.attn.wq"));  // anchored at both ends
+  BOOST_TEST(attention.matches("layers.0.attn.wq"));
+  BOOST_TEST(attention.matches("layers.12.attn.wo"));   // '*' spans several characters
+  BOOST_TEST(!attention.matches("layers.0.attn.wqq"));  // '?' is exactly one character
+  BOOST_TEST(!attention.matches("layers.0.attn.w"));
+  BOOST_TEST(!attention.matches("layers.0.attn_norm"));
+  BOOST_TEST(!attention.matches("xlayers.0.attn.wq"));  // anchored at both ends
   BOOST_TEST(attention.canonical() == "include=layers.*.attn.w?;exclude=");
 
   const Scope backtracking{{"*a*b"}, {}};
-  BOOST_TEST(backtracking.contains("xaxxab"));
-  BOOST_TEST(backtracking.contains("ab"));
-  BOOST_TEST(!backtracking.contains("xbxa"));
-  BOOST_TEST(!backtracking.contains("abx"));
-  BOOST_TEST(scope_of({"layers.*"}, {}).contains("layers."));  // '*' matches the empty run
-  BOOST_TEST(!scope_of({"layers.?"}, {}).contains("layers."));
-  BOOST_TEST(scope_of({"a.b"}, {}).contains("a.b"));
-  BOOST_TEST(!scope_of({"a.b"}, {}).contains("axb"));  // '.' is literal
+  BOOST_TEST(backtracking.matches("xaxxab"));
+  BOOST_TEST(backtracking.matches("ab"));
+  BOOST_TEST(!backtracking.matches("xbxa"));
+  BOOST_TEST(!backtracking.matches("abx"));
+  BOOST_TEST(scope_of({"layers.*"}, {}).matches("layers."));  // '*' matches the empty run
+  BOOST_TEST(!scope_of({"layers.?"}, {}).matches("layers."));
+  BOOST_TEST(scope_of({"a.b"}, {}).matches("a.b"));
+  BOOST_TEST(!scope_of({"a.b"}, {}).matches("axb"));  // '.' is literal
 
   const Scope restricted{{"layers.*", "norm_final"}, {"*.ffn.*", "layers.1.*"}};
-  BOOST_TEST(restricted.contains("layers.0.attn.wq"));
-  BOOST_TEST(restricted.contains("norm_final"));
-  BOOST_TEST(!restricted.contains("layers.0.ffn.w1"));
-  BOOST_TEST(!restricted.contains("layers.1.attn.wq"));
-  BOOST_TEST(!restricted.contains("tok_embeddings"));
+  BOOST_TEST(restricted.matches("layers.0.attn.wq"));
+  BOOST_TEST(restricted.matches("norm_final"));
+  BOOST_TEST(!restricted.matches("layers.0.ffn.w1"));
+  BOOST_TEST(!restricted.matches("layers.1.attn.wq"));
+  BOOST_TEST(!restricted.matches("tok_embeddings"));
   BOOST_TEST(restricted.canonical() == "include=layers.*,norm_final;exclude=*.ffn.*,layers.1.*");
 
   const Scope exclude_only{{}, {"tok_*"}};
-  BOOST_TEST(!exclude_only.contains("tok_embeddings"));
-  BOOST_TEST(exclude_only.contains("norm_final"));
+  BOOST_TEST(!exclude_only.matches("tok_embeddings"));
+  BOOST_TEST(exclude_only.matches("norm_final"));
   BOOST_TEST(exclude_only.canonical() == "include=*;exclude=tok_*");
 }
 
@@ -353,6 +353,95 @@ BOOST_AUTO_TEST_CASE(scope_size_counts_in_scope_parameters) {
   BOOST_TEST(perturber.scope_size(scope_of({"layers.*"}, {"*.ffn.*"})) == 18);
   BOOST_TEST(perturber.scope_size(scope_of({"norm_final", "tok_embeddings"}, {})) == 15);
   BOOST_TEST(perturber.scope_size(scope_of({"nothing"}, {})) == 0);
+}
+
+namespace {
+
+// A batch-norm model: c.weight 0..3, bn.weight 4..5, bn.bias 6..7, bn.running_mean 8..9 and
+// bn.running_var 10..11 (buffers, the largest values), fc.weight 12..17.
+Model model_with_buffers() {
+  Model model = make_model({{"c.weight", {0.5f, -0.25f, 0.75f, -1.0f}},
+                            {"bn.weight", {1.25f, 0.9f}},
+                            {"bn.bias", {-0.1f, 0.2f}},
+                            {"bn.running_mean", {40.0f, -50.0f}},
+                            {"bn.running_var", {60.0f, 70.0f}},
+                            {"fc.weight", {0.3f, -0.6f, 0.1f, 0.2f, -0.4f, 0.8f}}});
+  for (TensorInfo& t : model.tensors) {
+    if (t.name.find(".running_") != std::string::npos) t.role = fracsweep::TensorRole::buffer;
+  }
+  return model;
+}
+
+bool touches_buffer(const Model& model, const std::vector<int64_t>& offsets) {
+  return std::any_of(offsets.begin(), offsets.end(),
+                     [&](int64_t o) { return tensor_at(model, o).is_buffer(); });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(buffers_are_in_scope_only_under_an_explicit_include) {
+  // The scope rule: a buffer needs an include pattern other than '*'; exclude still applies.
+  BOOST_TEST(Scope{}.contains("bn.running_var", false));
+  BOOST_TEST(!Scope{}.contains("bn.running_var", true));
+  BOOST_TEST(!scope_of({"*"}, {}).contains("bn.running_var", true));  // unnormalised include=*
+  BOOST_TEST(!parse("zero include=*").scope.contains("bn.running_var", true));
+  BOOST_TEST(parse("zero include=*.running_*").scope.contains("bn.running_var", true));
+  BOOST_TEST(!parse("zero include=*.running_*").scope.contains("bn.weight", false));
+  BOOST_TEST(parse("zero include=bn.*").scope.contains("bn.running_mean", true));
+  BOOST_TEST(parse("zero include=bn.*").scope.contains("bn.weight", false));
+  BOOST_TEST(
+      !parse("zero include=*.running_* exclude=*_var").scope.contains("bn.running_var", true));
+  BOOST_TEST(!parse("zero exclude=fc.*").scope.contains("bn.running_mean", true));
+
+  Model model = model_with_buffers();
+  BOOST_TEST(model.n_values() == 18);
+  BOOST_TEST(model.n_parameters() == 14);
+  BOOST_TEST(model.n_buffer_values() == 4);
+  Perturber perturber(model, job_seed, "bn");
+  BOOST_TEST(perturber.scope_size(Scope{}) == 14);  // "fraction of weights": learned ones
+  BOOST_TEST(perturber.scope_size(parse("zero include=*").scope) == 14);
+  BOOST_TEST(perturber.scope_size(parse("zero include=*.running_*").scope) == 4);
+  BOOST_TEST(perturber.scope_size(parse("zero include=bn.*").scope) == 8);
+  BOOST_TEST(perturber.scope_size(parse("zero include=*.running_var").scope) == 2);
+
+  // Every site of every default-scope strategy, at fraction 1, is a learned parameter; the
+  // buffers keep their bits.
+  const std::vector<float> pristine = model.values;
+  for (const std::string text : {"gaussian sigma=10 relative=abs", "zero", "bitflip bits=any",
+                                 "random-value", "magnitude", "magnitude then=bitflip"}) {
+    BOOST_TEST_CONTEXT(text) {
+      const auto record = apply_recorded(model, perturber, text, 14, 3);
+      BOOST_TEST(record.size() == 14u);
+      BOOST_TEST(!touches_buffer(model, offsets_of(record)));
+      for (int64_t o = 8; o < 12; ++o) BOOST_TEST(bits_of(model.values[o]) == bits_of(pristine[o]));
+      std::vector<Touched> undo;
+      for (const SiteRecord& site : record) undo.push_back({site.offset, site.old_value});
+      Perturber::restore(model, undo);
+    }
+  }
+  // Gradient- and activation-guided rankings (taylor, finetune, wanda) respect the scope too,
+  // even where the buffers' scores are the largest.
+  std::vector<float> gradient(18, 0.01f);  // (n_values)
+  for (int64_t o = 8; o < 12; ++o) gradient[static_cast<size_t>(o)] = 100.0f;
+  perturber.add_gradient("nll", gradient);
+  perturber.add_input_norms(std::vector<float>(18, 1.0f));
+  for (const std::string text :
+       {"taylor", "taylor then=bitflip", "finetune", "finetune sites=random", "wanda"}) {
+    BOOST_TEST_CONTEXT(text) {
+      const std::vector<int64_t> sites = perturber.select_sites(parse(text), 14, 0);
+      BOOST_TEST(sites.size() == 14u);
+      BOOST_TEST(!touches_buffer(model, sites));
+    }
+  }
+  // An explicit include reaches the buffers, and only them.
+  const auto running = perturber.select_sites(parse("taylor include=*.running_*"), 4, 0);
+  BOOST_TEST(
+      (std::set<int64_t>(running.begin(), running.end()) == std::set<int64_t>{8, 9, 10, 11}));
+  const auto gaussian =
+      offsets_of(apply_recorded(model, perturber, "gaussian sigma=1 include=*.running_var", 2, 1));
+  BOOST_TEST((std::set<int64_t>(gaussian.begin(), gaussian.end()) == std::set<int64_t>{10, 11}));
+  BOOST_TEST(fracsweep::stored_types_in_scope(model.tensors,
+                                              parse("zero include=*.running_*").scope) == "f32");
 }
 
 BOOST_AUTO_TEST_CASE(key_texts_are_the_documented_strings) {
@@ -402,7 +491,7 @@ BOOST_AUTO_TEST_CASE(sites_are_k_distinct_in_scope_offsets) {
     const int64_t n = perturber.scope_size(strategy.scope);
     std::set<int64_t> all_in_scope;
     for (const TensorInfo& t : model.tensors) {
-      if (!strategy.scope.contains(t.name)) continue;
+      if (!fracsweep::in_scope(strategy.scope, t)) continue;
       for (int64_t i = 0; i < t.count; ++i) all_in_scope.insert(t.offset + i);
     }
     BOOST_TEST_REQUIRE(static_cast<int64_t>(all_in_scope.size()) == n);
@@ -820,7 +909,7 @@ BOOST_AUTO_TEST_CASE(stories260k_largest_weights_match_targeted_oracles,
   }
   std::vector<float> matrix_magnitudes;  // (226560) |w| of every projection weight
   for (const TensorInfo& t : model.tensors) {
-    if (!matrices.scope.contains(t.name)) continue;
+    if (!fracsweep::in_scope(matrices.scope, t)) continue;
     for (int64_t i = 0; i < t.count; ++i) {
       matrix_magnitudes.push_back(std::fabs(model.values[static_cast<size_t>(t.offset + i)]));
     }

@@ -370,7 +370,9 @@ BOOST_AUTO_TEST_CASE(network_forward_matches_composed_twins) {
   BOOST_TEST(model.tensors.size() == 13u);  // "unused" is not loaded
   BOOST_TEST(model.tensors.front().name == "c1.w");
   BOOST_TEST(model.tensors.back().name == "fc2.b");
-  BOOST_TEST(model.n_parameters() == 72 + 4 * 5 + 48 + 72 + 6 + 6 + 6 + 30 + 5);
+  BOOST_TEST(model.n_values() == 72 + 4 * 5 + 48 + 72 + 6 + 6 + 6 + 30 + 5);
+  BOOST_TEST(model.n_buffer_values() == 4 + 4 + 6 + 6);  // bn.m, bn.v, bn1d.m, bn1d.v
+  BOOST_TEST(model.n_parameters() == model.n_values() - model.n_buffer_values());
   const fs::SequentialNetwork network = fs::build_network(spec, model);
   BOOST_TEST(network.scored_layers == 13u);  // the trailing log_softmax is left to the metrics
   BOOST_TEST(network.layers[4].out_shape == (std::vector<int64_t>{3, 2, 2}));
@@ -480,9 +482,11 @@ BOOST_AUTO_TEST_CASE(bad_descriptions_are_rejected) {
   expect_rejected(mlp_json(R"({"type": "linear"})"), {"layers[0]", "missing key 'weight'"});
   expect_rejected(mlp_json(R"({"type": "linear", "weight": "fc1.w", "stride": 2})"),
                   {"unknown key 'stride'"});
+  // (6) does not chain to 12; the bias (6) says fc1.w is (out, in), not a transposed (in, out).
   expect_rejected(
-      mlp_json(fc1 + R"(, {"type": "relu"}, {"type": "linear", "weight": "fc1.w"})"),
-      {"layers[2] (linear)", "fc1.w", "has shape 6x12, expected 6x6"});  // (6) does not chain to 12
+      mlp_json(fc1 +
+               R"(, {"type": "relu"}, {"type": "linear", "weight": "fc1.w", "bias": "fc1.b"})"),
+      {"layers[2] (linear)", "fc1.w", "has shape 6x12, expected 6x6"});
   expect_rejected(mlp_json(fc1 + R"(, {"type": "relu"}, {"type": "linear", "weight": "fc2.w"})"),
                   {"the last layer produces 5 per example", "(classes) = 6"});
   expect_rejected(mlp_json(fc1 + R"(, {"type": "conv2d", "weight": "c1.w"})"),
@@ -503,6 +507,56 @@ BOOST_AUTO_TEST_CASE(bad_descriptions_are_rejected) {
           fc1 + "]}",
       {"the last layer produces 6 per example", "(classes) = 5"});
   expect_rejected(mlp_json(fc1 + ","), {"net.json"});  // JSON syntax
+}
+
+BOOST_AUTO_TEST_CASE(batchnorm_running_statistics_are_buffers) {
+  const WrittenNetwork written;
+  const fs::SequentialSpec spec = fs::read_sequential_spec(written.json);
+  const fs::Model model = fs::load_sequential_model(spec);
+  for (const fs::TensorInfo& t : model.tensors) {
+    // The JSON field decides, not the name: bn.m / bn1d.v are running_mean / running_var.
+    const bool buffer =
+        t.name == "bn.m" || t.name == "bn.v" || t.name == "bn1d.m" || t.name == "bn1d.v";
+    BOOST_TEST(t.is_buffer() == buffer, t.name);
+    BOOST_TEST(std::string(fs::tensor_role_name(t.role)) == (buffer ? "buffer" : "parameter"),
+               t.name);
+  }
+  // The plan (what check_sequential_model sees before loading) carries the same roles.
+  const fs::NetworkLayout layout =
+      fs::plan_network(spec, [&](const std::string& name) -> const std::vector<int64_t>* {
+        for (const fs::TensorInfo& t : model.tensors) {
+          if (t.name == name) return &t.shape;
+        }
+        return nullptr;
+      });
+  BOOST_TEST(layout.tensor_roles.size() == layout.tensor_names.size());
+  for (size_t i = 0; i < layout.tensor_names.size(); ++i) {
+    BOOST_TEST((layout.tensor_roles[i] == model.tensor(layout.tensor_names[i]).role),
+               layout.tensor_names[i]);
+  }
+  // A tensor read both as a learned parameter and as a running statistic is a parameter.
+  const WrittenNetwork shared(mlp_json(
+      R"({"type": "linear", "weight": "fc1.w", "bias": "fc1.b"},
+         {"type": "batchnorm", "weight": "fc1.b", "running_mean": "fc1.b", "running_var": "bn1d.v"})"));
+  const fs::Model both = fs::load_sequential_model(fs::read_sequential_spec(shared.json));
+  BOOST_TEST(!both.tensor("fc1.b").is_buffer());
+  BOOST_TEST(both.tensor("bn1d.v").is_buffer());
+}
+
+BOOST_AUTO_TEST_CASE(transposed_linear_weight_is_named_as_such) {
+  std::vector<Tensor> tensors = network_tensors();
+  tensors.push_back({"fcT.w", {12, 6}, random_values(72, 73)});  // (in, out), as some exporters
+  tensors.push_back({"fcT.b", {6}, random_values(6, 74)});
+  const std::string transposed = R"({"type": "linear", "weight": "fcT.w", "bias": "fcT.b"})";
+  expect_rejected(mlp_json(transposed),
+                  {"layers[0] (linear)", "field 'weight'", "tensor 'fcT.w'", "net.safetensors",
+                   "is (in, out) = (12, 6); this layer expects (out, in) = (6, 12): transpose it"},
+                  tensors);
+  expect_rejected(mlp_json(R"({"type": "linear", "weight": "fcT.w"})"),
+                  {"(in, out) = (12, 6)", "transpose it"}, tensors);  // no bias to contradict
+  // Transposing would not fit either (input 13): the plain shape message.
+  expect_rejected(mlp_json(transposed, "[13]"),
+                  {"layers[0] (linear)", "fcT.w", "has shape 12x6, expected 12x13"}, tensors);
 }
 
 BOOST_AUTO_TEST_CASE(integer_weights_are_rejected) {

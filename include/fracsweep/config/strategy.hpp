@@ -9,13 +9,19 @@
 namespace fracsweep {
 
 // Which tensors a strategy may touch: glob patterns ('*' any run of characters, '?' one
-// character) over tensor names. A tensor is in scope when it matches some include pattern
-// (default "*") and no exclude pattern. parse_strategy normalises scopes (patterns sorted and
-// deduplicated, include=* dropped) so equivalent scopes share a label and a site stream.
+// character) over tensor names. A learned parameter is in scope when its name matches some
+// include pattern (default "*") and no exclude pattern. A buffer (a tensor the model reads but
+// does not learn, e.g. batch-norm running statistics; model.hpp TensorRole) is in scope only
+// when an explicit include pattern names it (include=*.running_*): the default scope, and
+// include=*, cover learned parameters only. parse_strategy normalises scopes (patterns sorted
+// and deduplicated, include=* dropped) so equivalent scopes share a label and a site stream.
 struct Scope {
   std::vector<std::string> include;  // empty means {"*"}
   std::vector<std::string> exclude;
-  bool contains(std::string_view tensor_name) const;
+  // The name rule alone: matches some include pattern and no exclude pattern.
+  bool matches(std::string_view tensor_name) const;
+  // Whether a tensor is in scope: matches(), and for a buffer an explicit include pattern.
+  bool contains(std::string_view tensor_name, bool is_buffer) const;
   std::string canonical() const;  // "include=a,b;exclude=c" ("include=*" by default)
 };
 

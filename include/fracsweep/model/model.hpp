@@ -1,6 +1,12 @@
 #pragma once
-// A loaded model: its architecture hyper-parameters and every parameter in one flat float32
-// buffer, with named tensors as views into it. Trials perturb `values` in place and restore it.
+// A loaded model: its architecture hyper-parameters and every tensor in one flat float32 buffer,
+// with named tensors as views into it. Trials perturb `values` in place and restore it.
+//
+// Each tensor has a role: a learned parameter (trained weights and biases, batch-norm gamma and
+// beta, embeddings, norms) or a buffer (state the forward pass reads but training does not
+// learn: batch-norm running_mean / running_var). Loaders mark buffers when they read a model;
+// the default scope of every strategy, and so "fraction of weights", covers learned parameters
+// only (perturb.hpp, in_scope).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,6 +32,10 @@ struct LlamaConfig {
   int64_t kv_dim() const { return head_dim() * n_kv_heads; }
 };
 
+// What a tensor is to the model: learned by training, or a non-learned buffer (statistics).
+enum class TensorRole { parameter, buffer };
+const char* tensor_role_name(TensorRole role);  // "parameter", "buffer"
+
 // One named tensor: a contiguous row-major view into Model::values.
 struct TensorInfo {
   std::string name;                     // e.g. "layers.3.attn.wq", "tok_embeddings", "norm_final"
@@ -33,7 +43,13 @@ struct TensorInfo {
   int64_t offset = 0;                   // first element in Model::values
   int64_t count = 0;                    // product of shape
   StoredType stored = StoredType::f32;  // number format in the model file
+  TensorRole role = TensorRole::parameter;
+
+  bool is_buffer() const { return role == TensorRole::buffer; }
 };
+
+// Total elements of the tensors with role `role`.
+int64_t count_with_role(const std::vector<TensorInfo>& tensors, TensorRole role);
 
 struct Model {
   std::string path;                    // file it was loaded from
@@ -41,10 +57,15 @@ struct Model {
   std::string architecture = "llama";  // "llama", "gpt2" (`config` read as in gpt2.hpp) or
                                        // "sequential" (`config` unused)
   LlamaConfig config;
-  std::vector<float> values;        // (n_parameters) every parameter, perturbed in place by trials
+  std::vector<float> values;        // (n_values) every tensor, perturbed in place by trials
   std::vector<TensorInfo> tensors;  // sorted by offset; disjoint; together they cover `values`
 
-  int64_t n_parameters() const { return static_cast<int64_t>(values.size()); }
+  // Elements of `values`: learned parameters and buffers together (the flat offset space).
+  int64_t n_values() const { return static_cast<int64_t>(values.size()); }
+  // Elements of the learned-parameter tensors (what "the model's parameters" counts).
+  int64_t n_parameters() const { return count_with_role(tensors, TensorRole::parameter); }
+  // Elements of the buffer tensors (0 for models without buffers).
+  int64_t n_buffer_values() const { return count_with_role(tensors, TensorRole::buffer); }
   // The tensor called `name`; throws InputError naming the model file when absent.
   const TensorInfo& tensor(const std::string& name) const;
   const float* data(const std::string& name) const { return values.data() + tensor(name).offset; }

@@ -52,15 +52,18 @@ struct SequentialNetwork {
 // Shape of the weights file's tensor called `name`; nullptr when it has none.
 using TensorShapeLookup = std::function<const std::vector<int64_t>*(const std::string& name)>;
 
-// The tensors a network reads, distinct, in order of first use, with their shapes.
+// The tensors a network reads, distinct, in order of first use, with their shapes and roles:
+// batch-norm running_mean / running_var are buffers (statistics, not learned), every other
+// tensor a learned parameter.
 struct NetworkLayout {
   std::vector<std::string> tensor_names;
   std::vector<std::vector<int64_t>> tensor_shapes;
+  std::vector<TensorRole> tensor_roles;
 };
 
 // Checks that every named tensor exists with the shape its layer needs and that shapes chain
 // from the input to (classes). InputError naming the JSON file, the layer (index and type) and
-// the field otherwise.
+// the field otherwise; a linear weight stored (in, out) instead of (out, in) is named as such.
 NetworkLayout plan_network(const SequentialSpec& spec, const TensorShapeLookup& shape_of);
 
 // Resolves `spec` against a loaded model (tensors named as in the JSON file).

@@ -13,7 +13,8 @@
 //   "fracsweep-sites-v1|job_seed=<u64>|model=<name>|scope=<Scope::canonical>|seed=<i64>" values key
 //   text
 //   "fracsweep-values-v1|job_seed=<u64>|model=<name>|strategy=<StrategySpec::canonical>|seed=<i64>"
-//   in-scope index space: the in-scope tensors in model order (ascending offset), concatenated.
+//   in-scope index space: the in-scope tensors in model order (ascending offset), concatenated;
+//          buffers (TensorRole::buffer) only when an explicit include names them (in_scope).
 //   sites: permutation_prefix(KeyedRng(key_from_text(sites key)), n_scope, k, lane 0), each
 //          in-scope index mapped to its offset in Model::values. k = Amount::sites(n_scope).
 //   values at site rank i (values stream V):
@@ -53,6 +54,11 @@
 #include "fracsweep/perturb/rng.hpp"
 
 namespace fracsweep {
+
+// Whether `tensor` is in `scope`: its name matches, and a buffer only under an explicit include
+// (Scope::contains with the tensor's role). Every strategy, random or targeted, gradient-guided
+// or searched, chooses its sites among the tensors this admits.
+bool in_scope(const Scope& scope, const TensorInfo& tensor);
 
 // Flat binary32 bit manipulation shared by strategies and tests.
 float flip_bit(float value, int bit);
