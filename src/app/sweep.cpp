@@ -5,6 +5,7 @@
 #include "fracsweep/app/sweep.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -206,9 +207,7 @@ class ModelSessions {
   std::vector<ModelSummary> take_summaries() {
     close_current();
     for (size_t m = 0; m < summaries_.size(); ++m) {
-      if (!summarised_[m]) {
-        summaries_[m] = ModelSession(plan_.job, static_cast<int32_t>(m), sources_).summary();
-      }
+      if (!summarised_[m]) summaries_[m] = open_session(static_cast<int32_t>(m))->summary();
     }
     return std::move(summaries_);
   }
@@ -217,8 +216,24 @@ class ModelSessions {
   void switch_to(int32_t model_idx) {
     if (current_model_ == model_idx) return;
     close_current();
-    session_ = std::make_unique<ModelSession>(plan_.job, model_idx, sources_);
+    session_ = open_session(model_idx);
     current_model_ = model_idx;
+  }
+  // Opens model `model_idx` (load, baseline, greedy continuation); rank 0 says so before and
+  // after, so a long load is never silent.
+  std::unique_ptr<ModelSession> open_session(int32_t model_idx) const {
+    const ModelSpec& spec = plan_.job.models[static_cast<size_t>(model_idx)];
+    const auto start = std::chrono::steady_clock::now();
+    if (plan_.rank == 0) {
+      std::fprintf(stderr, "[fracsweep] model '%s': loading %s and computing its baseline\n",
+                   spec.name.c_str(), spec.path.c_str());
+    }
+    auto session = std::make_unique<ModelSession>(plan_.job, model_idx, sources_);
+    if (plan_.rank == 0) {
+      std::fprintf(stderr, "[fracsweep] model '%s': ready in %.1f s\n", spec.name.c_str(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return session;
   }
   void close_current() {
     if (session_ && plan_.rank == 0) {

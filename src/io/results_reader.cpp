@@ -122,6 +122,16 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
   const std::vector<int64_t> counts = file.numeric<int64_t>("/tensors/count");
   const std::vector<std::string> shapes = file.strings("/tensors/shape");
   const std::vector<std::string> dtypes = file.strings("/tensors/dtype");
+  // Files written before the role column hold learned parameters only.
+  const std::vector<std::string> roles =
+      file.has_object("/tensors/role")
+          ? file.strings("/tensors/role")
+          : std::vector<std::string>(tensor_names.size(), tensor_role_name(TensorRole::parameter));
+  for (const size_t length : {tensor_model.size(), offsets.size(), counts.size(), shapes.size(),
+                              dtypes.size(), roles.size()}) {
+    check_input(length == tensor_names.size(),
+                in_file(stored.source_path, "/tensors columns differ in length"));
+  }
   for (size_t t = 0; t < tensor_names.size(); ++t) {
     check_input(tensor_model[t] >= 0 && static_cast<size_t>(tensor_model[t]) < n_models,
                 in_file(stored.source_path, "/tensors/model_idx outside /grid/model"));
@@ -138,6 +148,12 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
         type != std::end(types),
         in_file(stored.source_path, "/tensors/dtype '" + dtypes[t] + "' is not f32, f16 or bf16"));
     tensor.stored = *type;
+    check_input(
+        roles[t] == tensor_role_name(TensorRole::parameter) ||
+            roles[t] == tensor_role_name(TensorRole::buffer),
+        in_file(stored.source_path, "/tensors/role '" + roles[t] + "' is not parameter or buffer"));
+    tensor.role = roles[t] == tensor_role_name(TensorRole::buffer) ? TensorRole::buffer
+                                                                   : TensorRole::parameter;
     stored.models[static_cast<size_t>(tensor_model[t])].tensors.push_back(std::move(tensor));
   }
 }

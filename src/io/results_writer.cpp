@@ -282,9 +282,9 @@ void write_baseline(const Hdf5FileWriter& writer, const ResultsContent& content)
 
 // /tensors: every named tensor of every model, over `tensor`.
 void write_tensors(const Hdf5FileWriter& writer, const ResultsContent& content) {
-  std::vector<int32_t> model_idx;                  // (n_tensors)
-  std::vector<std::string> names, shapes, dtypes;  // (n_tensors)
-  std::vector<int64_t> offsets, counts;            // (n_tensors)
+  std::vector<int32_t> model_idx;                         // (n_tensors)
+  std::vector<std::string> names, shapes, dtypes, roles;  // (n_tensors)
+  std::vector<int64_t> offsets, counts;                   // (n_tensors)
   for (size_t m = 0; m < content.models.size(); ++m) {
     for (const TensorInfo& tensor : content.models[m].tensors) {
       model_idx.push_back(static_cast<int32_t>(m));
@@ -293,6 +293,7 @@ void write_tensors(const Hdf5FileWriter& writer, const ResultsContent& content) 
       offsets.push_back(tensor.offset);
       counts.push_back(tensor.count);
       shapes.push_back(shape_text(tensor.shape));
+      roles.push_back(tensor_role_name(tensor.role));
     }
   }
   // Built before the columns below move their buffers away.
@@ -306,7 +307,10 @@ void write_tensors(const Hdf5FileWriter& writer, const ResultsContent& content) 
                    "first element in the model's flat parameter order"),
        make_column("count", std::move(counts), "elements"),
        make_column("shape", std::move(shapes), "row-major shape"),
-       make_column("dtype", std::move(dtypes), "stored number format: f32, f16 or bf16")});
+       make_column("dtype", std::move(dtypes), "stored number format: f32, f16 or bf16"),
+       make_column("role", std::move(roles),
+                   "parameter (learned; the default scope) or buffer (e.g. batch-norm running "
+                   "statistics)")});
 }
 
 // The tensor of `tensors` (sorted by offset) holding flat parameter `offset`.

@@ -24,10 +24,24 @@ std::string Progress::format_duration(double seconds) {
   return buffer;
 }
 
-std::string Progress::line(int64_t done) const {
-  const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-  const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
-  const double eta = rate > 0 ? static_cast<double>(total_ - done) / rate : NAN;
+void Progress::observe(int64_t done, Clock::time_point now) {
+  if (first_seen_ || done <= 0) return;
+  first_seen_ = true;
+  first_done_ = done;
+  first_time_ = now;
+}
+
+std::string Progress::line(int64_t done, Clock::time_point now) const {
+  const double elapsed = std::chrono::duration<double>(now - start_).count();
+  // Trials per second since the first completed trial; unknown until a later one arrives.
+  const double trial_time =
+      first_seen_ ? std::chrono::duration<double>(now - first_time_).count() : 0.0;
+  const double rate = trial_time > 0 && done > first_done_
+                          ? static_cast<double>(done - first_done_) / trial_time
+                          : 0.0;
+  const double eta = done >= total_ ? 0.0
+                     : rate > 0     ? static_cast<double>(total_ - done) / rate
+                                    : NAN;
   const double percent =
       total_ > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(total_) : 100.0;
   char buffer[160];
@@ -39,17 +53,21 @@ std::string Progress::line(int64_t done) const {
 }
 
 void Progress::update(int64_t done) {
-  if (!enabled_ || interval_s_ <= 0) return;
+  if (!enabled_) return;
   const auto now = Clock::now();
+  observe(done, now);
+  if (interval_s_ <= 0) return;
   if (std::chrono::duration<double>(now - last_print_).count() < interval_s_) return;
   last_print_ = now;
-  std::fprintf(out_, "%s\n", line(done).c_str());
+  std::fprintf(out_, "%s\n", line(done, now).c_str());
   std::fflush(out_);
 }
 
 void Progress::finish(int64_t done) {
   if (!enabled_) return;
-  std::fprintf(out_, "%s\n", line(done).c_str());
+  const auto now = Clock::now();
+  observe(done, now);
+  std::fprintf(out_, "%s\n", line(done, now).c_str());
   std::fflush(out_);
 }
 

@@ -98,6 +98,7 @@ TENSORS = {
     "count": ("int64", ("tensor",)),
     "shape": (STR, ("tensor",)),
     "dtype": (STR, ("tensor",)),
+    "role": (STR, ("tensor",)),
 }
 SITES = {
     "site": ("int64", ("site",)),

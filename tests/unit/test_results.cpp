@@ -71,7 +71,7 @@ JobConfig make_job() {
 }
 
 // Three tensors covering `n_parameters`: tok_embeddings (vocab x 4), layers.0.wq (4 x 4, stored
-// as bf16), norm_final (the rest).
+// as bf16), norm_final (the rest, marked a buffer so the role column is exercised).
 std::vector<TensorInfo> make_tensors(int64_t vocab, int64_t n_parameters) {
   const int64_t embeddings = vocab * 4;
   return {{"tok_embeddings", {vocab, 4}, 0, embeddings},
@@ -79,7 +79,9 @@ std::vector<TensorInfo> make_tensors(int64_t vocab, int64_t n_parameters) {
           {"norm_final",
            {n_parameters - embeddings - 16},
            embeddings + 16,
-           n_parameters - embeddings - 16}};
+           n_parameters - embeddings - 16,
+           StoredType::f32,
+           fracsweep::TensorRole::buffer}};
 }
 
 ModelSummary make_model_summary(const ModelSpec& spec, int64_t vocab, int64_t n_parameters,
@@ -569,7 +571,7 @@ std::string expected_json(const ResultsContent& content) {
 
   std::vector<int64_t> tensor_index, tensor_offset, tensor_count;
   std::vector<int32_t> tensor_model;
-  std::vector<std::string> tensor_name, tensor_shape, tensor_dtype;
+  std::vector<std::string> tensor_name, tensor_shape, tensor_dtype, tensor_role;
   for (size_t m = 0; m < content.models.size(); ++m) {
     for (const TensorInfo& tensor : content.models[m].tensors) {
       tensor_index.push_back(static_cast<int64_t>(tensor_index.size()));
@@ -579,6 +581,7 @@ std::string expected_json(const ResultsContent& content) {
       tensor_count.push_back(tensor.count);
       tensor_shape.push_back(shape_text(tensor.shape));
       tensor_dtype.push_back(tensor.name == "layers.0.wq" ? "bf16" : "f32");
+      tensor_role.push_back(fracsweep::tensor_role_name(tensor.role));
     }
   }
   const std::string tensors = json_object({{"tensor", json(tensor_index)},
@@ -587,7 +590,8 @@ std::string expected_json(const ResultsContent& content) {
                                            {"offset", json(tensor_offset)},
                                            {"count", json(tensor_count)},
                                            {"shape", json(tensor_shape)},
-                                           {"dtype", json(tensor_dtype)}});
+                                           {"dtype", json(tensor_dtype)},
+                                           {"role", json(tensor_role)}});
 
   const Provenance& provenance = content.provenance;
   const std::string root = json_object(
@@ -862,6 +866,8 @@ BOOST_AUTO_TEST_CASE(read_results_returns_what_was_written) {
   BOOST_TEST_REQUIRE(model.tensors.size() == written.tensors.size());
   BOOST_TEST(model.tensors[1].shape == written.tensors[1].shape);
   BOOST_TEST(model.tensors[2].offset == written.tensors[2].offset);
+  BOOST_TEST((model.tensors[2].role == written.tensors[2].role));
+  BOOST_TEST((model.tensors[0].role == written.tensors[0].role));
   const Provenance& provenance = stored.provenance;
   BOOST_TEST(provenance.shard_index == 1);
   BOOST_TEST(provenance.shard_count == 3);

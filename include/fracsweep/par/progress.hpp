@@ -1,5 +1,7 @@
 #pragma once
-// Rate-limited progress lines (done/total, trials/s, ETA), printed by rank 0 only.
+// Rate-limited progress lines (done/total, trials/s, ETA), printed by rank 0 only. The rate and
+// ETA count trials only: they are measured from the first completed trial on, so the load and
+// baseline before it (tens of seconds for large models) do not make the first ETA wrong.
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -17,13 +19,18 @@ class Progress {
 
  private:
   using Clock = std::chrono::steady_clock;
-  std::string line(int64_t done) const;
+  void observe(int64_t done, Clock::time_point now);  // notes the first completed trial
+  std::string line(int64_t done, Clock::time_point now) const;
   int64_t total_;
   double interval_s_;
   bool enabled_;
   std::FILE* out_;
   Clock::time_point start_;
   Clock::time_point last_print_;
+  // The first update with done > 0: where the trial rate is measured from.
+  bool first_seen_ = false;
+  int64_t first_done_ = 0;
+  Clock::time_point first_time_;
 };
 
 }  // namespace fracsweep
