@@ -25,8 +25,8 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fracsweep/grid/grid.hpp"
@@ -441,8 +441,8 @@ void resize_dataset(Program& program, hid_t file, const std::string& path) {
                 : kind == H5T_INTEGER ? H5Tcopy(H5T_NATIVE_INT64)
                                       : H5Tcopy(H5T_NATIVE_DOUBLE));
     cells.resize(length);
-    if (length > 0 && H5Dread(dataset.get(), memory.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                              cells.data()) < 0)
+    if (length > 0 &&
+        H5Dread(dataset.get(), memory.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, cells.data()) < 0)
       return;
   }
   std::vector<std::string> strings;  // copies of the read strings
