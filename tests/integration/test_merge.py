@@ -130,3 +130,17 @@ def test_merge_refuses_to_write_over_an_input(tmp_path, runs, run_fracsweep):
         result = run_fracsweep(["merge", "--force", "--out", out, shard, runs["1"], runs["2"]])
         assert result.returncode == 2 and "is also an input of the merge" in result.stderr, result.stderr
         assert shard.read_bytes() == before
+
+
+def test_merge_refuses_rows_that_do_not_fit_the_grid(tmp_path, runs, run_fracsweep):
+    """A row whose axis indices are not those its trial id has in the job's grid (an edited or
+    damaged file) is an input error naming the file, not an internal error of the writer."""
+    shard = tmp_path / "0.h5"
+    shard.write_bytes(runs["0"].read_bytes())
+    with h5py.File(shard, "r+") as f:
+        axis = next(name for name in ("seed", "fraction", "strategy") if len(f["grid/" + name]) > 1)
+        column = f[f"trials/{axis}_idx"]
+        column[0] = (column[0] + 1) % len(f["grid/" + axis])
+    result = run_fracsweep(["merge", "--out", tmp_path / "merged.h5", shard, runs["1"], runs["2"]])
+    assert result.returncode == 2, result.stderr
+    assert str(shard) in result.stderr and "other axis indices than its job's grid" in result.stderr
