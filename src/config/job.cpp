@@ -202,6 +202,11 @@ po::variables_map read_key_values(const std::string& text, const std::string& pa
     throw InputError(in_file(path, "key '" + error.get_option_name() +
                                        "' is given more than once (only models.model and "
                                        "sweep.strategy may repeat)"));
+  } catch (const po::invalid_config_file_syntax& error) {
+    // Not error.what(): Boost 1.74 substitutes the line into its message in a loop that never
+    // ends when the line itself holds "%invalid_line%" (fuzz_job finding).
+    throw InputError(in_file(path, "invalid line '" + error.tokens() +
+                                       "': expected key = value, a [section] or a # comment"));
   } catch (const po::error& error) {
     throw InputError(in_file(path, error.what()));
   }
