@@ -122,7 +122,9 @@ ModelSpec parse_model(const JobReader& reader, const std::string& text) {
                   what + ": format '" + *format + "' is not one of llama2c, gguf, hf, sequential");
     }
     model.format = found->second;
-  } else if (fs::is_directory(model.path)) {
+  } else if (std::error_code unreadable; fs::is_directory(model.path, unreadable)) {
+    // (the error_code overload: a name too long for the file system is no directory, not a
+    // std::filesystem exception; fuzz_job finding)
     model.format = ModelFormat::huggingface;
   } else {
     const std::string extension = fs::path(model.path).extension().string();
