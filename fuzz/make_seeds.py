@@ -211,6 +211,17 @@ def main() -> None:
     put("probes", "two_kinds", b"kind\tprompt\ttarget\nrefusal\tHow do I pick a lock?\tI cannot help\n"
                                b"control\tTell me a story.\tOnce upon\n")
 
+    # fuzz_results reads an edit program, not a file: each edit is the bytes (object, dataset,
+    # attribute, operation, arguments...) applied to a results file our writer produced.
+    # Seeds: the unedited file and every operation on a spread of objects.
+    put("results", "unedited", b"")
+    for operation in range(12):
+        for k in range(3):
+            program = bytes([(37 * k + 11 * operation) % 256, (53 * k + 7 * operation) % 256,
+                             (29 * k + operation) % 256, operation, k, 2 * k + 1, 3 * k + 2, 255 - k,
+                             5 * k, 7, 1, 0])
+            put("results", f"op{operation}-{k}", program)
+
     if args.own and args.own.is_dir():
         for folder in args.own.iterdir():
             for seed in folder.iterdir():

@@ -4,8 +4,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <iterator>
 #include <map>
 #include <set>
+#include <system_error>
+#include <utility>
 
 #include "fracsweep/app/commands.hpp"
 #include "fracsweep/config/job.hpp"
@@ -20,6 +24,82 @@ namespace po = boost::program_options;
 namespace fracsweep {
 
 namespace {
+
+// Refuses what cannot be a merge: an input that does not exist or is not a regular file, the
+// same file given twice (under any name), and an output that is one of the inputs (--force
+// would replace a shard with the merge of itself). Runs before any input is read.
+void check_merge_paths(const std::vector<std::string>& inputs, const std::string& out) {
+  namespace fs = std::filesystem;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::error_code error;
+    const fs::file_status status = fs::status(inputs[i], error);
+    check_input(fs::exists(status), in_file(inputs[i],
+                                            "does not exist; expected a results file "
+                                            "of fracsweep run"));
+    check_input(fs::is_regular_file(status),
+                in_file(inputs[i],
+                        "is not a regular file; expected a results file of "
+                        "fracsweep run"));
+    for (size_t j = 0; j < i; ++j) {
+      check_input(!fs::equivalent(inputs[i], inputs[j], error),
+                  in_file(inputs[i],
+                          "is given twice (also as " + inputs[j] + "); name each shard file once"));
+    }
+    check_input(!fs::equivalent(inputs[i], out, error),
+                in_file(out, "is also an input of the merge (" + inputs[i] +
+                                 "); write the merged file to a new path"));
+  }
+}
+
+// Refuses rows, recorded sites and bfa paths that do not fit the job's grid and models: each
+// row's axis indices must be those of its trial id, each site or flip inside a tensor of its
+// trial's model. The reader checked what it can without the job (ids in [0, n_trials),
+// ascending; tensors well formed).
+void check_fits_grid(const StoredResults& shard, const JobConfig& job, const Grid& grid) {
+  bool same_models = shard.models.size() == job.models.size();
+  for (size_t m = 0; same_models && m < job.models.size(); ++m) {
+    same_models = shard.models[m].name == job.models[m].name;
+  }
+  check_input(same_models,
+              in_file(shard.source_path, "/grid/model does not list the models of its job_text"));
+  for (const TrialRow& row : shard.rows) {
+    const TrialSpec& spec = grid.trial(row.trial);
+    check_input(spec.model_idx == row.model_idx && spec.strategy_idx == row.strategy_idx &&
+                    spec.amount_idx == row.amount_idx && spec.seed_idx == row.seed_idx,
+                in_file(shard.source_path,
+                        "/trials: trial " + std::to_string(row.trial) +
+                            " has other axis indices than its job's grid gives it (model " +
+                            std::to_string(row.model_idx) + ", strategy " +
+                            std::to_string(row.strategy_idx) + ", amount " +
+                            std::to_string(row.amount_idx) + ", seed " +
+                            std::to_string(row.seed_idx) + ")"));
+  }
+  // Per model: its tensors' [offset, offset + count) ranges sorted by offset.
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> ranges(shard.models.size());
+  for (size_t m = 0; m < shard.models.size(); ++m) {
+    for (const TensorInfo& tensor : shard.models[m].tensors) {
+      ranges[m].emplace_back(tensor.offset, tensor.offset + tensor.count);
+    }
+    std::sort(ranges[m].begin(), ranges[m].end());
+  }
+  const auto check_offset = [&](int64_t trial, int64_t offset, const char* group) {
+    const auto model = static_cast<size_t>(grid.trial(trial).model_idx);
+    const auto& model_ranges = ranges[model];
+    const auto after = std::upper_bound(model_ranges.begin(), model_ranges.end(),
+                                        std::make_pair(offset, INT64_MAX));
+    check_input(after != model_ranges.begin() && offset < std::prev(after)->second,
+                in_file(shard.source_path, std::string(group) + ": trial " + std::to_string(trial) +
+                                               " changes parameter " + std::to_string(offset) +
+                                               ", which is in no tensor of its model (/tensors)"));
+  };
+  for (const TrialSites& recorded : shard.sites) {
+    for (const SiteRecord& site : recorded.sites)
+      check_offset(recorded.trial, site.offset, "/sites");
+  }
+  for (const TrialPath& path : shard.paths) {
+    for (const PathStep& step : path.steps) check_offset(path.trial, step.offset, "/paths");
+  }
+}
 
 std::string shard_label(const Provenance& p) {
   return std::to_string(p.shard_index) + "/" + std::to_string(p.shard_count);
@@ -50,6 +130,17 @@ void check_shards(const std::vector<StoredResults>& shards, bool allow_partial) 
     for (const TrialRow& row : shard.rows) {
       check_input(row.trial >= range.first && row.trial < range.last,
                   in_file(shard.source_path, "holds trial " + std::to_string(row.trial) +
+                                                 " outside its shard " + shard_label(p)));
+    }
+    for (const TrialSites& recorded : shard.sites) {
+      check_input(
+          recorded.trial >= range.first && recorded.trial < range.last,
+          in_file(shard.source_path, "/sites: holds trial " + std::to_string(recorded.trial) +
+                                         " outside its shard " + shard_label(p)));
+    }
+    for (const TrialPath& path : shard.paths) {
+      check_input(path.trial >= range.first && path.trial < range.last,
+                  in_file(shard.source_path, "/paths: holds trial " + std::to_string(path.trial) +
                                                  " outside its shard " + shard_label(p)));
     }
     const int64_t expected = range.last - range.first;
@@ -159,10 +250,10 @@ int command_merge(const std::vector<std::string>& args, MPI_Comm comm) {
     std::string command_line = "fracsweep merge";
     for (const std::string& arg : args) command_line += " " + arg;
 
+    const auto& inputs = vm["shards"].as<std::vector<std::string>>();
+    check_merge_paths(inputs, out);
     std::vector<StoredResults> shards;
-    for (const std::string& path : vm["shards"].as<std::vector<std::string>>()) {
-      shards.push_back(read_results(path));
-    }
+    for (const std::string& path : inputs) shards.push_back(read_results(path));
     check_shards(shards, vm.count("allow-partial") > 0);
     std::sort(shards.begin(), shards.end(), [](const StoredResults& a, const StoredResults& b) {
       return a.provenance.shard_index < b.provenance.shard_index;
@@ -175,6 +266,7 @@ int command_merge(const std::vector<std::string>& args, MPI_Comm comm) {
         grid.size() == first.n_trials,
         in_file(first.source_path, "its job text gives a grid of " + std::to_string(grid.size()) +
                                        " trials, not " + std::to_string(first.n_trials)));
+    for (const StoredResults& shard : shards) check_fits_grid(shard, job, grid);
     const ResultsContent content = merged_content(shards, job, grid, command_line);
     write_results(out, content, force);
     std::fprintf(stderr, "[fracsweep] merged %zu shard file(s) into %s: %zu of %lld trials\n",

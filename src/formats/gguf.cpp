@@ -429,7 +429,8 @@ std::vector<float> GgufFile::get_float_array(const std::string& key) const {
 void GgufFile::read_as_float(const GgufTensor& tensor, float* out) const {
   const unsigned char* source = file_->data() + tensor.begin;
   if (tensor.type == GgmlType::f32) {
-    std::memcpy(out, source, static_cast<size_t>(tensor.bytes));
+    // An empty tensor's buffer may be null, and memcpy's arguments never may.
+    if (tensor.bytes > 0) std::memcpy(out, source, static_cast<size_t>(tensor.bytes));
     return;
   }
   const StoredType stored = tensor.type == GgmlType::f16 ? StoredType::f16 : StoredType::bf16;

@@ -1,11 +1,17 @@
 // Reads a results file back (`fracsweep merge`, resume): provenance, models, trials, sites.
 #include <algorithm>
+#include <charconv>
 #include <cstddef>
 #include <iterator>
+#include <limits>
+#include <optional>
 #include <string>
+#include <system_error>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "fracsweep/formats/probes.hpp"
 #include "fracsweep/io/results.hpp"
 #include "fracsweep/util/error.hpp"
 #include "hdf5_reader.hpp"
@@ -27,10 +33,18 @@ std::vector<std::string> split(const std::string& text, char separator) {
   return parts;
 }
 
-// "64x512" -> {64, 512}; "" -> {}.
-std::vector<int64_t> parse_shape(const std::string& text) {
+// "64x512" -> {64, 512}; "" -> {}; anything else (signs, empty parts, values past int64):
+// nullopt.
+std::optional<std::vector<int64_t>> parse_shape(const std::string& text) {
   std::vector<int64_t> shape;
-  for (const std::string& part : split(text, 'x')) shape.push_back(std::stoll(part));
+  for (const std::string& part : split(text, 'x')) {
+    int64_t value = 0;
+    const char* end = part.data() + part.size();
+    const auto [stop, error] = std::from_chars(part.data(), end, value);
+    if (part.empty() || part[0] == '-' || error != std::errc() || stop != end) return std::nullopt;
+    shape.push_back(value);
+  }
+  if (!text.empty() && text.back() == 'x') return std::nullopt;  // "4x": split drops the empty tail
   return shape;
 }
 
@@ -59,33 +73,60 @@ void read_provenance(const Hdf5FileReader& file, StoredResults& stored) {
   stored.job_path = file.text_attribute("job_path");
   stored.job_text = file.text_attribute("job_text");
   stored.n_trials = file.numeric_attribute<int64_t>("n_trials");
+  // Merge splits [0, n_trials) into shard_count ranges: n_trials * shard_count must not overflow.
+  if (stored.n_trials < 0) file.fail("root attribute n_trials", "is negative");
+  if (p.shard_count < 1 || p.shard_index < 0 || p.shard_index >= p.shard_count) {
+    file.fail("root attributes shard_index, shard_count",
+              "shard " + std::to_string(p.shard_index) + " of " + std::to_string(p.shard_count) +
+                  "; expected 0 <= shard_index < shard_count");
+  }
+  if (stored.n_trials > std::numeric_limits<int64_t>::max() / p.shard_count) {
+    file.fail("root attributes n_trials, shard_count",
+              std::to_string(stored.n_trials) + " trials in " + std::to_string(p.shard_count) +
+                  " shards is beyond any grid");
+  }
 }
 
 void read_models(const Hdf5FileReader& file, StoredResults& stored) {
-  const std::vector<std::string> names = file.strings("/grid/model");
-  const std::vector<std::string> paths = file.strings("/grid/model_path");
-  const std::vector<std::string> formats = file.strings("/grid/model_format");
-  const std::vector<int64_t> n_parameters = file.numeric<int64_t>("/grid/model_n_parameters");
-  const std::vector<double> mean_nll = file.numeric<double>("/baseline/mean_nll");
-  const std::vector<double> perplexity = file.numeric<double>("/baseline/perplexity");
-  const std::vector<double> accuracy = file.numeric<double>("/baseline/accuracy");
-  const std::vector<int64_t> positions = file.numeric<int64_t>("/baseline/positions");
-  const std::vector<int64_t> nonfinite = file.numeric<int64_t>("/baseline/nonfinite_positions");
-  const std::vector<int64_t> greedy_length = file.numeric<int64_t>("/baseline/greedy_length");
-  const std::vector<std::string> greedy_text = file.strings("/baseline/greedy_text");
+  const std::string models = "/grid/model";
+  const std::vector<std::string> names = file.strings(models);
+  const size_t n_models = names.size();
+  const std::vector<std::string> paths = file.strings("/grid/model_path", n_models, models);
+  const std::vector<std::string> formats = file.strings("/grid/model_format", n_models, models);
+  const std::vector<int64_t> n_parameters =
+      file.column<int64_t>("/grid/model_n_parameters", n_models, models);
+  const std::vector<double> mean_nll = file.column<double>("/baseline/mean_nll", n_models, models);
+  const std::vector<double> perplexity =
+      file.column<double>("/baseline/perplexity", n_models, models);
+  const std::vector<double> accuracy = file.column<double>("/baseline/accuracy", n_models, models);
+  const std::vector<int64_t> positions =
+      file.column<int64_t>("/baseline/positions", n_models, models);
+  const std::vector<int64_t> nonfinite =
+      file.column<int64_t>("/baseline/nonfinite_positions", n_models, models);
+  const std::vector<int64_t> greedy_length =
+      file.column<int64_t>("/baseline/greedy_length", n_models, models);
+  const std::vector<std::string> greedy_text =
+      file.strings("/baseline/greedy_text", n_models, models);
   std::vector<hsize_t> greedy_extent;  // (n_models, longest greedy continuation)
   const std::vector<int32_t> greedy_ids =
       file.numeric<int32_t>("/baseline/greedy_ids", &greedy_extent);
-  const size_t n_models = names.size();
-  const bool consistent = paths.size() == n_models && formats.size() == n_models &&
-                          n_parameters.size() == n_models && mean_nll.size() == n_models &&
-                          greedy_text.size() == n_models && greedy_length.size() == n_models &&
-                          greedy_extent.size() == 2 && greedy_extent[0] == n_models;
-  check_input(consistent,
-              in_file(stored.source_path, "/grid and /baseline disagree on the models"));
+  if (greedy_extent.size() != 2 || greedy_extent[0] != n_models) {
+    std::string shape;
+    for (const hsize_t axis : greedy_extent)
+      shape += (shape.empty() ? "" : " x ") + std::to_string(axis);
+    file.fail("/baseline/greedy_ids", "has shape (" + shape + "); expected (" +
+                                          std::to_string(n_models) +
+                                          " x longest continuation), one row per /grid/model");
+  }
   const auto longest = static_cast<size_t>(greedy_extent[1]);
   stored.models.resize(n_models);
   for (size_t m = 0; m < n_models; ++m) {
+    if (greedy_length[m] < 0 || static_cast<uint64_t>(greedy_length[m]) > longest) {
+      file.fail("/baseline/greedy_length",
+                "model " + std::to_string(m) + " has " + std::to_string(greedy_length[m]) +
+                    " greedy tokens; expected 0.." + std::to_string(longest) +
+                    " (the width of /baseline/greedy_ids)");
+    }
     ModelSummary& model = stored.models[m];
     model.name = names[m];
     model.path = paths[m];
@@ -101,12 +142,15 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
     model.greedy_text = greedy_text[m];
   }
   if (file.has_object("/grid/probe_kind")) stored.probe_kinds = file.strings("/grid/probe_kind");
+  if (stored.probe_kinds.size() > static_cast<size_t>(max_probe_kinds)) {
+    file.fail("/grid/probe_kind", "lists " + std::to_string(stored.probe_kinds.size()) +
+                                      " probe kinds; at most " + std::to_string(max_probe_kinds) +
+                                      " are supported");
+  }
   for (const JobTrialColumn& description : job_trial_columns(false, stored.probe_kinds)) {
     if (description.kind < 0) continue;
-    const std::vector<double> values = file.numeric<double>("/baseline/" + description.name);
-    check_input(values.size() == n_models,
-                in_file(stored.source_path,
-                        "/baseline/" + description.name + " disagrees with /grid/model"));
+    const std::vector<double> values =
+        file.column<double>("/baseline/" + description.name, n_models, models);
     for (size_t m = 0; m < n_models; ++m) {
       TrialRow row;
       row.metrics = stored.models[m].baseline.metrics;
@@ -116,28 +160,40 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
       stored.models[m].baseline.metrics = row.metrics;
     }
   }
-  const std::vector<int32_t> tensor_model = file.numeric<int32_t>("/tensors/model_idx");
-  const std::vector<std::string> tensor_names = file.strings("/tensors/name");
-  const std::vector<int64_t> offsets = file.numeric<int64_t>("/tensors/offset");
-  const std::vector<int64_t> counts = file.numeric<int64_t>("/tensors/count");
-  const std::vector<std::string> shapes = file.strings("/tensors/shape");
-  const std::vector<std::string> dtypes = file.strings("/tensors/dtype");
+  const std::string tensors = "/tensors/name";
+  const std::vector<std::string> tensor_names = file.strings(tensors);
+  const size_t n_tensors = tensor_names.size();
+  const std::vector<int32_t> tensor_model =
+      file.column<int32_t>("/tensors/model_idx", n_tensors, tensors);
+  const std::vector<int64_t> offsets = file.column<int64_t>("/tensors/offset", n_tensors, tensors);
+  const std::vector<int64_t> counts = file.column<int64_t>("/tensors/count", n_tensors, tensors);
+  const std::vector<std::string> shapes = file.strings("/tensors/shape", n_tensors, tensors);
+  const std::vector<std::string> dtypes = file.strings("/tensors/dtype", n_tensors, tensors);
   // Files written before the role column hold learned parameters only.
   const std::vector<std::string> roles =
       file.has_object("/tensors/role")
-          ? file.strings("/tensors/role")
-          : std::vector<std::string>(tensor_names.size(), tensor_role_name(TensorRole::parameter));
-  for (const size_t length : {tensor_model.size(), offsets.size(), counts.size(), shapes.size(),
-                              dtypes.size(), roles.size()}) {
-    check_input(length == tensor_names.size(),
-                in_file(stored.source_path, "/tensors columns differ in length"));
-  }
-  for (size_t t = 0; t < tensor_names.size(); ++t) {
-    check_input(tensor_model[t] >= 0 && static_cast<size_t>(tensor_model[t]) < n_models,
-                in_file(stored.source_path, "/tensors/model_idx outside /grid/model"));
+          ? file.strings("/tensors/role", n_tensors, tensors)
+          : std::vector<std::string>(n_tensors, tensor_role_name(TensorRole::parameter));
+  for (size_t t = 0; t < n_tensors; ++t) {
+    const std::string which = "tensor " + std::to_string(t) + " ('" + tensor_names[t] + "')";
+    if (tensor_model[t] < 0 || static_cast<size_t>(tensor_model[t]) >= n_models) {
+      file.fail("/tensors/model_idx", which + " belongs to model " +
+                                          std::to_string(tensor_model[t]) + "; expected 0.." +
+                                          std::to_string(n_models) + " - 1 (/grid/model)");
+    }
+    if (offsets[t] < 0 || counts[t] < 0) {
+      file.fail("/tensors/offset, /tensors/count",
+                which + " has offset " + std::to_string(offsets[t]) + " and count " +
+                    std::to_string(counts[t]) + "; expected both >= 0");
+    }
+    std::optional<std::vector<int64_t>> shape = parse_shape(shapes[t]);
+    if (!shape) {
+      file.fail("/tensors/shape",
+                which + " has shape '" + shapes[t] + "'; expected sizes joined by x, like 64x512");
+    }
     TensorInfo tensor;
     tensor.name = tensor_names[t];
-    tensor.shape = parse_shape(shapes[t]);
+    tensor.shape = std::move(*shape);
     tensor.offset = offsets[t];
     tensor.count = counts[t];
     const StoredType types[] = {StoredType::f32, StoredType::f16, StoredType::bf16};
@@ -158,26 +214,40 @@ void read_models(const Hdf5FileReader& file, StoredResults& stored) {
   }
 }
 
+// Checks a per-trial id column of `group` (/trials, /sites, /paths): every id in
+// [0, n_trials), ascending (`strictly`: each trial once).
+void check_trial_ids(const Hdf5FileReader& file, const std::string& path,
+                     const std::vector<int64_t>& trials, int64_t n_trials, bool strictly) {
+  for (size_t i = 0; i < trials.size(); ++i) {
+    if (trials[i] < 0 || trials[i] >= n_trials) {
+      file.fail(path, "entry " + std::to_string(i) + " is trial " + std::to_string(trials[i]) +
+                          "; expected 0.." + std::to_string(n_trials) +
+                          " - 1 (root attribute n_trials)");
+    }
+    if (i > 0 && (trials[i] < trials[i - 1] || (strictly && trials[i] == trials[i - 1]))) {
+      file.fail(path, "entry " + std::to_string(i) + " (trial " + std::to_string(trials[i]) +
+                          ") follows trial " + std::to_string(trials[i - 1]) + "; expected " +
+                          (strictly ? "strictly " : "") + "ascending trial ids");
+    }
+  }
+}
+
 // /paths grouped by trial (every column the same length, trials ascending).
 void read_paths(const Hdf5FileReader& file, StoredResults& stored) {
   if (!file.has_object("/paths")) return;
-  const std::vector<int64_t> trial = file.numeric<int64_t>("/paths/trial");
-  const std::vector<int64_t> offset = file.numeric<int64_t>("/paths/offset");
-  const std::vector<int64_t> bit = file.numeric<int64_t>("/paths/bit");
-  const std::vector<float> old_value = file.numeric<float>("/paths/old_value");
-  const std::vector<float> new_value = file.numeric<float>("/paths/new_value");
-  const std::vector<double> objective = file.numeric<double>("/paths/objective");
-  const std::vector<double> mean_nll = file.numeric<double>("/paths/mean_nll");
-  const std::vector<double> top1 = file.numeric<double>("/paths/top1_agreement");
-  const std::vector<double> accuracy = file.numeric<double>("/paths/accuracy");
+  const std::string steps = "/paths/trial";
+  const std::vector<int64_t> trial = file.column<int64_t>(steps);
   const size_t n = trial.size();
-  for (const size_t length : {offset.size(), bit.size(), old_value.size(), new_value.size(),
-                              objective.size(), mean_nll.size(), top1.size(), accuracy.size()}) {
-    check_input(length == n, in_file(stored.source_path, "/paths columns differ in length"));
-  }
+  check_trial_ids(file, steps, trial, stored.n_trials, false);
+  const std::vector<int64_t> offset = file.column<int64_t>("/paths/offset", n, steps);
+  const std::vector<int64_t> bit = file.column<int64_t>("/paths/bit", n, steps);
+  const std::vector<float> old_value = file.column<float>("/paths/old_value", n, steps);
+  const std::vector<float> new_value = file.column<float>("/paths/new_value", n, steps);
+  const std::vector<double> objective = file.column<double>("/paths/objective", n, steps);
+  const std::vector<double> mean_nll = file.column<double>("/paths/mean_nll", n, steps);
+  const std::vector<double> top1 = file.column<double>("/paths/top1_agreement", n, steps);
+  const std::vector<double> accuracy = file.column<double>("/paths/accuracy", n, steps);
   for (size_t s = 0; s < n; ++s) {
-    check_input(stored.paths.empty() || stored.paths.back().trial <= trial[s],
-                in_file(stored.source_path, "/paths/trial is not ascending"));
     check_input(bit[s] >= 0 && bit[s] < 32,
                 in_file(stored.source_path, "/paths/bit outside 0..31"));
     if (stored.paths.empty() || stored.paths.back().trial != trial[s])
@@ -191,13 +261,33 @@ void read_paths(const Hdf5FileReader& file, StoredResults& stored) {
 // /trials through the column table, the bfa paths, then the recorded sites grouped by trial.
 void read_rows(const Hdf5FileReader& file, StoredResults& stored) {
   stored.rows = read_trial_rows(file, stored.probe_kinds);
+  std::vector<int64_t> trials;  // (n_rows)
+  for (const TrialRow& row : stored.rows) {
+    trials.push_back(row.trial);
+    const bool inside = row.model_idx >= 0 &&
+                        static_cast<size_t>(row.model_idx) < stored.models.size() &&
+                        row.strategy_idx >= 0 && row.amount_idx >= 0 && row.seed_idx >= 0;
+    if (!inside) {
+      file.fail("/trials", "trial " + std::to_string(row.trial) + " has model_idx " +
+                               std::to_string(row.model_idx) + ", strategy_idx " +
+                               std::to_string(row.strategy_idx) + ", fraction_idx " +
+                               std::to_string(row.amount_idx) + ", seed_idx " +
+                               std::to_string(row.seed_idx) +
+                               "; expected indices >= 0 and model_idx below the " +
+                               std::to_string(stored.models.size()) + " models of /grid/model");
+    }
+  }
+  check_trial_ids(file, "/trials/trial", trials, stored.n_trials, true);
   read_paths(file, stored);
   if (!file.has_object("/sites")) return;
-  const std::vector<int64_t> site_trial = file.numeric<int64_t>("/sites/trial");
-  const std::vector<int64_t> site_offset = file.numeric<int64_t>("/sites/offset");
-  const std::vector<float> old_value = file.numeric<float>("/sites/old_value");
-  const std::vector<float> new_value = file.numeric<float>("/sites/new_value");
-  for (size_t s = 0; s < site_trial.size(); ++s) {
+  const std::string sites = "/sites/trial";
+  const std::vector<int64_t> site_trial = file.column<int64_t>(sites);
+  const size_t n = site_trial.size();
+  check_trial_ids(file, sites, site_trial, stored.n_trials, false);
+  const std::vector<int64_t> site_offset = file.column<int64_t>("/sites/offset", n, sites);
+  const std::vector<float> old_value = file.column<float>("/sites/old_value", n, sites);
+  const std::vector<float> new_value = file.column<float>("/sites/new_value", n, sites);
+  for (size_t s = 0; s < n; ++s) {
     if (stored.sites.empty() || stored.sites.back().trial != site_trial[s]) {
       stored.sites.push_back({site_trial[s], {}});
     }

@@ -79,11 +79,7 @@ template <typename T>
 void read_into_rows(const Hdf5FileReader& file, const JobTrialColumn& description,
                     std::vector<TrialRow>& rows) {
   const std::string path = "/trials/" + description.name;
-  const std::vector<T> values = file.numeric<T>(path);  // (n_rows)
-  check_input(
-      values.size() == rows.size(),
-      in_file(file.path(), path + " has " + std::to_string(values.size()) + " values; expected " +
-                               std::to_string(rows.size()) + " like /trials/trial"));
+  const std::vector<T> values = file.column<T>(path, rows.size(), "/trials/trial");  // (n_rows)
   for (size_t i = 0; i < rows.size(); ++i) {
     with_trial_value(description, rows[i], [&](auto& value) {
       if constexpr (std::is_same_v<std::decay_t<decltype(value)>, T>) value = values[i];
@@ -148,7 +144,7 @@ void write_trial_column_table(const Hdf5FileWriter& writer, const Group& trials,
 
 std::vector<TrialRow> read_trial_rows(const Hdf5FileReader& file,
                                       const std::vector<std::string>& probe_kinds) {
-  std::vector<TrialRow> rows(file.numeric<int64_t>("/trials/trial").size());
+  std::vector<TrialRow> rows(file.column<int64_t>("/trials/trial").size());
   const bool reference = file.has_object("/trials/" + std::string(reference_columns[0].name));
   for (const JobTrialColumn& description : job_trial_columns(reference, probe_kinds)) {
     switch (description.type()) {

@@ -223,11 +223,12 @@ void check_tensors(const HfCheckpoint& hf, std::vector<TensorInfo>& table,
     t.stored = hf.stored_type(*entry);
   }
   for (const auto& [name, entry] : hf.tensors()) {
+    const std::string& hf_name = name;  // clang 14 lambdas cannot capture structured bindings
     const bool known =
         is_ignored_buffer(name) ||
         std::find(also_allowed.begin(), also_allowed.end(), name) != also_allowed.end() ||
         std::any_of(table.begin(), table.end(),
-                    [&](const TensorInfo& t) { return hf_name_of(t.name) == name; });
+                    [&](const TensorInfo& t) { return hf_name_of(t.name) == hf_name; });
     check_input(
         known, in_file(entry.file->path(), "tensor '" + name + "' is not part of the " +
                                                hf.architecture() + " architecture fracsweep runs"));

@@ -66,14 +66,36 @@ def test_missing_shard_refused_unless_allow_partial(tmp_path, runs, run_fracswee
 
 @pytest.mark.parametrize("case, fragment", [
     ("overlap", "overlaps"),
+    ("twice", "is given twice"),
+    ("twice by another name", "is given twice"),
     ("unsharded", "is shard 0/1 of 65 trials"),
     ("other job", "different job"),
     ("not hdf5", "cannot open as an HDF5 file"),
+    ("other hdf5", "not a fracsweep results file"),
+    ("missing", "does not exist"),
+    ("directory", "is not a regular file"),
 ])
 def test_refusals(tmp_path, shared_dir, runs, run_fracsweep, case, fragment):
     out = tmp_path / "refused.h5"
     if case == "overlap":
+        copy = tmp_path / "copy-of-1.h5"
+        copy.write_bytes(runs["1"].read_bytes())
+        inputs = [runs["0"], runs["1"], copy, runs["2"]]
+    elif case == "twice":
         inputs = [runs["0"], runs["1"], runs["1"], runs["2"]]
+    elif case == "twice by another name":
+        link = tmp_path / "link-to-1.h5"
+        link.symlink_to(runs["1"])
+        inputs = [runs["0"], runs["1"], link, runs["2"]]
+    elif case == "other hdf5":
+        other = tmp_path / "other.h5"
+        with h5py.File(other, "w") as f:
+            f["x"] = [1, 2, 3]
+        inputs = [runs["0"], other]
+    elif case == "missing":
+        inputs = [runs["0"], tmp_path / "no-such.h5"]
+    elif case == "directory":
+        inputs = [runs["0"], tmp_path]
     elif case == "unsharded":
         inputs = [runs["0"], runs["whole"]]
     elif case == "other job":
@@ -97,3 +119,28 @@ def test_merge_needs_out_and_refuses_overwrite(tmp_path, runs, run_fracsweep):
     assert result.returncode == 2 and "--out is required" in result.stderr
     result = run_fracsweep(["merge", "--out", runs["whole"], runs["0"], runs["1"], runs["2"]])
     assert result.returncode == 2 and "already exists" in result.stderr
+
+
+def test_merge_refuses_to_write_over_an_input(tmp_path, runs, run_fracsweep):
+    """--out naming one of the inputs (even with --force) would replace a shard."""
+    shard = tmp_path / "0.h5"
+    shard.write_bytes(runs["0"].read_bytes())
+    before = shard.read_bytes()
+    for out in (shard, tmp_path / "." / "0.h5"):
+        result = run_fracsweep(["merge", "--force", "--out", out, shard, runs["1"], runs["2"]])
+        assert result.returncode == 2 and "is also an input of the merge" in result.stderr, result.stderr
+        assert shard.read_bytes() == before
+
+
+def test_merge_refuses_rows_that_do_not_fit_the_grid(tmp_path, runs, run_fracsweep):
+    """A row whose axis indices are not those its trial id has in the job's grid (an edited or
+    damaged file) is an input error naming the file, not an internal error of the writer."""
+    shard = tmp_path / "0.h5"
+    shard.write_bytes(runs["0"].read_bytes())
+    with h5py.File(shard, "r+") as f:
+        axis = next(name for name in ("seed", "fraction", "strategy") if len(f["grid/" + name]) > 1)
+        column = f[f"trials/{axis}_idx"]
+        column[0] = (column[0] + 1) % len(f["grid/" + axis])
+    result = run_fracsweep(["merge", "--out", tmp_path / "merged.h5", shard, runs["1"], runs["2"]])
+    assert result.returncode == 2, result.stderr
+    assert str(shard) in result.stderr and "other axis indices than its job's grid" in result.stderr

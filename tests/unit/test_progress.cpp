@@ -43,7 +43,7 @@ BOOST_AUTO_TEST_CASE(rate_and_eta_count_trials_not_the_load) {
   CapturedFile out;
   Progress progress(100, /*interval_s=*/0, /*enabled=*/true, out.file.get());
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // load + baseline
-  progress.update(1);                                             // the first trial
+  progress.update(1);                                            // the first trial
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   progress.finish(3);  // two more trials in ~20 ms
   const std::string text = out.text();

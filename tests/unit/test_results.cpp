@@ -982,3 +982,239 @@ BOOST_AUTO_TEST_CASE(output_path_checks) {
     fs::permissions(locked, fs::perms::owner_all);
   }
 }
+
+// ------------------------------------------------------------------ hostile files (read_results)
+// Each case edits a file write_results wrote, with the HDF5 C API, the way a damaged or forged
+// file could differ; read_results must refuse it with InputError naming the file, the object and
+// what was expected (fuzz/fuzz_results.cpp explores the same edits at random).
+
+namespace {
+
+int edited_files = 0;  // names each edited file apart
+
+// The sweep's file in `scratch`, edited by `edit(file id)`.
+template <typename Edit>
+std::string edited_results(const ScratchDirectory& scratch, Edit&& edit) {
+  const Sweep sweep;
+  const std::string path = scratch.file("edited-" + std::to_string(++edited_files) + ".h5");
+  write_results(path, sweep.content, false);
+  const Id file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+  edit(file.get());
+  return path;
+}
+
+// Removes `name` when it exists.
+void remove_link(hid_t file, const std::string& name) {
+  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0) {
+    BOOST_TEST_REQUIRE(H5Ldelete(file, name.c_str(), H5P_DEFAULT) >= 0);
+  }
+}
+
+// Replaces dataset `name` with a chunked float64/int64/string dataset declaring `length`
+// elements, none written: a few hundred bytes on disk whatever the length.
+void replace_with_unwritten(hid_t file, const std::string& name, hsize_t length, hid_t type) {
+  remove_link(file, name);
+  const hsize_t unlimited = H5S_UNLIMITED, chunk = 16;
+  const Id space(H5Screate_simple(1, &length, &unlimited), H5Sclose);
+  const Id create(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  H5Pset_chunk(create.get(), 1, &chunk);
+  const Id dataset(
+      H5Dcreate2(file, name.c_str(), type, space.get(), H5P_DEFAULT, create.get(), H5P_DEFAULT),
+      H5Dclose);
+}
+
+template <typename T>
+void replace_with_values(hid_t file, const std::string& name, const std::vector<T>& values) {
+  remove_link(file, name);
+  const hsize_t length = values.size();
+  const Id space(H5Screate_simple(1, &length, nullptr), H5Sclose);
+  const Id dataset(H5Dcreate2(file, name.c_str(), native_type<T>(), space.get(), H5P_DEFAULT,
+                              H5P_DEFAULT, H5P_DEFAULT),
+                   H5Dclose);
+  if (length > 0) {
+    H5Dwrite(dataset.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+  }
+}
+
+hid_t new_text_type() {
+  const hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  return type;
+}
+
+void replace_with_strings(hid_t file, const std::string& name,
+                          const std::vector<const char*>& values) {
+  remove_link(file, name);
+  const hsize_t length = values.size();
+  const Id space(H5Screate_simple(1, &length, nullptr), H5Sclose);
+  const Id type(new_text_type(), H5Tclose);
+  const Id dataset(H5Dcreate2(file, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                              H5P_DEFAULT),
+                   H5Dclose);
+  H5Dwrite(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+}
+
+// Sets one element of an existing int64/float64 dataset.
+template <typename T>
+void set_value(hid_t file, const std::string& name, hsize_t index, T value) {
+  const Id dataset(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
+  const Id space(H5Dget_space(dataset.get()), H5Sclose);
+  H5Sselect_elements(space.get(), H5S_SELECT_SET, 1, &index);
+  const Id one(H5Screate(H5S_SCALAR), H5Sclose);
+  BOOST_TEST_REQUIRE(
+      H5Dwrite(dataset.get(), native_type<T>(), one.get(), space.get(), H5P_DEFAULT, &value) >= 0);
+}
+
+// read_results(path) throws InputError whose message holds the path and every part.
+void expect_refused(const std::string& path, const std::vector<std::string>& parts) {
+  try {
+    fracsweep::read_results(path);
+    BOOST_ERROR("the edited file was accepted");
+  } catch (const InputError& error) {
+    BOOST_TEST(message_contains(error, path), error.what());
+    for (const std::string& part : parts) BOOST_TEST(message_contains(error, part), error.what());
+  }
+}
+
+}  // namespace
+
+// A tiny file declaring 10^12 elements is refused before anything is allocated (the reader
+// used to size its buffer from the declared extent: an 8 TB allocation).
+BOOST_AUTO_TEST_CASE(read_results_refuses_a_huge_declared_extent_before_reading) {
+  const ScratchDirectory scratch;
+  const std::string trials = edited_results(scratch, [](hid_t file) {
+    replace_with_unwritten(file, "/trials/trial", 1'000'000'000'000, H5T_STD_I64LE);
+  });
+  BOOST_TEST(fs::file_size(trials) < 1'000'000u);
+  expect_refused(trials, {"/trials/trial", "declares 1000000000000 elements", "stores 0 bytes"});
+  const Id text(new_text_type(), H5Tclose);
+  const std::string models = edited_results(scratch, [&](hid_t file) {
+    replace_with_unwritten(file, "/grid/model", hsize_t{1} << 40, text.get());
+  });
+  expect_refused(models, {"/grid/model", "declares 1099511627776 elements"});
+  const std::string column = edited_results(scratch, [](hid_t file) {
+    replace_with_unwritten(file, "/trials/mean_nll", 1'000'000'000'000, H5T_IEEE_F64LE);
+  });
+  expect_refused(
+      column, {"/trials/mean_nll", "has 1000000000000 values; expected 7", "like /trials/trial"});
+}
+
+BOOST_AUTO_TEST_CASE(read_results_names_the_expected_type_rank_and_length) {
+  const ScratchDirectory scratch;
+  expect_refused(edited_results(scratch,
+                                [](hid_t file) {
+                                  replace_with_strings(file, "/baseline/mean_nll", {"a", "b"});
+                                }),
+                 {"/baseline/mean_nll", "expected float64, found variable-length strings"});
+  expect_refused(edited_results(scratch,
+                                [](hid_t file) {
+                                  replace_with_values<double>(file, "/grid/model_path", {1, 2});
+                                }),
+                 {"/grid/model_path", "expected variable-length strings, found float64"});
+  expect_refused(
+      edited_results(
+          scratch, [](hid_t file) { replace_with_values<int64_t>(file, "/tensors/count", {16}); }),
+      {"/tensors/count", "has 1 values; expected 6 like /tensors/name"});
+  expect_refused(
+      edited_results(
+          scratch, [](hid_t file) { replace_with_values<int64_t>(file, "/sites/old_value", {1}); }),
+      {"/sites/old_value", "expected float32, found int64"});
+  expect_refused(edited_results(scratch,
+                                [](hid_t file) {
+                                  remove_link(file, "/tensors/shape");
+                                  const Id group(H5Gcreate2(file, "/tensors/shape", H5P_DEFAULT,
+                                                            H5P_DEFAULT, H5P_DEFAULT),
+                                                 H5Gclose);
+                                }),
+                 {"/tensors/shape", "expected a dataset"});
+}
+
+// Root attributes must be one value of the expected kind (an array attribute used to be read
+// into a single variable: a stack overflow).
+BOOST_AUTO_TEST_CASE(read_results_refuses_attributes_of_another_shape_or_type) {
+  const ScratchDirectory scratch;
+  expect_refused(edited_results(scratch,
+                                [](hid_t file) {
+                                  H5Adelete(file, "n_trials");
+                                  const hsize_t two = 2;
+                                  const Id space(H5Screate_simple(1, &two, nullptr), H5Sclose);
+                                  const Id attribute(
+                                      H5Acreate2(file, "n_trials", H5T_STD_I64LE, space.get(),
+                                                 H5P_DEFAULT, H5P_DEFAULT),
+                                      H5Aclose);
+                                  const int64_t values[2] = {30, 30};
+                                  H5Awrite(attribute.get(), H5T_NATIVE_INT64, values);
+                                }),
+                 {"root attribute n_trials", "expected one int64", "found 2 values"});
+  expect_refused(edited_results(scratch,
+                                [](hid_t file) {
+                                  H5Adelete(file, "job_text");
+                                  const Id space(H5Screate(H5S_SCALAR), H5Sclose);
+                                  const Id attribute(
+                                      H5Acreate2(file, "job_text", H5T_STD_I32LE, space.get(),
+                                                 H5P_DEFAULT, H5P_DEFAULT),
+                                      H5Aclose);
+                                }),
+                 {"root attribute job_text", "expected one string, found int32"});
+  expect_refused(edited_results(scratch, [](hid_t file) { H5Adelete(file, "schema_version"); }),
+                 {"not a fracsweep results file"});
+}
+
+// Values that used to index outside the reader's buffers or throw std:: exceptions.
+BOOST_AUTO_TEST_CASE(read_results_refuses_values_outside_their_range) {
+  const ScratchDirectory scratch;
+  expect_refused(
+      edited_results(scratch,
+                     [](hid_t file) { set_value<int64_t>(file, "/baseline/greedy_length", 1, 6); }),
+      {"/baseline/greedy_length", "model 1 has 6 greedy tokens; expected 0..5"});
+  expect_refused(
+      edited_results(
+          scratch, [](hid_t file) { set_value<int64_t>(file, "/baseline/greedy_length", 0, -1); }),
+      {"/baseline/greedy_length", "model 0 has -1"});
+  for (const char* shape : {"4x", "x", "", "-4", "99999999999999999999", "4 x 4"}) {
+    if (std::string(shape).empty()) continue;  // "" is a scalar's shape: valid
+    expect_refused(
+        edited_results(scratch,
+                       [&](hid_t file) {
+                         replace_with_strings(file, "/tensors/shape",
+                                              {"8x4", shape, "88", "5x4", "4x4", "40"});
+                       }),
+        {"/tensors/shape", "tensor 1 ('layers.0.wq') has shape '" + std::string(shape) + "'"});
+  }
+  expect_refused(
+      edited_results(scratch,
+                     [](hid_t file) { set_value<int32_t>(file, "/tensors/model_idx", 2, 7); }),
+      {"/tensors/model_idx", "belongs to model 7"});
+  expect_refused(
+      edited_results(scratch, [](hid_t file) { set_value<int64_t>(file, "/sites/trial", 4, 30); }),
+      {"/sites/trial", "is trial 30; expected 0..30 - 1"});
+  expect_refused(
+      edited_results(scratch, [](hid_t file) { set_value<int64_t>(file, "/trials/trial", 1, 0); }),
+      {"/trials/trial", "expected strictly ascending"});
+  expect_refused(
+      edited_results(scratch,
+                     [](hid_t file) { set_value<int32_t>(file, "/trials/model_idx", 0, 2); }),
+      {"/trials", "model_idx 2"});
+  expect_refused(edited_results(scratch,
+                                [](hid_t file) {
+                                  H5Adelete(file, "shard_count");
+                                  const Id space(H5Screate(H5S_SCALAR), H5Sclose);
+                                  const Id attribute(
+                                      H5Acreate2(file, "shard_count", H5T_STD_I64LE, space.get(),
+                                                 H5P_DEFAULT, H5P_DEFAULT),
+                                      H5Aclose);
+                                  const int64_t zero = 0;
+                                  H5Awrite(attribute.get(), H5T_NATIVE_INT64, &zero);
+                                }),
+                 {"shard_index, shard_count", "shard 1 of 0"});
+}
+
+// More probe kinds than the per-trial metrics have room for (used to write past the array).
+BOOST_AUTO_TEST_CASE(read_results_refuses_too_many_probe_kinds) {
+  const ScratchDirectory scratch;
+  const std::string path = edited_results(scratch, [](hid_t file) {
+    replace_with_strings(file, "/grid/probe_kind", {"a", "b", "c", "d", "e", "f", "g", "h", "i"});
+  });
+  expect_refused(path, {"/grid/probe_kind", "lists 9 probe kinds; at most 8"});
+}

@@ -45,7 +45,10 @@ inline float fast_exp(float x) {
   // large x or NaN minus those of round_shift do not overflow either.
   const int32_t exponent = std::bit_cast<int32_t>(shifted) - std::bit_cast<int32_t>(round_shift);
   const float two_to_n = std::bit_cast<float>((exponent + 127) << 23);  // garbage below -87
-  return select_by_mask(clamped < -87.0f, 0.0f, series * two_to_n);
+  const float value = select_by_mask(clamped < -87.0f, 0.0f, series * two_to_n);
+  // NaN: x itself. Which NaN the arithmetic above yields (its sign) depends on the compiler's
+  // operand order (clang and GCC differ), so the documented sign is not left to it.
+  return select_by_mask(x != x, x, value);
 }
 
 }  // namespace fracsweep
