@@ -286,10 +286,12 @@ int run(int argc, char** argv) {
   return fs::exit_ok;
 }
 
+// Process CPU seconds of one call of `work` (one thread: leaves out waiting for a core on a
+// shared machine).
 double seconds_of(const std::function<void()>& work) {
-  const auto start = std::chrono::steady_clock::now();
+  const double start = cpu_seconds();
   work();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return cpu_seconds() - start;
 }
 
 // A llama2c-layout Llama of `config` with cheap pseudo-random weights (uniform in
@@ -398,7 +400,8 @@ int run_greedy(int argc, char** argv) {
     }
   }
   const fs::GemmInfo blis = fs::gemm_init(fs::GemmSetup{kernels, 1});
-  std::printf("BLIS %s, kernels %s (%s), 1 thread; one run per measurement\n\n",
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each result as it comes (runs are long)
+  std::printf("BLIS %s, kernels %s (%s), 1 thread; one run per measurement, CPU time\n\n",
               blis.blis_version.c_str(), blis.kernel_set.c_str(), blis.selected_by.c_str());
   bench_greedy(fs::load_llama2c(argv[2]), true);
   for (const std::string& shape : shapes) {
