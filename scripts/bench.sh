@@ -6,8 +6,14 @@
 #   scripts/bench.sh                  # auto
 #   scripts/bench.sh skx haswell      # compare kernel sets (one process each)
 #
+# Then the baseline's 256-token greedy continuation, KV-cached (the engine) against decoding on
+# the growing prefix (the old O(n^2) method), on stories260K and on random-weight Llamas of the
+# shapes in GREEDY_SHAPES (default "110M"; add "1.1B" for the KV-cached side at 1.1B, ~5 GB of
+# memory; "" skips the random shapes).
+#
 # Environment: FRACSWEEP_SHARED (default <repo>/../shared), BUILD_DIR (default <repo>/build),
-# RUNS (timed runs per measurement, default 20), THREADS (BLIS threads, default 1).
+# RUNS (timed runs per measurement, default 20), THREADS (BLIS threads, default 1),
+# GREEDY_SHAPES (see above).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 shared=${FRACSWEEP_SHARED:-$repo/../shared}
@@ -24,3 +30,5 @@ for kernels in "${@:-auto}"; do
     "${RUNS:-20}" "${THREADS:-1}" "$kernels"
   echo
 done
+# shellcheck disable=SC2086  # GREEDY_SHAPES is a list of words
+"$build/fracsweep_bench" --greedy "$shared/models/stories260K/stories260K.bin" ${GREEDY_SHAPES-110M}

@@ -145,23 +145,57 @@ void LanguageModelEvaluator::set_reference(const Model& reference) {
   cache_reference(reference.path, second_probs_, second_rows_);
 }
 
-// The prefix never exceeds prompt + max_new - 1 tokens (the last token is not fed back), which
-// the forward pass and logits_ were sized for.
+// The sequence never exceeds prompt + max_new - 1 fed tokens (the last token is not fed back),
+// which the forward pass, its KV cache and logits_ were sized for.
+void LanguageModelEvaluator::decode_greedily(const Model& model, std::vector<int32_t>& sequence,
+                                             int64_t n_prompt, int64_t from, int64_t max_new,
+                                             int32_t stop_id) {
+  int64_t start = from;  // sequence[0 .. start) is in the KV cache
+  while (static_cast<int64_t>(sequence.size()) - n_prompt < max_new) {
+    const int64_t n = static_cast<int64_t>(sequence.size()) - start;
+    forward_->decode(model, sequence.data() + start, n, start, logits_.data());
+    const int32_t next = argmax_row(logits_.data() + (n - 1) * vocab_, vocab_);
+    if (next < 0 || next == stop_id) return;
+    sequence.push_back(next);
+    start += n;
+  }
+}
+
+// KV-cached decoding, then teacher-forced verification: the continuation is exactly the one
+// whose every token is the argmax of the teacher-forced row predicting it (and whose end, when
+// it ends early, is a stop there too), which is what decoding on the growing prefix yields and
+// what greedy_match compares with. A cached row may differ from the teacher-forced one in its
+// last bits (the GEMMs see 1 row instead of many); where that changes an argmax, the
+// teacher-forced token is taken and decoding resumes after it. Each round confirms at least one
+// more position, so this ends; in practice the first verification confirms everything.
 std::vector<int32_t> LanguageModelEvaluator::greedy_continuation(const Model& model,
                                                                  const std::vector<int32_t>& prompt,
                                                                  int64_t max_new, int32_t stop_id) {
-  std::vector<int32_t> sequence = prompt;
-  std::vector<int32_t> generated;
-  while (static_cast<int64_t>(generated.size()) < max_new) {
-    TokenBatch prefix;
-    prefix.append(sequence);
-    forward_->run(model, prefix, logits_.data());
-    const int32_t next = argmax_row(logits_.data() + (prefix.n_tokens() - 1) * vocab_, vocab_);
-    if (next < 0 || next == stop_id) break;
-    generated.push_back(next);
-    sequence.push_back(next);
+  const auto n_prompt = static_cast<int64_t>(prompt.size());
+  std::vector<int32_t> sequence = prompt;  // (n_prompt + continuation) tokens
+  decode_greedily(model, sequence, n_prompt, 0, max_new, stop_id);
+  int64_t confirmed = 0;  // leading continuation tokens a teacher-forced pass agreed with
+  while (true) {
+    const int64_t n_new = static_cast<int64_t>(sequence.size()) - n_prompt;
+    const bool stopped = n_new < max_new;  // then row n_prompt - 1 + n_new must predict a stop
+    TokenBatch forced;
+    forced.append(stopped ? sequence : std::vector<int32_t>(sequence.begin(), sequence.end() - 1));
+    forward_->run(model, forced, logits_.data());
+    int64_t i = confirmed;
+    int32_t forced_next = 0;  // the teacher-forced argmax at the first disagreement
+    for (; i < n_new + (stopped ? 1 : 0); ++i) {
+      forced_next = argmax_row(logits_.data() + (n_prompt - 1 + i) * vocab_, vocab_);
+      const bool forced_stops = forced_next < 0 || forced_next == stop_id;
+      if (i < n_new ? forced_next != sequence[floats(n_prompt + i)] : !forced_stops) break;
+    }
+    if (i == n_new + (stopped ? 1 : 0)) break;  // every row agrees
+    sequence.resize(floats(n_prompt + i));
+    if (forced_next < 0 || forced_next == stop_id) break;  // the continuation ends at i
+    sequence.push_back(forced_next);
+    confirmed = i + 1;
+    decode_greedily(model, sequence, n_prompt, n_prompt + i, max_new, stop_id);
   }
-  return generated;
+  return {sequence.begin() + n_prompt, sequence.end()};
 }
 
 TrialMetrics LanguageModelEvaluator::score() const {

@@ -1,5 +1,6 @@
 #include "fracsweep/nn/gpt2.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -81,6 +82,32 @@ std::vector<TensorInfo> gpt2_tensor_table(const LlamaConfig& c) {
   return tensors;
 }
 
+namespace {
+
+// The rest of a layer once attention has filled ws.att (n rows): x += c_proj(att), then
+// x += mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))).
+void output_and_mlp(const LlamaConfig& c, const LayerWeights& layer, Gpt2Workspace& ws, int64_t n) {
+  const int64_t d = c.dim, h = c.hidden_dim;
+  matmul_nt(n, d, d, ws.att.data(), d, layer.attn_proj_weight, d, ws.x.data(), d, 1.0f);
+  add_bias_rows(ws.x.data(), layer.attn_proj_bias, n, d);
+  layernorm_rows(ws.x.data(), layer.ln_2_weight, layer.ln_2_bias, ws.xn.data(), n, d, c.norm_eps);
+  matmul_nt(n, h, d, ws.xn.data(), d, layer.c_fc_weight, d, ws.hidden.data(), h);
+  add_bias_rows(ws.hidden.data(), layer.c_fc_bias, n, h);
+  gelu_tanh(ws.hidden.data(), n * h);
+  matmul_nt(n, d, h, ws.hidden.data(), h, layer.mlp_proj_weight, h, ws.x.data(), d, 1.0f);
+  add_bias_rows(ws.x.data(), layer.mlp_proj_bias, n, d);
+}
+
+// logits (n, vocab) of the n rows of the residual stream ws.x after the last layer (the head
+// is tied to wte).
+void classify(const LlamaConfig& c, const Gpt2Weights& w, Gpt2Workspace& ws, int64_t n,
+              float* logits) {
+  layernorm_rows(ws.x.data(), w.ln_f_weight, w.ln_f_bias, ws.xn.data(), n, c.dim, c.norm_eps);
+  matmul_nt(n, c.vocab_size, c.dim, ws.xn.data(), c.dim, w.wte, c.dim, logits, c.vocab_size);
+}
+
+}  // namespace
+
 Gpt2Workspace::Gpt2Workspace(const LlamaConfig& c, int64_t tokens, int64_t seq_len)
     : x(floats(tokens * c.dim)),
       xn(floats(tokens * c.dim)),
@@ -95,7 +122,7 @@ void gpt2_forward(const Model& model, const TokenBatch& batch, Gpt2Workspace& ws
   const LlamaConfig& c = model.config;
   const Gpt2Weights w = gpt2_weights(model);
   const int64_t longest = llama_detail::check_batch(c, batch);
-  const int64_t n = batch.n_tokens(), d = c.dim, h = c.hidden_dim;
+  const int64_t n = batch.n_tokens(), d = c.dim;
   check_invariant(n <= ws.max_tokens, "GPT-2 workspace too small for the batch");
   check_invariant(longest <= ws.max_seq_len, "GPT-2 workspace too small for a sequence");
   embed(w, batch, d, ws.x.data());
@@ -111,18 +138,39 @@ void gpt2_forward(const Model& model, const TokenBatch& batch, Gpt2Workspace& ws
       attention_causal(q, 3 * d, q + d, q + 2 * d, 3 * d, ws.att.data() + start * d, d, len,
                        c.n_heads, c.n_heads, c.head_dim(), ws.scratch.data());
     }
-    matmul_nt(n, d, d, ws.att.data(), d, layer.attn_proj_weight, d, ws.x.data(), d, 1.0f);
-    add_bias_rows(ws.x.data(), layer.attn_proj_bias, n, d);
-    // x += mlp.c_proj(gelu(mlp.c_fc(ln_2(x))))
-    layernorm_rows(ws.x.data(), layer.ln_2_weight, layer.ln_2_bias, ws.xn.data(), n, d, c.norm_eps);
-    matmul_nt(n, h, d, ws.xn.data(), d, layer.c_fc_weight, d, ws.hidden.data(), h);
-    add_bias_rows(ws.hidden.data(), layer.c_fc_bias, n, h);
-    gelu_tanh(ws.hidden.data(), n * h);
-    matmul_nt(n, d, h, ws.hidden.data(), h, layer.mlp_proj_weight, h, ws.x.data(), d, 1.0f);
-    add_bias_rows(ws.x.data(), layer.mlp_proj_bias, n, d);
+    output_and_mlp(c, layer, ws, n);
   }
-  layernorm_rows(ws.x.data(), w.ln_f_weight, w.ln_f_bias, ws.xn.data(), n, d, c.norm_eps);
-  matmul_nt(n, c.vocab_size, d, ws.xn.data(), d, w.wte, d, logits, c.vocab_size);
+  classify(c, w, ws, n, logits);
+}
+
+void gpt2_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t start,
+                 Gpt2Workspace& ws, KvCache& cache, float* logits) {
+  const LlamaConfig& c = model.config;
+  const Gpt2Weights w = gpt2_weights(model);
+  llama_detail::check_decode(c, tokens, n, start, ws.max_tokens, cache);
+  const int64_t d = c.dim;
+  const int64_t len = start + n;  // positions the new rows attend to
+  check_invariant(len <= ws.max_seq_len, "GPT-2 workspace too small for the decoded sequence");
+  for (int64_t r = 0; r < n; ++r) {
+    const float* token = w.wte + tokens[r] * d;
+    const float* position = w.wpe + (start + r) * d;
+    for (int64_t i = 0; i < d; ++i) ws.x[floats(r * d + i)] = token[i] + position[i];
+  }
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& layer = w.layers[floats(l)];
+    layernorm_rows(ws.x.data(), layer.ln_1_weight, layer.ln_1_bias, ws.xn.data(), n, d, c.norm_eps);
+    matmul_nt(n, 3 * d, d, ws.xn.data(), d, layer.c_attn_weight, d, ws.qkv.data(), 3 * d);
+    add_bias_rows(ws.qkv.data(), layer.c_attn_bias, n, 3 * d);
+    for (int64_t r = 0; r < n; ++r) {  // the new rows' keys and values into the cache
+      const float* row = ws.qkv.data() + r * 3 * d;
+      std::copy_n(row + d, d, cache.keys(l) + (start + r) * d);
+      std::copy_n(row + 2 * d, d, cache.values(l) + (start + r) * d);
+    }
+    attention_causal_rows(ws.qkv.data(), 3 * d, cache.keys(l), cache.values(l), d, ws.att.data(), d,
+                          start, len, c.n_heads, c.n_heads, c.head_dim(), ws.scratch.data());
+    output_and_mlp(c, layer, ws, n);
+  }
+  classify(c, w, ws, n, logits);
 }
 
 double gpt2_forward_flops(const LlamaConfig& c, const TokenBatch& batch) {
@@ -140,7 +188,8 @@ double gpt2_forward_flops(const LlamaConfig& c, const TokenBatch& batch) {
 
 std::unique_ptr<LanguageModelForward> make_gpt2_forward(const LlamaConfig& config,
                                                         int64_t max_tokens, int64_t max_seq_len) {
-  using Forward = WorkspaceForward<Gpt2Workspace, gpt2_forward, gpt2_forward_flops, gpt2_gradient>;
+  using Forward =
+      WorkspaceForward<Gpt2Workspace, gpt2_forward, gpt2_forward_flops, gpt2_gradient, gpt2_decode>;
   return std::make_unique<Forward>(config, max_tokens, max_seq_len);
 }
 

@@ -17,6 +17,7 @@
 namespace fracsweep {
 
 using llama_detail::check_batch;
+using llama_detail::check_decode;
 using llama_detail::embed_tokens;
 using llama_detail::LayerWeights;
 using llama_detail::llama_weights;
@@ -37,6 +38,31 @@ LlamaWorkspace::LlamaWorkspace(const LlamaConfig& config, int64_t max_tokens_, i
       max_seq_len(max_seq_len_) {
   rope_table(config.seq_len, config.head_dim(), config.rope_theta, rope.data());
 }
+
+namespace {
+
+// The rest of a layer once attention has filled ws.att (n rows): x += att wo^T, then the
+// feed-forward block x += (silu(xn w1^T) * (xn w3^T)) w2^T.
+void output_and_feed_forward(const LlamaConfig& c, const LayerWeights& layer, LlamaWorkspace& ws,
+                             int64_t n) {
+  const int64_t dim = c.dim;
+  const int64_t hidden = c.hidden_dim;
+  matmul_nt(n, dim, dim, ws.att.data(), dim, layer.wo, dim, ws.x.data(), dim, 1.0f);
+  rmsnorm_rows(ws.x.data(), layer.ffn_norm, ws.xn.data(), n, dim, c.norm_eps);
+  matmul_nt(n, hidden, dim, ws.xn.data(), dim, layer.w1, dim, ws.gate.data(), hidden);
+  matmul_nt(n, hidden, dim, ws.xn.data(), dim, layer.w3, dim, ws.up.data(), hidden);
+  swiglu(ws.gate.data(), ws.up.data(), n * hidden);
+  matmul_nt(n, dim, hidden, ws.gate.data(), hidden, layer.w2, hidden, ws.x.data(), dim, 1.0f);
+}
+
+// logits (n, vocab) of the n rows of the residual stream ws.x after the last layer.
+void classify(const LlamaConfig& c, const LlamaWeights& w, LlamaWorkspace& ws, int64_t n,
+              float* logits) {
+  rmsnorm_rows(ws.x.data(), w.norm_final, ws.xn.data(), n, c.dim, c.norm_eps);
+  matmul_nt(n, c.vocab_size, c.dim, ws.xn.data(), c.dim, w.classifier, c.dim, logits, c.vocab_size);
+}
+
+}  // namespace
 
 void llama_forward(const Model& model, const TokenBatch& batch, LlamaWorkspace& ws, float* logits) {
   const LlamaConfig& c = model.config;
@@ -75,17 +101,42 @@ void llama_forward(const Model& model, const TokenBatch& batch, LlamaWorkspace& 
                        batch.seq_start[s + 1] - first, c.n_heads, c.n_kv_heads, c.head_dim(),
                        ws.scratch.data());
     }
-    matmul_nt(n, dim, dim, ws.att.data(), dim, layer.wo, dim, ws.x.data(), dim, 1.0f);
-
-    // Feed-forward block: x += (silu(xn w1^T) * (xn w3^T)) w2^T.
-    rmsnorm_rows(ws.x.data(), layer.ffn_norm, ws.xn.data(), n, dim, c.norm_eps);
-    matmul_nt(n, hidden, dim, ws.xn.data(), dim, layer.w1, dim, ws.gate.data(), hidden);
-    matmul_nt(n, hidden, dim, ws.xn.data(), dim, layer.w3, dim, ws.up.data(), hidden);
-    swiglu(ws.gate.data(), ws.up.data(), n * hidden);
-    matmul_nt(n, dim, hidden, ws.gate.data(), hidden, layer.w2, hidden, ws.x.data(), dim, 1.0f);
+    output_and_feed_forward(c, layer, ws, n);
   }
-  rmsnorm_rows(ws.x.data(), w.norm_final, ws.xn.data(), n, dim, c.norm_eps);
-  matmul_nt(n, c.vocab_size, dim, ws.xn.data(), dim, w.classifier, dim, logits, c.vocab_size);
+  classify(c, w, ws, n, logits);
+}
+
+void llama_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t start,
+                  LlamaWorkspace& ws, KvCache& cache, float* logits) {
+  const LlamaConfig& c = model.config;
+  const LlamaWeights w = llama_weights(model);
+  check_decode(c, tokens, n, start, ws.max_tokens, cache);
+  const int64_t dim = c.dim;
+  const int64_t kv_dim = c.kv_dim();
+  const int64_t len = start + n;  // positions the new rows attend to
+  check_invariant(ws.scratch.size() >= floats(attention_scratch_floats(len, c.head_dim())),
+                  "Llama workspace too small for the decoded sequence");
+  const int32_t* positions = cache.positions() + start;  // (n) start .. start + n - 1
+
+  for (int64_t r = 0; r < n; ++r) {
+    std::copy_n(w.tok_embeddings + tokens[r] * dim, dim, ws.x.data() + r * dim);
+  }
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& layer = w.layers[floats(l)];
+    float* keys = cache.keys(l) + start * kv_dim;      // (n, kv_dim) the new rows' keys
+    float* values = cache.values(l) + start * kv_dim;  // (n, kv_dim) the new rows' values
+    rmsnorm_rows(ws.x.data(), layer.attn_norm, ws.xn.data(), n, dim, c.norm_eps);
+    matmul_nt(n, dim, dim, ws.xn.data(), dim, layer.wq, dim, ws.q.data(), dim);
+    matmul_nt(n, kv_dim, dim, ws.xn.data(), dim, layer.wk, dim, keys, kv_dim);
+    matmul_nt(n, kv_dim, dim, ws.xn.data(), dim, layer.wv, dim, values, kv_dim);
+    rope_rows(ws.q.data(), positions, ws.rope.data(), n, c.n_heads, c.head_dim());
+    rope_rows(keys, positions, ws.rope.data(), n, c.n_kv_heads, c.head_dim());
+    attention_causal_rows(ws.q.data(), dim, cache.keys(l), cache.values(l), kv_dim, ws.att.data(),
+                          dim, start, len, c.n_heads, c.n_kv_heads, c.head_dim(),
+                          ws.scratch.data());
+    output_and_feed_forward(c, layer, ws, n);
+  }
+  classify(c, w, ws, n, logits);
 }
 
 void llama_forward_ref(const Model& model, const TokenBatch& batch, std::vector<float>& logits) {
@@ -163,8 +214,8 @@ double llama_forward_flops(const LlamaConfig& config, const TokenBatch& batch) {
 
 std::unique_ptr<LanguageModelForward> make_llama_forward(const LlamaConfig& config,
                                                          int64_t max_tokens, int64_t max_seq_len) {
-  using Forward =
-      WorkspaceForward<LlamaWorkspace, llama_forward, llama_forward_flops, llama_gradient>;
+  using Forward = WorkspaceForward<LlamaWorkspace, llama_forward, llama_forward_flops,
+                                   llama_gradient, llama_decode>;
   return std::make_unique<Forward>(config, max_tokens, max_seq_len);
 }
 

@@ -9,6 +9,7 @@
 
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/model/model.hpp"
+#include "fracsweep/nn/kv_cache.hpp"
 #include "fracsweep/util/error.hpp"
 
 namespace fracsweep::llama_detail {
@@ -97,6 +98,27 @@ inline int64_t check_batch(const LlamaConfig& config, const TokenBatch& batch) {
     }
   }
   return longest;
+}
+
+// Checks a decoding step (LanguageModelForward::decode): tokens[0 .. n) in the vocabulary, at
+// positions start .. start + n - 1 within the model's seq_len, the KV cache's capacity and
+// kv_dim, and n rows within the workspace's max_tokens.
+inline void check_decode(const LlamaConfig& config, const int32_t* tokens, int64_t n, int64_t start,
+                         int64_t max_tokens, const KvCache& cache) {
+  const int64_t end = start + n;
+  if (n < 1 || n > max_tokens || start < 0 || end > cache.capacity() || end > config.seq_len ||
+      cache.kv_dim() != config.kv_dim()) {
+    throw RunError("internal error: decoding " + std::to_string(n) + " tokens at position " +
+                   std::to_string(start) + " with room for " + std::to_string(max_tokens) +
+                   " rows, a KV cache of " + std::to_string(cache.capacity()) +
+                   " positions and seq_len " + std::to_string(config.seq_len));
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    if (tokens[r] < 0 || tokens[r] >= config.vocab_size) {
+      throw InputError("decoding: token id " + std::to_string(tokens[r]) +
+                       " is outside the vocabulary of " + std::to_string(config.vocab_size));
+    }
+  }
 }
 
 // x[r, :] = embedding row of tokens[r]; x (n_tokens, dim).

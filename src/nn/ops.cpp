@@ -137,13 +137,14 @@ void block_scores(const float* queries, const float* keys_t, int64_t padded_len,
   }
 }
 
-// out[r, d] = inv_sum[r] * sum_{j <= t0 + r} weights[r, j] v[j, d] for r < rows, d < head_dim:
-// the block of queries t0 .. t0 + rows - 1. weights (query_block, padded_len); v rows
-// kv_stride apart; out rows out_stride apart. Keys after a query are never touched (not even
-// with weight 0, which a non-finite value would turn into NaN).
+// out[r - first_row, d] = inv_sum[r] * sum_{j <= t0 + r} weights[r, j] v[j, d] for
+// first_row <= r < rows, d < head_dim: queries t0 + first_row .. t0 + rows - 1 of the block
+// t0 .. t0 + query_block - 1 (each row's sums do not depend on which other rows are computed).
+// weights (query_block, padded_len); v rows kv_stride apart; out rows out_stride apart. Keys after
+// a query are never touched (not even with weight 0, which a non-finite value would turn into NaN).
 void block_weighted_sum(const float* weights, int64_t padded_len, const float* inv_sum,
                         const float* v, int64_t kv_stride, int64_t t0, int64_t head_dim, float* out,
-                        int64_t out_stride, int64_t rows) {
+                        int64_t out_stride, int64_t first_row, int64_t rows) {
   int64_t d0 = 0;
   for (; d0 + lanes8 <= head_dim; d0 += lanes8) {
     float8 sums[query_block] = {};
@@ -151,20 +152,20 @@ void block_weighted_sum(const float* weights, int64_t padded_len, const float* i
       const float8 value = load8(v + j * kv_stride + d0);
       for (int64_t r = 0; r < query_block; ++r) sums[r] += weights[r * padded_len + j] * value;
     }
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = first_row; r < rows; ++r) {
       for (int64_t j = t0; j <= t0 + r; ++j) {  // the causal triangle inside the block
         sums[r] += weights[r * padded_len + j] * load8(v + j * kv_stride + d0);
       }
-      store8(out + r * out_stride + d0, sums[r] * inv_sum[r]);
+      store8(out + (r - first_row) * out_stride + d0, sums[r] * inv_sum[r]);
     }
   }
   for (; d0 < head_dim; ++d0) {  // head_dim not a multiple of 8
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = first_row; r < rows; ++r) {
       float sum = 0.0f;
       for (int64_t j = 0; j <= t0 + r; ++j) {
         sum += weights[r * padded_len + j] * v[j * kv_stride + d0];
       }
-      out[r * out_stride + d0] = sum * inv_sum[r];
+      out[(r - first_row) * out_stride + d0] = sum * inv_sum[r];
     }
   }
 }
@@ -178,6 +179,14 @@ int64_t attention_scratch_floats(int64_t len, int64_t head_dim) {
 void attention_causal(const float* q, int64_t q_stride, const float* k, const float* v,
                       int64_t kv_stride, float* out, int64_t out_stride, int64_t len,
                       int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* scratch) {
+  attention_causal_rows(q, q_stride, k, v, kv_stride, out, out_stride, 0, len, n_heads, n_kv_heads,
+                        head_dim, scratch);
+}
+
+void attention_causal_rows(const float* q, int64_t q_stride, const float* k, const float* v,
+                           int64_t kv_stride, float* out, int64_t out_stride, int64_t first,
+                           int64_t len, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                           float* scratch) {
   const int64_t padded_len = padded_keys(len);
   float* keys_t = scratch;                              // (head_dim, padded_len) one kv head's keys
   float* weights = keys_t + head_dim * padded_len;      // (query_block, padded_len) scores, weights
@@ -186,6 +195,9 @@ void attention_causal(const float* q, int64_t q_stride, const float* k, const fl
   float inv_sum[query_block];                           // 1 / softmax denominator of each
   const int64_t heads_per_kv = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  // Queries come in the blocks of attention_causal (aligned to query_block from position 0), so
+  // that a row's arithmetic is the same whichever rows are computed with it.
+  const int64_t first_block = first / query_block * query_block;
   for (int64_t kv_head = 0; kv_head < n_kv_heads; ++kv_head) {
     // Transposed keys; padding columns are zero so that scores there stay finite.
     for (int64_t d = 0; d < head_dim; ++d) {
@@ -195,22 +207,25 @@ void attention_causal(const float* q, int64_t q_stride, const float* k, const fl
     }
     const float* values = v + kv_head * head_dim;
     for (int64_t head = kv_head * heads_per_kv; head < (kv_head + 1) * heads_per_kv; ++head) {
-      for (int64_t t0 = 0; t0 < len; t0 += query_block) {
+      for (int64_t t0 = first_block; t0 < len; t0 += query_block) {
+        const int64_t first_row = std::max<int64_t>(0, first - t0);  // rows before it: not ours
         const int64_t rows = std::min(query_block, len - t0);
-        std::fill(queries + rows * head_dim, queries + query_block * head_dim, 0.0f);
-        for (int64_t r = 0; r < rows; ++r) {  // rows past the sequence stay zero
-          const float* query = q + (t0 + r) * q_stride + head * head_dim;
+        // Rows not computed (before first_row, past the sequence) stay zero.
+        std::fill(queries, queries + query_block * head_dim, 0.0f);
+        for (int64_t r = first_row; r < rows; ++r) {
+          const float* query = q + (t0 + r - first) * q_stride + head * head_dim;
           for (int64_t d = 0; d < head_dim; ++d) queries[r * head_dim + d] = query[d] * scale;
         }
         const int64_t keys_end = padded_keys(t0 + rows);  // covers the last query's keys
         block_scores(queries, keys_t, padded_len, head_dim, t0, keys_end, weights, row_max);
-        for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t r = first_row; r < rows; ++r) {
           // Masked scores are -inf: their weights are exactly 0.
           float* row = weights + r * padded_len;
           inv_sum[r] = 1.0f / exp_shifted_and_sum(row, keys_end, row_max[r]);
         }
         block_weighted_sum(weights, padded_len, inv_sum, values, kv_stride, t0, head_dim,
-                           out + t0 * out_stride + head * head_dim, out_stride, rows);
+                           out + (t0 + first_row - first) * out_stride + head * head_dim,
+                           out_stride, first_row, rows);
       }
     }
   }

@@ -80,12 +80,19 @@ void rope_rows(float* x, const int32_t* positions, int64_t rows, int64_t n_heads
 void attention_causal(const float* q, int64_t q_stride, const float* k, const float* v,
                       int64_t kv_stride, float* out, int64_t out_stride, int64_t len,
                       int64_t n_heads, int64_t n_kv_heads, int64_t head_dim) {
+  attention_causal_rows(q, q_stride, k, v, kv_stride, out, out_stride, 0, len, n_heads, n_kv_heads,
+                        head_dim);
+}
+
+void attention_causal_rows(const float* q, int64_t q_stride, const float* k, const float* v,
+                           int64_t kv_stride, float* out, int64_t out_stride, int64_t first,
+                           int64_t len, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim) {
   std::vector<double> weights(static_cast<size_t>(len));  // (len) softmax weights of one query
   const int64_t heads_per_kv = n_heads / n_kv_heads;
   for (int64_t h = 0; h < n_heads; ++h) {
     const int64_t kv_offset = (h / heads_per_kv) * head_dim;
-    for (int64_t t = 0; t < len; ++t) {
-      const float* query = q + t * q_stride + h * head_dim;
+    for (int64_t t = first; t < len; ++t) {
+      const float* query = q + (t - first) * q_stride + h * head_dim;
       double largest = -INFINITY;
       for (int64_t j = 0; j <= t; ++j) {
         const float* key = k + j * kv_stride + kv_offset;
@@ -102,7 +109,7 @@ void attention_causal(const float* q, int64_t q_stride, const float* k, const fl
       for (int64_t d = 0; d < head_dim; ++d) {
         double mixed = 0.0;
         for (int64_t j = 0; j <= t; ++j) mixed += weights[j] * v[j * kv_stride + kv_offset + d];
-        out[t * out_stride + h * head_dim + d] = static_cast<float>(mixed / sum);
+        out[(t - first) * out_stride + h * head_dim + d] = static_cast<float>(mixed / sum);
       }
     }
   }

@@ -4,11 +4,22 @@
 //
 //   fracsweep_bench MODEL.bin TOKENIZER.bin TEXT.txt [runs=20] [threads=1] [kernels=auto]
 //
+// The baseline's greedy continuation (256 tokens after BOS, no early stop): the engine's
+// KV-cached decoding with teacher-forced verification against decoding on the growing prefix
+// (the old O(n^2) method, greedy_reference.hpp), one run each, on MODEL.bin and on random-weight
+// Llamas of the shapes named (110M: dim 768, 12 layers, 12 heads, hidden 2048, vocab 32000;
+// 1.1B: dim 2048, 22 layers, 32 heads / 4 KV heads, hidden 5632; the growing prefix is skipped
+// at 1.1B, where it would take most of an hour), and the ratio to one trial's forward pass
+// (8 x 256 tokens):
+//
+//   fracsweep_bench --greedy MODEL.bin [110M] [1.1B] [kernels=auto]
+//
 // kernels: auto, native, skx, haswell or zen3 (see gemm.hpp); BLIS_ARCH_TYPE in the
 // environment wins. BLIS fixes its kernel set once per process: compare sets in separate runs
 // (scripts/bench.sh skx haswell).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -17,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "../unit/greedy_reference.hpp"
 #include "fracsweep/config/job.hpp"
 #include "fracsweep/eval/evaluator.hpp"
 #include "fracsweep/formats/eval_data.hpp"
@@ -274,10 +286,141 @@ int run(int argc, char** argv) {
   return fs::exit_ok;
 }
 
+// Process CPU seconds of one call of `work` (one thread: leaves out waiting for a core on a
+// shared machine).
+double seconds_of(const std::function<void()>& work) {
+  const double start = cpu_seconds();
+  work();
+  return cpu_seconds() - start;
+}
+
+// A llama2c-layout Llama of `config` with cheap pseudo-random weights (uniform in
+// +-1/sqrt(fan_in), norms 1): only the speed of the forward pass matters here.
+fs::Model random_llama(const fs::LlamaConfig& config, const std::string& name) {
+  fs::Model model;
+  model.path = "<random " + name + ">";
+  model.format = "bench";
+  model.config = config;
+  const int64_t dim = config.dim, kv = config.kv_dim(), hidden = config.hidden_dim;
+  fs::append_tensor(model.tensors, "tok_embeddings", {config.vocab_size, dim});
+  for (int64_t l = 0; l < config.n_layers; ++l) {
+    const std::string prefix = "layers." + std::to_string(l) + ".";
+    fs::append_tensor(model.tensors, prefix + "attn_norm", {dim});
+    fs::append_tensor(model.tensors, prefix + "attn.wq", {dim, dim});
+    fs::append_tensor(model.tensors, prefix + "attn.wk", {kv, dim});
+    fs::append_tensor(model.tensors, prefix + "attn.wv", {kv, dim});
+    fs::append_tensor(model.tensors, prefix + "attn.wo", {dim, dim});
+    fs::append_tensor(model.tensors, prefix + "ffn_norm", {dim});
+    fs::append_tensor(model.tensors, prefix + "ffn.w1", {hidden, dim});
+    fs::append_tensor(model.tensors, prefix + "ffn.w2", {dim, hidden});
+    fs::append_tensor(model.tensors, prefix + "ffn.w3", {hidden, dim});
+  }
+  fs::append_tensor(model.tensors, "norm_final", {dim});
+  const fs::TensorInfo& last = model.tensors.back();
+  model.values.resize(static_cast<size_t>(last.offset + last.count));
+  uint64_t state = 0x9e3779b97f4a7c15ULL;  // xorshift64
+  for (const fs::TensorInfo& tensor : model.tensors) {
+    const bool norm = tensor.shape.size() == 1;
+    const float half_width = norm ? 0.0f : 1.0f / std::sqrt(static_cast<float>(tensor.shape[1]));
+    float* values = model.values.data() + tensor.offset;
+    for (int64_t i = 0; i < tensor.count; ++i) {
+      state ^= state << 13;
+      state ^= state >> 7;
+      state ^= state << 17;
+      const float unit = static_cast<float>(state >> 40) * 0x1p-24f;  // [0, 1)
+      values[i] = norm ? 1.0f : (2.0f * unit - 1.0f) * half_width;
+    }
+  }
+  return model;
+}
+
+fs::LlamaConfig llama_shape(int64_t dim, int64_t layers, int64_t heads, int64_t kv_heads,
+                            int64_t hidden) {
+  fs::LlamaConfig config;
+  config.dim = dim;
+  config.hidden_dim = hidden;
+  config.n_layers = layers;
+  config.n_heads = heads;
+  config.n_kv_heads = kv_heads;
+  config.vocab_size = 32000;
+  config.seq_len = 2048;
+  config.shared_classifier = true;
+  return config;
+}
+
+// Times the baseline's 256-token greedy continuation after BOS (id 1) both ways, and one trial's
+// forward pass over 8 x 256 tokens; prints the ratios (one run each).
+void bench_greedy(const fs::Model& model, bool with_reference) {
+  constexpr int64_t greedy_tokens = 256;
+  const std::vector<int32_t> prompt = {1};
+  const fs::LlamaConfig& c = model.config;
+  fs::EvalInputs inputs;  // sized for 8 x 256 tokens; the greedy continuation is timed below
+  for (int s = 0; s < 8; ++s) {
+    std::vector<int32_t> sequence(greedy_tokens);
+    for (int64_t t = 0; t < greedy_tokens; ++t) {
+      sequence[static_cast<size_t>(t)] = static_cast<int32_t>((s * 977 + t * 131) % c.vocab_size);
+    }
+    inputs.sequences.push_back(sequence);
+  }
+  inputs.greedy_tokens = 0;
+  fs::LanguageModelEvaluator evaluator(model, inputs, fs::make_llama_forward);
+  const double trial_s = seconds_of([&] { evaluator.evaluate(model); });
+  std::vector<int32_t> cached;
+  const double cached_s =
+      seconds_of([&] { cached = evaluator.greedy_continuation(model, prompt, greedy_tokens, -1); });
+  std::printf("%s: dim %lld layers %lld heads %lld/%lld hidden %lld vocab %lld\n",
+              model.path.c_str(), static_cast<long long>(c.dim), static_cast<long long>(c.n_layers),
+              static_cast<long long>(c.n_heads), static_cast<long long>(c.n_kv_heads),
+              static_cast<long long>(c.hidden_dim), static_cast<long long>(c.vocab_size));
+  std::printf("  one trial (forward, 8 x %lld tokens): %.3f s\n",
+              static_cast<long long>(greedy_tokens), trial_s);
+  std::printf("  greedy %lld tokens, KV cache + verification: %.3f s = %.2f trials\n",
+              static_cast<long long>(cached.size()), cached_s, cached_s / trial_s);
+  if (!with_reference) return;
+  std::vector<int32_t> growing;
+  const double growing_s = seconds_of([&] {
+    growing =
+        fs::test::greedy_growing_prefix(model, fs::make_llama_forward, prompt, greedy_tokens, -1);
+  });
+  std::printf("  greedy %lld tokens, growing prefix:          %.3f s = %.2f trials\n",
+              static_cast<long long>(growing.size()), growing_s, growing_s / trial_s);
+  std::printf("  growing prefix / KV cache: %.1fx; continuations %s\n", growing_s / cached_s,
+              growing == cached ? "identical" : "DIFFER");
+}
+
+int run_greedy(int argc, char** argv) {
+  fs::BlisKernels kernels = fs::BlisKernels::automatic;
+  std::vector<std::string> shapes;
+  for (int i = 3; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "110M" || arg == "1.1B") {
+      shapes.push_back(arg);
+    } else {
+      kernels = fs::parse_blis_kernels(arg);
+    }
+  }
+  const fs::GemmInfo blis = fs::gemm_init(fs::GemmSetup{kernels, 1});
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each result as it comes (runs are long)
+  std::printf("BLIS %s, kernels %s (%s), 1 thread; one run per measurement, CPU time\n\n",
+              blis.blis_version.c_str(), blis.kernel_set.c_str(), blis.selected_by.c_str());
+  bench_greedy(fs::load_llama2c(argv[2]), true);
+  for (const std::string& shape : shapes) {
+    const bool small = shape == "110M";
+    const fs::LlamaConfig config =
+        small ? llama_shape(768, 12, 12, 12, 2048) : llama_shape(2048, 22, 32, 4, 5632);
+    fs::Model model;
+    const double make_s = seconds_of([&] { model = random_llama(config, shape); });
+    std::printf("\n(%s random weights made in %.1f s)\n", shape.c_str(), make_s);
+    bench_greedy(model, small);
+  }
+  return fs::exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
+    if (argc >= 3 && std::string(argv[1]) == "--greedy") return run_greedy(argc, argv);
     return run(argc, argv);
   } catch (const fs::InputError& error) {
     std::fprintf(stderr, "fracsweep_bench: %s\n", error.what());

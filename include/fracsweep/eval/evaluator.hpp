@@ -84,8 +84,10 @@ class LanguageModelEvaluator : public Evaluator {
   };
   std::vector<ProbeOutcome> probe_outcomes() const;
   // Greedy argmax decoding of `model` from `prompt` for up to `max_new` tokens, stopping at
-  // `stop_id` (not included); runs the forward pass on the growing prefix. The prompt plus
-  // max_new - 1 tokens must fit the capacity this evaluator was built for.
+  // `stop_id` (not included) or a non-finite row: exactly the tokens decoding on the growing
+  // prefix gives, found by KV-cached decoding (one row's forward pass per token) checked by a
+  // teacher-forced pass over prompt + continuation. The prompt plus max_new - 1 tokens must fit
+  // the capacity this evaluator was built for.
   std::vector<int32_t> greedy_continuation(const Model& model, const std::vector<int32_t>& prompt,
                                            int64_t max_new, int32_t stop_id);
   const TokenBatch& batch() const { return batch_; }
@@ -100,6 +102,11 @@ class LanguageModelEvaluator : public Evaluator {
     int64_t first_row = 0;
     std::vector<int32_t> targets;  // (n_target) target token ids
   };
+  // Appends greedy tokens to `sequence` (n_prompt prompt tokens, then the continuation) until
+  // the continuation has max_new tokens or a stop is predicted, decoding with the KV cache from
+  // position `from` (whose earlier positions the cache holds for these tokens).
+  void decode_greedily(const Model& model, std::vector<int32_t>& sequence, int64_t n_prompt,
+                       int64_t from, int64_t max_new, int32_t stop_id);
   TrialMetrics score() const;  // metrics of logits_ against the reference
   void score_probes(TrialMetrics& metrics) const;
   // Reference rows (n_pred) and their probabilities (n_pred, vocab) of the logits in logits_.

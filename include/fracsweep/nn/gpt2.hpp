@@ -41,6 +41,12 @@ struct Gpt2Workspace {
 // logits (n_tok, vocab) of every position of every sequence in `batch`.
 void gpt2_forward(const Model& model, const TokenBatch& batch, Gpt2Workspace& ws, float* logits);
 
+// Incremental decoding (LanguageModelForward::decode): logits (n, vocab) of tokens[0 .. n) at
+// positions start .. start + n - 1, their keys and values written to `cache`, whose rows
+// 0 .. start - 1 must hold this model's earlier ones. The workspace's first n rows are reused.
+void gpt2_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t start,
+                 Gpt2Workspace& ws, KvCache& cache, float* logits);
+
 // FLOPs of one gpt2_forward over `batch` (GEMMs + attention, 2 per multiply-add; LayerNorm,
 // GELU and softmax are not counted).
 double gpt2_forward_flops(const LlamaConfig& config, const TokenBatch& batch);

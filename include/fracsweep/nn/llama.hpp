@@ -11,6 +11,7 @@
 namespace fracsweep {
 
 class LanguageModelForward;  // forward.hpp
+class KvCache;               // kv_cache.hpp
 
 // Buffers sized once (for up to `max_tokens` stacked tokens, sequences up to `max_seq_len`)
 // and reused by every trial.
@@ -32,6 +33,12 @@ struct LlamaWorkspace {
 
 // logits (n_tok, vocab) of every position of every sequence in `batch`.
 void llama_forward(const Model& model, const TokenBatch& batch, LlamaWorkspace& ws, float* logits);
+
+// Incremental decoding (LanguageModelForward::decode): logits (n, vocab) of tokens[0 .. n) at
+// positions start .. start + n - 1, their keys and values written to `cache`, whose rows
+// 0 .. start - 1 must hold this model's earlier ones. The workspace's first n rows are reused.
+void llama_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t start,
+                  LlamaWorkspace& ws, KvCache& cache, float* logits);
 
 // The same computation with ref:: kernels only (for tests; slow).
 void llama_forward_ref(const Model& model, const TokenBatch& batch, std::vector<float>& logits);

@@ -28,6 +28,14 @@ void rope_rows(float* x, const int32_t* positions, const float* table, int64_t r
 void attention_causal(const float* q, int64_t q_stride, const float* k, const float* v,
                       int64_t kv_stride, float* out, int64_t out_stride, int64_t len,
                       int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float* scratch);
+// The same attention for the queries of positions first .. len - 1 only (incremental decoding:
+// keys and values of positions 0 .. len - 1 are cached): q and out hold len - first rows, the
+// first one at position `first`; k and v hold len rows. Each output row is bitwise the row
+// attention_causal computes for that position.
+void attention_causal_rows(const float* q, int64_t q_stride, const float* k, const float* v,
+                           int64_t kv_stride, float* out, int64_t out_stride, int64_t first,
+                           int64_t len, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                           float* scratch);
 int64_t attention_scratch_floats(int64_t len, int64_t head_dim);
 
 // gate[i] = silu(gate[i]) * up[i] for i < n  (SwiGLU).

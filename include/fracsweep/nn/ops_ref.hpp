@@ -18,6 +18,9 @@ void rope_rows(float* x, const int32_t* positions, int64_t rows, int64_t n_heads
 void attention_causal(const float* q, int64_t q_stride, const float* k, const float* v,
                       int64_t kv_stride, float* out, int64_t out_stride, int64_t len,
                       int64_t n_heads, int64_t n_kv_heads, int64_t head_dim);
+void attention_causal_rows(const float* q, int64_t q_stride, const float* k, const float* v,
+                           int64_t kv_stride, float* out, int64_t out_stride, int64_t first,
+                           int64_t len, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim);
 void swiglu(float* gate, const float* up, int64_t n);
 void add_inplace(float* x, const float* y, int64_t n);
 
