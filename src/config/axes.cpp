@@ -174,10 +174,9 @@ int64_t checked_trial_count(const JobReader& reader, const JobConfig& job) {
 }
 
 // Trial ids (single ids and ranges, as for seeds), ascending and unique, each inside the grid.
-std::vector<int64_t> parse_record_sites(const JobReader& reader, const JobConfig& job) {
+std::vector<int64_t> parse_record_sites(const JobReader& reader, int64_t n_trials) {
   std::vector<int64_t> ids = parse_id_list(reader, key_record_sites, "trial id");
   std::sort(ids.begin(), ids.end());
-  const int64_t n_trials = checked_trial_count(reader, job);
   if (!ids.empty() && ids.back() >= n_trials) {
     reader.fail(key_record_sites, "trial id " + std::to_string(ids.back()) +
                                       " is outside the grid (ids 0.." +

@@ -316,8 +316,7 @@ JobConfig parse_job_text(const std::string& text, const std::string& path) {
   parse_strategies(reader, job);
   check_model_names(reader, job);
   job.seeds = parse_seeds(reader);
-  checked_trial_count(reader, job);
-  job.record_sites = parse_record_sites(reader, job);
+  job.record_sites = parse_record_sites(reader, checked_trial_count(reader, job));
   return job;
 }
 

@@ -131,6 +131,7 @@ std::vector<int64_t> parse_seeds(const JobReader& reader);
 // The grid's trial count, refused above max_trials (checked before the grid is used).
 int64_t checked_trial_count(const JobReader& reader, const JobConfig& job);
 void parse_strategies(const JobReader& reader, JobConfig& job);
-std::vector<int64_t> parse_record_sites(const JobReader& reader, const JobConfig& job);
+// Trial ids whose sites are recorded, each below `n_trials`.
+std::vector<int64_t> parse_record_sites(const JobReader& reader, int64_t n_trials);
 
 }  // namespace fracsweep::job_file

@@ -56,15 +56,20 @@ std::string replace_all(std::string text, const std::string& from, const std::st
   return text;
 }
 
-// The BOS id, where the greedy continuation starts and stops: a token of the vocabulary.
+// GGUF metadata key `key` (default `fallback`): a token id of the vocabulary.
+int32_t token_id(const GgufFile& file, const std::string& key, int64_t fallback,
+                 int64_t vocab_size) {
+  const int64_t id = file.get_int(key, fallback);
+  check_input(
+      id >= 0 && id < vocab_size,
+      in_file(file.path(), "GGUF metadata key '" + key + "': expected a token id in 0.." +
+                               std::to_string(vocab_size - 1) + ", found " + std::to_string(id)));
+  return static_cast<int32_t>(id);
+}
+
+// The BOS id, where the greedy continuation starts and stops.
 int32_t bos_of(const GgufFile& file, int64_t vocab_size) {
-  const int64_t bos = file.get_int("tokenizer.ggml.bos_token_id", 1);
-  check_input(bos >= 0 && bos < vocab_size,
-              in_file(file.path(),
-                      "GGUF metadata key 'tokenizer.ggml.bos_token_id': expected a "
-                      "token id in 0.." +
-                          std::to_string(vocab_size - 1) + ", found " + std::to_string(bos)));
-  return static_cast<int32_t>(bos);
+  return token_id(file, "tokenizer.ggml.bos_token_id", 1, vocab_size);
 }
 
 }  // namespace
@@ -191,14 +196,8 @@ Tokenizer gguf_tokenizer(const GgufFile& file, int64_t vocab_size) {
                   std::to_string(pieces.size()) + " and " + std::to_string(scores.size())));
   for (std::string& piece : pieces)
     piece = replace_all(std::move(piece), "\xE2\x96\x81", " ");  // U+2581
-  const int32_t bos = bos_of(file, vocab_size);
-  const int64_t eos = file.get_int("tokenizer.ggml.eos_token_id", 2);
-  check_input(eos >= 0 && eos < vocab_size,
-              in_file(file.path(),
-                      "GGUF metadata key 'tokenizer.ggml.eos_token_id': expected a "
-                      "token id in 0.." +
-                          std::to_string(vocab_size - 1) + ", found " + std::to_string(eos)));
-  return Tokenizer(std::move(pieces), std::move(scores), bos, static_cast<int32_t>(eos));
+  return Tokenizer(std::move(pieces), std::move(scores), bos_of(file, vocab_size),
+                   token_id(file, "tokenizer.ggml.eos_token_id", 2, vocab_size));
 }
 
 namespace {
