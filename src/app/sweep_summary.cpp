@@ -57,21 +57,27 @@ void print_summary(const JobConfig& job, const std::vector<ModelSummary>& models
     std::snprintf(text, sizeof text, "f=%.3g", job.amounts[static_cast<size_t>(a)].fraction);
     return std::string(text);
   };
-  std::fprintf(
-      out,
-      "\ntop-1 agreement with the unperturbed model (median over seeds)\n%-14s %-44s %10s %10s\n",
-      "model", "strategy", label(low).c_str(), label(high).c_str());
+  // One column per distinct fraction (a job of one fraction has one column).
+  std::vector<int32_t> columns{low};
+  if (high != low) columns.push_back(high);
+  std::fprintf(out, "\ntop-1 agreement with the unperturbed model (median over seeds)\n%-14s %-44s",
+               "model", "strategy");
+  for (int32_t a : columns) std::fprintf(out, " %10s", label(a).c_str());
+  std::fprintf(out, "\n");
   for (size_t m = 0; m < job.models.size(); ++m) {
     for (size_t s = 0; s < job.strategies.size(); ++s) {
-      std::vector<double> at_low, at_high;
-      for (const TrialRow& row : rows) {
-        if (row.model_idx != static_cast<int32_t>(m) || row.strategy_idx != static_cast<int32_t>(s))
-          continue;
-        if (row.amount_idx == low) at_low.push_back(row.metrics.top1_agreement);
-        if (row.amount_idx == high) at_high.push_back(row.metrics.top1_agreement);
+      std::fprintf(out, "%-14s %-44s", job.models[m].name.c_str(),
+                   job.strategies[s].canonical().c_str());
+      for (int32_t a : columns) {
+        std::vector<double> agreements;  // (seeds) top-1 agreement of this cell's trials
+        for (const TrialRow& row : rows) {
+          if (row.model_idx == static_cast<int32_t>(m) &&
+              row.strategy_idx == static_cast<int32_t>(s) && row.amount_idx == a)
+            agreements.push_back(row.metrics.top1_agreement);
+        }
+        std::fprintf(out, " %10.4f", median(agreements));
       }
-      std::fprintf(out, "%-14s %-44s %10.4f %10.4f\n", job.models[m].name.c_str(),
-                   job.strategies[s].canonical().c_str(), median(at_low), median(at_high));
+      std::fprintf(out, "\n");
     }
   }
 }

@@ -97,6 +97,29 @@ greedy_tokens = 16
         assert f["/baseline/positions"][0] == f["/baseline/positions"][1] == 5055
 
 
+def test_llama2c_reads_pretokenized_sequences_without_a_tokenizer(shared_dir, run_fracsweep, tmp_path):
+    # [eval] tokens needs no tokenizer: the same 50 paragraphs, encoded by the Python reference
+    # encoder, give the reference baseline NLL.
+    write_tokens(tmp_path / "tokens.npy", shared_dir, 50)
+    expected = json.loads((shared_dir / "fixtures/stories260K/expected.json").read_text())
+    result, out = run_job(run_fracsweep, tmp_path, f"""name = formats-bin-tokens
+[models]
+model = bin path={shared_dir}/models/stories260K/stories260K.bin
+[eval]
+tokens = {tmp_path}/tokens.npy
+greedy_tokens = 8
+[sweep]
+fractions = 0.01
+seeds = 0-1
+strategy = zero
+""", ranks=1)
+    assert result.returncode == 0, result.stderr
+    assert baseline(out)["bin"] == pytest.approx(expected["baseline"]["mean_nll"], abs=1e-4)
+    # A job of one fraction gets one column in the closing summary.
+    header = next(line for line in result.stdout.splitlines() if line.startswith("model "))
+    assert header.split() == ["model", "strategy", "f=0.01"]
+
+
 def test_bf16_directory_inspect_and_run(shared_dir, run_fracsweep, tmp_path):
     directory = write_hf_directory(tmp_path / "hf", shared_dir / "models/stories260K/stories260K.bin", "BF16")
     write_tokens(tmp_path / "tokens.npy", shared_dir, 6)
