@@ -72,19 +72,22 @@ void AdaptiveSearches::walk_seeds(int32_t model, int32_t strategy, int32_t crite
                                   const RowsById& rows, Visit&& visit) const {
   const AdaptiveCriterion& rule = search_.criteria[static_cast<size_t>(criterion)];
   const JobTrialColumn& column = metric_columns_[static_cast<size_t>(criterion)];
-  std::optional<Bracket> start;  // the previous seed's bracket
-  for (int32_t seed = 0; seed < seeds_for(strategy); ++seed) {
+  const auto walk = [&](int32_t seed, const std::optional<Bracket>& start) {
     const CrossedAt crossed = [&](int64_t point) -> std::optional<bool> {
-      const auto found =
-          rows.find(grid_.id_of(model, strategy, static_cast<int32_t>(point), seed));
+      const auto found = rows.find(grid_.id_of(model, strategy, static_cast<int32_t>(point), seed));
       if (found == rows.end()) return std::nullopt;
       return rule.holds(metric_value(column, *found->second));
     };
-    const SearchState state = walk_search(search_.lattice.levels, start, crossed);
-    visit(seed, state);
-    if (state.outcome == SearchOutcome::pending) return;
-    start = state.outcome == SearchOutcome::bracketed ? std::optional(state.bracket) : std::nullopt;
-  }
+    return walk_search(search_.lattice.levels, start, crossed);
+  };
+  // The first seed searches cold; once it is settled, every other seed starts from its bracket
+  // (all at once: one level of dependency keeps the searches parallel).
+  const SearchState first = walk(0, std::nullopt);
+  visit(0, first);
+  if (first.outcome == SearchOutcome::pending) return;
+  const std::optional<Bracket> start =
+      first.outcome == SearchOutcome::bracketed ? std::optional(first.bracket) : std::nullopt;
+  for (int32_t seed = 1; seed < seeds_for(strategy); ++seed) visit(seed, walk(seed, start));
 }
 
 std::vector<int64_t> AdaptiveSearches::next_trials(int32_t model, const RowsById& rows) const {
@@ -115,8 +118,8 @@ std::vector<SearchResult> AdaptiveSearches::results(const RowsById& rows) const 
       for (int32_t criterion = 0; criterion < static_cast<int32_t>(search_.criteria.size());
            ++criterion) {
         walk_seeds(model, strategy, criterion, rows, [&](int32_t seed, const SearchState& state) {
-          SearchResult result{model, strategy, seed, criterion, state.outcome,
-                              no_fraction, no_fraction, state.visited};
+          SearchResult result{model,         strategy,    seed,        criterion,
+                              state.outcome, no_fraction, no_fraction, state.visited};
           if (state.outcome == SearchOutcome::bracketed) {
             result.fraction_below = lattice.fraction(state.bracket.below);
             result.fraction_above = lattice.fraction(state.bracket.above);
@@ -127,11 +130,13 @@ std::vector<SearchResult> AdaptiveSearches::results(const RowsById& rows) const 
           }
           results.push_back(result);
         });
-        // Seeds after a pending one have not started.
+        // Seeds waiting for the first seed's search have not started.
         for (int32_t seed = 0; seed < seeds_for(strategy); ++seed) {
-          const bool listed = std::any_of(
-              results.begin() + static_cast<std::ptrdiff_t>(first), results.end(),
-              [&](const SearchResult& r) { return r.criterion_idx == criterion && r.seed_idx == seed; });
+          const bool listed =
+              std::any_of(results.begin() + static_cast<std::ptrdiff_t>(first), results.end(),
+                          [&](const SearchResult& r) {
+                            return r.criterion_idx == criterion && r.seed_idx == seed;
+                          });
           if (!listed) {
             results.push_back({model, strategy, seed, criterion, SearchOutcome::pending,
                                no_fraction, no_fraction, 0});
@@ -150,7 +155,7 @@ std::vector<SearchResult> AdaptiveSearches::results(const RowsById& rows) const 
 }
 
 int64_t AdaptiveSearches::trial_bound(int32_t model) const {
-  // A cold search takes at most levels + 2 trials, a warm one at most 2 + 2 * (levels + 1)
+  // A cold search takes at most levels + 2 trials, a warm one at most 2 * levels + 4
   // (galloping, then bisecting what it galloped over); criteria may share trials.
   const int64_t levels = search_.lattice.levels;
   int64_t bound = 0;

@@ -56,7 +56,8 @@ namespace {
 // point is needed, and the walk stops at the first point it cannot pass.
 class SearchWalk {
  public:
-  SearchWalk(int32_t levels, const CrossedAt& crossed) : last_(int64_t{1} << levels), crossed_(crossed) {}
+  SearchWalk(int32_t levels, const CrossedAt& crossed)
+      : last_(int64_t{1} << levels), crossed_(crossed) {}
 
   SearchState run(const std::optional<Bracket>& start) {
     if (!start) return cold();

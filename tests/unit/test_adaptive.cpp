@@ -59,7 +59,8 @@ BOOST_AUTO_TEST_CASE(lattice_steps_are_at_most_the_width_and_ends_are_exact) {
   for (size_t j = 1; j < points.size(); ++j) {
     BOOST_TEST(points[j] > points[j - 1]);
     BOOST_TEST(points[j] / points[j - 1] <= 1.1);
-    BOOST_TEST(points[j] / points[j - 1] == std::pow(1e6, 1.0 / 256), boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(points[j] / points[j - 1] == std::pow(1e6, 1.0 / 256),
+               boost::test_tools::tolerance(1e-12));
   }
   // One level fewer would be too coarse; a width covering the whole range needs no level.
   BOOST_TEST(std::pow(1e6, 1.0 / 128) > 1.1);
@@ -146,8 +147,9 @@ struct JobFiles {
   JobFiles() {
     dir.write("model.bin", "model");
     dir.write("tokens.npy", "tokens");
-    head = "name = adaptive-test\n[models]\nmodel = m path=model.bin\n[eval]\n"
-           "tokens = tokens.npy\n[sweep]\nseeds = 0-2\nstrategy = gaussian sigma=0.5\n";
+    head =
+        "name = adaptive-test\n[models]\nmodel = m path=model.bin\n[eval]\n"
+        "tokens = tokens.npy\n[sweep]\nseeds = 0-2\nstrategy = gaussian sigma=0.5\n";
   }
   fs::JobConfig parse(const std::string& sweep_lines) const {
     return fs::parse_job_text(head + sweep_lines, dir.file("adaptive.ini"));

@@ -1,10 +1,10 @@
 #pragma once
 // The searches of an adaptive job ([sweep] adaptive; grid/adaptive.hpp): which trials they need
 // next, given the rows so far, and what they found. One search per (model, strategy, seed,
-// criterion); a deterministic strategy has one seed. Seeds are searched in job order, each
-// starting from the bracket the previous seed found (a warm start), so later seeds usually
-// settle in two or three trials. Everything here is a pure function of the rows: a resumed run
-// replays the journal to the same decisions.
+// criterion); a deterministic strategy has one seed. The first seed of the job searches cold;
+// once it is settled, the other seeds all start from its bracket (a warm start), so they usually
+// settle in a few trials, in parallel. Everything here is a pure function of the rows: a
+// resumed run replays the journal to the same decisions.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -39,8 +39,8 @@ class AdaptiveSearches {
   int64_t trial_bound(int32_t model) const;
 
  private:
-  // Walks the seeds of one (model, strategy, criterion) in order; calls `visit(seed, state)`
-  // for each seed reached; stops at the first pending one.
+  // Walks the searches of one (model, strategy, criterion): calls `visit(seed, state)` for the
+  // first seed, then, once it is settled, for every other seed.
   template <typename Visit>
   void walk_seeds(int32_t model, int32_t strategy, int32_t criterion, const RowsById& rows,
                   Visit&& visit) const;

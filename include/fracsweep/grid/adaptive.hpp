@@ -5,7 +5,8 @@
 //
 // The fractions a search may visit are the points of a lattice, log-spaced from the job's
 // smallest to its largest fraction in 2^levels equal steps:
-//   fraction(j) = exp(ln(smallest) + j * (ln(largest) - ln(smallest)) / 2^levels), j = 0 .. 2^levels
+//   fraction(j) = exp(ln(smallest) + j * (ln(largest) - ln(smallest)) / 2^levels), j = 0 ..
+//   2^levels
 // (the end points exact), with levels the smallest for which one step is at most 1 + width.
 // The lattice is the job's amount axis, so every trial a search runs is a grid trial, keyed
 // by its values like any other: the same row a full grid of these fractions would hold.
@@ -61,7 +62,7 @@ struct SearchState {
 using CrossedAt = std::function<std::optional<bool>(int64_t)>;
 
 // One search on lattice `lattice_levels`, given what is known. Without `start` (cold), it
-// evaluates both end points, then bisects. With `start` (warm: the bracket the previous seed
+// evaluates both end points, then bisects. With `start` (warm: the bracket another seed
 // found), it evaluates the two points of `start`; when the crossing lies outside them it gallops
 // away from them in steps of 1, 2, 4, ... lattice points until it is bracketed (or censored at
 // an end), then bisects. Bisection of [lo, hi] evaluates lo + (hi - lo) / 2.
