@@ -4,18 +4,22 @@ same rows, and the searches take a fraction of a grid's trials."""
 import math
 import os
 import signal
-import subprocess
 import sys
+
+from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import write_job
 from resume_helpers import (INCOMPLETE, assert_same_rows, journal_trials, read_trials, start_run,
                             wait_for_trials)
 
-SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "analysis"))
+from fracsweep_analysis.critical import ADAPTIVE, critical_fractions  # noqa: E402
+from fracsweep_analysis.load import load_results  # noqa: E402
 
 CRITERIA = {"top1_agreement<0.5": ("top1_agreement", np.less, 0.5),
             "greedy_match<8": ("greedy_match", np.less, 8)}
@@ -86,6 +90,30 @@ def test_every_search_ends_in_a_bracket_its_rows_prove(reference):
             pytest.fail(f"search {i} ended {outcome}")
     assert "bracketed" in outcomes
     assert "critical fraction f*" in result.stdout
+
+
+def test_analysis_reads_the_searches_and_their_f_star(reference):
+    _, out, _ = reference
+    results = load_results(out)
+    # Lattice points no search needed are not missing trials.
+    assert results.is_complete and results.missing.count == 0 and not results.notes
+    assert len(pd.read_hdf(out, "trials_table")) == len(results.trials)
+    table, _ = searches(out)
+    assert list(results.adaptive["outcome"]) == table["outcome"]
+    critical = critical_fractions(results)
+    assert set(critical["criterion"]) == set(CRITERIA)
+    for criterion in CRITERIA:
+        # zero: every seed bracketed; f* = median of the brackets' geometric midpoints (6 seeds:
+        # the geometric mean of the middle two), computed here from the file's arrays.
+        mine = [math.sqrt(b * a) for c, s, o, b, a in zip(
+            table["criterion"], table["strategy_idx"], table["outcome"], table["fraction_below"],
+            table["fraction_above"]) if c == criterion and s == 0 and o == "bracketed"]
+        row = critical[(critical["criterion"] == criterion) & (critical["strategy"] == "zero")].iloc[0]
+        assert len(mine) == 6
+        ordered = sorted(mine)
+        assert row["status"] == ADAPTIVE
+        assert row["f_star"] == pytest.approx(math.sqrt(ordered[2] * ordered[3]), rel=1e-12)
+        assert row["f_star_lo"] <= row["f_star"] <= row["f_star_hi"]
 
 
 def test_trials_are_the_rows_a_grid_of_those_fractions_holds(reference, shared_dir, run_fracsweep,
