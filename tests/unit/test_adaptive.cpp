@@ -46,6 +46,19 @@ Finished search_to_end(int32_t levels, std::optional<fs::Bracket> start, int64_t
   return {};
 }
 
+// The true crossing is `threshold`: 0 is below the range, last + 1 above it.
+void check_found(const Finished& done, int64_t threshold, int64_t last) {
+  if (threshold == 0) {
+    BOOST_TEST((done.state.outcome == fs::SearchOutcome::below_range));
+  } else if (threshold == last + 1) {
+    BOOST_TEST((done.state.outcome == fs::SearchOutcome::not_reached));
+  } else {
+    BOOST_TEST((done.state.outcome == fs::SearchOutcome::bracketed));
+    BOOST_TEST(done.state.bracket.below == threshold - 1);
+    BOOST_TEST(done.state.bracket.above == threshold);
+  }
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(lattice_steps_are_at_most_the_width_and_ends_are_exact) {
@@ -73,17 +86,9 @@ BOOST_AUTO_TEST_CASE(cold_search_finds_every_crossing_point) {
     const int64_t last = int64_t{1} << levels;
     for (int64_t threshold = 0; threshold <= last + 1; ++threshold) {
       const Finished done = search_to_end(levels, std::nullopt, threshold);
-      if (threshold == 0) {
-        BOOST_TEST((done.state.outcome == fs::SearchOutcome::below_range));
-      } else if (threshold == last + 1) {
-        BOOST_TEST((done.state.outcome == fs::SearchOutcome::not_reached));
-      } else {
-        BOOST_TEST((done.state.outcome == fs::SearchOutcome::bracketed));
-        BOOST_TEST(done.state.bracket.below == threshold - 1);
-        BOOST_TEST(done.state.bracket.above == threshold);
-        // Two end points, then one trial per level.
-        BOOST_TEST(done.evaluated == levels + 2);
-      }
+      check_found(done, threshold, last);
+      // Two end points, then one trial per level.
+      if (threshold > 0 && threshold <= last) BOOST_TEST(done.evaluated == levels + 2);
       BOOST_TEST(done.state.visited == done.evaluated);
     }
   }
@@ -96,15 +101,7 @@ BOOST_AUTO_TEST_CASE(warm_search_finds_every_crossing_point_and_is_cheap_nearby)
     const fs::Bracket start{previous, previous + 1};
     for (int64_t threshold = 0; threshold <= last + 1; ++threshold) {
       const Finished done = search_to_end(levels, start, threshold);
-      if (threshold == 0) {
-        BOOST_TEST((done.state.outcome == fs::SearchOutcome::below_range));
-      } else if (threshold == last + 1) {
-        BOOST_TEST((done.state.outcome == fs::SearchOutcome::not_reached));
-      } else {
-        BOOST_TEST((done.state.outcome == fs::SearchOutcome::bracketed));
-        BOOST_TEST(done.state.bracket.below == threshold - 1);
-        BOOST_TEST(done.state.bracket.above == threshold);
-      }
+      check_found(done, threshold, last);
       // Never more than galloping plus bisecting the galloped span.
       BOOST_TEST(done.evaluated <= 2 * levels + 4);
     }
