@@ -12,6 +12,11 @@ For each (model, strategy, criterion):
     overlap (some cross before others) — otherwise the reason is given.
 Censoring is reported, never extrapolated: "not reached within the swept range" when the curve
 never crosses, "at or below the smallest swept fraction" when it is already crossed there.
+
+Adaptive files ([sweep] adaptive) hold one search per (model, strategy, seed, criterion) that
+brackets f* between two adjacent lattice fractions; their f* is the median over seeds of each
+bracket's geometric midpoint (log space; censored seeds count as 0 or +inf), with a percentile
+bootstrap CI over seeds. The criteria are the file's own: those the searches were run for.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ BRACKETED = "bracket midpoint (non-finite point)"
 BELOW_RANGE = "at or below the smallest swept fraction"
 NOT_REACHED = "not reached within the swept range"
 NO_DATA = "no data"
+ADAPTIVE = "median over seeds of adaptive-search brackets"
 
 
 @dataclass(frozen=True)
@@ -320,14 +326,68 @@ def critical_fraction(trials: pd.DataFrame, criterion: Criterion, threshold: flo
     return row
 
 
+def log_median(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Median in log space of f* values coded 0 (at or below the range) ... +inf (above): the
+    geometric mean of the two middle values for an even count; NaN when they are 0 and +inf."""
+    ordered = np.sort(values, axis=axis)
+    n = ordered.shape[axis]
+    low = np.take(ordered, (n - 1) // 2, axis=axis)
+    high = np.take(ordered, n // 2, axis=axis)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(low * high)
+
+
+def adaptive_critical_fractions(results: Results, settings: BootstrapSettings) -> pd.DataFrame:
+    """f* of an adaptive file's searches (CRITICAL_COLUMNS), per (model, strategy, criterion)."""
+    swept = results.grid.amounts["fraction"]
+    swept_min, swept_max = float(swept.min()), float(swept.max())
+    rows = []
+    for (model, strategy, criterion), cell in results.adaptive.groupby(
+            ["model", "strategy", "criterion"], sort=False):
+        settled = cell[cell["outcome"] != "pending"]
+        f_star = settled["f_star"].to_numpy()  # (seeds) 0 ... inf coded
+        crossed = f_star[f_star < math.inf]
+        match = re.fullmatch(r"(.+?)([<>])(.+)", criterion)
+        row = {"model": model, "strategy": strategy, "criterion": criterion,
+               "description": f"{match[1]} {'below' if match[2] == '<' else 'above'} {match[3]} "
+                              f"(adaptive search)",
+               "threshold": float(match[3]), "n_seeds": len(f_star),
+               "seeds_crossed": int(crossed.size),
+               "seed_f_star_min": float(crossed.min()) if crossed.size else math.nan,
+               "seed_f_star_max": float(crossed.max()) if crossed.size else math.nan,
+               "swept_min": swept_min, "swept_max": swept_max,
+               "bracket_lo": math.nan, "bracket_hi": math.nan, "f_star_lo": math.nan,
+               "f_star_hi": math.nan, "logistic_status": "not fitted: adaptive search",
+               "logistic_f50": math.nan, "logistic_lo": math.nan, "logistic_hi": math.nan}
+        if not len(f_star):
+            rows.append({**row, "status": NO_DATA, "f_star": math.nan})
+            continue
+        centre = float(log_median(f_star))
+        status = (BELOW_RANGE if centre == 0 else NOT_REACHED if math.isinf(centre)
+                  else ADAPTIVE if not math.isnan(centre) else
+                  "undetermined: half the seeds at or below the range, half above it")
+        row.update(status=status, f_star=centre)
+        if len(f_star) >= 2:
+            generator = settings.generator(model, strategy, criterion)
+            resample = generator.integers(0, len(f_star), size=(settings.resamples, len(f_star)))
+            replicates = log_median(f_star[resample], axis=1)
+            low, high = percentile_interval(replicates[~np.isnan(replicates)], settings.confidence)
+            row.update(f_star_lo=float(low), f_star_hi=float(high))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=CRITICAL_COLUMNS)
+
+
 def critical_fractions(results: Results, criteria=DEFAULT_CRITERIA,
                        settings: BootstrapSettings = BootstrapSettings(),
                        progress: Progress | None = None) -> pd.DataFrame:
     """f* for every (model, strategy, criterion) with trials (CRITICAL_COLUMNS).
 
     `f_star` is 0 ... inf coded: +inf = not reached (with `swept_max` the largest fraction
-    swept), and CI ends of 0 / +inf mean "below / above the swept range".
+    swept), and CI ends of 0 / +inf mean "below / above the swept range". For an adaptive file
+    the criteria are those its searches ran for (`criteria` is not used).
     """
+    if results.adaptive is not None:
+        return adaptive_critical_fractions(results, settings)
     progress = progress or Progress(enabled=False)
     cells = results.trials.groupby(["model_idx", "strategy_idx"], sort=True)
     progress.start("critical fractions", cells.ngroups * len(criteria))
@@ -360,7 +420,7 @@ def describe_f_star(row) -> str:
     status = row["status"]
     if status == NOT_REACHED:
         return f"not reached (> {percent(row['swept_max'])}, the largest swept)"
-    if status not in (INTERPOLATED, BRACKETED, BELOW_RANGE):
+    if status not in (INTERPOLATED, BRACKETED, BELOW_RANGE, ADAPTIVE):
         return status
     point = (f"≤ {percent(row['swept_min'])} (smallest swept)" if status == BELOW_RANGE
              else percent(row["f_star"]))

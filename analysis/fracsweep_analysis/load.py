@@ -137,6 +137,8 @@ class Results:
     tensors: pd.DataFrame | None   # tensor, model_idx, model, name, offset, count, shape, dtype, role
     sites: pd.DataFrame | None     # recorded sites, when the job asked for them
     notes: list[str] = field(default_factory=list)  # data-quality remarks found while loading
+    # Adaptive jobs ([sweep] adaptive): one row per search (ADAPTIVE_COLUMNS); None otherwise.
+    adaptive: pd.DataFrame | None = None
     # The file's /trials columns, schema order: index name; type ("int32", "int64", "float64",
     # "str"), units ("" when none), long_name (what the column means).
     columns: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
@@ -144,7 +146,8 @@ class Results:
 
     @property
     def is_complete(self) -> bool:
-        return self.missing.count == 0
+        unfinished = self.adaptive is not None and bool((self.adaptive["outcome"] == "pending").any())
+        return self.missing.count == 0 and not unfinished
 
     def to_xarray(self) -> xr.Dataset:
         return trials_to_dataset(self)
@@ -186,6 +189,14 @@ def _read(path: Path, h5: h5py.File, progress: Progress) -> Results:
     if done_attr is not None and int(done_attr) != len(trials):
         notes.append(f"root attribute n_trials_done is {done_attr} but /trials holds "
                      f"{len(trials)} rows; the rows are used")
+    adaptive = _read_adaptive(path, h5, grid)
+    if adaptive is not None:
+        # A search runs only the lattice points it needs: the others are not missing.
+        expected = expected[expected["trial"].isin(trials["trial"])]
+        unfinished = int((adaptive["outcome"] == "pending").sum())
+        if unfinished:
+            notes.append(f"{unfinished} of {len(adaptive)} adaptive searches unfinished (the run "
+                         f"stopped before they were settled)")
     missing_ids = np.setdiff1d(expected["trial"].to_numpy(), trials["trial"].to_numpy())
     missing_rows = _label(expected.set_index("trial").loc[missing_ids].reset_index(), grid)
     missing = MissingTrials(n_expected=len(expected), trials=missing_rows[
@@ -197,7 +208,8 @@ def _read(path: Path, h5: h5py.File, progress: Progress) -> Results:
     tensors = _read_tensors(path, h5, grid, notes)
     sites = _read_sites(path, h5)
     return Results(path=path, provenance=provenance, grid=grid, trials=trials, missing=missing,
-                   baseline=baseline, tensors=tensors, sites=sites, notes=notes, columns=columns)
+                   baseline=baseline, tensors=tensors, sites=sites, notes=notes, columns=columns,
+                   adaptive=adaptive)
 
 
 def _check_schema(path: Path, h5: h5py.File, provenance: dict) -> None:
@@ -493,6 +505,42 @@ def _read_tensors(path: Path, h5: h5py.File, grid: Grid, notes: list[str]) -> pd
         raise ResultsFileError(path, "/tensors/model_idx points outside /grid/model")
     frame.insert(2, "model", grid.models["model"].to_numpy()[frame["model_idx"]])
     return frame
+
+
+ADAPTIVE_COLUMNS = ["model_idx", "strategy_idx", "seed_idx", "model", "strategy", "seed",
+                    "criterion", "outcome", "fraction_below", "fraction_above", "trials", "f_star"]
+SEARCH_OUTCOMES = ("bracketed", "below_range", "not_reached", "pending")
+
+
+def _read_adaptive(path: Path, h5: h5py.File, grid: Grid) -> pd.DataFrame | None:
+    """/adaptive: one row per search; `f_star` is the geometric midpoint of a bracket, 0 for a
+    search settled at or below the smallest fraction, +inf above the largest, NaN unfinished."""
+    if "adaptive" not in h5:
+        return None
+    group = h5["adaptive"]
+    n = _dataset(path, h5, "adaptive/outcome").shape[0]
+    table = pd.DataFrame({name: _dataset(path, h5, f"adaptive/{name}", n)[()]
+                          for name in ("model_idx", "strategy_idx", "seed_idx", "fraction_below",
+                                       "fraction_above", "trials")})
+    table["criterion"] = _strings(group["criterion"])
+    table["outcome"] = _strings(group["outcome"])
+    unknown = set(table["outcome"]) - set(SEARCH_OUTCOMES)
+    if unknown:
+        raise ResultsFileError(path, f"/adaptive/outcome holds {sorted(unknown)}; expected "
+                                     f"{', '.join(SEARCH_OUTCOMES)}")
+    for column, axis in (("model_idx", grid.models), ("strategy_idx", grid.strategies),
+                         ("seed_idx", grid.seeds)):
+        values = table[column].to_numpy()
+        if len(values) and (values.min() < 0 or values.max() >= len(axis)):
+            raise ResultsFileError(path, f"/adaptive/{column} points outside its /grid axis")
+    table["model"] = grid.models["model"].to_numpy()[table["model_idx"].to_numpy()]
+    table["strategy"] = grid.strategies["strategy"].to_numpy()[table["strategy_idx"].to_numpy()]
+    table["seed"] = grid.seeds[table["seed_idx"].to_numpy()]
+    f_star = np.sqrt(table["fraction_below"].to_numpy() * table["fraction_above"].to_numpy())
+    f_star[table["outcome"].to_numpy() == "below_range"] = 0.0
+    f_star[table["outcome"].to_numpy() == "not_reached"] = np.inf
+    table["f_star"] = f_star
+    return table[ADAPTIVE_COLUMNS]
 
 
 def _read_sites(path: Path, h5: h5py.File) -> pd.DataFrame | None:

@@ -299,13 +299,21 @@ def report_blocks(results: Results, curves: pd.DataFrame, critical: pd.DataFrame
         blocks.append(Table(table, f"Model {model}{baseline}"))
 
     blocks.append(Heading(2, "Critical fraction f*"))
-    blocks.append(Paragraph(
-        f"f* is where the median-across-seeds curve first crosses the threshold, interpolated in "
-        f"log f; [{confidence} bootstrap CI over seeds]. 'not reached' and 'at or below the "
-        f"smallest swept fraction' are reported as such, never extrapolated. 'seeds crossed' counts "
-        f"seeds whose own curve crosses within the swept range (at its smallest fraction included). The logistic column fits "
-        f"P(trial past threshold) against log f and gives the fraction where it is 1/2, with a Wald "
-        f"interval, where that fit converges."))
+    if results.adaptive is not None:
+        blocks.append(Paragraph(
+            f"Adaptive search: each seed's search bracketed f* between two adjacent fractions of "
+            f"a log-spaced lattice; f* is the median over seeds of each bracket's geometric "
+            f"midpoint (log space), [{confidence} bootstrap CI over seeds]. Seeds settled at or "
+            f"below the smallest fraction, or above the largest, count as such, never "
+            f"extrapolated. The criteria are those the searches ran for ([sweep] adaptive)."))
+    else:
+        blocks.append(Paragraph(
+            f"f* is where the median-across-seeds curve first crosses the threshold, interpolated in "
+            f"log f; [{confidence} bootstrap CI over seeds]. 'not reached' and 'at or below the "
+            f"smallest swept fraction' are reported as such, never extrapolated. 'seeds crossed' counts "
+            f"seeds whose own curve crosses within the swept range (at its smallest fraction included). The logistic column fits "
+            f"P(trial past threshold) against log f and gives the fraction where it is 1/2, with a Wald "
+            f"interval, where that fit converges."))
     blocks.append(Table(_critical_display(critical)))
 
     if behaviour is not None:

@@ -1,9 +1,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "fracsweep/app/adaptive_sweep.hpp"
 #include "fracsweep/app/commands.hpp"
 #include "fracsweep/app/sweep.hpp"
 #include "fracsweep/config/job.hpp"
@@ -88,14 +90,28 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
         "(deterministic strategies run once per amount)\n",
         job.models.size(), job.strategies.size(), job.strategies.size() == 1 ? "y" : "ies",
         job.amounts.size(), job.seeds.size(), static_cast<long long>(grid.size()));
+    const EvalSources sources = read_eval_sources(job);
+    std::optional<AdaptiveSearches> adaptive;
+    if (job.adaptive) {
+      const bool reference = std::any_of(job.models.begin(), job.models.end(),
+                                         [](const ModelSpec& m) { return !m.reference.empty(); });
+      adaptive.emplace(job, grid, reference,
+                       sources.probes ? sources.probes->kinds : std::vector<std::string>{});
+      int64_t bound = 0;
+      for (size_t m = 0; m < job.models.size(); ++m) {
+        bound += adaptive->trial_bound(static_cast<int32_t>(m));
+      }
+      std::printf("adaptive: the searches run at most %lld of these trials\n",
+                  static_cast<long long>(bound));
+    }
     if (vm.count("no-measure")) return;
     gemm_init(GemmSetup{});
-    const EvalSources sources = read_eval_sources(job);
     double total_seconds = 0;
     for (size_t m = 0; m < job.models.size(); ++m) {
       const auto model_idx = static_cast<int32_t>(m);
       const TrialCost cost = measure_trial_cost(job, grid, model_idx, sources);
-      const int64_t trials = grid.model_end(model_idx) - grid.model_begin(model_idx);
+      const int64_t trials = adaptive ? adaptive->trial_bound(model_idx)
+                                      : grid.model_end(model_idx) - grid.model_begin(model_idx);
       total_seconds += cost.seconds * static_cast<double>(trials);
       std::printf("model %s: %lld trials, ~%.1f ms/trial measured (%.2f GFLOP per forward pass)\n",
                   job.models[m].name.c_str(), static_cast<long long>(trials), cost.seconds * 1e3,

@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <optional>
 #include <set>
 
+#include "fracsweep/app/adaptive_sweep.hpp"
 #include "fracsweep/app/sweep_journal.hpp"
 #include "fracsweep/app/sweep_summary.hpp"
 #include "fracsweep/io/output_lock.hpp"
@@ -80,6 +82,11 @@ struct SweepPlan {
 
 SweepPlan plan_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
   SweepPlan plan{job, options, job_grid(job), {}, {}, 0, 1};
+  // Searches follow one (model, strategy, seed) across the fraction axis, which shards split.
+  check_input(!job.adaptive || options.shard_count <= 1,
+              in_file(job.path,
+                      "key 'sweep.adaptive': an adaptive job cannot be sharded "
+                      "(--shard); run it whole (its searches need only a few trials)"));
   MPI_Comm_rank(comm, &plan.rank);
   MPI_Comm_size(comm, &plan.size);
   plan.range = shard_range(plan.grid.size(), options.shard_index, options.shard_count);
@@ -92,9 +99,10 @@ SweepPlan plan_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& opti
 // rank), and rank 0's output lock, journal and resumed rows.
 struct SweepStart {
   EvalSources sources;
-  std::vector<int64_t> to_run;       // trial ids still missing, ascending
-  std::unique_ptr<OutputLock> lock;  // rank 0: held until the run ends
-  ResumeState resume;                // rank 0
+  std::optional<AdaptiveSearches> adaptive;  // adaptive jobs: the searches (every rank)
+  std::vector<int64_t> to_run;               // trial ids still missing, ascending
+  std::unique_ptr<OutputLock> lock;          // rank 0: held until the run ends
+  ResumeState resume;                        // rank 0
 };
 
 // Rank 0: locks the output, opens or resumes its journal and records this start in provenance.
@@ -146,6 +154,14 @@ SweepStart open_inputs(MPI_Comm comm, const SweepPlan& plan, Provenance& provena
     run_collective_phase(comm, [&] {
       check_job_inputs(plan.job);
       start.sources = read_eval_sources(plan.job);
+      if (plan.job.adaptive) {
+        const auto& models = plan.job.models;
+        const bool reference = std::any_of(models.begin(), models.end(),
+                                           [](const ModelSpec& m) { return !m.reference.empty(); });
+        start.adaptive.emplace(
+            plan.job, plan.grid, reference,
+            start.sources.probes ? start.sources.probes->kinds : std::vector<std::string>{});
+      }
       if (plan.rank == 0) open_output(plan, start, provenance);
     });
   } catch (const PhaseFailure&) {
@@ -156,8 +172,10 @@ SweepStart open_inputs(MPI_Comm comm, const SweepPlan& plan, Provenance& provena
   return start;
 }
 
-std::string schedule_label(const ScheduleOptions& schedule, size_t n_to_run, int n_ranks) {
+std::string schedule_label(const ScheduleOptions& schedule, size_t n_to_run, int n_ranks,
+                           bool rounds) {
   if (!schedule.dynamic) return "static";
+  if (rounds && schedule.chunk <= 0) return "dynamic (automatic chunk per round)";
   const int64_t chunk = schedule.chunk > 0
                             ? schedule.chunk
                             : automatic_chunk(static_cast<int64_t>(n_to_run), n_ranks);
@@ -167,12 +185,20 @@ std::string schedule_label(const ScheduleOptions& schedule, size_t n_to_run, int
 // Rank 0: the job, ranks, schedule and BLIS setup; for shards and resumes, what is left to run.
 void announce_sweep(const SweepPlan& plan, const SweepStart& start, const std::string& schedule,
                     const GemmInfo& gemm) {
+  std::string trials = std::to_string(plan.grid.size()) + " trials";
+  if (start.adaptive) {
+    int64_t bound = 0;
+    for (int32_t m = 0; m < static_cast<int32_t>(plan.job.models.size()); ++m) {
+      bound += start.adaptive->trial_bound(m);
+    }
+    trials = "adaptive search for f* on " + std::to_string(plan.job.amounts.size()) +
+             " fractions, at most " + std::to_string(bound) + " trials";
+  }
   std::fprintf(stderr,
-               "[fracsweep] job %s: %lld trials, %zu model(s), %d rank(s), %s schedule; "
+               "[fracsweep] job %s: %s, %zu model(s), %d rank(s), %s schedule; "
                "BLIS %s kernels=%s threads=%d\n",
-               plan.job.name.c_str(), static_cast<long long>(plan.grid.size()),
-               plan.job.models.size(), plan.size, schedule.c_str(), gemm.blis_version.c_str(),
-               gemm.kernel_set.c_str(), gemm.threads);
+               plan.job.name.c_str(), trials.c_str(), plan.job.models.size(), plan.size,
+               schedule.c_str(), gemm.blis_version.c_str(), gemm.kernel_set.c_str(), gemm.threads);
   if (plan.options.shard_count <= 1 && !start.resume.resuming) return;
   const std::string resumed =
       start.resume.resuming ? "resuming " + journal_path(plan.options.out) + " with " +
@@ -284,11 +310,43 @@ bool distribute_trials(MPI_Comm comm, const SweepPlan& plan, SweepStart& start,
     rows.push_back(std::move(result));
   };
   StopWatch stop_requested(stop_signals, plan.rank);
-  Progress progress(static_cast<int64_t>(start.to_run.size()), plan.options.progress_interval_s,
-                    plan.rank == 0);
-  return run_distributed(
-      comm, start.to_run, plan.options.schedule, run_trial, collect,
-      [&] { return stop_requested(); }, progress);
+  const auto stop = [&] { return stop_requested(); };
+  const size_t rows_before = rows.size();
+  const auto done_here = [&] { return static_cast<int64_t>(rows.size() - rows_before); };
+  if (!start.adaptive) {
+    Progress progress(static_cast<int64_t>(start.to_run.size()), plan.options.progress_interval_s,
+                      plan.rank == 0);
+    const bool complete = run_distributed(comm, start.to_run, plan.options.schedule, run_trial,
+                                          collect, stop, progress);
+    progress.finish(done_here());
+    return complete;
+  }
+  // Adaptive: per model, rounds of the trials its searches need next, until all are settled.
+  // Rank 0 holds the rows and decides; a round runs like a grid of its trials. Progress counts
+  // against the most trials the searches can take.
+  int64_t bound = 0;
+  for (int32_t m = 0; m < static_cast<int32_t>(plan.job.models.size()); ++m) {
+    bound += start.adaptive->trial_bound(m);
+  }
+  Progress progress(bound, plan.options.progress_interval_s, plan.rank == 0);
+  bool complete = true;
+  for (int32_t m = 0; complete && m < static_cast<int32_t>(plan.job.models.size()); ++m) {
+    for (;;) {
+      std::vector<int64_t> round;
+      run_collective_phase(comm, [&] {
+        if (plan.rank == 0) round = start.adaptive->next_trials(m, index_rows(rows));
+      });
+      broadcast_ids(comm, round);
+      if (round.empty()) break;
+      progress.start_round(done_here(), bound);
+      complete =
+          run_distributed(comm, round, plan.options.schedule, run_trial, collect, stop, progress);
+      if (!complete) break;
+    }
+  }
+  progress.start_round(0, complete ? done_here() : bound);
+  progress.finish(done_here());
+  return complete;
 }
 
 // The run's provenance once the trials are done: software, job, schedule, MPI, BLIS, shard.
@@ -343,7 +401,7 @@ int write_output(const SweepPlan& plan, ResultsContent content, bool complete) {
   }
   std::filesystem::remove(journal_path(out));
   std::fprintf(stderr, "[fracsweep] wrote %s (%zu trials)\n", out.c_str(), content.rows.size());
-  print_summary(plan.job, content.models, content.rows, stdout);
+  print_summary(plan.job, content.models, content.rows, content.searches, stdout);
   std::fflush(stdout);
   return exit_ok;
 }
@@ -360,7 +418,8 @@ int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
 
   SweepStart start = open_inputs(comm, plan, provenance);
   const GemmInfo gemm = gemm_init(options.gemm);
-  const std::string schedule = schedule_label(options.schedule, start.to_run.size(), plan.size);
+  const std::string schedule =
+      schedule_label(options.schedule, start.to_run.size(), plan.size, start.adaptive.has_value());
   if (plan.rank == 0) announce_sweep(plan, start, schedule, gemm);
 
   ModelSessions sessions(plan, start.sources);
@@ -374,7 +433,10 @@ int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
     run_collective_phase(comm, [&] {
       if (plan.rank != 0) return;
       start.resume.journal->commit();
+      std::vector<SearchResult> searches;
+      if (start.adaptive) searches = start.adaptive->results(index_rows(rows));
       ResultsContent content = results_content(plan, sessions.take_summaries(), std::move(rows));
+      content.searches = std::move(searches);
       if (start.sources.probes) content.probe_kinds = start.sources.probes->kinds;
       finish_provenance(provenance, plan, schedule, gemm, start.resume);
       content.provenance = std::move(provenance);

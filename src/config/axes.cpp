@@ -173,6 +173,76 @@ int64_t checked_trial_count(const JobReader& reader, const JobConfig& job) {
   return static_cast<int64_t>(n_trials);
 }
 
+// "METRIC<VALUE" or "METRIC>VALUE" tokens; the width; then the lattice from the smallest to the
+// largest fraction of the amount axis replaces it.
+void parse_adaptive(const JobReader& reader, JobConfig& job) {
+  const std::vector<std::string> tokens =
+      reader.list(key_adaptive, "criteria METRIC<VALUE or METRIC>VALUE");
+  if (tokens.empty()) {
+    if (reader.optional_text(key_adaptive_width)) {
+      reader.fail(key_adaptive_width, "is given without '" + std::string(key_adaptive) + "'");
+    }
+    return;
+  }
+  AdaptiveSearch search;
+  std::set<std::string> seen;
+  for (const std::string& token : tokens) {
+    const size_t op = token.find_first_of("<>");
+    if (op == std::string::npos || op == 0 || op + 1 == token.size()) {
+      reader.fail(key_adaptive, "cannot parse '" + token +
+                                    "'; expected METRIC<VALUE or METRIC>VALUE, e.g. "
+                                    "top1_agreement<0.5");
+    }
+    AdaptiveCriterion criterion{.metric = token.substr(0, op), .below = token[op] == '<'};
+    criterion.value = reader.number<double>(key_adaptive, token.substr(op + 1), "a number");
+    if (!std::isfinite(criterion.value)) {
+      reader.fail(key_adaptive, "the value in '" + token + "' must be finite");
+    }
+    if (!seen.insert(criterion.text()).second) {
+      reader.fail(key_adaptive, "criterion '" + token + "' is given twice");
+    }
+    search.criteria.push_back(criterion);
+  }
+  if (std::optional<std::string> width = reader.optional_text(key_adaptive_width)) {
+    const std::string expected = "a relative width > 0, e.g. 0.1";
+    search.width = reader.number<double>(
+        key_adaptive_width, reader.trimmed_single(key_adaptive_width, *width, expected), expected);
+    if (!(search.width > 0) || !std::isfinite(search.width)) {
+      reader.fail(key_adaptive_width, "must be finite and > 0, found " + *width);
+    }
+  }
+  std::vector<double> fractions;
+  for (const Amount& amount : job.amounts) {
+    if (amount.is_count) {
+      reader.fail(key_counts,
+                  "an adaptive search needs fractions, not counts (the lattice is "
+                  "log-spaced between the smallest and largest fraction)");
+    }
+    fractions.push_back(amount.fraction);
+  }
+  const auto [smallest, largest] = std::minmax_element(fractions.begin(), fractions.end());
+  if (!(*smallest < *largest)) {
+    reader.fail(key_adaptive,
+                "needs a range of fractions to search: give the smallest and the "
+                "largest, e.g. 'fractions_log = 1e-6 1 1' or "
+                "'fractions = 1e-6 1'");
+  }
+  const int32_t levels = lattice_levels_for(*smallest, *largest, search.width);
+  if (levels > max_lattice_levels) {
+    reader.fail(key_adaptive_width,
+                "a width of " + shortest_number_text(search.width) + " from " +
+                    shortest_number_text(*smallest) + " to " + shortest_number_text(*largest) +
+                    " needs 2^" + std::to_string(levels) + " lattice steps, more than 2^" +
+                    std::to_string(max_lattice_levels) + ": choose a wider bracket");
+  }
+  search.lattice = FractionLattice{*smallest, *largest, levels};
+  job.amounts.clear();
+  for (double fraction : search.lattice.fractions()) {
+    job.amounts.push_back(Amount{.is_count = false, .fraction = fraction});
+  }
+  job.adaptive = std::move(search);
+}
+
 // Trial ids (single ids and ranges, as for seeds), ascending and unique, each inside the grid.
 std::vector<int64_t> parse_record_sites(const JobReader& reader, int64_t n_trials) {
   std::vector<int64_t> ids = parse_id_list(reader, key_record_sites, "trial id");
@@ -195,6 +265,15 @@ int64_t Amount::sites(int64_t n_scope) const {
 
 std::string Amount::label() const {
   return is_count ? "count=" + std::to_string(count) : shortest_number_text(fraction);
+}
+
+bool AdaptiveCriterion::holds(double metric_value) const {
+  if (!std::isfinite(metric_value)) return true;  // destroyed outputs: behaviour changed
+  return below ? metric_value < value : metric_value > value;
+}
+
+std::string AdaptiveCriterion::text() const {
+  return metric + (below ? "<" : ">") + shortest_number_text(value);
 }
 
 std::vector<double> log_spaced(double from, double to, int64_t per_decade) {

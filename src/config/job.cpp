@@ -28,28 +28,30 @@ namespace fs = std::filesystem;
 // Every value is read as text and converted here, so number errors name the key and token.
 po::options_description job_options() {
   po::options_description options("job file keys");
-  options.add_options()                                                             //
-      (key_name, po::value<std::string>(), "job name")                              //
-      (key_seed, po::value<std::string>(), "job seed")                              //
-      (key_model, po::value<std::vector<std::string>>(), "model (repeated)")        //
-      (key_eval_text, po::value<std::string>(), "evaluation text file")             //
-      (key_paragraphs, po::value<std::string>(), "paragraphs evaluated")            //
-      (key_greedy_tokens, po::value<std::string>(), "greedy continuation length")   //
-      (key_greedy_prompt, po::value<std::string>(), "greedy continuation prompt")   //
-      (key_eval_probes, po::value<std::string>(), "behaviour probes")               //
-      (key_eval_tokens, po::value<std::string>(), "pre-tokenized sequences")        //
-      (key_eval_inputs, po::value<std::string>(), "classifier inputs")              //
-      (key_eval_labels, po::value<std::string>(), "classifier labels")              //
-      (key_eval_examples, po::value<std::string>(), "examples evaluated")           //
-      (key_input_divisor, po::value<std::string>(), "input divisor")                //
-      (key_input_mean, po::value<std::string>(), "per-channel input mean")          //
-      (key_input_std, po::value<std::string>(), "per-channel input std")            //
-      (key_fractions, po::value<std::string>(), "explicit fractions")               //
-      (key_fractions_log, po::value<std::string>(), "log-spaced fractions")         //
-      (key_counts, po::value<std::string>(), "absolute site counts")                //
-      (key_seeds, po::value<std::string>(), "seeds")                                //
-      (key_strategy, po::value<std::vector<std::string>>(), "strategy (repeated)")  //
-      (key_record_sites, po::value<std::string>(), "trial ids whose sites are recorded");
+  options.add_options()                                                                   //
+      (key_name, po::value<std::string>(), "job name")                                    //
+      (key_seed, po::value<std::string>(), "job seed")                                    //
+      (key_model, po::value<std::vector<std::string>>(), "model (repeated)")              //
+      (key_eval_text, po::value<std::string>(), "evaluation text file")                   //
+      (key_paragraphs, po::value<std::string>(), "paragraphs evaluated")                  //
+      (key_greedy_tokens, po::value<std::string>(), "greedy continuation length")         //
+      (key_greedy_prompt, po::value<std::string>(), "greedy continuation prompt")         //
+      (key_eval_probes, po::value<std::string>(), "behaviour probes")                     //
+      (key_eval_tokens, po::value<std::string>(), "pre-tokenized sequences")              //
+      (key_eval_inputs, po::value<std::string>(), "classifier inputs")                    //
+      (key_eval_labels, po::value<std::string>(), "classifier labels")                    //
+      (key_eval_examples, po::value<std::string>(), "examples evaluated")                 //
+      (key_input_divisor, po::value<std::string>(), "input divisor")                      //
+      (key_input_mean, po::value<std::string>(), "per-channel input mean")                //
+      (key_input_std, po::value<std::string>(), "per-channel input std")                  //
+      (key_fractions, po::value<std::string>(), "explicit fractions")                     //
+      (key_fractions_log, po::value<std::string>(), "log-spaced fractions")               //
+      (key_counts, po::value<std::string>(), "absolute site counts")                      //
+      (key_seeds, po::value<std::string>(), "seeds")                                      //
+      (key_strategy, po::value<std::vector<std::string>>(), "strategy (repeated)")        //
+      (key_record_sites, po::value<std::string>(), "trial ids whose sites are recorded")  //
+      (key_adaptive, po::value<std::string>(), "adaptive search criteria")                //
+      (key_adaptive_width, po::value<std::string>(), "adaptive bracket width");
   return options;
 }
 
@@ -313,6 +315,7 @@ JobConfig parse_job_text(const std::string& text, const std::string& path) {
   check_tokenizers(reader, job);
 
   job.amounts = parse_amounts(reader);
+  parse_adaptive(reader, job);
   parse_strategies(reader, job);
   check_model_names(reader, job);
   job.seeds = parse_seeds(reader);
@@ -409,9 +412,19 @@ std::string echo_job(const JobConfig& job) {
     out << "greedy continuation: " << job.greedy_tokens << " tokens from "
         << (job.greedy_prompt.empty() ? "BOS" : "prompt \"" + job.greedy_prompt + "\"") << "\n";
   }
-  out << "amounts (" << job.amounts.size() << "):";
-  for (const Amount& amount : job.amounts) out << " " << amount.label();
-  out << "\n";
+  if (job.adaptive) {
+    const AdaptiveSearch& search = *job.adaptive;
+    std::vector<std::string> criteria;
+    for (const AdaptiveCriterion& criterion : search.criteria) criteria.push_back(criterion.text());
+    out << "adaptive search for f*: " << join(criteria, " ") << " (width "
+        << shortest_number_text(search.width) << "), on " << job.amounts.size()
+        << " log-spaced fractions from " << shortest_number_text(search.lattice.smallest) << " to "
+        << shortest_number_text(search.lattice.largest) << "\n";
+  } else {
+    out << "amounts (" << job.amounts.size() << "):";
+    for (const Amount& amount : job.amounts) out << " " << amount.label();
+    out << "\n";
+  }
   out << "strategies (" << job.strategies.size() << "):\n";
   for (size_t i = 0; i < job.strategies.size(); ++i) {
     out << "  " << job.strategies[i].canonical()

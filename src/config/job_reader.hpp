@@ -41,6 +41,8 @@ inline constexpr const char* key_counts = "sweep.counts";
 inline constexpr const char* key_seeds = "sweep.seeds";
 inline constexpr const char* key_strategy = "sweep.strategy";
 inline constexpr const char* key_record_sites = "sweep.record_sites";
+inline constexpr const char* key_adaptive = "sweep.adaptive";
+inline constexpr const char* key_adaptive_width = "sweep.adaptive_width";
 
 // Stated limits on what a job may ask for, checked before anything of that size is built: a
 // one-line value (`seeds = 0-100000000`) must end in a clear error, never an out-of-memory kill.
@@ -131,6 +133,8 @@ std::vector<int64_t> parse_seeds(const JobReader& reader);
 // The grid's trial count, refused above max_trials (checked before the grid is used).
 int64_t checked_trial_count(const JobReader& reader, const JobConfig& job);
 void parse_strategies(const JobReader& reader, JobConfig& job);
+// [sweep] adaptive and adaptive_width; when given, replaces job.amounts by the search lattice.
+void parse_adaptive(const JobReader& reader, JobConfig& job);
 // Trial ids whose sites are recorded, each below `n_trials`.
 std::vector<int64_t> parse_record_sites(const JobReader& reader, int64_t n_trials);
 

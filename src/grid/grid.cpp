@@ -18,6 +18,7 @@ Grid::Grid(const GridAxes& axes) : deterministic_(axes.deterministic) {
                       fits_index(axes.n_amounts) && fits_index(axes.n_seeds),
                   "grid axes must fit int32 indices");
   n_strategies_ = static_cast<int32_t>(axes.deterministic.size());
+  n_amounts_ = static_cast<int32_t>(axes.n_amounts);
   n_seeds_ = static_cast<int32_t>(axes.n_seeds);
   block_begin_.reserve(static_cast<size_t>(axes.n_models * n_strategies_) + 1);
   int64_t next = 0;
@@ -53,6 +54,21 @@ TrialSpec Grid::trial(int64_t id) const {
                    .strategy_idx = strategy,
                    .amount_idx = static_cast<int32_t>(offset / seeds_for_strategy),
                    .seed_idx = static_cast<int32_t>(offset % seeds_for_strategy)};
+}
+
+int64_t Grid::id_of(int32_t model, int32_t strategy, int32_t amount, int32_t seed) const {
+  const int32_t n_models = static_cast<int32_t>((block_begin_.size() - 1) /
+                                                static_cast<size_t>(std::max(1, n_strategies_)));
+  const bool deterministic =
+      strategy >= 0 && strategy < n_strategies_ && deterministic_[static_cast<size_t>(strategy)];
+  const int32_t seeds_for_strategy = deterministic ? std::min<int32_t>(1, n_seeds_) : n_seeds_;
+  if (model < 0 || model >= n_models || strategy < 0 || strategy >= n_strategies_ || amount < 0 ||
+      amount >= n_amounts_ || seed < 0 || seed >= seeds_for_strategy) {
+    throw std::out_of_range("grid indices (model " + std::to_string(model) + ", strategy " +
+                            std::to_string(strategy) + ", amount " + std::to_string(amount) +
+                            ", seed " + std::to_string(seed) + ") outside the grid");
+  }
+  return block(model, strategy) + int64_t{amount} * seeds_for_strategy + seed;
 }
 
 TrialRange shard_range(int64_t n_trials, int64_t index, int64_t count) {

@@ -27,6 +27,7 @@
 #include "columns.hpp"
 #include "fracsweep/io/results.hpp"
 #include "fracsweep/util/error.hpp"
+#include "fracsweep/util/text.hpp"
 #include "hdf5_writer.hpp"
 #include "trial_column_io.hpp"
 
@@ -407,6 +408,49 @@ void write_paths(const Hdf5FileWriter& writer, const ResultsContent& content) {
        make_column("accuracy", std::move(accuracy), "accuracy after the flip")});
 }
 
+// /adaptive: one row per search of an adaptive job, over `search`; its criteria, width and
+// lattice as attributes of the group.
+void write_searches(const Hdf5FileWriter& writer, const ResultsContent& content) {
+  const AdaptiveSearch& adaptive = content.job->adaptive.value();
+  std::vector<int64_t> model_idx, strategy_idx, seed_idx, criterion_idx, trials;  // (n_searches)
+  std::vector<std::string> criterion, outcome;                                    // (n_searches)
+  std::vector<double> fraction_below, fraction_above;                             // (n_searches)
+  for (const SearchResult& search : content.searches) {
+    model_idx.push_back(search.model_idx);
+    strategy_idx.push_back(search.strategy_idx);
+    seed_idx.push_back(search.seed_idx);
+    criterion_idx.push_back(search.criterion_idx);
+    criterion.push_back(adaptive.criteria.at(static_cast<size_t>(search.criterion_idx)).text());
+    outcome.push_back(search_outcome_name(search.outcome));
+    fraction_below.push_back(search.fraction_below);
+    fraction_above.push_back(search.fraction_above);
+    trials.push_back(search.trials);
+  }
+  std::vector<std::string> criteria;
+  for (const AdaptiveCriterion& rule : adaptive.criteria) criteria.push_back(rule.text());
+  const Column search_scale = make_column("search", iota_int64(model_idx.size()), "search index");
+  const Group group = writer.create_group("adaptive");
+  writer.write_text_attribute(group, "criteria", join(criteria, " "));
+  writer.write_numeric_attribute(group, "width", adaptive.width);
+  writer.write_numeric_attribute(group, "lattice_levels",
+                                 static_cast<int64_t>(adaptive.lattice.levels));
+  write_dimension(
+      writer, group, search_scale,
+      {make_column("model_idx", std::move(model_idx), "index into /grid/model"),
+       make_column("strategy_idx", std::move(strategy_idx), "index into /grid/strategy"),
+       make_column("seed_idx", std::move(seed_idx), "index into /grid/seed"),
+       make_column("criterion_idx", std::move(criterion_idx), "index into the criteria"),
+       make_column("criterion", std::move(criterion), "behaviour changed when this holds"),
+       make_column("outcome", std::move(outcome),
+                   "bracketed, below_range (f* <= smallest fraction), not_reached (f* > largest) "
+                   "or pending (the run stopped first)"),
+       make_column("fraction_below", std::move(fraction_below),
+                   "largest fraction searched where the criterion does not hold (NaN: none)"),
+       make_column("fraction_above", std::move(fraction_above),
+                   "smallest fraction searched where the criterion holds (NaN: none)"),
+       make_column("trials", std::move(trials), "trials the search used")});
+}
+
 // Removes a file this process created when destroyed, unless it was renamed into place.
 class CreatedFile {
  public:
@@ -468,6 +512,7 @@ void write_results(const std::string& path, const ResultsContent& content, bool 
   write_tensors(writer, content);
   if (!content.sites.empty()) write_sites(writer, content);
   if (!content.paths.empty()) write_paths(writer, content);
+  if (content.job->adaptive) write_searches(writer, content);
   writer.close();
   temporary.rename_to(path);
 }

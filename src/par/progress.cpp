@@ -52,8 +52,14 @@ std::string Progress::line(int64_t done, Clock::time_point now) const {
   return buffer;
 }
 
-void Progress::update(int64_t done) {
+void Progress::start_round(int64_t done_before, int64_t total) {
+  round_offset_ = done_before;
+  total_ = total;
+}
+
+void Progress::update(int64_t done_in_round) {
   if (!enabled_) return;
+  const int64_t done = round_offset_ + done_in_round;
   const auto now = Clock::now();
   observe(done, now);
   if (interval_s_ <= 0) return;
@@ -63,8 +69,9 @@ void Progress::update(int64_t done) {
   std::fflush(out_);
 }
 
-void Progress::finish(int64_t done) {
+void Progress::finish(int64_t done_in_round) {
   if (!enabled_) return;
+  const int64_t done = round_offset_ + done_in_round;
   const auto now = Clock::now();
   observe(done, now);
   std::fprintf(out_, "%s\n", line(done, now).c_str());

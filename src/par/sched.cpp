@@ -225,7 +225,6 @@ bool run_distributed(MPI_Comm comm, const std::vector<int64_t>& trial_ids,
 
   int complete = rank == 0 && collected == n_trials ? 1 : 0;
   check_mpi(MPI_Bcast(&complete, 1, MPI_INT, 0, comm), "MPI_Bcast");
-  if (rank == 0) progress.finish(collected);
   return complete != 0;
 }
 

@@ -2,10 +2,12 @@
 // Job files (INI, parsed by Boost.Program_options) into a plain struct: parse, validate, echo.
 // Relative paths inside a job file are resolved against the job file's directory.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "fracsweep/config/strategy.hpp"
+#include "fracsweep/grid/adaptive.hpp"
 #include "fracsweep/grid/grid.hpp"
 
 namespace fracsweep {
@@ -36,6 +38,24 @@ struct Amount {
   std::string label() const;             // "0.001" or "count=8"
 };
 
+// "Behaviour changed" for an adaptive search: a trial column below or above a value. A
+// non-finite value (destroyed outputs) counts as changed.
+struct AdaptiveCriterion {
+  std::string metric;  // a numeric /trials column, e.g. "top1_agreement" (checked by the run)
+  bool below = true;   // METRIC<VALUE (true) or METRIC>VALUE
+  double value = 0.0;
+  bool holds(double metric_value) const;
+  std::string text() const;  // "top1_agreement<0.5"
+};
+
+// [sweep] adaptive = CRITERION ... and adaptive_width = W: one search for f* per (model,
+// strategy, seed, criterion) on `lattice` (grid/adaptive.hpp), which replaces the amount axis.
+struct AdaptiveSearch {
+  std::vector<AdaptiveCriterion> criteria;
+  double width = 0.1;  // relative width of the final bracket: above / below <= 1 + width
+  FractionLattice lattice;
+};
+
 struct JobConfig {
   std::string path;  // the job file as given
   std::string text;  // its full text (provenance)
@@ -63,7 +83,9 @@ struct JobConfig {
   std::string greedy_prompt;    // empty: from BOS alone
   std::string eval_probes;      // behaviour probes (.tsv, formats/probes.hpp); empty: none
 
-  std::vector<Amount> amounts;  // fraction axis (fractions, log-spaced fractions, counts)
+  std::vector<Amount> amounts;  // fraction axis (fractions, log-spaced fractions, counts; for an
+                                // adaptive job the lattice between its smallest and largest)
+  std::optional<AdaptiveSearch> adaptive;  // [sweep] adaptive; nullopt: the full grid
   std::vector<StrategySpec> strategies;
   std::vector<std::string> strategy_texts;  // as written in the job file
   std::vector<int64_t> seeds;

@@ -32,6 +32,9 @@ class Grid {
   int64_t size() const { return block_begin_.back(); }
   // The trial with this id; std::out_of_range outside [0, size()).
   TrialSpec trial(int64_t id) const;
+  // The id of the trial at these indices (the inverse of trial(); a deterministic strategy's
+  // trials are at seed index 0); std::out_of_range outside the axes.
+  int64_t id_of(int32_t model, int32_t strategy, int32_t amount, int32_t seed) const;
   // [first, last) trial ids of model m.
   int64_t model_begin(int32_t m) const { return block(m, 0); }
   int64_t model_end(int32_t m) const { return block(m + 1, 0); }
@@ -42,6 +45,7 @@ class Grid {
                            static_cast<size_t>(strategy));
   }
   int32_t n_strategies_ = 0;
+  int32_t n_amounts_ = 0;
   int32_t n_seeds_ = 0;
   std::vector<bool> deterministic_;   // (n_strategies)
   std::vector<int64_t> block_begin_;  // (n_models * n_strategies + 1) first id of each block

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fracsweep/config/job.hpp"
+#include "fracsweep/grid/adaptive.hpp"
 #include "fracsweep/grid/grid.hpp"
 #include "fracsweep/model/model.hpp"
 #include "fracsweep/trial/trial.hpp"
@@ -50,6 +51,7 @@ struct ResultsContent {
   std::vector<TrialSites> sites;         // recorded trials, ascending trial id
   std::vector<TrialPath> paths;          // bfa trials, ascending trial id
   std::vector<std::string> probe_kinds;  // [eval] probes kinds in file order (empty: none)
+  std::vector<SearchResult> searches;    // adaptive jobs: every search (grid/adaptive.hpp)
   Provenance provenance;
 };
 

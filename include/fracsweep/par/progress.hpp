@@ -15,6 +15,9 @@ class Progress {
   Progress(int64_t total, double interval_s, bool enabled, std::FILE* out = stderr);
   void update(int64_t done);  // prints when interval_s has passed since the last line
   void finish(int64_t done);  // final line (always, when enabled)
+  // Work in rounds (adaptive searches): later `done` counts are within a round that starts
+  // after `done_before` trials; `total` becomes the new total (for a search, a bound).
+  void start_round(int64_t done_before, int64_t total);
   static std::string format_duration(double seconds);  // "1:02:03", "4:05"
 
  private:
@@ -22,6 +25,7 @@ class Progress {
   void observe(int64_t done, Clock::time_point now);  // notes the first completed trial
   std::string line(int64_t done, Clock::time_point now) const;
   int64_t total_;
+  int64_t round_offset_ = 0;  // trials done before the current round
   double interval_s_;
   bool enabled_;
   std::FILE* out_;

@@ -23,7 +23,8 @@ struct ScheduleOptions {
 };
 
 // Runs the trials `trial_ids` (ascending) across `comm`. `run_trial` computes one trial on the
-// calling rank; on rank 0, `collect` receives every result, in arrival order. `stop_requested`
+// calling rank; on rank 0, `collect` receives every result, in arrival order, and `progress` is
+// updated (the caller prints its final line). `stop_requested`
 // is polled on every rank between trials: once it is true on any rank, no rank starts another
 // trial, trials in flight finish and are collected, and every rank returns. Returns, on every
 // rank, whether every trial ran. An exception in `run_trial` or `collect` on any rank stops
