@@ -143,6 +143,12 @@ class Results:
         columns=["type", "units", "long_name"]))
 
     @property
+    def site_recipe(self) -> str:
+        """How the engine drew random sites (root attribute site_recipe, e.g. "feistel-v1");
+        files written before the attribute existed used the sparse Fisher-Yates shuffle."""
+        return str(self.provenance.get("site_recipe", "fisher-yates"))
+
+    @property
     def is_complete(self) -> bool:
         return self.missing.count == 0
 
