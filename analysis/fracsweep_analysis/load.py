@@ -145,6 +145,12 @@ class Results:
         columns=["type", "units", "long_name"]))
 
     @property
+    def site_recipe(self) -> str:
+        """How the engine drew random sites (root attribute site_recipe, e.g. "feistel-v1");
+        files written before the attribute existed used the sparse Fisher-Yates shuffle."""
+        return str(self.provenance.get("site_recipe", "fisher-yates"))
+
+    @property
     def is_complete(self) -> bool:
         unfinished = self.adaptive is not None and bool((self.adaptive["outcome"] == "pending").any())
         return self.missing.count == 0 and not unfinished

@@ -14,6 +14,13 @@ Specification (rng.hpp):
   below(n, index, lane): Lemire multiply-shift with rejection over attempts 0, 1, ...
   uniform01(index, lane) = (u64(index, lane, 0) >> 11) * 2^-53
   normal(index, lane) = sqrt(-2 ln(1 - u1)) cos(2 pi u2), u1, u2 = uniform01 on lanes lane, lane+1
+
+Sites (rng.hpp, site recipe "feistel-v1"): permutation_prefix(rng, n, k, lane) is
+permute(0), ..., permute(k - 1) of a keyed permutation of [0, n): an 8-round Feistel network on
+[0, 2^b), b = max(10, ceil(log2 n)), parts of u = b // 2 and v = b - u bits (FF1's alternating
+layout), round r: C = A xor (u64(B | b << 32, lane, r) mod 2^m), m = u (r even) or v (r odd),
+A, B = B, C; then cycle-walking into [0, n). Files written before the recipe attribute existed
+used the sparse Fisher-Yates shuffle, fisher_yates_prefix (site recipe "fisher-yates").
 """
 from __future__ import annotations
 
@@ -185,14 +192,94 @@ class KeyedRng:
                          for u1, u2 in zip(first, second)], dtype=np.float64)
 
 
+SITE_RECIPE = "feistel-v1"          # the engine's recipe (rng.hpp site_recipe_name)
+LEGACY_SITE_RECIPE = "fisher-yates"  # files without a site_recipe attribute
+
+FEISTEL_ROUNDS = 8
+FEISTEL_MIN_BITS = 10
+PERMUTATION_CHUNK = 1 << 20  # indices evaluated per numpy pass (bounds the temporary arrays)
+
+
+class KeyedPermutation:
+    """The engine's keyed permutation of [0, n) (rng.hpp KeyedPermutation), n >= 1."""
+
+    def __init__(self, rng: KeyedRng, n: int, lane: int):
+        if n < 1:
+            raise ValueError(f"a keyed permutation needs n >= 1, got {n}")
+        self.rng, self.n, self.lane = rng, n, lane
+        self.bits = max(FEISTEL_MIN_BITS, (n - 1).bit_length())  # smallest b with 2^b >= n
+        self.left_bits = self.bits // 2
+        self.right_bits = self.bits - self.left_bits
+
+    # --- scalar reference forms -------------------------------------------------------
+    def encrypt(self, x: int) -> int:
+        """One pass of the Feistel network on [0, 2^b)."""
+        left, right = x >> self.right_bits, x & ((1 << self.right_bits) - 1)
+        for round_index in range(FEISTEL_ROUNDS):
+            width = self.left_bits if round_index % 2 == 0 else self.right_bits
+            mixed = self.rng.u64(right | self.bits << 32, self.lane, round_index)
+            left, right = right, left ^ (mixed & ((1 << width) - 1))
+        return left << self.right_bits | right
+
+    def __call__(self, index: int) -> int:
+        if not 0 <= index < self.n:
+            raise ValueError(f"permutation index {index} outside [0, {self.n})")
+        x = self.encrypt(index)
+        while x >= self.n:  # cycle-walking back into [0, n)
+            x = self.encrypt(x)
+        return x
+
+    # --- array forms (must agree exactly with the scalar forms) -------------------------
+    def encrypt_array(self, x: np.ndarray) -> np.ndarray:
+        right_mask = np.uint64((1 << self.right_bits) - 1)
+        left, right = x >> np.uint64(self.right_bits), x & right_mask
+        width_word = np.full(x.shape, self.bits, dtype=np.uint64)
+        lane_word = np.full(x.shape, self.lane, dtype=np.uint64)
+        for round_index in range(FEISTEL_ROUNDS):
+            width = self.left_bits if round_index % 2 == 0 else self.right_bits
+            mixed, _ = _philox4x32_10_arrays(right, width_word, lane_word,
+                                             np.full(x.shape, round_index, dtype=np.uint64), self.key)
+            left, right = right, left ^ (mixed & np.uint64((1 << width) - 1))
+        return (left << np.uint64(self.right_bits)) | right
+
+    @property
+    def key(self) -> int:
+        return self.rng.key
+
+    def permute_array(self, indices: np.ndarray) -> np.ndarray:
+        """permute(i) for each i of `indices` (uint64, all in [0, n))."""
+        x = self.encrypt_array(np.asarray(indices, dtype=np.uint64))
+        walking = np.flatnonzero(x >= np.uint64(self.n))  # positions still outside [0, n)
+        while walking.size:
+            x[walking] = self.encrypt_array(x[walking])
+            walking = walking[x[walking] >= np.uint64(self.n)]
+        return x
+
+
 def permutation_prefix(rng: KeyedRng, n: int, k: int, lane: int) -> np.ndarray:
-    """First k entries of a uniform random permutation of [0, n) (sparse Fisher-Yates).
+    """permute(0), ..., permute(k - 1) of KeyedPermutation(rng, n, lane), int64 (k): the
+    engine's sites as in-scope indices (site recipe "feistel-v1")."""
+    if not 0 <= k <= n:
+        raise ValueError(f"permutation_prefix needs 0 <= k <= n, got n={n}, k={k}")
+    prefix = np.empty(k, dtype=np.int64)  # (k)
+    if k == 0:
+        return prefix
+    permutation = KeyedPermutation(rng, n, lane)
+    for first in range(0, k, PERMUTATION_CHUNK):
+        stop = min(k, first + PERMUTATION_CHUNK)
+        prefix[first:stop] = permutation.permute_array(np.arange(first, stop, dtype=np.uint64))
+    return prefix
+
+
+def fisher_yates_prefix(rng: KeyedRng, n: int, k: int, lane: int) -> np.ndarray:
+    """The legacy site recipe ("fisher-yates", results files without a site_recipe attribute):
+    the first k entries of a sparse Fisher-Yates shuffle of [0, n).
 
     Step i swaps position i with i + below(n - i, i, lane); positions never swapped hold their
     own index, so only touched positions are stored. Returns int64 (k).
     """
     if not 0 <= k <= n:
-        raise ValueError(f"permutation_prefix needs 0 <= k <= n, got n={n}, k={k}")
+        raise ValueError(f"fisher_yates_prefix needs 0 <= k <= n, got n={n}, k={k}")
     steps = np.arange(k, dtype=np.uint64)
     partners = (steps + rng.below_array(np.uint64(n) - steps, steps, lane)).tolist()  # (k)
     moved: dict[int, int] = {}  # position -> value now there, for positions swapped so far
@@ -203,3 +290,6 @@ def permutation_prefix(rng: KeyedRng, n: int, k: int, lane: int) -> np.ndarray:
         if partner != position:
             moved[partner] = value_here
     return prefix
+
+
+SITE_PREFIXES = {SITE_RECIPE: permutation_prefix, LEGACY_SITE_RECIPE: fisher_yates_prefix}

@@ -5,7 +5,10 @@ Recipe (include/fracsweep/perturb.hpp), for a trial with (model, strategy, seed,
   values key text "fracsweep-values-v1|job_seed=<u64>|model=<name>|strategy=<label>|seed=<i64>"
   in-scope index space: tensors matching the scope, in ascending offset, concatenated;
   sites: permutation_prefix(KeyedRng(key(sites text)), n_scope, k, lane 0), each in-scope index
-         mapped to its offset in the model's flat parameter order;
+         mapped to its offset in the model's flat parameter order; the prefix is the keyed
+         Feistel permutation's (site recipe "feistel-v1", root attribute site_recipe) or, for
+         files without that attribute, the sparse Fisher-Yates shuffle's ("fisher-yates");
+         files of any other recipe are refused;
   values at site rank i come from the values stream V at counter i, lane 1 (see value_recipe).
 The scope text is /grid/strategy_scope and the label /grid/strategy, exactly as stored.
 Magnitude strategies pick the k largest |w|: deterministic, but they need the weights.
@@ -20,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .load import Results
-from .rng import KeyedRng, permutation_prefix
+from .rng import SITE_PREFIXES, KeyedRng
 
 SITES_LANE = 0
 VALUES_LANE = 1
@@ -218,8 +221,20 @@ def _position(index: int, shape_text: str) -> str:
     return str(tuple(int(i) for i in np.unravel_index(int(index), shape)))
 
 
+def site_prefix(results: Results):
+    """The permutation-prefix function of the file's site recipe; SitesError for a recipe this
+    toolkit does not implement (a newer engine's)."""
+    recipe = results.site_recipe
+    if recipe not in SITE_PREFIXES:
+        raise SitesError(f"{results.path}: root attribute site_recipe is {recipe!r}, a site recipe "
+                         f"this toolkit does not implement (it knows {', '.join(sorted(SITE_PREFIXES))}); "
+                         f"use the analysis toolkit of the engine version that wrote the file")
+    return SITE_PREFIXES[recipe]
+
+
 def trial_sites(results: Results, trial_id: int) -> TrialSites:
     """Re-derives the sites (and, where possible, new values) of one trial."""
+    prefix_of = site_prefix(results)
     if results.tensors is None:
         raise SitesError(f"{results.path}: no /tensors group, so sites cannot be mapped to tensors")
     expected = results.grid.enumerate_trials()
@@ -268,7 +283,7 @@ def trial_sites(results: Results, trial_id: int) -> TrialSites:
                     table["engine_" + name if name == "new_value" else name] = recorded[name]
         return TrialSites(trial_id, model, strategy_row["strategy"], seed, k, n_scope, k_source,
                           site_text, value_text, table, recipe, True, recorded, notes)
-    scope_indices = permutation_prefix(KeyedRng.from_text(site_text), n_scope, k, SITES_LANE)
+    scope_indices = prefix_of(KeyedRng.from_text(site_text), n_scope, k, SITES_LANE)
     table = locate(in_scope, scope_indices)
     table.insert(0, "site_rank", np.arange(k, dtype=np.int64))
     recipe = value_recipe(strategy_row["strategy_name"], strategy_parameters(strategy_row["strategy"]),

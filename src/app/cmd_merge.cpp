@@ -123,6 +123,15 @@ void check_shards(const std::vector<StoredResults>& shards, bool allow_partial) 
                 "is shard " + shard_label(p) + " of " + std::to_string(shard.n_trials) +
                     " trials, but " + first.source_path + " is shard " +
                     shard_label(first.provenance) + " of " + std::to_string(first.n_trials)));
+    // Shards of one job drawn by different site recipes (an engine upgrade between shards)
+    // hold different sites for the same trial ids: no merge can be one run of the grid.
+    check_input(
+        p.site_recipe == first.provenance.site_recipe,
+        in_file(shard.source_path, "drew its sites by recipe " + p.site_recipe +
+                                       " (root attribute "
+                                       "site_recipe), but " +
+                                       first.source_path + " by " + first.provenance.site_recipe +
+                                       "; rerun the older shards with one engine version"));
     const auto [previous, inserted] = seen.emplace(p.shard_index, shard.source_path);
     check_input(inserted, in_file(shard.source_path, "overlaps " + previous->second +
                                                          ": both are shard " + shard_label(p)));

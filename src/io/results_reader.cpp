@@ -69,6 +69,9 @@ void read_provenance(const Hdf5FileReader& file, StoredResults& stored) {
     p.resume_count = file.numeric_attribute<int32_t>("resume_count");
     p.sessions = split(file.text_attribute("sessions"), '\n');
   }
+  // Files from before the attribute drew sites by the sparse Fisher-Yates shuffle.
+  p.site_recipe =
+      file.has_attribute("site_recipe") ? file.text_attribute("site_recipe") : "fisher-yates";
   stored.job_name = file.text_attribute("job_name");
   stored.job_path = file.text_attribute("job_path");
   stored.job_text = file.text_attribute("job_text");

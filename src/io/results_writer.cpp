@@ -129,6 +129,7 @@ void write_root_attributes(const Hdf5FileWriter& writer, const ResultsContent& c
   std::string sessions;
   for (const std::string& session : provenance.sessions) sessions += session + "\n";
   writer.write_text_attribute(root, "sessions", sessions);
+  writer.write_text_attribute(root, "site_recipe", provenance.site_recipe);
 }
 
 // /grid: the four axes, each its own dimension scale.

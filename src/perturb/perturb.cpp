@@ -4,12 +4,34 @@
 #include <bit>
 #include <charconv>
 #include <cmath>
+#include <exception>
 #include <sstream>
 
 #include "fracsweep/perturb/saliency.hpp"
 #include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
+
+namespace {
+
+// Position of the last entry <= value in the ascending starts[0, count), starts[0] <= value.
+// Branchless: sites arrive in random order, where a branching search mispredicts every step.
+size_t last_at_or_below(const int64_t* starts, size_t count, int64_t value) {
+  size_t base = 0;
+  while (count > 1) {
+    const size_t half = count / 2;
+    base = starts[base + half] <= value ? base + half : base;
+    count -= half;
+  }
+  return base;
+}
+
+// Site ranks per task of the parallel loops over a trial's sites: small enough that a chunk's
+// parameters stay in cache between reading their old values and writing the new ones. A
+// trial of at most one chunk runs on the calling thread (a team costs more than its work).
+constexpr int64_t sites_per_chunk = 4096;
+
+}  // namespace
 
 bool in_scope(const Scope& scope, const TensorInfo& tensor) {
   return scope.contains(tensor.name, tensor.is_buffer());
@@ -36,7 +58,9 @@ void check_strategy_fits(const StrategySpec& strategy, const std::vector<TensorI
 Perturber::Perturber(const Model& model, uint64_t job_seed, std::string model_name)
     : model_(model), job_seed_(job_seed), model_name_(std::move(model_name)) {
   stats_.reserve(model.tensors.size());
+  tensor_offsets_.reserve(model.tensors.size());
   for (const TensorInfo& t : model.tensors) {
+    tensor_offsets_.push_back(t.offset);
     TensorStats st;
     double sum = 0, sum_sq = 0;
     int64_t finite = 0;
@@ -104,24 +128,41 @@ std::string Perturber::values_key_text(const StrategySpec& strategy, int64_t see
          "|strategy=" + strategy.canonical() + "|seed=" + std::to_string(seed);
 }
 
-std::vector<int64_t> Perturber::select_sites(const StrategySpec& strategy, int64_t k,
+Perturber::SiteSource Perturber::site_source(const StrategySpec& strategy, int64_t k,
                                              int64_t seed) {
   ScopeIndex& index = scope_index(strategy.scope);
   const int64_t n_scope = index.prefix.back();
   check_invariant(k >= 0 && k <= n_scope, "site count outside the scope");
   check_invariant(strategy.kind != StrategyKind::bfa, "bfa sites come from its searched path");
-  if (strategy.deterministic()) {
-    const std::vector<int64_t>& ranked = ranking(index, strategy);
-    return {ranked.begin(), ranked.begin() + k};
-  }
+  if (strategy.deterministic()) return {&index, &ranking(index, strategy), std::nullopt};
+  if (k == 0) return {&index, nullptr, std::nullopt};
   const KeyedRng rng(key_from_text(sites_key_text(strategy.scope, seed)));
-  std::vector<int64_t> sites = permutation_prefix(rng, n_scope, k, 0);
-  for (int64_t& site : sites) {  // in-scope index -> offset in Model::values
-    const auto slot =
-        std::upper_bound(index.prefix.begin(), index.prefix.end(), site) - index.prefix.begin() - 1;
-    const TensorInfo& info =
-        model_.tensors[static_cast<size_t>(index.tensor_ids[static_cast<size_t>(slot)])];
-    site = info.offset + (site - index.prefix[static_cast<size_t>(slot)]);
+  return {&index, nullptr, KeyedPermutation(rng, n_scope, 0)};
+}
+
+void Perturber::site_offsets(const SiteSource& source, int64_t first, int64_t count,
+                             int64_t* out) const {
+  if (source.ranked) {
+    std::copy_n(source.ranked->begin() + first, count, out);
+    return;
+  }
+  if (count == 0) return;
+  source.permutation->evaluate(first, count, out);
+  const std::vector<int64_t>& prefix = source.index->prefix;  // (n_in_scope_tensors + 1)
+  for (int64_t j = 0; j < count; ++j) {  // in-scope index -> offset in Model::values
+    const size_t slot = last_at_or_below(prefix.data(), prefix.size() - 1, out[j]);
+    const TensorInfo& info = model_.tensors[static_cast<size_t>(source.index->tensor_ids[slot])];
+    out[j] = info.offset + (out[j] - prefix[slot]);
+  }
+}
+
+std::vector<int64_t> Perturber::select_sites(const StrategySpec& strategy, int64_t k,
+                                             int64_t seed) {
+  const SiteSource source = site_source(strategy, k, seed);
+  std::vector<int64_t> sites(static_cast<size_t>(k));  // (k) offsets, site rank order
+#pragma omp parallel for schedule(static) if (k > sites_per_chunk)
+  for (int64_t first = 0; first < k; first += sites_per_chunk) {
+    site_offsets(source, first, std::min(sites_per_chunk, k - first), sites.data() + first);
   }
   return sites;
 }
@@ -241,9 +282,8 @@ const Model& Perturber::donor(const std::string& name) const {
 }
 
 int32_t Perturber::tensor_of(int64_t offset) const {
-  const auto it = std::upper_bound(model_.tensors.begin(), model_.tensors.end(), offset,
-                                   [](int64_t o, const TensorInfo& t) { return o < t.offset; });
-  return static_cast<int32_t>(it - model_.tensors.begin() - 1);
+  return static_cast<int32_t>(
+      last_at_or_below(tensor_offsets_.data(), tensor_offsets_.size(), offset));
 }
 
 namespace {
@@ -366,27 +406,54 @@ float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values
 int64_t Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
                          std::vector<Touched>& undo, std::vector<SiteRecord>* record) {
   check_invariant(&model == &model_, "Perturber applied to a model it was not built for");
-  undo.clear();
+  undo.clear();  // nothing to restore if the checks below throw
   if (record) record->clear();
-  const std::vector<int64_t> sites = select_sites(strategy, k, seed);
+  const SiteSource source = site_source(strategy, k, seed);
   const KeyedRng values_rng(key_from_text(values_key_text(strategy, seed)));
   // What delta and taylor read per site, looked up once: the donor's values, the gradient.
   const float* per_value =
       strategy.kind == StrategyKind::delta    ? donor(strategy.from_model).values.data()
       : strategy.kind == StrategyKind::taylor ? required_gradient(strategy.objective).data()
                                               : nullptr;
-  undo.reserve(sites.size());
+  // The undo log is the only O(k) memory: sites are drawn chunk by chunk straight into it.
+  undo.resize(static_cast<size_t>(k));  // (k) site rank order
+  if (record) record->resize(static_cast<size_t>(k));
   int64_t changed = 0;
-  for (size_t rank = 0; rank < sites.size(); ++rank) {
-    float& w = model.values[static_cast<size_t>(sites[rank])];
-    const float old = w;
-    const float updated =
-        new_value(strategy, values_rng, static_cast<int64_t>(rank), sites[rank], old, per_value);
-    undo.push_back({sites[rank], old});
-    w = updated;
-    changed += std::bit_cast<uint32_t>(updated) != std::bit_cast<uint32_t>(old);
-    if (record) record->push_back({sites[rank], old, updated});
+  std::exception_ptr failure;  // the first error of any thread, rethrown after the loop
+  int failed = 0;              // whether `failure` is set, read without the critical section
+#pragma omp parallel for schedule(static) reduction(+ : changed) if (k > sites_per_chunk)
+  for (int64_t first = 0; first < k; first += sites_per_chunk) {
+    const int64_t count = std::min(sites_per_chunk, k - first);
+    int64_t offsets[sites_per_chunk];  // (count) offsets of site ranks first, first + 1, ...
+    site_offsets(source, first, count, offsets);
+    // Every chunk logs its sites before any is written, even after a failure elsewhere, so the
+    // undo log is complete (sites are distinct: no chunk sees another's new values).
+    for (int64_t j = 0; j < count; ++j) {
+      undo[static_cast<size_t>(first + j)] = {offsets[j],
+                                              model.values[static_cast<size_t>(offsets[j])]};
+    }
+    int failed_elsewhere = 0;
+#pragma omp atomic read
+    failed_elsewhere = failed;
+    if (failed_elsewhere) continue;
+    try {
+      for (int64_t j = 0; j < count; ++j) {
+        const auto rank = static_cast<size_t>(first + j);
+        const float old = undo[rank].old_value;
+        const float updated =
+            new_value(strategy, values_rng, first + j, offsets[j], old, per_value);
+        model.values[static_cast<size_t>(offsets[j])] = updated;
+        changed += std::bit_cast<uint32_t>(updated) != std::bit_cast<uint32_t>(old);
+        if (record) (*record)[rank] = {offsets[j], old, updated};
+      }
+    } catch (...) {
+#pragma omp critical(perturber_apply_failure)
+      if (!failure) failure = std::current_exception();
+#pragma omp atomic write
+      failed = 1;
+    }
   }
+  if (failure) std::rethrow_exception(failure);
   return changed;
 }
 

@@ -1,8 +1,10 @@
 #include "fracsweep/perturb/rng.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
-#include <unordered_map>
+
+#include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
 
@@ -63,21 +65,124 @@ double KeyedRng::normal(uint64_t index, uint32_t lane) const {
   return std::sqrt(-2.0 * std::log(1.0 - u1)) * std::cos(2.0 * std::numbers::pi * u2);
 }
 
+namespace {
+
+constexpr int feistel_rounds = 8;        // see rng.hpp for why eight
+constexpr int64_t lockstep_width = 256;  // indices per vectorised batch (4 KB of state)
+
+// Block word 0 of Philox4x32-10: the Feistel round function needs at most 32 bits. Written
+// with scalar locals (no std::array) so a loop over lanes calling it vectorises.
+inline uint32_t philox_word0(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                             uint32_t k1) {
+  constexpr uint64_t multiplier0 = 0xD2511F53, multiplier1 = 0xCD9E8D57;
+  for (int round = 0; round < 10; ++round) {
+    const uint64_t product0 = multiplier0 * c0;
+    const uint64_t product1 = multiplier1 * c2;
+    const uint32_t next0 = static_cast<uint32_t>(product1 >> 32) ^ c1 ^ k0;
+    const uint32_t next2 = static_cast<uint32_t>(product0 >> 32) ^ c3 ^ k1;
+    c1 = static_cast<uint32_t>(product1);
+    c3 = static_cast<uint32_t>(product0);
+    c0 = next0;
+    c2 = next2;
+    k0 += 0x9E3779B9;
+    k1 += 0xBB67AE85;
+  }
+  return c0;
+}
+
+uint32_t low_bits_mask(int bits) {
+  return bits >= 32 ? 0xffffffffu : (uint32_t{1} << bits) - 1;
+}
+
+}  // namespace
+
+KeyedPermutation::KeyedPermutation(const KeyedRng& rng, int64_t n, uint32_t lane)
+    : rng_(rng), n_(n), lane_(lane) {
+  check_invariant(n >= 1, "a keyed permutation needs n >= 1");
+  bits_ = 10;  // parts of at least 5 bits (rng.hpp)
+  while ((uint64_t{1} << bits_) < static_cast<uint64_t>(n)) ++bits_;
+  left_bits_ = bits_ / 2;
+  right_bits_ = bits_ - left_bits_;
+}
+
+uint64_t KeyedPermutation::encrypt(uint64_t x) const {
+  auto left = static_cast<uint32_t>(x >> right_bits_);
+  auto right = static_cast<uint32_t>(x & low_bits_mask(right_bits_));
+  const auto width_word = static_cast<uint64_t>(bits_) << 32;
+  for (int round = 0; round < feistel_rounds; ++round) {
+    const int output_bits = round % 2 == 0 ? left_bits_ : right_bits_;
+    const auto mixed =
+        static_cast<uint32_t>(rng_.u64(right | width_word, lane_, static_cast<uint32_t>(round)));
+    const uint32_t next = left ^ (mixed & low_bits_mask(output_bits));
+    left = right;
+    right = next;
+  }
+  return uint64_t{left} << right_bits_ | right;
+}
+
+int64_t KeyedPermutation::operator()(int64_t i) const {
+  check_invariant(i >= 0 && i < n_, "permutation index outside [0, n)");
+  uint64_t x = encrypt(static_cast<uint64_t>(i));
+  while (x >= static_cast<uint64_t>(n_)) x = encrypt(x);
+  return static_cast<int64_t>(x);
+}
+
+void KeyedPermutation::evaluate(int64_t first, int64_t count, int64_t* out) const {
+  check_invariant(first >= 0 && count >= 0 && first <= n_ - count,
+                  "permutation range outside [0, n)");
+  const auto key0 = static_cast<uint32_t>(rng_.key()),
+             key1 = static_cast<uint32_t>(rng_.key() >> 32);
+  const auto width_word = static_cast<uint32_t>(bits_);
+  const uint32_t left_mask = low_bits_mask(left_bits_), right_mask = low_bits_mask(right_bits_);
+  uint32_t left[lockstep_width];   // (pending) part A of each value still walking
+  uint32_t right[lockstep_width];  // (pending) part B
+  int64_t slot[lockstep_width];    // (pending) where each value goes in out
+  for (int64_t batch_start = 0; batch_start < count; batch_start += lockstep_width) {
+    int64_t pending = std::min(lockstep_width, count - batch_start);
+    for (int64_t j = 0; j < pending; ++j) {
+      const auto x = static_cast<uint64_t>(first + batch_start + j);
+      left[j] = static_cast<uint32_t>(x >> right_bits_);
+      right[j] = static_cast<uint32_t>(x & right_mask);
+      slot[j] = batch_start + j;
+    }
+    while (pending > 0) {  // one encryption of every pending value, then keep those >= n
+      for (int round = 0; round < feistel_rounds; ++round) {
+        const uint32_t output_mask = round % 2 == 0 ? left_mask : right_mask;
+        for (int64_t j = 0; j < pending; ++j) {  // vectorised: no branch, no cross-lane step
+          const uint32_t mixed =
+              philox_word0(right[j], width_word, lane_, static_cast<uint32_t>(round), key0, key1);
+          const uint32_t next = left[j] ^ (mixed & output_mask);
+          left[j] = right[j];
+          right[j] = next;
+        }
+      }
+      int64_t still_outside = 0;
+      for (int64_t j = 0; j < pending; ++j) {
+        const uint64_t x = uint64_t{left[j]} << right_bits_ | right[j];
+        if (x < static_cast<uint64_t>(n_)) {
+          out[slot[j]] = static_cast<int64_t>(x);
+        } else {
+          left[still_outside] = left[j];
+          right[still_outside] = right[j];
+          slot[still_outside] = slot[j];
+          ++still_outside;
+        }
+      }
+      pending = still_outside;
+    }
+  }
+}
+
 std::vector<int64_t> permutation_prefix(const KeyedRng& rng, int64_t n, int64_t k, uint32_t lane) {
-  std::vector<int64_t> prefix;  // (k) the first k entries of the permutation
-  prefix.reserve(static_cast<size_t>(k));
-  // Positions >= i whose entry differs from the identity: only O(k) of them ever exist.
-  std::unordered_map<int64_t, int64_t> displaced;
-  displaced.reserve(static_cast<size_t>(k) * 2);
-  auto entry_at = [&](int64_t position) {
-    const auto it = displaced.find(position);
-    return it == displaced.end() ? position : it->second;
-  };
-  for (int64_t i = 0; i < k; ++i) {
-    const int64_t j = i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(n - i),
-                                                         static_cast<uint64_t>(i), lane));
-    prefix.push_back(entry_at(j));
-    displaced[j] = entry_at(i);
+  check_invariant(k >= 0 && k <= n, "permutation prefix longer than the permutation");
+  std::vector<int64_t> prefix(static_cast<size_t>(k));  // (k) permute(0), ..., permute(k - 1)
+  if (k == 0) return prefix;
+  const KeyedPermutation permutation(rng, n, lane);
+  constexpr int64_t range = 1 << 16;  // indices per parallel task
+  // One range runs on the calling thread: starting a team costs more than small k's work.
+#pragma omp parallel for schedule(static) if (k > range)
+  for (int64_t first = 0; first < k; first += range) {
+    permutation.evaluate(first, std::min(range, k - first), prefix.data() + first);
   }
   return prefix;
 }

@@ -78,6 +78,7 @@ class SyntheticSweep:
     sites: dict[int, dict] = field(default_factory=dict)  # trial -> columns of /sites rows
     outcome_seed: int = 7                  # seeds the binomial noise of top-1 agreement
     complete: bool = True                  # False: n_trials_done / finished_utc as if killed
+    site_recipe: str | None = "feistel-v1"  # root attribute site_recipe; None: absent (old files)
     probe_kinds: tuple[str, ...] = ()      # behaviour-probe kinds: probe columns when non-empty
     # Baseline rate and log-prob per (model, kind); absent pairs: rate 0, log-prob -30.
     probe_baseline: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
@@ -313,6 +314,8 @@ def write_results(path: str | Path, sweep: SyntheticSweep) -> Path:
         attrs["started_utc"] = "2026-11-26T05:03:13Z"
         attrs["finished_utc"] = "2026-11-26T05:04:13Z" if sweep.complete else ""
         attrs["n_trials"] = np.int64(len(cells))
+        if sweep.site_recipe is not None:
+            attrs["site_recipe"] = sweep.site_recipe
         attrs["n_trials_done"] = np.int64(len(rows))
 
         grid = h5.create_group("grid")

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from fracsweep_analysis.rng import (KeyedRng, fnv1a64, key_from_text, permutation_prefix,
-                                    philox4x32_10, splitmix64_finalise)
+from fracsweep_analysis.rng import (KeyedPermutation, KeyedRng, fisher_yates_prefix, fnv1a64,
+                                    key_from_text, permutation_prefix, philox4x32_10,
+                                    splitmix64_finalise)
+from reference_permutation import reference_permute
 
 # Random123 kat_vectors, philox4x32 with 10 rounds: (counter, key) -> output.
 PHILOX_KAT = [
@@ -111,7 +113,7 @@ def test_below_is_uniform():
 
 
 def dense_fisher_yates_prefix(rng: KeyedRng, n: int, k: int, lane: int) -> list[int]:
-    """Reference: the full-array shuffle the sparse version must reproduce."""
+    """Reference: the full-array shuffle the sparse legacy recipe must reproduce."""
     values = list(range(n))
     for i in range(k):
         j = i + rng.below(n - i, i, lane)
@@ -120,26 +122,50 @@ def dense_fisher_yates_prefix(rng: KeyedRng, n: int, k: int, lane: int) -> list[
 
 
 @pytest.mark.parametrize("n,k", [(1, 1), (10, 10), (1000, 37), (5000, 5000), (2 ** 20, 300)])
-def test_permutation_prefix_matches_dense_fisher_yates(n, k):
+def test_legacy_fisher_yates_prefix_matches_dense_fisher_yates(n, k):
     rng = KeyedRng(key_from_text(f"perm-{n}-{k}"))
-    assert permutation_prefix(rng, n, k, 0).tolist() == dense_fisher_yates_prefix(rng, n, k, 0)
+    assert fisher_yates_prefix(rng, n, k, 0).tolist() == dense_fisher_yates_prefix(rng, n, k, 0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 45, 1024, 1025, 1000003, 2 ** 40 + 7, 2 ** 63 - 1])
+def test_permutation_forms_agree_with_the_plain_reference(n):
+    key = key_from_text("test-perm-kat")
+    permutation = KeyedPermutation(KeyedRng(key), n, 0)
+    indices = sorted(i for i in {0, 1, 2, n // 2, n - 1} if i < n)
+    expected = [reference_permute(key, n, 0, i) for i in indices]
+    assert [permutation(i) for i in indices] == expected
+    assert permutation.permute_array(np.array(indices, dtype=np.uint64)).tolist() == expected
+    k = min(n, 6)
+    assert permutation_prefix(KeyedRng(key), n, k, 0).tolist() == [reference_permute(key, n, 0, i) for i in range(k)]
+
+
+def test_permutation_known_answers_shared_with_the_engine_tests():
+    # The same values are asserted on the engine side (tests/unit/test_rng.cpp).
+    rng = KeyedRng(key_from_text("test-perm-kat"))
+    assert permutation_prefix(rng, 45, 6, 0).tolist() == [23, 41, 32, 17, 1, 21]
+    assert permutation_prefix(rng, 1000, 6, 5).tolist() == [195, 629, 619, 79, 994, 884]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 1023, 1024, 1025, 4097, 100003])
+def test_full_prefix_is_a_permutation(n):
+    full = permutation_prefix(KeyedRng(key_from_text(f"bijective-{n}")), n, n, 0)
+    assert sorted(full.tolist()) == list(range(n))
 
 
 def test_permutation_prefix_properties():
     rng = KeyedRng(key_from_text("prefix"))
-    full = permutation_prefix(rng, 2000, 2000, 0)
-    assert sorted(full.tolist()) == list(range(2000))
-    for k in (0, 1, 15, 999):
-        assert permutation_prefix(rng, 2000, k, 0).tolist() == full[:k].tolist()
-    assert permutation_prefix(rng, 2000, 50, 1).tolist() != full[:50].tolist()  # lanes differ
+    full = permutation_prefix(rng, 20000, 20000, 0)
+    for k in (0, 1, 15, 256, 257, 19999):
+        assert permutation_prefix(rng, 20000, k, 0).tolist() == full[:k].tolist()
+    assert permutation_prefix(rng, 20000, 50, 1).tolist() != full[:50].tolist()  # lanes differ
+    other = KeyedRng(key_from_text("prefix-other"))
+    assert permutation_prefix(other, 20000, 50, 0).tolist() != full[:50].tolist()  # keys differ
     with pytest.raises(ValueError):
         permutation_prefix(rng, 5, 6, 0)
 
 
-def test_permutation_prefix_is_uniform_over_permutations():
-    counts = {}
-    for key in range(4800):
-        perm = tuple(permutation_prefix(KeyedRng(key), 4, 4, 0).tolist())
-        counts[perm] = counts.get(perm, 0) + 1
-    assert len(counts) == 24
-    assert stats.chisquare(list(counts.values())).pvalue > 1e-3
+def test_first_site_is_uniform_over_keys():
+    # permute(0) over 4000 keys at n = 1500, in 10 bins: an unkeyed or biased permutation fails.
+    n = 1500
+    firsts = [KeyedPermutation(KeyedRng(key_from_text(f"first-{key}")), n, 0)(0) for key in range(4000)]
+    assert stats.chisquare(np.bincount(np.array(firsts) * 10 // n, minlength=10)).pvalue > 1e-3

@@ -1,8 +1,9 @@
 """Site recipe (perturb.hpp) and fracsweep-sites, against a plain reference implementation.
 
 The reference below shares only the generator with the mirror (itself tested against published
-vectors in test_rng.py): it matches scopes with fnmatch, lists every in-scope offset, shuffles
-the whole list, and computes values one site at a time.
+vectors in test_rng.py): it matches scopes with fnmatch, lists every in-scope offset, picks
+from the whole list by the plain one-index permutation (reference_permutation.py; or, for the
+legacy recipe, shuffles the whole list), and computes values one site at a time.
 """
 import fnmatch
 import math
@@ -18,6 +19,7 @@ from fracsweep_analysis.load import load_results
 from fracsweep_analysis.rng import KeyedRng, key_from_text
 from fracsweep_analysis.sites import (Scope, compare_with_record, flip_bits, glob_match,
                                       in_scope_tensors, strategy_parameters, trial_sites)
+from reference_permutation import reference_permute
 from synthetic_results import DEFAULT_TENSORS, StrategyDef, SyntheticSweep, write_results
 
 BIN = Path(__file__).resolve().parents[2] / "analysis" / "bin"
@@ -39,8 +41,10 @@ def fake_weight(offset: int) -> np.float32:
     return np.float32(0.05 * math.sin(0.37 * offset) + 0.001)
 
 
-def reference_sites(job_seed: int, model: str, strategy: StrategyDef, seed: int, k: int):
-    """(offsets, tensor names, index in tensor, new values) the plain way."""
+def reference_sites(job_seed: int, model: str, strategy: StrategyDef, seed: int, k: int,
+                    recipe: str = "feistel-v1"):
+    """(offsets, tensor names, index in tensor, new values) the plain way, sites drawn by
+    `recipe`: the keyed Feistel permutation or the legacy full-list Fisher-Yates shuffle."""
     include, exclude = (part.split("=", 1)[1] for part in strategy.scope.split(";"))
     in_scope = []  # (offset, tensor name, index in tensor) of every in-scope parameter, model order
     offset = 0
@@ -54,9 +58,12 @@ def reference_sites(job_seed: int, model: str, strategy: StrategyDef, seed: int,
     sites_rng = KeyedRng(key_from_text(f"fracsweep-sites-v1|job_seed={job_seed}|model={model}|"
                                        f"scope={strategy.scope}|seed={seed}"))
     order = list(range(len(in_scope)))
-    for i in range(k):
-        j = i + sites_rng.below(len(order) - i, i, 0)
-        order[i], order[j] = order[j], order[i]
+    if recipe == "fisher-yates":
+        for i in range(k):
+            j = i + sites_rng.below(len(order) - i, i, 0)
+            order[i], order[j] = order[j], order[i]
+    else:
+        order = [reference_permute(sites_rng.key, len(in_scope), 0, i) for i in range(k)]
     values_rng = KeyedRng(key_from_text(f"fracsweep-values-v1|job_seed={job_seed}|model={model}|"
                                         f"strategy={strategy.label}|seed={seed}"))
     chosen_sites = [in_scope[position] for position in order[:k]]
@@ -76,8 +83,10 @@ def reference_sites(job_seed: int, model: str, strategy: StrategyDef, seed: int,
     return chosen_sites, new_values
 
 
-def recorded_sweep(tamper: bool = False) -> SyntheticSweep:
-    sweep = SyntheticSweep(strategies=STRATEGIES, fractions=FRACTIONS, seeds=SEEDS)
+def recorded_sweep(tamper: bool = False, recipe: str | None = "feistel-v1") -> SyntheticSweep:
+    """The sweep with every random trial recorded as drawn by `recipe` (None: a file from before
+    the site_recipe attribute, whose sites are Fisher-Yates)."""
+    sweep = SyntheticSweep(strategies=STRATEGIES, fractions=FRACTIONS, seeds=SEEDS, site_recipe=recipe)
     records = {}
     for trial, _, strategy_idx, amount_idx, seed_idx in sweep.grid_trials():
         strategy = STRATEGIES[strategy_idx]
@@ -86,7 +95,8 @@ def recorded_sweep(tamper: bool = False) -> SyntheticSweep:
         scope_size = sum(math.prod(shape) for name, shape in DEFAULT_TENSORS
                          if Scope.parse(strategy.scope).contains(name))
         k = int(math.floor(FRACTIONS[amount_idx] * scope_size + 0.5))
-        sites, new_values = reference_sites(sweep.job_seed, "tiny", strategy, SEEDS[seed_idx], k)
+        sites, new_values = reference_sites(sweep.job_seed, "tiny", strategy, SEEDS[seed_idx], k,
+                                            recipe or "fisher-yates")
         records[trial] = {"offset": [s[0] for s in sites], "tensor": [s[1] for s in sites],
                           "index_in_tensor": [s[2] for s in sites],
                           "old_value": [fake_weight(s[0]) for s in sites], "new_value": new_values}
@@ -101,11 +111,10 @@ def scope_n(strategy: StrategyDef) -> int:
     return sum(math.prod(shape) for name, shape in DEFAULT_TENSORS if Scope.parse(strategy.scope).contains(name))
 
 
-@pytest.fixture
-def recorded_file(tmp_path):
+def write_recorded(path: Path, recipe: str | None = "feistel-v1") -> Path:
     # The synthetic writer plants n_scope = all parameters; rewrite it per scope so /trials agrees.
-    sweep = recorded_sweep()
-    path = write_results(tmp_path / "sites.h5", sweep)
+    sweep = recorded_sweep(recipe=recipe)
+    path = write_results(path, sweep)
     with h5py.File(path, "r+") as h5:
         strategy_idx = h5["trials/strategy_idx"][()]
         fraction_idx = h5["trials/fraction_idx"][()]
@@ -113,6 +122,11 @@ def recorded_file(tmp_path):
         h5["trials/n_scope"][...] = n_scope
         h5["trials/k"][...] = np.floor(np.array(FRACTIONS)[fraction_idx] * n_scope + 0.5).astype(np.int64)
     return path
+
+
+@pytest.fixture
+def recorded_file(tmp_path):
+    return write_recorded(tmp_path / "sites.h5")
 
 
 def test_bit_flips_keep_nan_payloads():
@@ -158,10 +172,12 @@ def test_strategy_parameters_from_labels():
     assert strategy_parameters("bitflip(bits=exponent-msb)") == {"bits": "exponent-msb"}
 
 
-def test_mirror_matches_the_reference_for_every_random_trial(recorded_file):
-    results = load_results(recorded_file)
+@pytest.mark.parametrize("recipe", ["feistel-v1", None])
+def test_mirror_matches_the_reference_for_every_random_trial(tmp_path, recipe):
+    results = load_results(write_recorded(tmp_path / "sites.h5", recipe))
+    assert results.site_recipe == (recipe or "fisher-yates")
     checked = 0
-    for trial, record in recorded_sweep().sites.items():
+    for trial, record in recorded_sweep(recipe=recipe).sites.items():
         listing = trial_sites(results, trial)
         assert listing.sites["offset"].tolist() == record["offset"]
         assert listing.sites["tensor"].tolist() == record["tensor"]
@@ -213,6 +229,22 @@ def test_sites_command_flags_a_disagreeing_record(tmp_path):
     completed = run_sites(path, 0)
     assert completed.returncode == 1
     assert "DOES NOT MATCH" in completed.stdout
+
+
+def test_the_recipes_draw_different_sites():
+    # Same trials, same keys: the release that introduced feistel-v1 changed which sites a seed
+    # picks, so reading a file with the wrong recipe would list wrong sites.
+    feistel, legacy = recorded_sweep().sites, recorded_sweep(recipe=None).sites
+    assert feistel.keys() == legacy.keys()
+    assert all(feistel[t]["offset"] != legacy[t]["offset"] for t in feistel if len(feistel[t]["offset"]) > 2)
+
+
+def test_sites_command_refuses_an_unknown_site_recipe(tmp_path):
+    path = write_results(tmp_path / "future.h5", recorded_sweep(recipe="feistel-v9"))
+    completed = run_sites(path, 0)
+    assert completed.returncode == 3
+    assert "site_recipe is 'feistel-v9'" in completed.stderr
+    assert "does not implement" in completed.stderr and "feistel-v1" in completed.stderr
 
 
 def test_magnitude_trials_are_explained_not_guessed(recorded_file):

@@ -144,3 +144,26 @@ def test_merge_refuses_rows_that_do_not_fit_the_grid(tmp_path, runs, run_fracswe
     result = run_fracsweep(["merge", "--out", tmp_path / "merged.h5", shard, runs["1"], runs["2"]])
     assert result.returncode == 2, result.stderr
     assert str(shard) in result.stderr and "other axis indices than its job's grid" in result.stderr
+
+
+def test_merge_keeps_one_site_recipe_and_refuses_mixed_ones(tmp_path, runs, run_fracsweep):
+    """Shards drawn by different site recipes (an engine upgrade between shards) give the same
+    trial different sites: refused. Shards all from before the site_recipe attribute keep their
+    (Fisher-Yates) recipe, named explicitly in the merged file."""
+    with h5py.File(runs["whole"], "r") as f:
+        assert f.attrs["site_recipe"] == "feistel-v1"
+    old = {}
+    for label in ("0", "1", "2"):
+        old[label] = tmp_path / f"old-{label}.h5"
+        old[label].write_bytes(runs[label].read_bytes())
+        with h5py.File(old[label], "r+") as f:
+            del f.attrs["site_recipe"]
+    out = tmp_path / "mixed.h5"
+    result = run_fracsweep(["merge", "--out", out, runs["0"], old["1"], runs["2"]])
+    assert result.returncode == 2, result.stderr
+    assert "drew its sites by recipe fisher-yates" in result.stderr and "feistel-v1" in result.stderr
+    assert not out.exists()
+    result = run_fracsweep(["merge", "--out", out, old["0"], old["1"], old["2"]])
+    assert result.returncode == 0, result.stderr
+    with h5py.File(out, "r") as f:
+        assert f.attrs["site_recipe"] == "fisher-yates"

@@ -118,7 +118,7 @@ ROOT_ATTRIBUTES = {
     "blis_version": STR, "blis_kernels": STR, "blis_kernels_selected_by": STR,
     "blis_threads": "int32", "started_utc": STR, "finished_utc": STR, "n_trials": "int64",
     "n_trials_done": "int64", "shard_index": "int64", "shard_count": "int64",
-    "resume_count": "int32", "sessions": STR,
+    "resume_count": "int32", "sessions": STR, "site_recipe": STR,
 }
 
 failures = []

@@ -3,6 +3,8 @@
 // random numbers), the values each strategy writes (checked bit by bit or statistically
 // against statistics computed here), magnitude ordering, bitwise restore, and the targeted
 // oracles of expected.json on the real stories260K model.
+#include <omp.h>
+
 #include <algorithm>
 #include <bit>
 #include <boost/test/unit_test.hpp>
@@ -461,24 +463,68 @@ BOOST_AUTO_TEST_CASE(key_texts_are_the_documented_strings) {
 }
 
 BOOST_AUTO_TEST_CASE(sites_follow_the_documented_recipe) {
-  // key_from_text of this sites text is 0x81994c3bcae7dc45 (computed in python); the sites
-  // are the permutation prefix of that stream, read as indices of the in-scope space.
+  // key_from_text of this sites text is 0x81994c3bcae7dc45 (computed in python); the sites are
+  // the keyed permutation's prefix (site recipe feistel-v1) of that stream, read as indices of
+  // the in-scope space. Expected indices from analysis/fracsweep_analysis/rng.py.
   Model model = named_model();
   Perturber perturber(model, job_seed, "toy");
-  const KeyedRng stream(0x81994c3bcae7dc45ULL);
-  BOOST_TEST(fracsweep::key_from_text(perturber.sites_key_text(Scope{}, 3)) == stream.key());
-  const std::vector<int64_t> expected = fracsweep::permutation_prefix(stream, 45, 20, 0);
+  BOOST_TEST(fracsweep::key_from_text(perturber.sites_key_text(Scope{}, 3)) ==
+             0x81994c3bcae7dc45ULL);
+  const std::vector<int64_t> expected = {4,  42, 12, 18, 13, 8,  11, 28, 31, 29,
+                                         10, 3,  32, 24, 40, 16, 23, 37, 1,  5};
   BOOST_TEST(perturber.select_sites(parse("zero"), 20, 3) == expected);  // full scope: identity map
 
   // Scope layers.* without ffn: in-scope index i < 9 is layers.0.attn.wq[i] (offset 12 + i),
-  // 9 <= i < 18 is layers.1.attn.wq[i - 9] (offset 27 + i - 9).
+  // 9 <= i < 18 is layers.1.attn.wq[i - 9] (offset 27 + i - 9). Indices of the python mirror
+  // for the key text sites_key_text(attention.scope, 5).
   const StrategySpec attention = parse("zero include=layers.* exclude=*.ffn.*");
-  const KeyedRng scoped(fracsweep::key_from_text(perturber.sites_key_text(attention.scope, 5)));
+  BOOST_TEST(
+      perturber.sites_key_text(attention.scope, 5) ==
+      "fracsweep-sites-v1|job_seed=7|model=toy|scope=include=layers.*;exclude=*.ffn.*|seed=5");
   std::vector<int64_t> mapped;  // (18)
-  for (int64_t index : fracsweep::permutation_prefix(scoped, 18, 18, 0)) {
+  for (int64_t index : {1, 10, 11, 2, 13, 4, 3, 6, 5, 15, 14, 12, 16, 0, 17, 9, 7, 8}) {
     mapped.push_back(index < 9 ? 12 + index : 27 + index - 9);
   }
   BOOST_TEST(perturber.select_sites(attention, 18, 5) == mapped);
+}
+
+BOOST_AUTO_TEST_CASE(apply_does_not_depend_on_the_thread_count) {
+  // Every parameter of a 12008-value model (several parallel chunks), at 1 and at 3 threads:
+  // the same sites in the same order, the same new values bit for bit, an undo log that lists
+  // the sites of select_sites with their old values, and an exact restore.
+  const Model pristine = statistical_model();
+  Model model = statistical_model();
+  Perturber perturber(model, job_seed, "stats");
+  const StrategySpec strategy = parse("gaussian sigma=0.5 relative=std");
+  const int64_t n = perturber.scope_size(strategy.scope);
+  const std::vector<int64_t> sites = perturber.select_sites(strategy, n, 2);  // (n)
+  const int threads_before = omp_get_max_threads();
+  std::vector<std::vector<uint32_t>> written;  // per thread count: (n) new value bits by rank
+  for (int threads : {1, 3}) {
+    omp_set_num_threads(threads);
+    std::vector<Touched> undo;
+    std::vector<SiteRecord> record;
+    const int64_t changed = perturber.apply(model, strategy, n, 2, undo, &record);
+    BOOST_TEST_REQUIRE(static_cast<int64_t>(undo.size()) == n);
+    BOOST_TEST(changed > n - 20);  // gaussian changes all but non-finite and zero values
+    std::vector<uint32_t> bits;    // (n)
+    for (int64_t rank = 0; rank < n; ++rank) {
+      const auto r = static_cast<size_t>(rank);
+      BOOST_TEST_REQUIRE(undo[r].offset == sites[r]);
+      BOOST_TEST_REQUIRE(std::bit_cast<uint32_t>(undo[r].old_value) ==
+                         std::bit_cast<uint32_t>(pristine.values[static_cast<size_t>(sites[r])]));
+      BOOST_TEST_REQUIRE(record[r].offset == sites[r]);
+      BOOST_TEST_REQUIRE(std::bit_cast<uint32_t>(record[r].new_value) ==
+                         std::bit_cast<uint32_t>(model.values[static_cast<size_t>(sites[r])]));
+      bits.push_back(std::bit_cast<uint32_t>(record[r].new_value));
+    }
+    written.push_back(bits);
+    Perturber::restore(model, undo);
+    BOOST_TEST(std::memcmp(model.values.data(), pristine.values.data(),
+                           model.values.size() * sizeof(float)) == 0);
+  }
+  omp_set_num_threads(threads_before);
+  BOOST_TEST(written[0] == written[1]);
 }
 
 BOOST_AUTO_TEST_CASE(sites_are_k_distinct_in_scope_offsets) {

@@ -1,9 +1,12 @@
 #define BOOST_TEST_MODULE rng
 // The keyed counter-based generator (rng.hpp) against independent truth: Random123's Philox
 // known-answer vectors, key_from_text values computed with /usr/bin/python3 from the written
-// specification, and chi-square / moment checks of the derived draws. Every key is fixed, so
+// specification, the keyed permutation against the Python mirror and a plain transcription,
+// and chi-square / moment checks of the derived draws. Every key is fixed, so
 // the statistical checks are deterministic (no flakiness); their thresholds are the p = 1e-4
 // upper quantiles of the chi-square distribution (scipy.stats.chi2.ppf(1 - 1e-4, df)).
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
 #include <boost/test/unit_test.hpp>
@@ -19,6 +22,7 @@
 #include "fracsweep/perturb/rng.hpp"
 
 using fracsweep::key_from_text;
+using fracsweep::KeyedPermutation;
 using fracsweep::KeyedRng;
 using fracsweep::permutation_prefix;
 using fracsweep::philox4x32_10;
@@ -191,66 +195,184 @@ BOOST_AUTO_TEST_CASE(below_follows_the_documented_attempt_sequence) {
   BOOST_TEST(retried > 500);  // ~1000 expected: the rejection path was exercised
 }
 
-// --- permutation_prefix -----------------------------------------------------------------
+// --- KeyedPermutation / permutation_prefix (site recipe feistel-v1) -----------------------
 
-BOOST_AUTO_TEST_CASE(permutation_prefix_has_distinct_in_range_entries) {
-  const KeyedRng rng(key_from_text("test-perm-distinct"));
-  for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{
-           {1, 1}, {10, 0}, {10, 3}, {1000, 999}, {int64_t{1} << 40, 5000}}) {
-    const std::vector<int64_t> prefix = permutation_prefix(rng, n, k, 0);  // (k)
-    BOOST_TEST_REQUIRE(static_cast<int64_t>(prefix.size()) == k);
-    const std::set<int64_t> unique(prefix.begin(), prefix.end());
-    BOOST_TEST(static_cast<int64_t>(unique.size()) == k, "duplicates for n=" << n);
-    for (int64_t entry : prefix) BOOST_TEST_REQUIRE((entry >= 0 && entry < n));
+namespace {
+
+// Plain transcription of the rng.hpp recipe, on the KAT-tested block function alone: one index
+// at a time, no batching, no KeyedRng.
+int64_t reference_permute(uint64_t key, int64_t n, uint32_t lane, int64_t i) {
+  int bits = 10;
+  while ((uint64_t{1} << bits) < static_cast<uint64_t>(n)) ++bits;
+  const int u = bits / 2, v = bits - u;
+  auto encrypt = [&](uint64_t x) {
+    uint64_t a = x >> v, b = x & ((uint64_t{1} << v) - 1);
+    for (uint32_t round = 0; round < 8; ++round) {
+      const int m = round % 2 == 0 ? u : v;
+      const auto block =
+          philox4x32_10({static_cast<uint32_t>(b), static_cast<uint32_t>(bits), lane, round},
+                        {static_cast<uint32_t>(key), static_cast<uint32_t>(key >> 32)});
+      const uint64_t c = a ^ (block[0] & ((uint64_t{1} << m) - 1));
+      a = b;
+      b = c;
+    }
+    return a << v | b;
+  };
+  uint64_t x = encrypt(static_cast<uint64_t>(i));
+  while (x >= static_cast<uint64_t>(n)) x = encrypt(x);
+  return static_cast<int64_t>(x);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(permutation_matches_python_mirror_known_answers) {
+  // From analysis/fracsweep_analysis/rng.py (KeyedPermutation, written from the rng.hpp text).
+  const KeyedRng rng(key_from_text("test-perm-kat"));
+  struct Answer {
+    int64_t n;
+    std::vector<int64_t> first;  // permute(0), permute(1), ...
+    int64_t last;                // permute(n - 1)
+  };
+  const std::vector<Answer> answers = {
+      {1, {0}, 0},
+      {3, {2, 0, 1}, 1},
+      {45, {23, 41, 32, 17, 1, 21}, 30},
+      {1000003, {121153, 522833, 254470, 158347, 528733, 725552}, 927668},
+      {(int64_t{1} << 40) + 7,
+       {449872985400, 674917259807, 941014822955, 716223596382, 1068151750817, 803843659996},
+       102181806193},
+      {INT64_MAX,
+       {2883713208045741680, 237368089051749672, 560156254167500049, 7059585406508649058,
+        4628315180955075894, 6060114133779466644},
+       6534105555937763697}};
+  for (const Answer& answer : answers) {
+    const KeyedPermutation permutation(rng, answer.n, 0);
+    const auto count = static_cast<int64_t>(answer.first.size());
+    std::vector<int64_t> batch(answer.first.size());  // (count)
+    permutation.evaluate(0, count, batch.data());
+    BOOST_TEST(batch == answer.first, "n = " << answer.n);
+    for (int64_t i = 0; i < count; ++i) BOOST_TEST(permutation(i) == answer.first[i]);
+    BOOST_TEST(permutation(answer.n - 1) == answer.last, "n = " << answer.n);
+  }
+  const KeyedPermutation lane5(rng, 1000, 5);
+  const std::vector<int64_t> lane5_first = {195, 629, 619, 79, 994, 884};
+  for (int64_t i = 0; i < 6; ++i) BOOST_TEST(lane5(i) == lane5_first[static_cast<size_t>(i)]);
+}
+
+BOOST_AUTO_TEST_CASE(batched_evaluation_matches_the_plain_reference) {
+  // evaluate() (lockstep batches, compaction of walking lanes) against one-index transcriptions.
+  const uint64_t key = key_from_text("test-perm-reference");
+  const KeyedRng rng(key);
+  for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{700}, int64_t{1024}, int64_t{1025},
+                    int64_t{1} << 20, (int64_t{1} << 20) + 1, int64_t{3000017}}) {
+    const KeyedPermutation permutation(rng, n, 3);
+    for (int64_t first : {int64_t{0}, n / 3, n - std::min<int64_t>(n, 600)}) {
+      const int64_t count = std::min<int64_t>(600, n - first);  // spans 256-lane batches
+      std::vector<int64_t> batch(static_cast<size_t>(count));   // (count)
+      permutation.evaluate(first, count, batch.data());
+      for (int64_t j = 0; j < count; ++j) {
+        BOOST_TEST_REQUIRE(batch[static_cast<size_t>(j)] == reference_permute(key, n, 3, first + j),
+                           "n = " << n << ", i = " << first + j);
+        if (j < 20) BOOST_TEST(permutation(first + j) == batch[static_cast<size_t>(j)]);
+      }
+    }
   }
 }
 
-BOOST_AUTO_TEST_CASE(permutation_prefix_is_nested_and_full_length_is_a_permutation) {
+BOOST_AUTO_TEST_CASE(full_prefix_is_a_permutation_for_small_and_odd_sizes) {
+  const KeyedRng rng(key_from_text("test-perm-bijective"));
+  for (int64_t n : {1, 2, 3, 5, 7, 10, 1000, 1023, 1024, 1025, 4097, 65537, 100003, 1 << 19}) {
+    const std::vector<int64_t> full = permutation_prefix(rng, n, n, 0);  // (n)
+    std::vector<int64_t> sorted = full;
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<int64_t> identity(static_cast<size_t>(n));  // (n) 0, 1, ..., n - 1
+    std::iota(identity.begin(), identity.end(), 0);
+    BOOST_TEST(sorted == identity, "n = " << n);
+    if (n >= 5) BOOST_TEST(full != identity, "n = " << n);  // it actually shuffled
+  }
+}
+
+BOOST_AUTO_TEST_CASE(large_domains_give_distinct_in_range_entries) {
+  const KeyedRng rng(key_from_text("test-perm-large"));
+  for (int64_t n : {(int64_t{1} << 40) + 12345, int64_t{1100000000}, INT64_MAX}) {
+    const std::vector<int64_t> prefix = permutation_prefix(rng, n, 20000, 0);  // (20000)
+    const std::set<int64_t> unique(prefix.begin(), prefix.end());
+    BOOST_TEST(unique.size() == prefix.size(), "duplicates for n = " << n);
+    for (int64_t entry : prefix) BOOST_TEST_REQUIRE((entry >= 0 && entry < n));
+    // Spread over the whole range, not clustered near the indices: mean near n / 2.
+    const double mean =
+        std::accumulate(prefix.begin(), prefix.end(), 0.0) / static_cast<double>(prefix.size());
+    BOOST_TEST(std::fabs(mean / static_cast<double>(n) - 0.5) < 0.02);  // sd 0.002
+  }
+}
+
+BOOST_AUTO_TEST_CASE(prefixes_nest_and_depend_on_key_and_lane) {
   const KeyedRng rng(key_from_text("test-perm-nested"));
-  constexpr int64_t n = 500;
+  constexpr int64_t n = 300007;
   const std::vector<int64_t> full = permutation_prefix(rng, n, n, 1);  // (n)
-  std::vector<int64_t> sorted = full;
-  std::sort(sorted.begin(), sorted.end());
-  std::vector<int64_t> identity(n);  // (n) 0, 1, ..., n-1
-  std::iota(identity.begin(), identity.end(), 0);
-  BOOST_TEST(sorted == identity);
-  BOOST_TEST(full != identity);  // it actually shuffled
-  for (int64_t k : {0, 1, 7, 100, 499}) {
+  for (int64_t k : {0, 1, 7, 255, 256, 257, 65536, 65537, 299999}) {
     const std::vector<int64_t> prefix = permutation_prefix(rng, n, k, 1);  // (k)
     BOOST_TEST(std::equal(prefix.begin(), prefix.end(), full.begin()), "k = " << k);
   }
+  const KeyedRng other(key_from_text("test-perm-nested-other"));
+  const auto first = permutation_prefix(rng, n, 50, 1);
+  BOOST_TEST(permutation_prefix(KeyedRng(rng.key()), n, 50, 1) == first);
+  BOOST_TEST(permutation_prefix(other, n, 50, 1) != first);
+  BOOST_TEST(permutation_prefix(rng, n, 50, 0) != first);
 }
 
-BOOST_AUTO_TEST_CASE(permutation_prefix_depends_only_on_key_and_lane) {
-  const KeyedRng a(key_from_text("test-perm-key-a")), a_again(key_from_text("test-perm-key-a"));
-  const KeyedRng b(key_from_text("test-perm-key-b"));
-  const auto first = permutation_prefix(a, 100000, 50, 0);
-  permutation_prefix(b, 100000, 50, 0);  // unrelated draws in between change nothing
-  BOOST_TEST(permutation_prefix(a_again, 100000, 50, 0) == first);
-  BOOST_TEST(permutation_prefix(b, 100000, 50, 0) != first);
-  BOOST_TEST(permutation_prefix(a, 100000, 50, 1) != first);
+BOOST_AUTO_TEST_CASE(prefix_does_not_depend_on_the_thread_count) {
+  const KeyedRng rng(key_from_text("test-perm-threads"));
+  constexpr int64_t n = 5000011, k = 400000;  // several parallel ranges
+  const int threads_before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const std::vector<int64_t> one = permutation_prefix(rng, n, k, 0);
+  omp_set_num_threads(3);
+  const std::vector<int64_t> three = permutation_prefix(rng, n, k, 0);
+  omp_set_num_threads(threads_before);
+  BOOST_TEST(one == three);
 }
 
-BOOST_AUTO_TEST_CASE(permutation_prefix_first_entry_is_uniform) {
-  constexpr int64_t n = 10, keys = 50000;
-  std::vector<int64_t> counts(n, 0);  // (n) keys whose first entry is each value
+BOOST_AUTO_TEST_CASE(positions_are_uniform_over_keys) {
+  // Where each index lands, over 20000 keys at n = 10: Pearson's statistic of the (index,
+  // position) table against 2000 per cell has (n - 1)^2 = 81 df. An unkeyed, unshuffled or
+  // biased permutation fails by orders of magnitude.
+  constexpr int64_t n = 10, keys = 20000;
+  std::vector<int64_t> counts(n * n, 0);  // (n * n) keys with permute(i) == j, at i * n + j
   for (int64_t key = 0; key < keys; ++key) {
-    const KeyedRng rng(key_from_text("test-perm-first-" + std::to_string(key)));
-    ++counts[static_cast<size_t>(permutation_prefix(rng, n, 1, 0)[0])];
+    const KeyedRng rng(key_from_text("test-perm-position-" + std::to_string(key)));
+    const std::vector<int64_t> full = permutation_prefix(rng, n, n, 0);
+    for (int64_t i = 0; i < n; ++i) ++counts[static_cast<size_t>(i * n + full[i])];
   }
-  BOOST_TEST(chi_square_uniform(counts) < 33.72);  // df 9
+  BOOST_TEST(chi_square_uniform(counts) < 137.07);  // df 81
 }
 
-BOOST_AUTO_TEST_CASE(permutation_prefix_full_permutations_are_uniform) {
-  // All 120 orderings of 5 elements, 1000 expected each.
-  constexpr int64_t n = 5, keys = 120000;
+BOOST_AUTO_TEST_CASE(full_permutations_are_uniform_over_keys) {
+  // All 24 orderings of 4 elements, 1000 expected each: the joint law, not just positions.
+  constexpr int64_t n = 4, keys = 24000;
   std::map<std::vector<int64_t>, int64_t> by_permutation;
   for (int64_t key = 0; key < keys; ++key) {
     const KeyedRng rng(key_from_text("test-perm-full-" + std::to_string(key)));
     ++by_permutation[permutation_prefix(rng, n, n, 0)];
   }
-  BOOST_TEST_REQUIRE(by_permutation.size() == 120u);
-  std::vector<int64_t> counts;  // (120)
+  BOOST_TEST_REQUIRE(by_permutation.size() == 24u);
+  std::vector<int64_t> counts;  // (24)
   for (const auto& entry : by_permutation) counts.push_back(entry.second);
-  BOOST_TEST(chi_square_uniform(counts) < 185.09);  // df 119
+  BOOST_TEST(chi_square_uniform(counts) < 57.07);  // df 23
+}
+
+BOOST_AUTO_TEST_CASE(consecutive_entries_are_independent_at_a_real_size) {
+  // Within one permutation of a scope-sized n: the pair (permute(i), permute(i + 1)) binned
+  // 10 x 10 over 200000 i should fill the cells evenly (Feistel inputs i, i + 1 share all
+  // but their low bits, the case too few rounds would leave correlated).
+  const KeyedRng rng(key_from_text("test-perm-pairs"));
+  constexpr int64_t n = 300007, pairs = 200000;
+  const std::vector<int64_t> prefix = permutation_prefix(rng, n, pairs + 1, 0);
+  std::vector<int64_t> counts(100, 0);  // (100) pairs per (decile of one, decile of next)
+  for (int64_t i = 0; i < pairs; ++i) {
+    const int64_t a = prefix[static_cast<size_t>(i)] * 10 / n;
+    const int64_t b = prefix[static_cast<size_t>(i + 1)] * 10 / n;
+    ++counts[static_cast<size_t>(a * 10 + b)];
+  }
+  BOOST_TEST(chi_square_uniform(counts) < 160.06);  // df 99
 }

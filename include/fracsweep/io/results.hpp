@@ -9,6 +9,7 @@
 #include "fracsweep/grid/adaptive.hpp"
 #include "fracsweep/grid/grid.hpp"
 #include "fracsweep/model/model.hpp"
+#include "fracsweep/perturb/rng.hpp"
 #include "fracsweep/trial/trial.hpp"
 
 namespace fracsweep {
@@ -30,6 +31,9 @@ struct Provenance {
   // One line per start of `fracsweep run` that wrote trials to this output, oldest first:
   // "STARTED_UTC job=JOB_ID host=HOST trials_before=N"; more than one line means resumes.
   std::vector<std::string> sessions;
+  // How random sites were drawn (root attribute site_recipe): this engine's recipe, or the
+  // file's when read back ("fisher-yates" for files written before the attribute existed).
+  std::string site_recipe = site_recipe_name;
 };
 
 struct TrialSites {

@@ -2,11 +2,11 @@
 // Perturbation strategies: which parameters a trial touches (sites) and what it writes there.
 // Knows nothing about MPI or HDF5.
 //
-// Sites: for a (job seed, model, scope, seed) the sites are the prefix of one random
-// permutation of the in-scope index space, so a smaller fraction's sites are a subset of a
-// larger one's, and every strategy with the same scope and seed touches the same sites
-// (common random numbers). New values at site rank i come from a second stream keyed by the
-// strategy (with its parameters) and the seed, at counter i.
+// Sites: for a (job seed, model, scope, seed) the sites are the prefix of one keyed
+// pseudo-random permutation of the in-scope index space, evaluated per site rank, so a smaller
+// fraction's sites are a prefix of a larger one's, and every strategy with the same scope and
+// seed touches the same sites (common random numbers). New values at site rank i come from a second
+// stream keyed by the strategy (with its parameters) and the seed, at counter i.
 //
 // Exact recipe (mirrored in analysis/fracsweep_analysis/rng.py; see rng.hpp for the generator):
 //   sites key text
@@ -15,8 +15,9 @@
 //   "fracsweep-values-v1|job_seed=<u64>|model=<name>|strategy=<StrategySpec::canonical>|seed=<i64>"
 //   in-scope index space: the in-scope tensors in model order (ascending offset), concatenated;
 //          buffers (TensorRole::buffer) only when an explicit include names them (in_scope).
-//   sites: permutation_prefix(KeyedRng(key_from_text(sites key)), n_scope, k, lane 0), each
-//          in-scope index mapped to its offset in Model::values. k = Amount::sites(n_scope).
+//   sites: site rank i < k is permute(i) of KeyedPermutation(KeyedRng(key_from_text(sites key)),
+//          n_scope, lane 0) (rng.hpp; site recipe "feistel-v1", the results file's site_recipe),
+//          the in-scope index mapped to its offset in Model::values. k = Amount::sites(n_scope).
 //   values at site rank i (values stream V):
 //     zero 0; signflip -w; scale w * factor;
 //     bitflip: bit = 31 (sign), 30 (exponent-msb), the explicit bit, 23 + V.below(8, i, 1)
@@ -45,6 +46,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -99,9 +101,12 @@ class Perturber {
   // Sites of a trial: offsets into Model::values, site rank order.
   std::vector<int64_t> select_sites(const StrategySpec& strategy, int64_t k, int64_t seed);
 
-  // Perturbs `k` sites of `model` in place and appends what it touched to `undo` (cleared
-  // first). When `record` is non-null it receives every site with old and new value. Returns
+  // Perturbs `k` sites of `model` in place and sets `undo` to what it touched (site rank
+  // order). When `record` is non-null it receives every site with old and new value. Returns
   // how many sites now hold a different bit pattern (a zero written over a zero changes nothing).
+  // Runs on the OpenMP threads; results do not depend on their number. Memory beyond `undo`
+  // (and `record`) is O(1) per thread. On an error `undo` still lists every site with its old
+  // value (some untouched), so restore is exact.
   int64_t apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
                 std::vector<Touched>& undo, std::vector<SiteRecord>* record = nullptr);
 
@@ -137,6 +142,17 @@ class Perturber {
     // lazily per ranking: "magnitude", "wanda", "delta:MODEL", "taylor:LABEL", "gradient:OBJ".
     std::map<std::string, std::vector<int64_t>> ranked;
   };
+  // The sites of one trial by rank, for site_offsets: a ranking's prefix (deterministic
+  // strategies) or the keyed permutation of the scope's in-scope index space. Immutable.
+  struct SiteSource {
+    const ScopeIndex* index = nullptr;
+    const std::vector<int64_t>* ranked = nullptr;  // deterministic: the ranking; else null
+    std::optional<KeyedPermutation> permutation;   // random with k > 0: the sites draw
+  };
+  SiteSource site_source(const StrategySpec& strategy, int64_t k, int64_t seed);
+  // out[j] = offset of the site of rank first + j, 0 <= j < count (select_sites without the
+  // vector: callers draw O(1)-sized ranges on many threads).
+  void site_offsets(const SiteSource& source, int64_t first, int64_t count, int64_t* out) const;
   // Offsets of `index` sorted by `score` descending (NaN first), ties by lower offset.
   std::vector<int64_t> ranked_offsets(const ScopeIndex& index,
                                       const std::function<double(int64_t offset)>& score) const;
@@ -160,6 +176,7 @@ class Perturber {
   uint64_t job_seed_;
   std::string model_name_;
   std::vector<TensorStats> stats_;                       // (n_tensors) of the unperturbed model
+  std::vector<int64_t> tensor_offsets_;                  // (n_tensors) Model::values offsets
   std::map<std::string, ScopeIndex> scopes_;             // by Scope::canonical()
   std::map<std::string, const Model*> donors_;           // delta sources by model name
   std::map<std::string, std::vector<float>> gradients_;  // (n_values) per objective
