@@ -18,6 +18,7 @@
 #include "fracsweep/io/output_lock.hpp"
 #include "fracsweep/io/output_paths.hpp"
 #include "fracsweep/par/stop.hpp"
+#include "fracsweep/perturb/rng.hpp"
 #include "fracsweep/util/build_info.hpp"
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/util/sha256.hpp"
@@ -90,8 +91,8 @@ SweepPlan plan_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& opti
   MPI_Comm_rank(comm, &plan.rank);
   MPI_Comm_size(comm, &plan.size);
   plan.range = shard_range(plan.grid.size(), options.shard_index, options.shard_count);
-  plan.identity = {sha256_hex(job.text), plan.grid.size(), options.shard_index,
-                   options.shard_count};
+  plan.identity = {sha256_hex(job.text), plan.grid.size(), options.shard_index, options.shard_count,
+                   site_recipe_name};
   return plan;
 }
 

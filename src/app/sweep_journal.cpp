@@ -75,6 +75,10 @@ ResumeState open_journal(const JournalIdentity& identity, const RunOptions& opti
                           std::to_string(identity.shard_count) + " of " +
                           std::to_string(identity.n_trials) +
                           "; use --force to discard it and start over"));
+    check_input(
+        found.site_recipe == identity.site_recipe,
+        in_file(path, "drew its sites by recipe " + found.site_recipe + ", this build by " +
+                          identity.site_recipe + "; use --force to discard it and start over"));
     if (contents.discarded_bytes > 0) {
       std::fprintf(stderr, "[fracsweep] %s: discarded a torn tail of %lld bytes\n", path.c_str(),
                    static_cast<long long>(contents.discarded_bytes));

@@ -77,6 +77,7 @@ std::vector<char> identity_payload(const JournalIdentity& identity) {
   out.put(identity.n_trials);
   out.put(identity.shard_index);
   out.put(identity.shard_count);
+  out.put_text(identity.site_recipe);
   out.put(static_cast<uint32_t>(sizeof(TrialRow)));
   out.put(static_cast<uint32_t>(sizeof(SiteRecord)));
   return out.take();
@@ -181,10 +182,19 @@ JournalContents read_journal(const std::string& path) {
       std::string format;
       uint32_t row_bytes = 0, site_bytes = 0;
       JournalIdentity& identity = contents.identity;
-      const bool parsed = kind == kind_identity && reader.get_text(format) &&
-                          reader.get_text(identity.job_sha256) && reader.get(identity.n_trials) &&
-                          reader.get(identity.shard_index) && reader.get(identity.shard_count) &&
-                          reader.get(row_bytes) && reader.get(site_bytes) && reader.at_end();
+      const bool is_identity = kind == kind_identity && reader.get_text(format);
+      // A journal of another release's format: its rows and sites may not be this build's.
+      check_input(
+          !is_identity || format == journal_format || !format.starts_with("fracsweep-journal/"),
+          in_file(path, "was written by another fracsweep release (" + format +
+                            "; this build writes " + journal_format +
+                            ", with sites drawn by a different recipe); use --force to "
+                            "discard it and start over"));
+      const bool parsed = is_identity && reader.get_text(identity.job_sha256) &&
+                          reader.get(identity.n_trials) && reader.get(identity.shard_index) &&
+                          reader.get(identity.shard_count) &&
+                          reader.get_text(identity.site_recipe) && reader.get(row_bytes) &&
+                          reader.get(site_bytes) && reader.at_end();
       check_input(parsed && format == journal_format,
                   in_file(path, "does not start with a " + std::string(journal_format) +
                                     " identity record; not a fracsweep journal"));

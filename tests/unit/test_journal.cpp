@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE journal
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cstring>
 #include <filesystem>
@@ -29,7 +30,7 @@ namespace {
 using fracsweep::test::TempDir;
 
 JournalIdentity identity() {
-  return {std::string(64, 'c'), 100, 1, 3};
+  return {std::string(64, 'c'), 100, 1, 3, "feistel-v1"};
 }
 
 // A result whose every field derives from `trial`; `n_sites` recorded sites.
@@ -93,6 +94,7 @@ BOOST_AUTO_TEST_CASE(round_trip_sorted_and_deduplicated) {
   BOOST_TEST(contents.identity.n_trials == 100);
   BOOST_TEST(contents.identity.shard_index == 1);
   BOOST_TEST(contents.identity.shard_count == 3);
+  BOOST_TEST(contents.identity.site_recipe == "feistel-v1");
   BOOST_TEST_REQUIRE(contents.sessions.size() == 1u);
   BOOST_TEST(contents.sessions[0].job_id == "77_3");
   BOOST_TEST(contents.sessions[0].host == "node1");
@@ -181,7 +183,7 @@ BOOST_AUTO_TEST_CASE(foreign_files_are_refused) {
   BOOST_CHECK_THROW(read_journal(path), fracsweep::InputError);
   BOOST_CHECK_THROW(read_journal(dir.path() / "missing.journal"), fracsweep::InputError);
   {
-    JournalWriter writer(path, {std::string(64, 'c'), 10, 0, 1}, CommitPolicy{});
+    JournalWriter writer(path, {std::string(64, 'c'), 10, 0, 1, "feistel-v1"}, CommitPolicy{});
     writer.append(result(12));  // outside a grid of 10 trials
     writer.commit();
   }
@@ -191,6 +193,33 @@ BOOST_AUTO_TEST_CASE(foreign_files_are_refused) {
   } catch (const fracsweep::InputError& e) {
     BOOST_TEST(std::string(e.what()).find("trial id 12 outside the grid of 10") !=
                std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(journal_of_another_release_is_named_as_such) {
+  TempDir dir;
+  const fs::path path = dir.path() / "old.journal";
+  { JournalWriter writer(path, identity(), CommitPolicy{}); }
+  // The identity record as the previous release wrote it: format "fracsweep-journal/2" (its
+  // rows were drawn by another site recipe), the record's checksum made valid again.
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string format = fracsweep::journal_format;
+  const auto at = std::search(bytes.begin(), bytes.end(), format.begin(), format.end());
+  BOOST_TEST_REQUIRE((at != bytes.end()));
+  *(at + static_cast<std::ptrdiff_t>(format.size()) - 1) = '2';
+  uint32_t length = 0;
+  std::memcpy(&length, bytes.data() + 4, sizeof length);
+  const uint32_t crc = fracsweep::crc32c(bytes.data(), 8 + size_t{length});
+  std::memcpy(bytes.data() + 8 + length, &crc, sizeof crc);
+  write_bytes(path, bytes);
+  try {
+    read_journal(path);
+    BOOST_FAIL("a journal of another release was accepted");
+  } catch (const fracsweep::InputError& e) {
+    BOOST_TEST(std::string(e.what()).find("was written by another fracsweep release "
+                                          "(fracsweep-journal/2") != std::string::npos);
+    BOOST_TEST(std::string(e.what()).find("--force") != std::string::npos);
   }
 }
 

@@ -20,13 +20,15 @@
 
 namespace fracsweep {
 
-constexpr const char* journal_format = "fracsweep-journal/2";
+constexpr const char* journal_format = "fracsweep-journal/3";
 
 struct JournalIdentity {
   std::string job_sha256;  // 64 hex digits of the job text
   int64_t n_trials = 0;    // grid size
   int64_t shard_index = 0;
   int64_t shard_count = 1;
+  std::string site_recipe;  // how sites were drawn (results attribute site_recipe): a resumed
+                            // run must draw them the same way
 };
 
 // One start of `fracsweep run` on a journal (provenance of resumes).
