@@ -71,19 +71,20 @@ std::string plan_echo(const JobConfig& job) {
 
 // The memory lines: per node (weights once when shared, plus each rank's share) and per rank.
 void print_memory(const NodeMemory& memory, uint64_t available, const std::string& source) {
-  const std::string working = memory.per_rank_working > 0
-                                  ? gib_text(memory.per_rank_working) + " working memory measured"
-                                  : std::string("working memory not measured (--no-measure)");
+  const std::string working =
+      memory.per_rank_working > 0
+          ? memory_text(memory.per_rank_working) + " working memory measured"
+          : std::string("working memory not measured (--no-measure)");
   std::printf(
       "memory per rank: %s (%s of weights held privately + %s: activations, evaluator "
       "with its baseline, undo log)\n",
-      gib_text(memory.per_rank()).c_str(), gib_text(memory.private_weights).c_str(),
+      memory_text(memory.per_rank()).c_str(), memory_text(memory.private_weights).c_str(),
       working.c_str());
   std::printf(
       "memory per node: %s (%s of weights shared once per node + %d rank(s) x %s); "
       "the node has %s (%s)\n",
-      gib_text(memory.per_node()).c_str(), gib_text(memory.shared_weights).c_str(),
-      memory.ranks_on_node, gib_text(memory.per_rank()).c_str(), gib_text(available).c_str(),
+      memory_text(memory.per_node()).c_str(), memory_text(memory.shared_weights).c_str(),
+      memory.ranks_on_node, memory_text(memory.per_rank()).c_str(), memory_text(available).c_str(),
       source.c_str());
 }
 

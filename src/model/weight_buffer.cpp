@@ -107,8 +107,8 @@ void WeightBuffer::append_at(const float* position, const std::vector<float>& ap
 
 void WeightBuffer::release_pages(std::vector<int64_t>& offsets) {
   if (memory_ != Memory::file_private || offsets.empty()) return;
-  const auto page_values = static_cast<int64_t>(::sysconf(_SC_PAGESIZE)) /
-                           static_cast<int64_t>(sizeof(float));
+  const auto page_values =
+      static_cast<int64_t>(::sysconf(_SC_PAGESIZE)) / static_cast<int64_t>(sizeof(float));
   for (int64_t& offset : offsets) offset /= page_values;  // value offset -> page index
   std::sort(offsets.begin(), offsets.end());
   const auto last_page = static_cast<int64_t>((size_ - 1) / static_cast<size_t>(page_values));
@@ -119,12 +119,12 @@ void WeightBuffer::release_pages(std::vector<int64_t>& offsets) {
     while (j < offsets.size() && offsets[j] <= offsets[j - 1] + 1) ++j;
     const int64_t first = offsets[i], end_page = std::min(offsets[j - 1], last_page) + 1;
     char* start = reinterpret_cast<char*>(data_) + first * page_values * sizeof(float);
-    const auto bytes = static_cast<size_t>(end_page - first) *
-                       static_cast<size_t>(page_values) * sizeof(float);
+    const auto bytes =
+        static_cast<size_t>(end_page - first) * static_cast<size_t>(page_values) * sizeof(float);
     // The mapping's length is rounded up to whole pages, so the last page is covered too.
-    check_invariant(::madvise(start, bytes, MADV_DONTNEED) == 0,
-                    std::string("madvise(MADV_DONTNEED) on model values failed: ") +
-                        std::strerror(errno));
+    check_invariant(
+        ::madvise(start, bytes, MADV_DONTNEED) == 0,
+        std::string("madvise(MADV_DONTNEED) on model values failed: ") + std::strerror(errno));
     i = j;
   }
 }

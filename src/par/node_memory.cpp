@@ -102,9 +102,13 @@ uint64_t process_anonymous_bytes() {
   return 0;
 }
 
-std::string gib_text(uint64_t bytes) {
+std::string memory_text(uint64_t bytes) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.2f GiB", static_cast<double>(bytes) / (1 << 30));
+  if (bytes >= (uint64_t{1} << 30)) {
+    std::snprintf(text, sizeof text, "%.2f GiB", static_cast<double>(bytes) / (1 << 30));
+  } else {
+    std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  }
   return text;
 }
 
@@ -112,11 +116,12 @@ void check_fits_node(const JobConfig& job, const NodeMemory& need, uint64_t avai
                      const std::string& source, const std::string& command) {
   check_input(need.per_node() <= available, [&] {
     return in_file(job.path,
-                   command + ": the job needs " + gib_text(need.per_node()) + " per node (" +
-                       gib_text(need.shared_weights) + " of weights shared by the node + " +
+                   command + ": the job needs " + memory_text(need.per_node()) + " per node (" +
+                       memory_text(need.shared_weights) + " of weights shared by the node + " +
                        std::to_string(need.ranks_on_node) + " ranks x " +
-                       gib_text(need.per_rank()) + (need.per_rank_working == 0 ? " of weights" : "") +
-                       "), more than the " + gib_text(available) + " this node has (" + source +
+                       memory_text(need.per_rank()) +
+                       (need.per_rank_working == 0 ? " of weights" : "") + "), more than the " +
+                       memory_text(available) + " this node has (" + source +
                        "); run fewer ranks per node, share the weights (--share-weights auto "
                        "with several ranks on a node), or use a node with more memory");
   });

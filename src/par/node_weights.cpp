@@ -176,9 +176,9 @@ NodeWeights::NodeWeights(MPI_Comm comm, const JobConfig& job, ShareWeights share
   }
   if (share == ShareWeights::off || layout_.ranks_on_node == 1 || models.empty()) {
     description_ = std::string("private to each rank (") +
-                   (share == ShareWeights::off        ? "--share-weights off"
-                    : layout_.ranks_on_node == 1      ? "one rank per node"
-                                                      : "no model format to share") +
+                   (share == ShareWeights::off   ? "--share-weights off"
+                    : layout_.ranks_on_node == 1 ? "one rank per node"
+                                                 : "no model format to share") +
                    ")";
     return;
   }
@@ -198,12 +198,12 @@ NodeWeights::NodeWeights(MPI_Comm comm, const JobConfig& job, ShareWeights share
     const std::string directory = node_file_directory(bytes, reason);
     const int removed = remove_stale_node_files(directory);
     if (announce) {
-      std::fprintf(stderr,
-                   "[fracsweep] weights: one copy per node, %.2f GiB in %s (%s)%s\n",
-                   static_cast<double>(bytes) / (1 << 30), directory.c_str(), reason.c_str(),
-                   removed > 0 ? (", removed " + std::to_string(removed) +
-                                  " leftover file(s) of ended runs").c_str()
-                               : "");
+      std::fprintf(
+          stderr, "[fracsweep] weights: one copy per node, %.2f GiB in %s (%s)%s\n",
+          static_cast<double>(bytes) / (1 << 30), directory.c_str(), reason.c_str(),
+          removed > 0
+              ? (", removed " + std::to_string(removed) + " leftover file(s) of ended runs").c_str()
+              : "");
     }
     for (size_t i = 0; i < models.size(); ++i) {
       const size_t m = models[i];
@@ -211,8 +211,8 @@ NodeWeights::NodeWeights(MPI_Comm comm, const JobConfig& job, ShareWeights share
                  std::to_string(::getpid()) + "-" + std::to_string(m) + ".f32";
       FileDescriptor fd(::open(files[i].c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
       check_input(fd.valid(), [&] {
-        return files[i] + ": cannot create the node's copy of the model weights: " +
-               std::strerror(errno);
+        return files[i] +
+               ": cannot create the node's copy of the model weights: " + std::strerror(errno);
       });
       unlink_guards.push_back(std::make_unique<UnlinkOnExit>(files[i]));
       const auto start = std::chrono::steady_clock::now();
@@ -236,8 +236,8 @@ NodeWeights::NodeWeights(MPI_Comm comm, const JobConfig& job, ShareWeights share
     uint64_t n_values = leader ? staged_[i].n_values : 0;
     MPI_Bcast(&n_values, 1, MPI_UINT64_T, 0, node.get());
     if (!leader) {
-      staged_.push_back({path_and_file[0], static_cast<size_t>(n_values), path_and_file[1],
-                         FileDescriptor()});
+      staged_.push_back(
+          {path_and_file[0], static_cast<size_t>(n_values), path_and_file[1], FileDescriptor()});
     }
   }
   run_collective_phase(comm, [&] {
@@ -245,8 +245,8 @@ NodeWeights::NodeWeights(MPI_Comm comm, const JobConfig& job, ShareWeights share
     for (StagedModel& staged : staged_) {
       staged.fd = FileDescriptor(::open(staged.file.c_str(), O_RDONLY | O_CLOEXEC));
       check_input(staged.fd.valid(), [&] {
-        return staged.file + ": cannot open the node's copy of the model weights: " +
-               std::strerror(errno);
+        return staged.file +
+               ": cannot open the node's copy of the model weights: " + std::strerror(errno);
       });
     }
   });

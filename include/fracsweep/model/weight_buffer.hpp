@@ -125,9 +125,9 @@ class WeightBuffer {
     size_ = own_.size();
   }
 
-  std::vector<float, DefaultInit> own_;       // (n_values) private memory
-  std::unique_ptr<float, Unmap> mapping_;     // file mappings
-  float* data_ = nullptr;                     // (n_values) own_ or the mapping
+  std::vector<float, DefaultInit> own_;    // (n_values) private memory
+  std::unique_ptr<float, Unmap> mapping_;  // file mappings
+  float* data_ = nullptr;                  // (n_values) own_ or the mapping
   size_t size_ = 0;
   Memory memory_ = Memory::private_memory;
 };

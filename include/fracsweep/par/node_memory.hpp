@@ -21,7 +21,9 @@ struct NodeMemory {
   int ranks_on_node = 1;
 
   uint64_t per_rank() const { return private_weights + per_rank_working; }
-  uint64_t per_node() const { return shared_weights + per_rank() * static_cast<uint64_t>(ranks_on_node); }
+  uint64_t per_node() const {
+    return shared_weights + per_rank() * static_cast<uint64_t>(ranks_on_node);
+  }
 };
 
 // The weights of `job` for `ranks_on_node` ranks of one node, shared or not (checks the model
@@ -42,7 +44,7 @@ void check_fits_node(const JobConfig& job, const NodeMemory& need, uint64_t avai
 // session holds besides its weights.
 uint64_t process_anonymous_bytes();
 
-// "1.23 GiB".
-std::string gib_text(uint64_t bytes);
+// "1.23 GiB", or "12.3 MiB" below 1 GiB.
+std::string memory_text(uint64_t bytes);
 
 }  // namespace fracsweep
