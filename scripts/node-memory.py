@@ -16,19 +16,30 @@ import threading
 import time
 
 
-def fracsweep_pids():
-    pids = []
+def fracsweep_pids(root):
+    """The fracsweep processes descending from `root` (the launcher), so other runs on the
+    machine are never counted."""
+    parent, argv0 = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv0 = f.read().split(b"\0")[0]
-        except OSError:
+                argv0[int(entry)] = f.read().split(b"\0")[0]
+        except (OSError, IndexError, ValueError):
             continue
-        if argv0.endswith(b"/fracsweep") or argv0 == b"fracsweep":
-            pids.append(int(entry))
-    return pids
+
+    def descends(pid):
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    return [pid for pid, name in argv0.items()
+            if (name.endswith(b"/fracsweep") or name == b"fracsweep") and descends(pid)]
 
 
 def pss_kib(pid):
@@ -44,7 +55,6 @@ def pss_kib(pid):
 
 def main():
     command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
-    before = set(fracsweep_pids())
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     trials_started = threading.Event()
     lines = []
@@ -60,7 +70,7 @@ def main():
     peak = peak_trials = 0
     ranks = 0
     while process.poll() is None:
-        pids = [p for p in fracsweep_pids() if p not in before]
+        pids = fracsweep_pids(process.pid)
         total = sum(pss_kib(p) for p in pids)
         ranks = max(ranks, len(pids))
         peak = max(peak, total)

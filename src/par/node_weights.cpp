@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <thread>
 
 #include "fracsweep/models/models.hpp"
 #include "fracsweep/par/node_memory.hpp"
@@ -89,6 +90,23 @@ class FileFill : public WeightsSource {
  private:
   const FileDescriptor& fd_;
   std::string file_;
+};
+
+// Waits for every rank of `comm` without spinning (MPI's blocking collectives poll a core): the
+// ranks waiting for their node's first rank sleep, leaving it the cores for its OpenMP threads.
+void wait_quietly(MPI_Comm comm) {
+  MPI_Request request = MPI_REQUEST_NULL;
+  MPI_Ibarrier(comm, &request);
+  int done = 0;
+  while (MPI_Test(&request, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+// Calls wait_quietly when the scope ends, by return or by exception.
+struct WaitQuietlyOnExit {
+  MPI_Comm comm;
+  ~WaitQuietlyOnExit() { wait_quietly(comm); }
 };
 
 uint64_t free_bytes(const std::string& directory) {
@@ -189,6 +207,7 @@ NodeWeights::NodeWeights(MPI_Comm comm, const JobConfig& job, ShareWeights share
   std::vector<std::string> files(models.size());
   std::vector<std::unique_ptr<UnlinkOnExit>> unlink_guards;  // (n_staged) the leader's files
   run_collective_phase(comm, [&] {
+    const WaitQuietlyOnExit arrive{comm};
     if (!leader) return;
     uint64_t bytes = 0;
     for (size_t m : models) {
