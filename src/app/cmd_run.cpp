@@ -58,7 +58,9 @@ int command_run(const std::vector<std::string>& args, MPI_Comm comm) {
       "blis-kernels", po::value<std::string>()->default_value("auto"),
       "BLIS kernel set: auto (skx where the CPU has AVX-512, else BLIS's choice), native (BLIS's "
       "own choice), skx, haswell, zen3; a BLIS_ARCH_TYPE environment variable overrides")(
-      "blis-threads", po::value<int>()->default_value(1), "BLIS threads per rank");
+      "blis-threads", po::value<int>()->default_value(1), "BLIS threads per rank")(
+      "share-weights", po::value<std::string>()->default_value("auto"),
+      "auto: ranks on one node share one copy of the unperturbed weights; off: one per rank");
   // Flags and job file are checked on every rank and agreed on, so bad input exits cleanly.
   bool help = false;
   RunOptions run;
@@ -91,6 +93,10 @@ int command_run(const std::vector<std::string>& args, MPI_Comm comm) {
     run.gemm.threads = vm["blis-threads"].as<int>();
     check_input(run.gemm.threads >= 1 && run.gemm.threads <= 256,
                 "fracsweep run: --blis-threads must be in 1..256");
+    const std::string share = vm["share-weights"].as<std::string>();
+    check_input(share == "auto" || share == "off",
+                "fracsweep run: --share-weights must be auto or off, found '" + share + "'");
+    run.share_weights = share == "off" ? ShareWeights::off : ShareWeights::automatic;
     run.command_line = "fracsweep run";
     for (const std::string& arg : args) run.command_line += " " + arg;
     job = parse_job_file(vm["job"].as<std::string>());

@@ -216,12 +216,14 @@ void announce_sweep(const SweepPlan& plan, const SweepStart& start, const std::s
 // rank opens each model at most once. Rank 0 keeps the summary of each model it closes.
 class ModelSessions {
  public:
-  ModelSessions(const SweepPlan& plan, const EvalSources& sources)
+  ModelSessions(const SweepPlan& plan, const EvalSources& sources, const WeightsSource& weights)
       : plan_(plan),
         sources_(sources),
         summaries_(plan.job.models.size()),
         summarised_(plan.job.models.size(), false),
-        recorded_(plan.job.record_sites.begin(), plan.job.record_sites.end()) {}
+        recorded_(plan.job.record_sites.begin(), plan.job.record_sites.end()) {
+    load_.weights = &weights;
+  }
 
   TrialResult run_trial(int64_t id) {
     const TrialSpec& spec = plan_.grid.trial(id);
@@ -246,16 +248,21 @@ class ModelSessions {
     session_ = open_session(model_idx);
     current_model_ = model_idx;
   }
-  // Opens model `model_idx` (load, baseline, greedy continuation); rank 0 says so before and
-  // after, so a long load is never silent.
+  // Opens model `model_idx` (load, baseline, greedy continuation); rank 0 says so before, after
+  // each phase and at the end, so a long load is never silent.
   std::unique_ptr<ModelSession> open_session(int32_t model_idx) const {
     const ModelSpec& spec = plan_.job.models[static_cast<size_t>(model_idx)];
     const auto start = std::chrono::steady_clock::now();
+    LoadOptions load = load_;
     if (plan_.rank == 0) {
       std::fprintf(stderr, "[fracsweep] model '%s': loading %s and computing its baseline\n",
                    spec.name.c_str(), spec.path.c_str());
+      load.phase_done = [&spec](const char* phase, double seconds) {
+        std::fprintf(stderr, "[fracsweep] model '%s': %s in %.1f s\n", spec.name.c_str(), phase,
+                     seconds);
+      };
     }
-    auto session = std::make_unique<ModelSession>(plan_.job, model_idx, sources_);
+    auto session = std::make_unique<ModelSession>(plan_.job, model_idx, sources_, load);
     if (plan_.rank == 0) {
       std::fprintf(stderr, "[fracsweep] model '%s': ready in %.1f s\n", spec.name.c_str(),
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -272,6 +279,7 @@ class ModelSessions {
 
   const SweepPlan& plan_;
   const EvalSources& sources_;
+  LoadOptions load_;                     // values from the node's shared copy where there is one
   std::vector<ModelSummary> summaries_;  // (n_models) rank 0: filled as sessions close
   std::vector<bool> summarised_;         // (n_models)
   const std::set<int64_t> recorded_;     // trial ids whose sites are recorded
@@ -422,11 +430,15 @@ int run_sweep(MPI_Comm comm, const JobConfig& job, const RunOptions& options) {
   const std::string schedule =
       schedule_label(options.schedule, start.to_run.size(), plan.size, start.adaptive.has_value());
   if (plan.rank == 0) announce_sweep(plan, start, schedule, gemm);
-
-  ModelSessions sessions(plan, start.sources);
   std::vector<TrialResult> rows = std::move(start.resume.committed);  // rank 0: every row so far
   int exit_code = exit_ok;
   try {
+    // Memory first (refused before any values are read), then the node's copy of the weights.
+    check_node_memory(comm, job, options.share_weights);
+    const NodeWeights node_weights(comm, job, options.share_weights);
+    if (plan.rank == 0)
+      std::fprintf(stderr, "[fracsweep] weights: %s\n", node_weights.description().c_str());
+    ModelSessions sessions(plan, start.sources, node_weights);
     const bool complete = distribute_trials(comm, plan, start, sessions, rows, stop_signals);
     exit_code = complete ? exit_ok : exit_incomplete;
     // Every rank waits for the writer (a collective phase): under mpirun, a rank ending with a

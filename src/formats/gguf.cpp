@@ -430,15 +430,10 @@ void GgufFile::read_as_float(const GgufTensor& tensor, float* out) const {
   const unsigned char* source = file_->data() + tensor.begin;
   if (tensor.type == GgmlType::f32) {
     // An empty tensor's buffer may be null, and memcpy's arguments never may.
-    if (tensor.bytes > 0) std::memcpy(out, source, static_cast<size_t>(tensor.bytes));
+    if (tensor.bytes > 0) copy_bytes(source, static_cast<size_t>(tensor.bytes), out);
     return;
   }
-  const StoredType stored = tensor.type == GgmlType::f16 ? StoredType::f16 : StoredType::bf16;
-  for (int64_t i = 0; i < tensor.count; ++i) {
-    uint16_t bits;
-    std::memcpy(&bits, source + 2 * i, 2);
-    out[i] = stored16_to_float(stored, bits);
-  }
+  widen_16bit(source, tensor.count, out, stored16_widener(tensor.type == GgmlType::f16));
 }
 
 }  // namespace fracsweep

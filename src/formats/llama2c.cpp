@@ -170,7 +170,7 @@ std::vector<TensorInfo> llama2c_tensor_table(const LlamaConfig& c) {
   return tensors;
 }
 
-Model load_llama2c(const std::string& path) {
+Model load_llama2c(const std::string& path, const WeightsSource& weights) {
   Model model;
   model.path = path;
   model.format = "llama2c-v0";
@@ -180,7 +180,13 @@ Model load_llama2c(const std::string& path) {
 
   // Parameters are every float of the file except the legacy freq_cis block.
   const int64_t before_freq = layout.floats_in_file(path) - layout.freq_cis - layout.classifier;
-  model.values.resize(static_cast<size_t>(before_freq + layout.classifier));
+  ProvidedValues provided =
+      weights.values_for(path, static_cast<size_t>(before_freq + layout.classifier));
+  model.values = std::move(provided.buffer);
+  model.tensors = llama2c_tensor_table(c);
+  check_invariant(model.tensors.back().offset + model.tensors.back().count == model.n_values(),
+                  "llama2.c tensor table does not cover values");
+  if (provided.filled) return model;
   std::ifstream in(path, std::ios::binary);
   check_input(static_cast<bool>(in), in_file(path, "cannot open model file"));
   in.seekg(header_bytes);
@@ -193,10 +199,6 @@ Model load_llama2c(const std::string& path) {
     in.seekg(layout.freq_cis * 4, std::ios::cur);
     read_floats(model.values.data() + before_freq, layout.classifier);
   }
-
-  model.tensors = llama2c_tensor_table(c);
-  check_invariant(model.tensors.back().offset + model.tensors.back().count == model.n_values(),
-                  "llama2.c tensor table does not cover values");
   return model;
 }
 

@@ -164,15 +164,6 @@ class TensorEntryReader {
   const JsonValue& entry_;  // the tensor's object in the parsed header
 };
 
-void convert_16bit(const unsigned char* bytes, int64_t count, float* out,
-                   float (*to_float)(uint16_t)) {
-  for (int64_t i = 0; i < count; ++i) {
-    uint16_t bits = 0;
-    std::memcpy(&bits, bytes + 2 * i, sizeof bits);
-    out[i] = to_float(bits);
-  }
-}
-
 }  // namespace
 
 int64_t dtype_size(DType dtype) {
@@ -327,13 +318,13 @@ void SafetensorsFile::read_as_float(const SafetensorsTensor& tensor, float* out)
   const unsigned char* source = bytes(tensor);
   switch (tensor.dtype) {
     case DType::f32:
-      std::memcpy(out, source, static_cast<size_t>(tensor.bytes));
+      copy_bytes(source, static_cast<size_t>(tensor.bytes), out);
       return;
     case DType::f16:
-      convert_16bit(source, tensor.count, out, half_to_float);
+      widen_16bit(source, tensor.count, out, half_to_float);
       return;
     case DType::bf16:
-      convert_16bit(source, tensor.count, out, bf16_to_float);
+      widen_16bit(source, tensor.count, out, bf16_to_float);
       return;
     default:
       throw InputError(path() + ": tensor '" + tensor.name +

@@ -1,5 +1,7 @@
 #include "fracsweep/model/model.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "fracsweep/util/error.hpp"
@@ -29,6 +31,44 @@ void append_tensor(std::vector<TensorInfo>& tensors, const std::string& name,
   for (int64_t s : shape) count *= s;
   const int64_t offset = tensors.empty() ? 0 : tensors.back().offset + tensors.back().count;
   tensors.push_back(TensorInfo{name, std::move(shape), offset, count});
+}
+
+namespace {
+
+FiniteStats finite_stats_of(const float* values, int64_t count) {
+  FiniteStats st;
+  double sum = 0, sum_sq = 0;
+  int64_t finite = 0;
+  bool first = true;
+  for (int64_t i = 0; i < count; ++i) {
+    const float w = values[i];
+    if (!std::isfinite(w)) continue;
+    st.min = first ? w : std::min(st.min, w);
+    st.max = first ? w : std::max(st.max, w);
+    first = false;
+    sum += w;
+    sum_sq += static_cast<double>(w) * w;
+    ++finite;
+  }
+  if (finite > 0) {
+    const double mean = sum / static_cast<double>(finite);
+    st.std = std::sqrt(std::max(0.0, sum_sq / static_cast<double>(finite) - mean * mean));
+  }
+  return st;
+}
+
+}  // namespace
+
+std::vector<FiniteStats> finite_stats(const Model& model) {
+  const auto n = static_cast<int64_t>(model.tensors.size());
+  std::vector<FiniteStats> stats(model.tensors.size());  // (n_tensors)
+  // Dynamic: tensor sizes differ by orders of magnitude (embeddings vs norms).
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t t = 0; t < n; ++t) {
+    const TensorInfo& info = model.tensors[static_cast<size_t>(t)];
+    stats[static_cast<size_t>(t)] = finite_stats_of(model.values.data() + info.offset, info.count);
+  }
+  return stats;
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {

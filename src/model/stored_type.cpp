@@ -1,7 +1,9 @@
 #include "fracsweep/model/stored_type.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 
 namespace fracsweep {
 
@@ -117,6 +119,33 @@ uint16_t float_to_bf16(float value) {
   // Round to nearest even on the low 16 bits; a carry may step into the exponent (up to Inf).
   const uint32_t rounding = 0x7FFFu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
+void widen_16bit(const unsigned char* bytes, int64_t count, float* out,
+                 float (*to_float)(uint16_t)) {
+  // Static schedule: each thread writes (and so page-faults) one contiguous part of `out`.
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < count; ++i) {
+    uint16_t bits = 0;
+    std::memcpy(&bits, bytes + 2 * i, sizeof bits);
+    out[i] = to_float(bits);
+  }
+}
+
+Widener stored16_widener(bool f16) {
+  if (f16) return [](uint16_t bits) { return stored16_to_float(StoredType::f16, bits); };
+  return [](uint16_t bits) { return stored16_to_float(StoredType::bf16, bits); };
+}
+
+void copy_bytes(const void* source, size_t bytes, void* out) {
+  constexpr int64_t block = int64_t{1} << 22;  // 4 MiB per task
+  const auto n_blocks = static_cast<int64_t>((bytes + block - 1) / block);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const auto begin = static_cast<size_t>(b * block);
+    std::memcpy(static_cast<char*>(out) + begin, static_cast<const char*>(source) + begin,
+                std::min(bytes - begin, static_cast<size_t>(block)));
+  }
 }
 
 }  // namespace fracsweep

@@ -160,18 +160,21 @@ std::vector<TensorInfo> gguf_llama_tensor_table(const GgufFile& file, const Llam
   return table;
 }
 
-Model load_gguf_llama(const std::string& path) {
-  return load_gguf_llama(GgufFile(path));
+Model load_gguf_llama(const std::string& path, const WeightsSource& weights) {
+  return load_gguf_llama(GgufFile(path), weights);
 }
 
-Model load_gguf_llama(const GgufFile& file) {
+Model load_gguf_llama(const GgufFile& file, const WeightsSource& weights) {
   Model model;
   model.path = file.path();
   model.format = "gguf-v" + std::to_string(file.version());
   model.config = gguf_llama_config(file);
   model.tensors = gguf_llama_tensor_table(file, model.config);
   const TensorInfo& last = model.tensors.back();
-  model.values.resize(static_cast<size_t>(last.offset + last.count));
+  ProvidedValues provided =
+      weights.values_for(model.path, static_cast<size_t>(last.offset + last.count));
+  model.values = std::move(provided.buffer);
+  if (provided.filled) return model;
   for (const TensorInfo& t : model.tensors) {
     file.read_as_float(*file.find_tensor(gguf_name_of(t.name)), model.values.data() + t.offset);
   }
@@ -227,17 +230,24 @@ std::vector<TensorInfo> check_gguf_model(const JobConfig& job, const ModelSpec& 
 }
 
 std::unique_ptr<OpenModel> open_gguf_model(const JobConfig& job, const ModelSpec& spec,
-                                           const EvalSources& sources) {
+                                           const EvalSources& sources, const LoadOptions& options) {
+  PhaseTimer timer(options);
   auto open = std::make_unique<OpenModel>();
-  const GgufFile file(spec.path);
-  open->model = load_gguf_llama(file);
-  const LlamaConfig& config = open->model.config;
-  const auto tokenizer = tokenizer_for(job, file, config);
-  const EvalInputs inputs = language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr,
-                                                 bos_of(file, config.vocab_size), config.vocab_size,
-                                                 config.seq_len, &sources);
+  std::optional<Tokenizer> tokenizer;
+  EvalInputs inputs;
+  {
+    const GgufFile file(spec.path);
+    open->model = load_gguf_llama(file, *options.weights);
+    const LlamaConfig& config = open->model.config;
+    tokenizer = tokenizer_for(job, file, config);
+    inputs = language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr,
+                                  bos_of(file, config.vocab_size), config.vocab_size,
+                                  config.seq_len, &sources);
+  }  // the GGUF mapping is released here, before the baseline
+  timer.done("weights");
   auto evaluator =
       std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
+  timer.done("baseline");
   if (tokenizer) {
     open->baseline_text =
         tokenizer->decode_after(inputs.greedy_prompt.back(), evaluator->baseline().greedy_ids);

@@ -108,14 +108,10 @@ void HfCheckpoint::read_as_float(const Entry& entry, float* out) const {
   const StoredType type = stored_type(entry);
   const unsigned char* source = entry.file->bytes(*entry.tensor);
   if (type == StoredType::f32) {
-    std::memcpy(out, source, static_cast<size_t>(entry.tensor->bytes));
+    copy_bytes(source, static_cast<size_t>(entry.tensor->bytes), out);
     return;
   }
-  for (int64_t i = 0; i < entry.tensor->count; ++i) {
-    uint16_t bits;
-    std::memcpy(&bits, source + 2 * i, 2);
-    out[i] = stored16_to_float(type, bits);
-  }
+  widen_16bit(source, entry.tensor->count, out, stored16_widener(type == StoredType::f16));
 }
 
 int64_t HfCheckpoint::config_int(const std::string& key) const {
@@ -370,11 +366,11 @@ LlamaConfig config_of(const HfCheckpoint& hf) {
 
 }  // namespace
 
-Model load_hf_model(const std::string& directory) {
-  return load_hf_model(HfCheckpoint(directory));
+Model load_hf_model(const std::string& directory, const WeightsSource& weights) {
+  return load_hf_model(HfCheckpoint(directory), weights);
 }
 
-Model load_hf_model(const HfCheckpoint& hf) {
+Model load_hf_model(const HfCheckpoint& hf, const WeightsSource& weights) {
   Model model;
   model.path = hf.directory();
   model.tensors = hf_tensor_table(hf);  // checks the architecture name first
@@ -383,7 +379,10 @@ Model load_hf_model(const HfCheckpoint& hf) {
   model.format = llama ? "hf-llama" : "hf-gpt2";
   model.config = config_of(hf);
   const TensorInfo& last = model.tensors.back();
-  model.values.resize(static_cast<size_t>(last.offset + last.count));
+  ProvidedValues provided =
+      weights.values_for(model.path, static_cast<size_t>(last.offset + last.count));
+  model.values = std::move(provided.buffer);
+  if (provided.filled) return model;
   const LlamaConfig& c = model.config;
   for (const TensorInfo& t : model.tensors) {
     float* values = model.values.data() + t.offset;
@@ -440,24 +439,26 @@ std::vector<TensorInfo> check_hf_model(const JobConfig& job, const ModelSpec& sp
 }
 
 std::unique_ptr<OpenModel> open_hf_model(const JobConfig& job, const ModelSpec& spec,
-                                         const EvalSources& sources) {
+                                         const EvalSources& sources, const LoadOptions& options) {
+  PhaseTimer timer(options);
   auto open = std::make_unique<OpenModel>();
-  const HfCheckpoint hf(spec.path);
-  open->model = load_hf_model(hf);
-  const LlamaConfig& config = open->model.config;
-  const int32_t bos = greedy_start(job, hf, config.vocab_size);
-  EvalInputs inputs =
-      language_eval_inputs(job, spec, nullptr, bos, config.vocab_size, config.seq_len, &sources);
-  if (open->model.architecture == "llama") {
-    open->evaluator =
-        std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
-  } else {
+  EvalInputs inputs;
+  {
+    const HfCheckpoint hf(spec.path);
+    open->model = load_hf_model(hf, *options.weights);
+    const LlamaConfig& config = open->model.config;
+    const int32_t bos = greedy_start(job, hf, config.vocab_size);
+    inputs =
+        language_eval_inputs(job, spec, nullptr, bos, config.vocab_size, config.seq_len, &sources);
     // GPT-2 ends a text with eos_token_id (the same id as bos in the released checkpoints).
-    if (job.greedy_tokens > 0)
+    if (open->model.architecture == "gpt2" && job.greedy_tokens > 0)
       inputs.greedy_stop_id = token_id(hf, "eos_token_id", config.vocab_size, bos);
-    open->evaluator =
-        std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_gpt2_forward);
-  }
+  }  // the safetensors mappings are released here, before the baseline
+  timer.done("weights");
+  open->evaluator = std::make_unique<LanguageModelEvaluator>(
+      open->model, inputs,
+      open->model.architecture == "llama" ? make_llama_forward : make_gpt2_forward);
+  timer.done("baseline");
   return open;
 }
 

@@ -87,9 +87,12 @@ std::vector<TensorInfo> check_llama2c_model(const JobConfig& job, const ModelSpe
 }
 
 std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelSpec& spec,
-                                              const EvalSources& sources) {
+                                              const EvalSources& sources,
+                                              const LoadOptions& options) {
+  PhaseTimer timer(options);
   auto open = std::make_unique<OpenModel>();
-  open->model = load_llama2c(spec.path);
+  open->model = load_llama2c(spec.path, *options.weights);
+  timer.done("weights");
   const LlamaConfig& config = open->model.config;
   const auto tokenizer = llama2c_tokenizer(spec, config.vocab_size);
   const EvalInputs inputs =
@@ -97,6 +100,7 @@ std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelS
                            config.vocab_size, config.seq_len, &sources);
   auto evaluator =
       std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
+  timer.done("baseline");
   if (tokenizer) {
     open->baseline_text =
         tokenizer->decode_after(inputs.greedy_prompt.back(), evaluator->baseline().greedy_ids);
@@ -140,15 +144,15 @@ Model load_model_file(const std::string& path) {
   return load_llama2c(path);
 }
 
-Model load_model_weights(const JobConfig& job, size_t m) {
+Model load_model_weights(const JobConfig& job, size_t m, const WeightsSource& weights) {
   const ModelSpec& spec = job.models.at(m);
   switch (spec.format) {
     case ModelFormat::llama2c:
-      return load_llama2c(spec.path);
+      return load_llama2c(spec.path, weights);
     case ModelFormat::gguf:
-      return load_gguf_llama(spec.path);
+      return load_gguf_llama(spec.path, weights);
     case ModelFormat::huggingface:
-      return load_hf_model(spec.path);
+      return load_hf_model(spec.path, weights);
     case ModelFormat::sequential:
       return load_sequential_model(read_sequential_spec(spec.path));
   }
@@ -197,28 +201,29 @@ void check_job_inputs(const JobConfig& job) {
 namespace {
 
 std::unique_ptr<OpenModel> open_by_format(const JobConfig& job, const ModelSpec& spec,
-                                          const EvalSources& sources) {
+                                          const EvalSources& sources, const LoadOptions& options) {
   switch (spec.format) {
     case ModelFormat::llama2c:
-      return open_llama2c_model(job, spec, sources);
+      return open_llama2c_model(job, spec, sources, options);
     case ModelFormat::gguf:
-      return open_gguf_model(job, spec, sources);
+      return open_gguf_model(job, spec, sources, options);
     case ModelFormat::huggingface:
-      return open_hf_model(job, spec, sources);
+      return open_hf_model(job, spec, sources, options);
     case ModelFormat::sequential:
-      return open_sequential_model(job, spec, sources);
+      return open_sequential_model(job, spec, sources, options);
   }
   throw RunError("unknown model format");
 }
 
 }  // namespace
 
-std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources) {
+std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources,
+                                      const LoadOptions& options) {
   const ModelSpec& spec = job.models.at(m);
-  std::unique_ptr<OpenModel> open = open_by_format(job, spec, sources);
+  std::unique_ptr<OpenModel> open = open_by_format(job, spec, sources, options);
   if (!spec.reference.empty()) {
-    const Model reference =
-        load_model_weights(job, static_cast<size_t>(job.model_index(spec.reference)));
+    const Model reference = load_model_weights(
+        job, static_cast<size_t>(job.model_index(spec.reference)), *options.weights);
     open->evaluator->set_reference(reference);
   }
   for (const StrategySpec& strategy : job.strategies) {
@@ -228,7 +233,7 @@ std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const Eval
     }
     const auto donor_idx = static_cast<size_t>(job.model_index(strategy.from_model));
     open->donors[strategy.from_model] =
-        std::make_unique<const Model>(load_model_weights(job, donor_idx));
+        std::make_unique<const Model>(load_model_weights(job, donor_idx, *options.weights));
   }
   return open;
 }

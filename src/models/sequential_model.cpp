@@ -209,16 +209,19 @@ std::vector<TensorInfo> check_sequential_model(const JobConfig& job, const Model
 }
 
 std::unique_ptr<OpenModel> open_sequential_model(const JobConfig& job, const ModelSpec& spec,
-                                                 const EvalSources&) {
+                                                 const EvalSources&, const LoadOptions& options) {
+  PhaseTimer timer(options);
   check_classifier_eval_keys(job, spec);
   const SequentialSpec description = read_sequential_spec(spec.path);
   auto open = std::make_unique<OpenModel>();
-  open->model = load_sequential_model(description);
+  open->model = load_sequential_model(description);  // small: private memory (node_weights.hpp)
+  timer.done("weights");
   ClassifierData data =
       read_classifier_data(description, job.eval_inputs, job.eval_labels, job.eval_examples,
                            scaling_of(job), context_of(job, spec));
   open->evaluator = std::make_unique<ClassifierEvaluator>(
       open->model, build_network(description, open->model), std::move(data));
+  timer.done("baseline");
   return open;
 }
 

@@ -59,28 +59,8 @@ Perturber::Perturber(const Model& model, uint64_t job_seed, std::string model_na
     : model_(model), job_seed_(job_seed), model_name_(std::move(model_name)) {
   stats_.reserve(model.tensors.size());
   tensor_offsets_.reserve(model.tensors.size());
-  for (const TensorInfo& t : model.tensors) {
-    tensor_offsets_.push_back(t.offset);
-    TensorStats st;
-    double sum = 0, sum_sq = 0;
-    int64_t finite = 0;
-    bool first = true;
-    for (int64_t i = 0; i < t.count; ++i) {
-      const float w = model.values[static_cast<size_t>(t.offset + i)];
-      if (!std::isfinite(w)) continue;
-      st.min = first ? w : std::min(st.min, w);
-      st.max = first ? w : std::max(st.max, w);
-      first = false;
-      sum += w;
-      sum_sq += static_cast<double>(w) * w;
-      ++finite;
-    }
-    if (finite > 0) {
-      const double mean = sum / static_cast<double>(finite);
-      st.std = std::sqrt(std::max(0.0, sum_sq / static_cast<double>(finite) - mean * mean));
-    }
-    stats_.push_back(st);
-  }
+  for (const TensorInfo& t : model.tensors) tensor_offsets_.push_back(t.offset);
+  for (const FiniteStats& st : finite_stats(model)) stats_.push_back({st.min, st.max, st.std});
 }
 
 Perturber::ScopeIndex& Perturber::scope_index(const Scope& scope) {
@@ -196,7 +176,7 @@ std::vector<int64_t> Perturber::ranked_offsets(const ScopeIndex& index,
 }
 
 const std::vector<int64_t>& Perturber::ranking(ScopeIndex& index, const StrategySpec& s) {
-  const std::vector<float>& values = model_.values;
+  const WeightBuffer& values = model_.values;
   const auto at = [](int64_t offset) { return static_cast<size_t>(offset); };
   std::string name;
   std::function<double(int64_t)> score;

@@ -41,9 +41,10 @@ TrialRow row_identity(const TrialSpec& spec, const TrialAxes& axes, int64_t k, i
 
 }  // namespace
 
-ModelSession::ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources)
+ModelSession::ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources,
+                           const LoadOptions& load)
     : name_(job.models[static_cast<size_t>(model_idx)].name),
-      open_(open_model(job, static_cast<size_t>(model_idx), sources)),
+      open_(open_model(job, static_cast<size_t>(model_idx), sources, load)),
       perturber_(std::make_unique<Perturber>(open_->model, job.seed, name_)) {
   perturber_->add_donor(name_, open_->model);  // delta from= this model itself: moves nothing
   for (const auto& [donor_name, donor] : open_->donors) perturber_->add_donor(donor_name, *donor);
@@ -73,6 +74,7 @@ TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec,
     // One batched forward pass, compared with the cached unperturbed outputs.
     metrics = open_->evaluator->evaluate(open_->model);
   }
+  release_touched_pages();
   result.row = row_identity(spec, axes, k, n_scope, rank);
   result.row.k_changed = k_changed;
   result.row.metrics = metrics;
@@ -102,6 +104,12 @@ int64_t ModelSession::perturb(const StrategySpec& strategy, int64_t k, int64_t s
     }
   }
   return changed;
+}
+
+void ModelSession::release_touched_pages() {
+  touched_offsets_.clear();
+  for (const Touched& site : undo_) touched_offsets_.push_back(site.offset);
+  open_->model.values.release_pages(touched_offsets_);
 }
 
 ModelSummary ModelSession::summary() const {

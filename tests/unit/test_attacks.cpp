@@ -153,7 +153,7 @@ BOOST_AUTO_TEST_CASE(evaluator_objectives_and_gradients) {
 
 BOOST_AUTO_TEST_CASE(taylor_and_wanda_rank_by_their_scores) {
   Setup s;
-  const std::vector<float> before = s.model.values;
+  const std::vector<float> before(s.model.values.begin(), s.model.values.end());
   for (const char* line :
        {"taylor then=zero", "taylor then=bitflip bits=mantissa", "wanda then=zero"}) {
     const fs::StrategySpec spec = strategy(line);
@@ -203,7 +203,7 @@ BOOST_AUTO_TEST_CASE(taylor_and_wanda_rank_by_their_scores) {
 
 BOOST_AUTO_TEST_CASE(bfa_paths_are_prefixes_and_record_the_objective) {
   Setup first, second;
-  const std::vector<float> before = first.model.values;
+  const std::vector<float> before(first.model.values.begin(), first.model.values.end());
   const fs::StrategySpec spec = strategy("bfa bits=mantissa candidates=2");
   const std::vector<fs::PathStep> long_path = first.attacks->bfa_path(spec, 4);
   BOOST_TEST((first.model.values == before));  // searched, then restored bitwise
@@ -231,7 +231,7 @@ BOOST_AUTO_TEST_CASE(bfa_paths_are_prefixes_and_record_the_objective) {
 
 BOOST_AUTO_TEST_CASE(finetune_moves_only_its_sites_deterministically_and_raises_the_objective) {
   Setup first, second;
-  const std::vector<float> before = first.model.values;
+  const std::vector<float> before(first.model.values.begin(), first.model.values.end());
   const fs::StrategySpec spec = strategy("finetune sites=taylor steps=4 lr=0.05");
   const double baseline = first.objective(fs::Objective{});
   std::vector<fs::Touched> undo_first, undo_second;

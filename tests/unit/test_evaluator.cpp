@@ -47,7 +47,7 @@ struct Stories {
     inputs.greedy_stop_id = tokenizer.bos_id();
     evaluator = std::make_unique<LanguageModelEvaluator>(model, inputs, make_llama_forward);
     perturber = std::make_unique<Perturber>(model, 0, "stories260K");
-    pristine = model.values;
+    pristine.assign(model.values.begin(), model.values.end());
   }
 
   TrialMetrics trial(const std::string& strategy_text, int64_t k, int64_t seed) {

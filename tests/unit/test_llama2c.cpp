@@ -206,7 +206,7 @@ BOOST_AUTO_TEST_CASE(stories260k_values_match_python_struct_reads,
   BOOST_TEST(value_at(model, "norm_final", 5) == 4.425094127655029f);
   BOOST_TEST(value_at(model, "norm_final", 63) == 1.7077769041061401f);
   // The last parameter is the last of norm_final: freq_cis is not part of the parameters.
-  BOOST_TEST(model.values.back() == 1.7077769041061401f);
+  BOOST_TEST(model.values[model.values.size() - 1] == 1.7077769041061401f);
   BOOST_CHECK_THROW(model.tensor("output"), InputError);  // shared classifier: no copy
 }
 

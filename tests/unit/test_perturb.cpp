@@ -408,7 +408,7 @@ BOOST_AUTO_TEST_CASE(buffers_are_in_scope_only_under_an_explicit_include) {
 
   // Every site of every default-scope strategy, at fraction 1, is a learned parameter; the
   // buffers keep their bits.
-  const std::vector<float> pristine = model.values;
+  const std::vector<float> pristine(model.values.begin(), model.values.end());
   for (const std::string text : {"gaussian sigma=10 relative=abs", "zero", "bitflip bits=any",
                                  "random-value", "magnitude", "magnitude then=bitflip"}) {
     BOOST_TEST_CONTEXT(text) {
@@ -873,7 +873,7 @@ BOOST_AUTO_TEST_CASE(restore_is_bitwise_exact_and_record_matches_the_change) {
         std::vector<Touched> undo;
         std::vector<SiteRecord> record;
         perturber.apply(model, strategy, k, seed, undo, &record);
-        const std::vector<float> after = model.values;  // (n_parameters)
+        const std::vector<float> after(model.values.begin(), model.values.end());  // (n_parameters)
         BOOST_TEST_REQUIRE(static_cast<int64_t>(record.size()) == k);
         BOOST_TEST_REQUIRE(undo.size() == record.size());
         std::set<int64_t> touched;
@@ -965,7 +965,7 @@ BOOST_AUTO_TEST_CASE(stories260k_largest_weights_match_targeted_oracles,
              matrix_magnitudes[top_count - 1]);
 
   // Zeroing it touches exactly that weight; restore brings the model back bitwise.
-  const std::vector<float> pristine = model.values;  // (n_parameters)
+  const std::vector<float> pristine(model.values.begin(), model.values.end());  // (n_parameters)
   std::vector<Touched> undo;
   perturber.apply(model, parse("magnitude include=layers.*.attn.w*,layers.*.ffn.w*"), 1, 0, undo);
   BOOST_TEST(model.values[static_cast<size_t>(top_matrix[0])] == 0.0f);

@@ -181,7 +181,7 @@ BOOST_AUTO_TEST_CASE(delta_at_fraction_one_reproduces_the_donor_bitwise,
                      *utf::precondition(test::needs_shared())) {
   Model tuned = load_llama2c(test::shared_file("models/stories260K/stories260K-refusal.bin"));
   const Model base = load_llama2c(test::shared_file("models/stories260K/stories260K.bin"));
-  const std::vector<float> pristine = tuned.values;
+  const std::vector<float> pristine(tuned.values.begin(), tuned.values.end());
   Perturber perturber(tuned, 0, "tuned");
   perturber.add_donor("base", base);
   for (const char* text : {"delta from=base order=random", "delta from=base order=largest"}) {

@@ -387,7 +387,8 @@ std::vector<int32_t> random_labels(int64_t n, int64_t classes, uint32_t seed) {
   return labels;
 }
 
-std::vector<double> as_double(const std::vector<float>& v) {
+template <typename Floats>  // std::vector<float> or WeightBuffer
+std::vector<double> as_double(const Floats& v) {
   return {v.begin(), v.end()};
 }
 

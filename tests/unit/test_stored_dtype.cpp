@@ -97,7 +97,7 @@ BOOST_AUTO_TEST_CASE(bitflip_flips_exactly_one_stored_bit_of_its_class) {
                            {"exponent", 10, 14, 7, 14}, {"exponent-msb", 14, 14, 14, 14},
                            {"mantissa", 0, 9, 0, 6},    {"5", 5, 5, 5, 5}};
   Model model = mixed_model();
-  const std::vector<float> pristine = model.values;
+  const std::vector<float> pristine(model.values.begin(), model.values.end());
   Perturber perturber(model, 7, "mixed");
   for (const Class& c : classes) {
     const std::string strategy = std::string("bitflip bits=") + c.bits + " include=h,b";
@@ -138,7 +138,7 @@ BOOST_AUTO_TEST_CASE(computed_values_are_the_float32_rule_rounded_to_the_stored_
   Model model = mixed_model();
   Model as_f32 = model;
   for (TensorInfo& t : as_f32.tensors) t.stored = StoredType::f32;
-  const std::vector<float> pristine = model.values;
+  const std::vector<float> pristine(model.values.begin(), model.values.end());
   Perturber perturber(model, 11, "mixed");
   Perturber reference(as_f32, 11, "mixed");
   for (const char* text :

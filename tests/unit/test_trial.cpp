@@ -54,9 +54,10 @@ JobConfig digits_job(const fs::path& model_json) {
 // Runs trial `id` and requires the model's values to be bitwise those before it.
 TrialResult run_and_check_restore(ModelSession& session, const JobConfig& job, const Grid& grid,
                                   int64_t id, bool record_sites = false) {
-  const std::vector<float> before = session.model().values;  // (n_parameters)
+  const std::vector<float> before(session.model().values.begin(),
+                                  session.model().values.end());  // (n_parameters)
   TrialResult result = session.run_trial(job, grid.trial(id), record_sites, /*rank=*/3);
-  const std::vector<float>& after = session.model().values;  // (n_parameters)
+  const WeightBuffer& after = session.model().values;  // (n_parameters)
   const std::string strategy =
       job.strategies[static_cast<size_t>(grid.trial(id).strategy_idx)].canonical();
   BOOST_TEST_REQUIRE(after.size() == before.size());
@@ -179,7 +180,8 @@ BOOST_AUTO_TEST_CASE(recorded_sites_are_the_touched_values_and_k_long) {
   Digits d;
   const int32_t bitflip_any = 2;
   const int32_t quarter = fraction_index(d.job, 0.25);
-  const std::vector<float> pristine = d.session.model().values;  // (n_parameters)
+  const std::vector<float> pristine(d.session.model().values.begin(),
+                                    d.session.model().values.end());  // (n_parameters)
   const TrialResult result = run_and_check_restore(
       d.session, d.job, d.grid, find_trial(d.grid, bitflip_any, quarter, 1), /*record_sites=*/true);
   BOOST_TEST_REQUIRE(static_cast<int64_t>(result.sites.size()) == result.row.k);

@@ -15,6 +15,7 @@
 #include "fracsweep/io/results.hpp"
 #include "fracsweep/model/model.hpp"
 #include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/par/node_weights.hpp"
 #include "fracsweep/par/sched.hpp"
 #include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/trial/session.hpp"
@@ -31,7 +32,8 @@ struct RunOptions {
   ScheduleOptions schedule;
   double progress_interval_s = 2.0;
   GemmSetup gemm;
-  std::string command_line;  // for provenance
+  ShareWeights share_weights = ShareWeights::automatic;  // one copy of the weights per node
+  std::string command_line;                              // for provenance
 };
 
 // Runs the sweep on every rank of `comm`: rank 0 journals completed trials and writes the

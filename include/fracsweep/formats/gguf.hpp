@@ -122,8 +122,8 @@ LlamaConfig gguf_llama_config(const GgufFile& file);
 // The parameter table (names, shapes, offsets, stored types) after checking every tensor's
 // presence, shape and type against the config; extra tensors are an error.
 std::vector<TensorInfo> gguf_llama_tensor_table(const GgufFile& file, const LlamaConfig& config);
-Model load_gguf_llama(const std::string& path);
-Model load_gguf_llama(const GgufFile& file);
+Model load_gguf_llama(const std::string& path, const WeightsSource& weights = private_weights());
+Model load_gguf_llama(const GgufFile& file, const WeightsSource& weights = private_weights());
 // The vocabulary of tokenizer.ggml.* (model "llama": SentencePiece pieces, U+2581 read as a
 // space; scores; bos/eos ids, defaults 1 and 2) as the llama2.c BPE encoder.
 Tokenizer gguf_tokenizer(const GgufFile& file, int64_t vocab_size);

@@ -74,8 +74,9 @@ std::vector<TensorInfo> hf_gpt2_tensor_table(const HfCheckpoint& checkpoint,
                                              const LlamaConfig& config);
 
 // Loads a LlamaForCausalLM or GPT2LMHeadModel directory.
-Model load_hf_model(const std::string& directory);
-Model load_hf_model(const HfCheckpoint& checkpoint);
+Model load_hf_model(const std::string& directory, const WeightsSource& weights = private_weights());
+Model load_hf_model(const HfCheckpoint& checkpoint,
+                    const WeightsSource& weights = private_weights());
 // The parameter table of the directory's model without reading the weights (checks, inspect).
 std::vector<TensorInfo> hf_tensor_table(const HfCheckpoint& checkpoint);
 

@@ -22,6 +22,6 @@ std::vector<TensorInfo> llama2c_tensor_table(const LlamaConfig& config);
 // Loads and validates the whole model; tensors are named per layer:
 //   tok_embeddings, layers.L.attn_norm, layers.L.attn.{wq,wk,wv,wo}, layers.L.ffn_norm,
 //   layers.L.ffn.{w1,w2,w3}, norm_final, and output when the classifier is unshared.
-Model load_llama2c(const std::string& path);
+Model load_llama2c(const std::string& path, const WeightsSource& weights = private_weights());
 
 }  // namespace fracsweep

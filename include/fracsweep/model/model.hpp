@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fracsweep/model/stored_type.hpp"
+#include "fracsweep/model/weight_buffer.hpp"
 
 namespace fracsweep {
 
@@ -57,7 +58,7 @@ struct Model {
   std::string architecture = "llama";  // "llama", "gpt2" (`config` read as in gpt2.hpp) or
                                        // "sequential" (`config` unused)
   LlamaConfig config;
-  std::vector<float> values;        // (n_values) every tensor, perturbed in place by trials
+  WeightBuffer values;              // (n_values) every tensor, perturbed in place by trials
   std::vector<TensorInfo> tensors;  // sorted by offset; disjoint; together they cover `values`
 
   // Elements of `values`: learned parameters and buffers together (the flat offset space).
@@ -89,6 +90,15 @@ void check_same_tensors(const Model& model, const Model& other, const std::strin
 void check_same_tensor_tables(const std::vector<TensorInfo>& tensors, const std::string& path,
                               const std::vector<TensorInfo>& other, const std::string& other_path,
                               const std::string& what, bool same_stored);
+
+// Statistics of one tensor's finite values (NaN and Inf left out): min, max and population std.
+struct FiniteStats {
+  float min = 0, max = 0;  // 0 when the tensor has no finite value
+  double std = 0;
+};
+// finite_stats of every tensor, in table order. Each tensor is summed serially in offset order
+// (so the result is bitwise the serial one); tensors are spread over the rank's OpenMP threads.
+std::vector<FiniteStats> finite_stats(const Model& model);
 
 // "64x64" style shape text.
 std::string shape_text(const std::vector<int64_t>& shape);

@@ -1,5 +1,6 @@
 #pragma once
 // Stored number formats of tensors and exact conversions between them and float32.
+#include <cstddef>
 #include <cstdint>
 
 namespace fracsweep {
@@ -27,5 +28,15 @@ float half_to_float(uint16_t bits);
 uint16_t float_to_half(float value);
 float bf16_to_float(uint16_t bits);
 uint16_t float_to_bf16(float value);
+
+// Loading, on the calling rank's OpenMP threads (each element converted alone, so the result is
+// bitwise the serial one): `count` little-endian 16-bit patterns at `bytes` widened by
+// `to_float` into `out` (count); and a plain copy of `bytes` bytes.
+void widen_16bit(const unsigned char* bytes, int64_t count, float* out,
+                 float (*to_float)(uint16_t));
+void copy_bytes(const void* source, size_t bytes, void* out);
+// stored16_to_float for f16 (`f16`) or bf16, as a function widen_16bit takes.
+using Widener = float (*)(uint16_t);
+Widener stored16_widener(bool f16);
 
 }  // namespace fracsweep

@@ -3,6 +3,7 @@
 // rank keeps while it runs one model's trials (parameters, evaluator with its cached baseline).
 // The one place that knows which loader and which evaluator go with a model format.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -49,11 +50,22 @@ void check_job_inputs(const JobConfig& job);
 // (whose layer shapes are checked), anything else a llama2.c checkpoint.
 Model load_model_file(const std::string& path);
 
-// The weights of model `m` alone (no evaluator), e.g. a reference or delta donor.
-Model load_model_weights(const JobConfig& job, size_t m);
+// The weights of model `m` alone (no evaluator), e.g. a reference or delta donor, with values
+// from `weights` (sequential classifiers always use private memory).
+Model load_model_weights(const JobConfig& job, size_t m,
+                         const WeightsSource& weights = private_weights());
+
+// How open_model loads: where values come from, and who hears of each phase's end.
+struct LoadOptions {
+  const WeightsSource* weights = &private_weights();
+  // Called after each phase: "weights" (read and converted, or mapped from the node file) and
+  // "baseline" (the unperturbed outputs and greedy continuation); empty: silent.
+  std::function<void(const char* phase, double seconds)> phase_done;
+};
 
 // Loads model `m`, builds its evaluator and computes its baseline; with reference=NAME also the
 // reference's outputs, and the donors of the job's delta strategies.
-std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources);
+std::unique_ptr<OpenModel> open_model(const JobConfig& job, size_t m, const EvalSources& sources,
+                                      const LoadOptions& options = {});
 
 }  // namespace fracsweep

@@ -18,9 +18,11 @@ namespace fracsweep {
 // place), its perturbation engine, and the undo log reused by every trial.
 class ModelSession {
  public:
-  ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources);
+  ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources,
+               const LoadOptions& load = {});
   // Runs trial `spec` of `job` on this model. The model's values afterwards equal those before,
-  // bitwise, also when the trial throws. `rank` only goes into the row.
+  // bitwise, also when the trial throws; values mapped from a node file (node_weights.hpp) then
+  // hold no private copy of a touched page. `rank` only goes into the row.
   TrialResult run_trial(const JobConfig& job, const TrialSpec& spec, bool record_sites, int rank);
   ModelSummary summary() const;
   double forward_flops() const { return open_->evaluator->forward_flops(); }
@@ -31,12 +33,15 @@ class ModelSession {
   // path and recorded sites into `result`); returns how many sites changed bits.
   int64_t perturb(const StrategySpec& strategy, int64_t k, int64_t seed, TrialResult& result,
                   bool record_sites);
+  // After the bitwise restore: drops this rank's copies of the pages the trial wrote.
+  void release_touched_pages();
 
   std::string name_;
   std::unique_ptr<OpenModel> open_;
   std::unique_ptr<Perturber> perturber_;
   std::unique_ptr<AttackRunner> attacks_;  // bfa paths, finetune runs, saliency
   std::vector<Touched> undo_;              // (k) reused by every trial
+  std::vector<int64_t> touched_offsets_;   // (k) reused: the pages to release after a trial
 };
 
 }  // namespace fracsweep
