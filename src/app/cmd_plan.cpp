@@ -10,6 +10,7 @@
 #include "fracsweep/grid/grid.hpp"
 #include "fracsweep/models/models.hpp"
 #include "fracsweep/nn/llama.hpp"
+#include "fracsweep/nn/threads.hpp"
 #include "fracsweep/par/progress.hpp"
 #include "fracsweep/par/sched.hpp"
 #include "fracsweep/util/error.hpp"
@@ -71,6 +72,7 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
   options.add_options()("help,h", "show this help")("ranks", po::value<int>()->default_value(2),
                                                     "MPI ranks to estimate the wall time for")(
       "no-measure", "skip loading the models and timing sample trials");
+  add_threads_option(options);
   bool help = false;
   run_collective_phase(comm, [&] {
     if (rank != 0) return;
@@ -79,6 +81,7 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
     if (help) return;
     const int ranks = vm["ranks"].as<int>();
     check_input(ranks >= 1, "fracsweep plan: --ranks must be >= 1");
+    const int threads = threads_from(vm, "plan", affinity_cores());
     const JobConfig job = parse_job_file(vm["job"].as<std::string>());
     check_job_inputs(job);
     const Grid grid = job_grid(job);
@@ -89,7 +92,7 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
         job.models.size(), job.strategies.size(), job.strategies.size() == 1 ? "y" : "ies",
         job.amounts.size(), job.seeds.size(), static_cast<long long>(grid.size()));
     if (vm.count("no-measure")) return;
-    gemm_init(GemmSetup{});
+    warn_about_compute(gemm_init(GemmSetup{BlisKernels::automatic, threads}));
     const EvalSources sources = read_eval_sources(job);
     double total_seconds = 0;
     for (size_t m = 0; m < job.models.size(); ++m) {
@@ -101,10 +104,9 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
                   job.models[m].name.c_str(), static_cast<long long>(trials), cost.seconds * 1e3,
                   cost.flops * 1e-9);
     }
-    std::printf(
-        "rough cost: %s on 1 rank, ~%s on %d ranks (one rank per core, 1 BLIS thread each)\n",
-        Progress::format_duration(total_seconds).c_str(),
-        Progress::format_duration(total_seconds / ranks).c_str(), ranks);
+    std::printf("rough cost: %s on 1 rank, ~%s on %d ranks (%d thread(s) per rank, as measured)\n",
+                Progress::format_duration(total_seconds).c_str(),
+                Progress::format_duration(total_seconds / ranks).c_str(), ranks, threads);
   });
   return exit_ok;
 }
