@@ -38,13 +38,16 @@ void use_threads(int threads) {
 
 // `compute` at each thread count; every result must be bitwise the 1-thread one.
 template <class Result>
-void check_same_at_every_thread_count(const std::function<Result()>& compute,
-                                      const std::function<bool(const Result&, const Result&)>& same) {
+void check_same_at_every_thread_count(
+    const std::function<Result()>& compute,
+    const std::function<bool(const Result&, const Result&)>& same) {
   use_threads(1);
   const Result serial = compute();
   for (int threads : thread_counts) {
     use_threads(threads);
-    BOOST_TEST_CONTEXT("threads " << threads) { BOOST_TEST(same(compute(), serial)); }
+    BOOST_TEST_CONTEXT("threads " << threads) {
+      BOOST_TEST(same(compute(), serial));
+    }
   }
   use_threads(1);
 }
@@ -60,11 +63,11 @@ bool same_bits(double a, double b) {
 bool same_metrics(const TrialMetrics& a, const TrialMetrics& b) {
   bool same = a.positions == b.positions && a.nonfinite_positions == b.nonfinite_positions &&
               a.greedy_match == b.greedy_match && a.greedy_length == b.greedy_length;
-  for (auto field : {&TrialMetrics::mean_nll, &TrialMetrics::perplexity,
-                     &TrialMetrics::mean_nll_finite, &TrialMetrics::accuracy,
-                     &TrialMetrics::sdc_rate, &TrialMetrics::top1_agreement, &TrialMetrics::mean_kl,
-                     &TrialMetrics::max_kl, &TrialMetrics::mean_kl_finite,
-                     &TrialMetrics::top1_agreement_ref, &TrialMetrics::mean_kl_ref}) {
+  for (auto field :
+       {&TrialMetrics::mean_nll, &TrialMetrics::perplexity, &TrialMetrics::mean_nll_finite,
+        &TrialMetrics::accuracy, &TrialMetrics::sdc_rate, &TrialMetrics::top1_agreement,
+        &TrialMetrics::mean_kl, &TrialMetrics::max_kl, &TrialMetrics::mean_kl_finite,
+        &TrialMetrics::top1_agreement_ref, &TrialMetrics::mean_kl_ref}) {
     same = same && same_bits(a.*field, b.*field);
   }
   for (size_t k = 0; k < a.probe_rate.size(); ++k) {
@@ -86,8 +89,7 @@ TokenBatch random_batch(int64_t count, int64_t len, int64_t vocab) {
 // Logits of a forward pass over `batch`, then of decoding `prompt_rows` rows of its first
 // sequence at once and the next `steps` one at a time (the KV-cached greedy path).
 std::vector<float> forward_and_decode(const Model& model, ForwardFactory make_forward,
-                                      const TokenBatch& batch, int64_t prompt_rows,
-                                      int64_t steps) {
+                                      const TokenBatch& batch, int64_t prompt_rows, int64_t steps) {
   const int64_t vocab = model.config.vocab_size;
   int64_t longest = 0;
   for (int64_t s = 0; s < batch.n_seqs(); ++s) {
@@ -135,7 +137,9 @@ BOOST_AUTO_TEST_CASE(attention_spans_equal_attention_rows_at_every_thread_count)
     std::vector<float> out(floats(rows * q_width));  // (rows, q_width)
     attention_causal_spans(q.data(), q_width, k.data(), v.data(), kv_width, out.data(), q_width,
                            spans, n_heads, n_kv_heads, head_dim, scratch);
-    BOOST_TEST_CONTEXT("threads " << threads) { BOOST_TEST(same_floats(out, expected)); }
+    BOOST_TEST_CONTEXT("threads " << threads) {
+      BOOST_TEST(same_floats(out, expected));
+    }
   }
   use_threads(1);
 }
