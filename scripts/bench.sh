@@ -11,8 +11,12 @@
 # shapes in GREEDY_SHAPES (default "110M"; add "1.1B" for the KV-cached side at 1.1B, ~5 GB of
 # memory; "" skips the random shapes).
 #
+# Then thread scaling: at 1 and 2 threads per rank, the share of a forward pass outside BLIS and
+# the forward / GEMM rate, on stories260K and on the shapes in THREAD_SHAPES (default "110M"; ""
+# skips it). Measure on a quiet machine (uptime): threads that wait for a busy core stall.
+#
 # Environment: FRACSWEEP_SHARED (default <repo>/../shared), BUILD_DIR (default <repo>/build),
-# RUNS (timed runs per measurement, default 20), THREADS (BLIS threads, default 1),
+# RUNS (timed runs per measurement, default 20), THREADS (threads per rank, default 1),
 # GREEDY_SHAPES (see above).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,3 +36,8 @@ for kernels in "${@:-auto}"; do
 done
 # shellcheck disable=SC2086  # GREEDY_SHAPES is a list of words
 "$build/fracsweep_bench" --greedy "$shared/models/stories260K/stories260K.bin" ${GREEDY_SHAPES-110M}
+echo
+# shellcheck disable=SC2086  # THREAD_SHAPES is a list of words
+"$build/fracsweep_bench" --threads "$shared/models/stories260K/stories260K.bin" \
+  "$shared/models/stories260K/tok512.bin" "$shared/data/tinystories/tinystories_val.txt" \
+  "${RUNS:-20}" ${THREAD_SHAPES-110M}

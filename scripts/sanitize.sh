@@ -14,4 +14,6 @@ cmake --build "$build" -j"$(nproc)" --target $targets
 # Every report stops the test: a sanitizer finding is a failed test.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-cd "$build" && ctest -L unit -j"$(nproc)" --output-on-failure "$@"
+# test_threads is left to the release suite: its 3-thread cases oversubscribe a 2-core CI
+# machine, where BLIS's spinning barriers make it minutes long even at -O3.
+cd "$build" && ctest -L unit -E '^unit\.test_threads$' -j"$(nproc)" --output-on-failure "$@"

@@ -12,6 +12,7 @@
 #include "fracsweep/grid/grid.hpp"
 #include "fracsweep/models/models.hpp"
 #include "fracsweep/nn/llama.hpp"
+#include "fracsweep/nn/threads.hpp"
 #include "fracsweep/par/node_memory.hpp"
 #include "fracsweep/par/progress.hpp"
 #include "fracsweep/par/sched.hpp"
@@ -103,6 +104,7 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
       "MPI ranks on each node, for the memory per node (default: --ranks, one node)")(
       "share-weights", po::value<std::string>()->default_value("auto"),
       "as for run: auto (ranks of a node share one copy of the weights) or off");
+  add_threads_option(options);
   bool help = false;
   run_collective_phase(comm, [&] {
     if (rank != 0) return;
@@ -117,6 +119,7 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
     const std::string share = vm["share-weights"].as<std::string>();
     check_input(share == "auto" || share == "off",
                 "fracsweep plan: --share-weights must be auto or off, found '" + share + "'");
+    const int threads = threads_from(vm, "plan", affinity_cores());
     const JobConfig job = parse_job_file(vm["job"].as<std::string>());
     check_job_inputs(job);
     NodeMemory memory = job_node_memory(job, ranks_per_node, share == "auto" && ranks_per_node > 1);
@@ -148,7 +151,7 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
       print_memory(memory, available, source);
       return;
     }
-    gemm_init(GemmSetup{});
+    warn_about_compute(gemm_init(GemmSetup{BlisKernels::automatic, threads}));
     double total_seconds = 0;
     for (size_t m = 0; m < job.models.size(); ++m) {
       const auto model_idx = static_cast<int32_t>(m);
@@ -161,10 +164,9 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
                   job.models[m].name.c_str(), static_cast<long long>(trials), cost.seconds * 1e3,
                   cost.flops * 1e-9);
     }
-    std::printf(
-        "rough cost: %s on 1 rank, ~%s on %d ranks (one rank per core, 1 BLIS thread each)\n",
-        Progress::format_duration(total_seconds).c_str(),
-        Progress::format_duration(total_seconds / ranks).c_str(), ranks);
+    std::printf("rough cost: %s on 1 rank, ~%s on %d ranks (%d thread(s) per rank, as measured)\n",
+                Progress::format_duration(total_seconds).c_str(),
+                Progress::format_duration(total_seconds / ranks).c_str(), ranks, threads);
     print_memory(memory, available, source);
     check_fits_node(job, memory, available, source, "fracsweep plan");
   });

@@ -31,6 +31,7 @@ void parse_shard(const std::string& text, RunOptions& run) {
 int command_run(const std::vector<std::string>& args, MPI_Comm comm) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
+  const int default_threads = default_threads_per_rank(comm);  // collective: before any check
   po::options_description options("options");
   options.add_options()("help,h", "show this help")(
       "out,o", po::value<std::string>(),
@@ -58,9 +59,9 @@ int command_run(const std::vector<std::string>& args, MPI_Comm comm) {
       "blis-kernels", po::value<std::string>()->default_value("auto"),
       "BLIS kernel set: auto (skx where the CPU has AVX-512, else BLIS's choice), native (BLIS's "
       "own choice), skx, haswell, zen3; a BLIS_ARCH_TYPE environment variable overrides")(
-      "blis-threads", po::value<int>()->default_value(1), "BLIS threads per rank")(
       "share-weights", po::value<std::string>()->default_value("auto"),
       "auto: ranks on one node share one copy of the unperturbed weights; off: one per rank");
+  add_threads_option(options);
   // Flags and job file are checked on every rank and agreed on, so bad input exits cleanly.
   bool help = false;
   RunOptions run;
@@ -90,9 +91,7 @@ int command_run(const std::vector<std::string>& args, MPI_Comm comm) {
     run.progress_interval_s = vm["progress-interval"].as<double>();
     check_input(run.progress_interval_s >= 0, "fracsweep run: --progress-interval must be >= 0");
     run.gemm.kernels = parse_blis_kernels(vm["blis-kernels"].as<std::string>());
-    run.gemm.threads = vm["blis-threads"].as<int>();
-    check_input(run.gemm.threads >= 1 && run.gemm.threads <= 256,
-                "fracsweep run: --blis-threads must be in 1..256");
+    run.gemm.threads = threads_from(vm, "run", default_threads);
     const std::string share = vm["share-weights"].as<std::string>();
     check_input(share == "auto" || share == "off",
                 "fracsweep run: --share-weights must be auto or off, found '" + share + "'");

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "fracsweep/app/adaptive_sweep.hpp"
+#include "fracsweep/app/commands.hpp"
 #include "fracsweep/app/sweep_journal.hpp"
 #include "fracsweep/app/sweep_summary.hpp"
 #include "fracsweep/io/output_lock.hpp"
@@ -200,6 +201,7 @@ void announce_sweep(const SweepPlan& plan, const SweepStart& start, const std::s
                "BLIS %s kernels=%s threads=%d\n",
                plan.job.name.c_str(), trials.c_str(), plan.job.models.size(), plan.size,
                schedule.c_str(), gemm.blis_version.c_str(), gemm.kernel_set.c_str(), gemm.threads);
+  warn_about_compute(gemm);
   if (plan.options.shard_count <= 1 && !start.resume.resuming) return;
   const std::string resumed =
       start.resume.resuming ? "resuming " + journal_path(plan.options.out) + " with " +

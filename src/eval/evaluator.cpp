@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "fracsweep/nn/threads.hpp"
 #include "fracsweep/util/error.hpp"
 #include "fracsweep/util/text.hpp"
 
@@ -114,6 +115,7 @@ LanguageModelEvaluator::LanguageModelEvaluator(const Model& model, const EvalInp
   }
 
   logits_.resize(floats(batch_.n_tokens() * vocab_));
+  scores_.resize(pred_rows_.size());
   forward_->run(model, batch_, logits_.data());
   cache_reference(model.path, ref_probs_, ref_rows_);
   baseline_.metrics = score();
@@ -122,16 +124,20 @@ LanguageModelEvaluator::LanguageModelEvaluator(const Model& model, const EvalInp
 void LanguageModelEvaluator::cache_reference(const std::string& path, std::vector<float>& probs,
                                              std::vector<ReferenceRow>& rows) const {
   probs.resize(pred_rows_.size() * floats(vocab_));
-  rows.clear();
-  rows.reserve(pred_rows_.size());
   for (size_t p = 0; p < pred_rows_.size(); ++p) {
-    const float* row = logits_.data() + pred_rows_[p] * vocab_;
-    check_input(row_is_finite(row, vocab_),
+    check_input(row_is_finite(logits_.data() + pred_rows_[p] * vocab_, vocab_),
                 path +
                     ": the unperturbed model produces non-finite logits on evaluation "
                     "position " +
                     std::to_string(p));
-    rows.push_back(make_reference_row(row, vocab_, probs.data() + p * floats(vocab_)));
+  }
+  rows.assign(pred_rows_.size(), ReferenceRow{});
+  const auto n_pred = static_cast<int64_t>(pred_rows_.size());
+#pragma omp parallel for schedule(static) if (worth_threads(n_pred * vocab_))
+  for (int64_t p = 0; p < n_pred; ++p) {
+    const auto i = static_cast<size_t>(p);
+    rows[i] = make_reference_row(logits_.data() + pred_rows_[i] * vocab_, vocab_,
+                                 probs.data() + i * floats(vocab_));
   }
 }
 
@@ -198,12 +204,19 @@ std::vector<int32_t> LanguageModelEvaluator::greedy_continuation(const Model& mo
   return {sequence.begin() + n_prompt, sequence.end()};
 }
 
-TrialMetrics LanguageModelEvaluator::score() const {
-  MetricAccumulator accumulator;
+// Each position's vocabulary-wide work on the rank's threads, then the sums in position order.
+TrialMetrics LanguageModelEvaluator::score() {
   const bool second = !second_rows_.empty();
+  const auto n_pred = static_cast<int64_t>(pred_rows_.size());
+#pragma omp parallel for schedule(static) if (worth_threads(n_pred * vocab_))
+  for (int64_t p = 0; p < n_pred; ++p) {
+    const auto i = static_cast<size_t>(p);
+    scores_[i] = score_position(logits_.data() + pred_rows_[i] * vocab_, vocab_, ref_rows_[i],
+                                targets_[i], second ? &second_rows_[i] : nullptr);
+  }
+  MetricAccumulator accumulator;
   for (size_t p = 0; p < pred_rows_.size(); ++p) {
-    accumulator.add(logits_.data() + pred_rows_[p] * vocab_, vocab_, ref_rows_[p], targets_[p],
-                    second ? &second_rows_[p] : nullptr);
+    accumulator.add(scores_[p], ref_rows_[p], targets_[p], second ? &second_rows_[p] : nullptr);
   }
   TrialMetrics metrics = accumulator.finish();
   score_probes(metrics);
@@ -220,10 +233,12 @@ TrialMetrics LanguageModelEvaluator::score() const {
 // target, every target token is the argmax of the row that predicts it: then greedy decoding
 // emits those tokens one by one.
 std::vector<LanguageModelEvaluator::ProbeOutcome> LanguageModelEvaluator::probe_outcomes() const {
-  std::vector<ProbeOutcome> outcomes;  // (n_probes)
-  outcomes.reserve(probe_rows_.size());
-  for (const ProbeRows& probe : probe_rows_) {
-    ProbeOutcome outcome;
+  std::vector<ProbeOutcome> outcomes(probe_rows_.size());  // (n_probes)
+  const auto n_probes = static_cast<int64_t>(probe_rows_.size());
+#pragma omp parallel for schedule(dynamic) if (worth_threads(n_probes * vocab_))
+  for (int64_t p = 0; p < n_probes; ++p) {
+    const ProbeRows& probe = probe_rows_[static_cast<size_t>(p)];
+    ProbeOutcome& outcome = outcomes[static_cast<size_t>(p)];
     outcome.begins_with_target = true;
     for (size_t j = 0; j < probe.targets.size(); ++j) {
       const float* row = logits_.data() + (probe.first_row + static_cast<int64_t>(j)) * vocab_;
@@ -231,7 +246,6 @@ std::vector<LanguageModelEvaluator::ProbeOutcome> LanguageModelEvaluator::probe_
       outcome.begins_with_target =
           outcome.begins_with_target && argmax_row(row, vocab_) == probe.targets[j];
     }
-    outcomes.push_back(outcome);
   }
   return outcomes;
 }

@@ -1,10 +1,12 @@
 #include "fracsweep/eval/metrics.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 
 #include "fracsweep/nn/log_sum_exp.hpp"
+#include "fracsweep/nn/threads.hpp"
 
 namespace fracsweep {
 
@@ -72,11 +74,28 @@ double kl_from(const ReferenceRow& ref, const float* logits, int64_t vocab, doub
 
 }  // namespace
 
+PositionScore score_position(const float* logits, int64_t vocab, const ReferenceRow& ref,
+                             int32_t target, const ReferenceRow* second) {
+  PositionScore score;
+  score.argmax = argmax_row(logits, vocab);
+  if (score.argmax < 0) return score;
+  const double lse = log_sum_exp(logits, vocab);
+  score.nll = lse - static_cast<double>(logits[target]);
+  score.kl = kl_from(ref, logits, vocab, lse);
+  if (second) score.kl_second = kl_from(*second, logits, vocab, lse);
+  return score;
+}
+
 void MetricAccumulator::add(const float* logits, int64_t vocab, const ReferenceRow& ref,
                             int32_t target, const ReferenceRow* second) {
+  add(score_position(logits, vocab, ref, target, second), ref, target, second);
+}
+
+void MetricAccumulator::add(const PositionScore& score, const ReferenceRow& ref, int32_t target,
+                            const ReferenceRow* second) {
   ++positions_;
   has_second_ = second != nullptr;
-  const int32_t argmax = argmax_row(logits, vocab);
+  const int32_t argmax = score.argmax;
   corrupted_ += ref.argmax == target && argmax != target;
   if (argmax < 0) {  // NaN/Inf logits: disagreeing, wrong, NLL and KL undefined
     ++nonfinite_;
@@ -88,18 +107,15 @@ void MetricAccumulator::add(const float* logits, int64_t vocab, const ReferenceR
   }
   agree_ += argmax == ref.argmax;
   correct_ += argmax == target;
-  const double lse = log_sum_exp(logits, vocab);
-  const double nll = lse - static_cast<double>(logits[target]);
-  const double kl = kl_from(ref, logits, vocab, lse);
   if (second) {
     agree_second_ += argmax == second->argmax;
-    kl_second_sum_ += kl_from(*second, logits, vocab, lse);
+    kl_second_sum_ += score.kl_second;
   }
-  nll_sum_ += nll;
-  nll_finite_sum_ += nll;
-  kl_sum_ += kl;
-  kl_finite_sum_ += kl;
-  if (!std::isnan(kl_max_)) kl_max_ = std::max(kl_max_, kl);
+  nll_sum_ += score.nll;
+  nll_finite_sum_ += score.nll;
+  kl_sum_ += score.kl;
+  kl_finite_sum_ += score.kl;
+  if (!std::isnan(kl_max_)) kl_max_ = std::max(kl_max_, score.kl);
 }
 
 TrialMetrics MetricAccumulator::finish() const {
@@ -132,9 +148,18 @@ double token_logprob(const float* logits, int64_t vocab, int32_t token) {
   return static_cast<double>(logits[token]) - log_sum_exp(logits, vocab);
 }
 
+// Rows go in chunks: their argmaxes on the rank's threads, then a scan that stops at the first
+// mismatch, so a continuation that diverges early costs at most one chunk.
 int64_t leading_matches(const float* logits, int64_t vocab, const int32_t* expected, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (argmax_row(logits + i * vocab, vocab) != expected[i]) return i;
+  constexpr int64_t chunk = 32;
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t rows = std::min(chunk, n - first);
+    int32_t argmax[chunk];  // (rows) of rows first .. first + rows - 1
+#pragma omp parallel for schedule(static) if (worth_threads(rows * vocab))
+    for (int64_t r = 0; r < rows; ++r) argmax[r] = argmax_row(logits + (first + r) * vocab, vocab);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (argmax[r] != expected[first + r]) return first + r;
+    }
   }
   return n;
 }

@@ -4,6 +4,7 @@
 #include "fracsweep/nn/gemm.hpp"
 
 #include <blis.h>
+#include <omp.h>
 
 #include <cstdlib>
 #include <mutex>
@@ -132,6 +133,20 @@ void apply_kernels(const KernelChoice& choice) {
                                               "': BLIS was called before gemm_init");
 }
 
+// The warning of GemmInfo::warning: BLIS 0.9's `generic` kernels are plain C, ~4.5x slower than
+// `haswell` at our shapes; `native` silently falls back to them where BLIS does not recognise
+// the CPU (this machine kind's AVX-512 Xeon).
+std::string generic_kernels_warning(const std::string& kernel_set, const std::string& selected_by) {
+  if (kernel_set != "generic") return "";
+  const bool avx512 = cpu_has_avx512();
+  if (!avx512 && !cpu_has_avx2_fma()) return "";
+  return std::string("BLIS selected its generic (unoptimised) kernels [") + selected_by +
+         "] on a CPU with " + (avx512 ? "AVX-512 (F/DQ/BW/VL) and AVX2/FMA" : "AVX2/FMA") +
+         ": GEMMs run several times slower; use --blis-kernels auto (or " +
+         (avx512 && blis_has_skx ? "skx or haswell" : "haswell") +
+         ") and leave BLIS_ARCH_TYPE unset";
+}
+
 // BLIS's dimension and stride type (64-bit in Debian's build); the one cast site.
 dim_t to_dim(int64_t value) {
   return static_cast<dim_t>(value);
@@ -150,7 +165,7 @@ BlisKernels parse_blis_kernels(const std::string& text) {
 
 GemmInfo gemm_init(const GemmSetup& setup) {
   check_input(setup.threads >= 1,
-              "BLIS threads must be at least 1, found " + std::to_string(setup.threads));
+              "threads per rank must be at least 1, found " + std::to_string(setup.threads));
   GemmState& state = gemm_state();
   std::lock_guard lock(state.mutex);
   if (state.setup) {
@@ -163,10 +178,12 @@ GemmInfo gemm_init(const GemmSetup& setup) {
     state.info.selected_by = choice.reason;
   }
   bli_thread_set_num_threads(to_dim(setup.threads));
+  omp_set_num_threads(setup.threads);
   state.setup = setup;
   state.info.blis_version = bli_info_get_version_str();
   state.info.kernel_set = bli_arch_string(bli_arch_query_id());
   state.info.threads = setup.threads;
+  state.info.warning = generic_kernels_warning(state.info.kernel_set, state.info.selected_by);
   return state.info;
 }
 

@@ -7,6 +7,7 @@
 #include "fracsweep/nn/gemm.hpp"
 #include "fracsweep/nn/gpt2_backward.hpp"
 #include "fracsweep/nn/ops.hpp"
+#include "fracsweep/nn/threads.hpp"
 #include "fracsweep/util/error.hpp"
 #include "gpt2_weights.hpp"
 
@@ -23,6 +24,7 @@ using gpt2_detail::LayerWeights;
 namespace gpt2_detail {
 
 void embed(const Gpt2Weights& w, const TokenBatch& batch, int64_t dim, float* x) {
+#pragma omp parallel for schedule(static) if (worth_threads(3 * batch.n_tokens() * dim))
   for (int64_t r = 0; r < batch.n_tokens(); ++r) {
     const float* token = w.wte + batch.tokens[floats(r)] * dim;
     const float* position = w.wpe + batch.positions[floats(r)] * dim;
@@ -32,6 +34,7 @@ void embed(const Gpt2Weights& w, const TokenBatch& batch, int64_t dim, float* x)
 
 void layernorm_rows(const float* x, const float* weight, const float* bias, float* out,
                     int64_t rows, int64_t d, float eps) {
+#pragma omp parallel for schedule(static) if (worth_threads(2 * rows * d))
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * d;
     const RowScale scale = layernorm_row_scale(row, d, eps);
@@ -41,11 +44,15 @@ void layernorm_rows(const float* x, const float* weight, const float* bias, floa
 }
 
 void add_bias_rows(float* x, const float* bias, int64_t rows, int64_t d) {
+  // Rows on threads; add_inplace on one row of d floats stays on one (below min_parallel_floats
+  // at every GPT-2 width).
+#pragma omp parallel for schedule(static) if (worth_threads(2 * rows * d))
   for (int64_t r = 0; r < rows; ++r) add_inplace(x + r * d, bias, d);
 }
 
 void gelu_tanh(float* x, int64_t n) {
   constexpr float sqrt_2_over_pi = 0.7978845608028654f;
+#pragma omp parallel for schedule(static) if (worth_threads(2 * n))
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     x[i] = 0.5f * v * (1.0f + std::tanh(sqrt_2_over_pi * (v + 0.044715f * v * v * v)));
@@ -114,7 +121,6 @@ Gpt2Workspace::Gpt2Workspace(const LlamaConfig& c, int64_t tokens, int64_t seq_l
       qkv(floats(tokens * 3 * c.dim)),
       att(floats(tokens * c.dim)),
       hidden(floats(tokens * c.hidden_dim)),
-      scratch(floats(attention_scratch_floats(seq_len, c.head_dim()))),
       max_tokens(tokens),
       max_seq_len(seq_len) {}
 
@@ -126,18 +132,19 @@ void gpt2_forward(const Model& model, const TokenBatch& batch, Gpt2Workspace& ws
   check_invariant(n <= ws.max_tokens, "GPT-2 workspace too small for the batch");
   check_invariant(longest <= ws.max_seq_len, "GPT-2 workspace too small for a sequence");
   embed(w, batch, d, ws.x.data());
+  ws.spans.clear();
+  for (int64_t s = 0; s < batch.n_seqs(); ++s) {
+    const int64_t first = batch.seq_start[floats(s)];
+    ws.spans.push_back({first, first, 0, batch.seq_start[floats(s + 1)] - first});
+  }
   for (const LayerWeights& layer : w.layers) {
     // x += c_proj(attention(c_attn(ln_1(x))))
     layernorm_rows(ws.x.data(), layer.ln_1_weight, layer.ln_1_bias, ws.xn.data(), n, d, c.norm_eps);
     matmul_nt(n, 3 * d, d, ws.xn.data(), d, layer.c_attn_weight, d, ws.qkv.data(), 3 * d);
     add_bias_rows(ws.qkv.data(), layer.c_attn_bias, n, 3 * d);
-    for (int64_t s = 0; s < batch.n_seqs(); ++s) {
-      const int64_t start = batch.seq_start[floats(s)],
-                    len = batch.seq_start[floats(s + 1)] - start;
-      const float* q = ws.qkv.data() + start * 3 * d;
-      attention_causal(q, 3 * d, q + d, q + 2 * d, 3 * d, ws.att.data() + start * d, d, len,
-                       c.n_heads, c.n_heads, c.head_dim(), ws.scratch.data());
-    }
+    const float* q = ws.qkv.data();  // (n, 3 dim): keys and values follow each query row
+    attention_causal_spans(q, 3 * d, q + d, q + 2 * d, 3 * d, ws.att.data(), d, ws.spans, c.n_heads,
+                           c.n_heads, c.head_dim(), ws.scratch);
     output_and_mlp(c, layer, ws, n);
   }
   classify(c, w, ws, n, logits);
@@ -151,6 +158,7 @@ void gpt2_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t s
   const int64_t d = c.dim;
   const int64_t len = start + n;  // positions the new rows attend to
   check_invariant(len <= ws.max_seq_len, "GPT-2 workspace too small for the decoded sequence");
+  ws.spans.assign(1, AttentionSpan{0, 0, start, len});
   for (int64_t r = 0; r < n; ++r) {
     const float* token = w.wte + tokens[r] * d;
     const float* position = w.wpe + (start + r) * d;
@@ -166,8 +174,8 @@ void gpt2_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t s
       std::copy_n(row + d, d, cache.keys(l) + (start + r) * d);
       std::copy_n(row + 2 * d, d, cache.values(l) + (start + r) * d);
     }
-    attention_causal_rows(ws.qkv.data(), 3 * d, cache.keys(l), cache.values(l), d, ws.att.data(), d,
-                          start, len, c.n_heads, c.n_heads, c.head_dim(), ws.scratch.data());
+    attention_causal_spans(ws.qkv.data(), 3 * d, cache.keys(l), cache.values(l), d, ws.att.data(),
+                           d, ws.spans, c.n_heads, c.n_heads, c.head_dim(), ws.scratch);
     output_and_mlp(c, layer, ws, n);
   }
   classify(c, w, ws, n, logits);

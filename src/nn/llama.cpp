@@ -33,7 +33,6 @@ LlamaWorkspace::LlamaWorkspace(const LlamaConfig& config, int64_t max_tokens_, i
       gate(floats(max_tokens_ * config.hidden_dim)),
       up(floats(max_tokens_ * config.hidden_dim)),
       rope(floats(config.seq_len * config.head_dim())),
-      scratch(floats(attention_scratch_floats(max_seq_len_, config.head_dim()))),
       max_tokens(max_tokens_),
       max_seq_len(max_seq_len_) {
   rope_table(config.seq_len, config.head_dim(), config.rope_theta, rope.data());
@@ -72,11 +71,10 @@ void llama_forward(const Model& model, const TokenBatch& batch, LlamaWorkspace& 
   const int64_t dim = c.dim;
   const int64_t kv_dim = c.kv_dim();
   const int64_t hidden = c.hidden_dim;
-  const bool workspace_fits =
-      n <= ws.max_tokens && longest <= ws.max_seq_len && ws.x.size() >= floats(n * dim) &&
-      ws.k.size() >= floats(n * kv_dim) && ws.gate.size() >= floats(n * hidden) &&
-      ws.rope.size() == floats(c.seq_len * c.head_dim()) &&
-      ws.scratch.size() >= floats(attention_scratch_floats(longest, c.head_dim()));
+  const bool workspace_fits = n <= ws.max_tokens && longest <= ws.max_seq_len &&
+                              ws.x.size() >= floats(n * dim) && ws.k.size() >= floats(n * kv_dim) &&
+                              ws.gate.size() >= floats(n * hidden) &&
+                              ws.rope.size() == floats(c.seq_len * c.head_dim());
   if (!workspace_fits) {
     throw RunError("internal error: workspace for " + std::to_string(ws.max_tokens) +
                    " tokens / sequences of " + std::to_string(ws.max_seq_len) +
@@ -86,6 +84,11 @@ void llama_forward(const Model& model, const TokenBatch& batch, LlamaWorkspace& 
   }
 
   embed_tokens(w.tok_embeddings, batch, dim, ws.x.data());
+  ws.spans.clear();
+  for (int64_t s = 0; s < batch.n_seqs(); ++s) {
+    const int64_t first = batch.seq_start[s];
+    ws.spans.push_back({first, first, 0, batch.seq_start[s + 1] - first});
+  }
   for (const LayerWeights& layer : w.layers) {
     // Attention block: x += attention(rope(xn wq^T), rope(xn wk^T), xn wv^T) wo^T.
     rmsnorm_rows(ws.x.data(), layer.attn_norm, ws.xn.data(), n, dim, c.norm_eps);
@@ -94,13 +97,8 @@ void llama_forward(const Model& model, const TokenBatch& batch, LlamaWorkspace& 
     matmul_nt(n, kv_dim, dim, ws.xn.data(), dim, layer.wv, dim, ws.v.data(), kv_dim);
     rope_rows(ws.q.data(), batch.positions.data(), ws.rope.data(), n, c.n_heads, c.head_dim());
     rope_rows(ws.k.data(), batch.positions.data(), ws.rope.data(), n, c.n_kv_heads, c.head_dim());
-    for (int64_t s = 0; s < batch.n_seqs(); ++s) {
-      const int64_t first = batch.seq_start[s];
-      attention_causal(ws.q.data() + first * dim, dim, ws.k.data() + first * kv_dim,
-                       ws.v.data() + first * kv_dim, kv_dim, ws.att.data() + first * dim, dim,
-                       batch.seq_start[s + 1] - first, c.n_heads, c.n_kv_heads, c.head_dim(),
-                       ws.scratch.data());
-    }
+    attention_causal_spans(ws.q.data(), dim, ws.k.data(), ws.v.data(), kv_dim, ws.att.data(), dim,
+                           ws.spans, c.n_heads, c.n_kv_heads, c.head_dim(), ws.scratch);
     output_and_feed_forward(c, layer, ws, n);
   }
   classify(c, w, ws, n, logits);
@@ -114,9 +112,9 @@ void llama_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t 
   const int64_t dim = c.dim;
   const int64_t kv_dim = c.kv_dim();
   const int64_t len = start + n;  // positions the new rows attend to
-  check_invariant(ws.scratch.size() >= floats(attention_scratch_floats(len, c.head_dim())),
-                  "Llama workspace too small for the decoded sequence");
+  check_invariant(len <= ws.max_seq_len, "Llama workspace too small for the decoded sequence");
   const int32_t* positions = cache.positions() + start;  // (n) start .. start + n - 1
+  ws.spans.assign(1, AttentionSpan{0, 0, start, len});
 
   for (int64_t r = 0; r < n; ++r) {
     std::copy_n(w.tok_embeddings + tokens[r] * dim, dim, ws.x.data() + r * dim);
@@ -131,9 +129,8 @@ void llama_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t 
     matmul_nt(n, kv_dim, dim, ws.xn.data(), dim, layer.wv, dim, values, kv_dim);
     rope_rows(ws.q.data(), positions, ws.rope.data(), n, c.n_heads, c.head_dim());
     rope_rows(keys, positions, ws.rope.data(), n, c.n_kv_heads, c.head_dim());
-    attention_causal_rows(ws.q.data(), dim, cache.keys(l), cache.values(l), kv_dim, ws.att.data(),
-                          dim, start, len, c.n_heads, c.n_kv_heads, c.head_dim(),
-                          ws.scratch.data());
+    attention_causal_spans(ws.q.data(), dim, cache.keys(l), cache.values(l), kv_dim, ws.att.data(),
+                           dim, ws.spans, c.n_heads, c.n_kv_heads, c.head_dim(), ws.scratch);
     output_and_feed_forward(c, layer, ws, n);
   }
   classify(c, w, ws, n, logits);

@@ -10,6 +10,7 @@
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/model/model.hpp"
 #include "fracsweep/nn/kv_cache.hpp"
+#include "fracsweep/nn/threads.hpp"
 #include "fracsweep/util/error.hpp"
 
 namespace fracsweep::llama_detail {
@@ -124,6 +125,7 @@ inline void check_decode(const LlamaConfig& config, const int32_t* tokens, int64
 // x[r, :] = embedding row of tokens[r]; x (n_tokens, dim).
 inline void embed_tokens(const float* tok_embeddings, const TokenBatch& batch, int64_t dim,
                          float* x) {
+#pragma omp parallel for schedule(static) if (worth_threads(2 * batch.n_tokens() * dim))
   for (int64_t r = 0; r < batch.n_tokens(); ++r) {
     std::copy_n(tok_embeddings + batch.tokens[r] * dim, dim, x + r * dim);
   }

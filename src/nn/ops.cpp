@@ -5,6 +5,8 @@
 // extension.
 #include "fracsweep/nn/ops.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,6 +14,7 @@
 
 #include "float8.hpp"
 #include "fracsweep/nn/fast_exp.hpp"
+#include "fracsweep/nn/threads.hpp"
 
 namespace fracsweep {
 namespace {
@@ -53,6 +56,7 @@ float exp_shifted_and_sum(float* row, int64_t n, float largest) {
 
 void rmsnorm_rows(const float* x, const float* weight, float* out, int64_t rows, int64_t d,
                   float eps) {
+#pragma omp parallel for schedule(static) if (worth_threads(2 * rows * d))
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * d;
     float* out_row = out + r * d;
@@ -75,6 +79,7 @@ void rope_table(int64_t n_positions, int64_t head_dim, float theta, float* table
 
 void rope_rows(float* x, const int32_t* positions, const float* table, int64_t rows,
                int64_t n_heads, int64_t head_dim) {
+#pragma omp parallel for schedule(static) if (worth_threads(2 * rows * n_heads * head_dim))
   for (int64_t r = 0; r < rows; ++r) {
     const float* cos_sin = table + positions[r] * head_dim;
     for (int64_t h = 0; h < n_heads; ++h) {
@@ -183,55 +188,97 @@ void attention_causal(const float* q, int64_t q_stride, const float* k, const fl
                         head_dim, scratch);
 }
 
-void attention_causal_rows(const float* q, int64_t q_stride, const float* k, const float* v,
-                           int64_t kv_stride, float* out, int64_t out_stride, int64_t first,
-                           int64_t len, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                           float* scratch) {
+namespace {
+
+// attention_causal_rows for the query heads of one kv head (they share its transposed keys).
+void attention_kv_head(const float* q, int64_t q_stride, const float* k, const float* v,
+                       int64_t kv_stride, float* out, int64_t out_stride, int64_t first,
+                       int64_t len, int64_t kv_head, int64_t heads_per_kv, int64_t head_dim,
+                       float* scratch) {
   const int64_t padded_len = padded_keys(len);
   float* keys_t = scratch;                              // (head_dim, padded_len) one kv head's keys
   float* weights = keys_t + head_dim * padded_len;      // (query_block, padded_len) scores, weights
   float* queries = weights + query_block * padded_len;  // (query_block, head_dim) scaled
   float row_max[query_block];                           // largest score of each query of the block
   float inv_sum[query_block];                           // 1 / softmax denominator of each
-  const int64_t heads_per_kv = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   // Queries come in the blocks of attention_causal (aligned to query_block from position 0), so
   // that a row's arithmetic is the same whichever rows are computed with it.
   const int64_t first_block = first / query_block * query_block;
-  for (int64_t kv_head = 0; kv_head < n_kv_heads; ++kv_head) {
-    // Transposed keys; padding columns are zero so that scores there stay finite.
-    for (int64_t d = 0; d < head_dim; ++d) {
-      float* keys_d = keys_t + d * padded_len;
-      for (int64_t t = 0; t < len; ++t) keys_d[t] = k[t * kv_stride + kv_head * head_dim + d];
-      std::fill(keys_d + len, keys_d + padded_len, 0.0f);
-    }
-    const float* values = v + kv_head * head_dim;
-    for (int64_t head = kv_head * heads_per_kv; head < (kv_head + 1) * heads_per_kv; ++head) {
-      for (int64_t t0 = first_block; t0 < len; t0 += query_block) {
-        const int64_t first_row = std::max<int64_t>(0, first - t0);  // rows before it: not ours
-        const int64_t rows = std::min(query_block, len - t0);
-        // Rows not computed (before first_row, past the sequence) stay zero.
-        std::fill(queries, queries + query_block * head_dim, 0.0f);
-        for (int64_t r = first_row; r < rows; ++r) {
-          const float* query = q + (t0 + r - first) * q_stride + head * head_dim;
-          for (int64_t d = 0; d < head_dim; ++d) queries[r * head_dim + d] = query[d] * scale;
-        }
-        const int64_t keys_end = padded_keys(t0 + rows);  // covers the last query's keys
-        block_scores(queries, keys_t, padded_len, head_dim, t0, keys_end, weights, row_max);
-        for (int64_t r = first_row; r < rows; ++r) {
-          // Masked scores are -inf: their weights are exactly 0.
-          float* row = weights + r * padded_len;
-          inv_sum[r] = 1.0f / exp_shifted_and_sum(row, keys_end, row_max[r]);
-        }
-        block_weighted_sum(weights, padded_len, inv_sum, values, kv_stride, t0, head_dim,
-                           out + (t0 + first_row - first) * out_stride + head * head_dim,
-                           out_stride, first_row, rows);
+  // Transposed keys; padding columns are zero so that scores there stay finite.
+  for (int64_t d = 0; d < head_dim; ++d) {
+    float* keys_d = keys_t + d * padded_len;
+    for (int64_t t = 0; t < len; ++t) keys_d[t] = k[t * kv_stride + kv_head * head_dim + d];
+    std::fill(keys_d + len, keys_d + padded_len, 0.0f);
+  }
+  const float* values = v + kv_head * head_dim;
+  for (int64_t head = kv_head * heads_per_kv; head < (kv_head + 1) * heads_per_kv; ++head) {
+    for (int64_t t0 = first_block; t0 < len; t0 += query_block) {
+      const int64_t first_row = std::max<int64_t>(0, first - t0);  // rows before it: not ours
+      const int64_t rows = std::min(query_block, len - t0);
+      // Rows not computed (before first_row, past the sequence) stay zero.
+      std::fill(queries, queries + query_block * head_dim, 0.0f);
+      for (int64_t r = first_row; r < rows; ++r) {
+        const float* query = q + (t0 + r - first) * q_stride + head * head_dim;
+        for (int64_t d = 0; d < head_dim; ++d) queries[r * head_dim + d] = query[d] * scale;
       }
+      const int64_t keys_end = padded_keys(t0 + rows);  // covers the last query's keys
+      block_scores(queries, keys_t, padded_len, head_dim, t0, keys_end, weights, row_max);
+      for (int64_t r = first_row; r < rows; ++r) {
+        // Masked scores are -inf: their weights are exactly 0.
+        float* row = weights + r * padded_len;
+        inv_sum[r] = 1.0f / exp_shifted_and_sum(row, keys_end, row_max[r]);
+      }
+      block_weighted_sum(weights, padded_len, inv_sum, values, kv_stride, t0, head_dim,
+                         out + (t0 + first_row - first) * out_stride + head * head_dim, out_stride,
+                         first_row, rows);
     }
   }
 }
 
+}  // namespace
+
+void attention_causal_rows(const float* q, int64_t q_stride, const float* k, const float* v,
+                           int64_t kv_stride, float* out, int64_t out_stride, int64_t first,
+                           int64_t len, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                           float* scratch) {
+  for (int64_t kv_head = 0; kv_head < n_kv_heads; ++kv_head) {
+    attention_kv_head(q, q_stride, k, v, kv_stride, out, out_stride, first, len, kv_head,
+                      n_heads / n_kv_heads, head_dim, scratch);
+  }
+}
+
+void attention_causal_spans(const float* q, int64_t q_stride, const float* k, const float* v,
+                            int64_t kv_stride, float* out, int64_t out_stride,
+                            const std::vector<AttentionSpan>& spans, int64_t n_heads,
+                            int64_t n_kv_heads, int64_t head_dim, std::vector<float>& scratch) {
+  int64_t longest = 0;
+  int64_t work = 0;  // floats read and written: keys and values, queries and outputs
+  for (const AttentionSpan& span : spans) {
+    longest = std::max(longest, span.len);
+    work += 2 * span.len * n_kv_heads * head_dim + 2 * (span.len - span.first) * n_heads * head_dim;
+  }
+  const int threads = omp_get_max_threads();
+  const int64_t slot = attention_scratch_floats(longest, head_dim);  // one thread's scratch
+  // Grows once (first call, or more threads than before); reused afterwards.
+  if (scratch.size() < static_cast<size_t>(threads * slot)) {
+    scratch.resize(static_cast<size_t>(threads * slot));
+  }
+  const auto n_tasks = static_cast<int64_t>(spans.size()) * n_kv_heads;
+  float* const scratch_base = scratch.data();
+  // Tasks differ in cost (sequence lengths): handed out one at a time.
+#pragma omp parallel for schedule(dynamic) if (worth_threads(work))
+  for (int64_t task = 0; task < n_tasks; ++task) {
+    const AttentionSpan& span = spans[static_cast<size_t>(task / n_kv_heads)];
+    attention_kv_head(q + span.q_row * q_stride, q_stride, k + span.kv_row * kv_stride,
+                      v + span.kv_row * kv_stride, kv_stride, out + span.q_row * out_stride,
+                      out_stride, span.first, span.len, task % n_kv_heads, n_heads / n_kv_heads,
+                      head_dim, scratch_base + omp_get_thread_num() * slot);
+  }
+}
+
 void swiglu(float* gate, const float* up, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (worth_threads(3 * n))
   for (int64_t i = 0; i < n; ++i) {
     // e^-g saturates at e^88 for g < -88, where silu(g) = g e^g is below 1e-36 anyway.
     const float minus_gate = select_by_mask(gate[i] < -88.0f, 88.0f, -gate[i]);
@@ -240,6 +287,7 @@ void swiglu(float* gate, const float* up, int64_t n) {
 }
 
 void add_inplace(float* x, const float* y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (worth_threads(3 * n))
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "fracsweep/nn/gemm.hpp"
+#include "fracsweep/nn/threads.hpp"
 #include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
@@ -356,6 +357,7 @@ void linear_forward(int64_t n, int64_t in, int64_t out, const float* x, const fl
                     const float* bias, float* y) {
   matmul_nt(n, out, in, x, in, weight, in, y, out);
   if (!bias) return;
+#pragma omp parallel for schedule(static) if (worth_threads(2 * n * out))
   for (int64_t e = 0; e < n; ++e) {
     float* row = y + e * out;
     for (int64_t o = 0; o < out; ++o) row[o] += bias[o];
@@ -368,6 +370,7 @@ void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, con
   const Window2d& w = window;
   const int64_t out_h = w.out_height(), out_w = w.out_width(), positions = out_h * out_w;
   const int64_t patch = w.channels * w.kernel_h * w.kernel_w;  // one im2col row: (C, KH, KW)
+#pragma omp parallel for schedule(static) if (worth_threads(n * positions * patch))
   for (int64_t e = 0; e < n; ++e) {
     const float* image = x + e * w.channels * w.height * w.width;  // (C, H, W)
     for (int64_t oy = 0; oy < out_h; ++oy) {
@@ -389,6 +392,7 @@ void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, con
   // gemm_out (n * positions, O) = columns (n * positions, patch) * weight (O, patch)^T
   matmul_nt(n * positions, out_channels, patch, columns, patch, weight, patch, gemm_out,
             out_channels);
+#pragma omp parallel for schedule(static) if (worth_threads(2 * n * positions * out_channels))
   for (int64_t e = 0; e < n; ++e) {
     for (int64_t o = 0; o < out_channels; ++o) {
       const float b = bias ? bias[o] : 0.0f;
@@ -402,6 +406,7 @@ void conv2d_forward(int64_t n, const Window2d& window, int64_t out_channels, con
 void batchnorm_forward(int64_t n, int64_t channels, int64_t spatial, const float* gamma,
                        const float* beta, const float* mean, const float* var, double eps,
                        float* x) {
+#pragma omp parallel for schedule(static) if (worth_threads(2 * n * channels * spatial))
   for (int64_t e = 0; e < n; ++e) {
     for (int64_t c = 0; c < channels; ++c) {
       const float scale = static_cast<float>((gamma ? gamma[c] : 1.0) /
@@ -415,15 +420,18 @@ void batchnorm_forward(int64_t n, int64_t channels, int64_t spatial, const float
 
 // `x < 0 ? 0 : x` keeps NaN (a comparison with NaN is false), as PyTorch's relu does.
 void relu_forward(int64_t count, float* x) {
+#pragma omp parallel for simd schedule(static) if (worth_threads(2 * count))
   for (int64_t i = 0; i < count; ++i) x[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 void gelu_forward(int64_t count, float* x) {
   constexpr float inv_sqrt2 = 0.70710678118654752f;
+#pragma omp parallel for schedule(static) if (worth_threads(2 * count))
   for (int64_t i = 0; i < count; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * inv_sqrt2));
 }
 
 void tanh_forward(int64_t count, float* x) {
+#pragma omp parallel for schedule(static) if (worth_threads(2 * count))
   for (int64_t i = 0; i < count; ++i) x[i] = std::tanh(x[i]);
 }
 
@@ -432,6 +440,7 @@ template <typename Init, typename Combine, typename Finish>
 void pool2d(int64_t n, const Window2d& w, const float* x, float* y, Init init, Combine combine,
             Finish finish) {
   const int64_t out_h = w.out_height(), out_w = w.out_width();
+#pragma omp parallel for schedule(static) if (worth_threads(n * w.channels * w.height * w.width))
   for (int64_t plane = 0; plane < n * w.channels; ++plane) {
     const float* in = x + plane * w.height * w.width;  // (H, W)
     float* result = y + plane * out_h * out_w;         // (OH, OW)
@@ -463,6 +472,7 @@ void avgpool2d_forward(int64_t n, const Window2d& window, const float* x, float*
 }
 
 void softmax_forward(int64_t n, int64_t features, float* x) {
+#pragma omp parallel for schedule(static) if (worth_threads(2 * n * features))
   for (int64_t e = 0; e < n; ++e) {
     float* row = x + e * features;
     const float max = *std::max_element(row, row + features);
@@ -477,6 +487,7 @@ void softmax_forward(int64_t n, int64_t features, float* x) {
 }
 
 void log_softmax_forward(int64_t n, int64_t features, float* x) {
+#pragma omp parallel for schedule(static) if (worth_threads(2 * n * features))
   for (int64_t e = 0; e < n; ++e) {
     float* row = x + e * features;
     const float max = *std::max_element(row, row + features);

@@ -14,10 +14,18 @@
 //
 //   fracsweep_bench --greedy MODEL.bin [110M] [1.1B] [kernels=auto]
 //
+// Thread scaling of the forward pass: at 1 and 2 threads per rank, in one process, the share of
+// a forward pass spent outside BLIS (1 - the projection GEMMs timed alone / the forward) and the
+// forward's FLOP rate over the GEMMs' (wall time, median of N runs), on stories260K's evaluation
+// batch and on random-weight Llamas of the shapes named (8 x 256 tokens):
+//
+//   fracsweep_bench --threads MODEL.bin TOKENIZER.bin TEXT.txt [runs=20] [110M] [kernels=auto]
+//
 // kernels: auto, native, skx, haswell or zen3 (see gemm.hpp); BLIS_ARCH_TYPE in the
 // environment wins. BLIS fixes its kernel set once per process: compare sets in separate runs
 // (scripts/bench.sh skx haswell).
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -38,6 +46,7 @@
 #include "fracsweep/nn/llama.hpp"
 #include "fracsweep/nn/llama_backward.hpp"
 #include "fracsweep/nn/ops.hpp"
+#include "fracsweep/nn/threads.hpp"
 #include "fracsweep/perturb/perturb.hpp"
 #include "fracsweep/util/error.hpp"
 
@@ -416,11 +425,128 @@ int run_greedy(int argc, char** argv) {
   return fs::exit_ok;
 }
 
+// Wall seconds and FLOPs of the forward's projection GEMMs alone (matmul_nt on its shapes,
+// constant operands: contents do not change GEMM speed), per forward pass.
+struct GemmCost {
+  double seconds = 0.0;
+  double flops = 0.0;
+};
+
+GemmCost projection_gemms(const fs::LlamaConfig& c, int64_t n, int runs) {
+  const std::vector<Projection> projections = {
+      {"wq", c.dim, c.dim, 0.0f, c.n_layers},
+      {"wk, wv", c.kv_dim(), c.dim, 0.0f, 2 * c.n_layers},
+      {"wo (+x)", c.dim, c.dim, 1.0f, c.n_layers},
+      {"w1, w3", c.hidden_dim, c.dim, 0.0f, 2 * c.n_layers},
+      {"w2 (+x)", c.dim, c.hidden_dim, 1.0f, c.n_layers},
+      {"classifier", c.vocab_size, c.dim, 0.0f, 1}};
+  const int64_t widest_k = std::max(c.dim, c.hidden_dim);
+  const int64_t widest_n = std::max(c.vocab_size, c.hidden_dim);
+  const std::vector<float> a(static_cast<size_t>(n * widest_k), 0.5f);          // (n, k)
+  const std::vector<float> w(static_cast<size_t>(widest_n * widest_k), 0.25f);  // (n_out, k)
+  std::vector<float> out(static_cast<size_t>(n * widest_n));                    // (n, n_out)
+  GemmCost cost;
+  for (const Projection& p : projections) {
+    const double s =
+        median_timing(runs, [&] {
+          fs::matmul_nt(n, p.n, p.k, a.data(), p.k, w.data(), p.k, out.data(), p.n, p.beta);
+        }).wall;
+    cost.seconds += s * static_cast<double>(p.per_forward);
+    cost.flops += 2.0 * static_cast<double>(n * p.n * p.k * p.per_forward);
+  }
+  return cost;
+}
+
+// At 1 and 2 threads: forward wall time, GEMMs alone, the share outside BLIS and the rate ratio.
+void bench_thread_scaling(const fs::Model& model, const fs::TokenBatch& batch, int runs,
+                          fs::BlisKernels kernels) {
+  const fs::LlamaConfig& c = model.config;
+  int64_t longest = 0;
+  for (int64_t s = 0; s < batch.n_seqs(); ++s) {
+    longest = std::max(longest, batch.seq_start[s + 1] - batch.seq_start[s]);
+  }
+  const int64_t n = batch.n_tokens();
+  fs::LlamaWorkspace ws(c, n, longest);
+  std::vector<float> logits(static_cast<size_t>(n * c.vocab_size));  // (n, vocab)
+  const double forward_flops = fs::llama_forward_flops(c, batch);
+  std::printf(
+      "%s: dim %lld layers %lld heads %lld/%lld hidden %lld vocab %lld; %lld sequences, "
+      "%lld tokens; median of %d runs, wall time\n",
+      model.path.c_str(), static_cast<long long>(c.dim), static_cast<long long>(c.n_layers),
+      static_cast<long long>(c.n_heads), static_cast<long long>(c.n_kv_heads),
+      static_cast<long long>(c.hidden_dim), static_cast<long long>(c.vocab_size),
+      static_cast<long long>(batch.n_seqs()), static_cast<long long>(n), runs);
+  std::printf("%8s %12s %12s %14s %14s %16s\n", "threads", "forward ms", "GEMMs ms", "forward GF/s",
+              "outside BLIS", "forward / GEMM");
+  for (const int threads : {1, 2}) {
+    fs::gemm_init(fs::GemmSetup{kernels, threads});
+    const Timing forward =
+        median_timing(runs, [&] { fs::llama_forward(model, batch, ws, logits.data()); });
+    const GemmCost gemm = projection_gemms(c, n, runs);
+    const double forward_rate = forward_flops / forward.wall;
+    const double gemm_rate = gemm.flops / gemm.seconds;
+    std::printf("%8d %12.3f %12.3f %14.1f %13.1f%% %16.2f\n", threads, forward.wall * 1e3,
+                gemm.seconds * 1e3, forward_rate * 1e-9,
+                100.0 * (1.0 - gemm.seconds / forward.wall), forward_rate / gemm_rate);
+  }
+}
+
+int run_threads(int argc, char** argv) {
+  if (argc < 5) {
+    std::fprintf(stderr,
+                 "usage: %s --threads MODEL.bin TOKENIZER.bin TEXT.txt [runs=20] [110M] "
+                 "[kernels]\n",
+                 argv[0]);
+    return fs::exit_bad_input;
+  }
+  int runs = 20;
+  bool with_110m = false;
+  fs::BlisKernels kernels = fs::BlisKernels::automatic;
+  for (int i = 5; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "110M") {
+      with_110m = true;
+    } else if (!arg.empty() && std::isdigit(static_cast<unsigned char>(arg[0]))) {
+      runs = parse_positive(argv[i], "runs");
+    } else {
+      kernels = fs::parse_blis_kernels(arg);
+    }
+  }
+  const fs::GemmInfo blis = fs::gemm_init(fs::GemmSetup{kernels, 1});
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::printf("BLIS %s, kernels %s (%s); this process may run on %d core(s)\n\n",
+              blis.blis_version.c_str(), blis.kernel_set.c_str(), blis.selected_by.c_str(),
+              fs::affinity_cores());
+  const fs::Model model = fs::load_llama2c(argv[2]);
+  const fs::Tokenizer tokenizer = fs::Tokenizer::load_llama2c(argv[3], model.config.vocab_size);
+  fs::TokenBatch batch;
+  for (const auto& sequence :
+       fs::encode_paragraphs(tokenizer, fs::read_paragraphs(argv[4], eval_paragraphs),
+                             model.config.seq_len, argv[4])) {
+    batch.append(sequence);
+  }
+  bench_thread_scaling(model, batch, runs, kernels);
+  if (!with_110m) return fs::exit_ok;
+  const fs::Model big = random_llama(llama_shape(768, 12, 12, 12, 2048), "110M");
+  fs::TokenBatch big_batch;  // 8 x 256 tokens, as one trial of a 110M job
+  for (int s = 0; s < 8; ++s) {
+    std::vector<int32_t> sequence(256);
+    for (int64_t t = 0; t < 256; ++t) {
+      sequence[static_cast<size_t>(t)] = static_cast<int32_t>((s * 977 + t * 131) % 32000);
+    }
+    big_batch.append(sequence);
+  }
+  std::printf("\n");
+  bench_thread_scaling(big, big_batch, std::max(3, runs / 4), kernels);
+  return fs::exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     if (argc >= 3 && std::string(argv[1]) == "--greedy") return run_greedy(argc, argv);
+    if (argc >= 2 && std::string(argv[1]) == "--threads") return run_threads(argc, argv);
     return run(argc, argv);
   } catch (const fs::InputError& error) {
     std::fprintf(stderr, "fracsweep_bench: %s\n", error.what());

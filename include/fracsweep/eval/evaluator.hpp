@@ -107,7 +107,7 @@ class LanguageModelEvaluator : public Evaluator {
   // position `from` (whose earlier positions the cache holds for these tokens).
   void decode_greedily(const Model& model, std::vector<int32_t>& sequence, int64_t n_prompt,
                        int64_t from, int64_t max_new, int32_t stop_id);
-  TrialMetrics score() const;  // metrics of logits_ against the reference
+  TrialMetrics score();  // metrics of logits_ against the reference
   void score_probes(TrialMetrics& metrics) const;
   // Reference rows (n_pred) and their probabilities (n_pred, vocab) of the logits in logits_.
   void cache_reference(const std::string& path, std::vector<float>& probs,
@@ -123,6 +123,7 @@ class LanguageModelEvaluator : public Evaluator {
   std::vector<float> logits_;              // (n_tokens, vocab)
   std::vector<float> ref_probs_;           // (n_pred, vocab) unperturbed probabilities
   std::vector<ReferenceRow> ref_rows_;     // (n_pred) views into ref_probs_ with row constants
+  std::vector<PositionScore> scores_;      // (n_pred) score()'s per-position work
   std::vector<float> second_probs_;        // (n_pred, vocab) a second checkpoint's probabilities
   std::vector<ReferenceRow> second_rows_;  // (n_pred) views into second_probs_; empty: none
   std::vector<ProbeRows> probe_rows_;      // (n_probes) batch rows of each probe's target

@@ -69,12 +69,27 @@ ReferenceRow make_reference_row(const float* logits, int64_t vocab, float* probs
 int32_t argmax_row(const float* logits, int64_t vocab);
 bool row_is_finite(const float* logits, int64_t vocab);
 
+// What one predicted position adds to a trial's metrics: its vocabulary-wide work (argmax,
+// log-sum-exp, dot products), so that positions can be scored on several threads and then
+// added up in position order, bitwise the same at any thread count.
+struct PositionScore {
+  int32_t argmax = -1;   // first largest logit; -1 when the row has a NaN or Inf
+  double nll = 0;        // -log softmax(logits)[target] (finite rows)
+  double kl = 0;         // KL(p_ref || softmax(logits)) (finite rows)
+  double kl_second = 0;  // the same against the second reference row, when there is one
+};
+PositionScore score_position(const float* logits, int64_t vocab, const ReferenceRow& ref,
+                             int32_t target, const ReferenceRow* second = nullptr);
+
 // Accumulates positions of one trial.
 class MetricAccumulator {
  public:
   // One predicted position: perturbed logits (vocab), the unperturbed reference there, the true
   // next token, and optionally a second checkpoint's reference row at the same position.
   void add(const float* logits, int64_t vocab, const ReferenceRow& ref, int32_t target,
+           const ReferenceRow* second = nullptr);
+  // The same position, scored already (score_position with the same arguments).
+  void add(const PositionScore& score, const ReferenceRow& ref, int32_t target,
            const ReferenceRow* second = nullptr);
   TrialMetrics finish() const;
 

@@ -1,6 +1,6 @@
 #pragma once
-// The one place that calls BLIS: set-up (kernel set, threads) and the three GEMM forms the
-// forward and backward passes need (C = A W^T, C = A B, C = A^T B), all row-major.
+// The one place that calls BLIS: set-up (kernel set, the rank's threads) and the three GEMM forms
+// the forward and backward passes need (C = A W^T, C = A B, C = A^T B), all row-major.
 #include <cstdint>
 #include <string>
 
@@ -13,7 +13,8 @@ enum class BlisKernels { automatic, native, skx, haswell, zen3 };
 
 struct GemmSetup {
   BlisKernels kernels = BlisKernels::automatic;
-  int threads = 1;  // BLIS threads per rank (ranks = cores beats threads for our shapes)
+  // Threads per rank, for BLIS and for the OpenMP kernels of nn/ and eval/ alike (threads.hpp).
+  int threads = 1;
 };
 
 // What BLIS ended up using, for provenance.
@@ -22,9 +23,13 @@ struct GemmInfo {
   std::string kernel_set;    // BLIS's name of the active configuration, e.g. "skx"
   std::string selected_by;   // "auto (avx512f)", "BLIS_ARCH_TYPE from environment", ...
   int threads = 1;
+  // Non-empty when the kernel set is BLIS's unoptimised `generic` one on a CPU that could run
+  // optimised kernels: what was selected, what the CPU supports, and the flag that fixes it.
+  std::string warning;
 };
 
-// Configures BLIS once per process (idempotent when called again with the same setup).
+// Configures BLIS once per process (idempotent when called again with the same setup) and sets
+// the OpenMP thread count of the calling thread's parallel regions to setup.threads.
 GemmInfo gemm_init(const GemmSetup& setup);
 GemmInfo gemm_info();
 BlisKernels parse_blis_kernels(const std::string& text);  // throws InputError

@@ -20,6 +20,7 @@
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/model/model.hpp"
 #include "fracsweep/nn/forward.hpp"
+#include "fracsweep/nn/ops.hpp"
 
 namespace fracsweep {
 
@@ -33,7 +34,8 @@ struct Gpt2Workspace {
   std::vector<float> qkv;      // (n_tok, 3 dim)      queries | keys | values
   std::vector<float> att;      // (n_tok, dim)        attention output before c_proj
   std::vector<float> hidden;   // (n_tok, hidden_dim) MLP activations
-  std::vector<float> scratch;  // attention scratch for the longest sequence
+  std::vector<float> scratch;  // attention scratch, one slot per thread (attention_causal_spans)
+  std::vector<AttentionSpan> spans;  // (n_seqs) the batch's sequences for attention
   int64_t max_tokens = 0;
   int64_t max_seq_len = 0;
 };

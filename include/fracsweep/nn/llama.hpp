@@ -7,6 +7,7 @@
 
 #include "fracsweep/formats/eval_data.hpp"
 #include "fracsweep/model/model.hpp"
+#include "fracsweep/nn/ops.hpp"
 
 namespace fracsweep {
 
@@ -26,7 +27,8 @@ struct LlamaWorkspace {
   std::vector<float> gate;     // (n_tok, hidden_dim) w1 x, then silu(w1 x) * w3 x
   std::vector<float> up;       // (n_tok, hidden_dim) w3 x
   std::vector<float> rope;     // (seq_len, head_dim) rotary cos/sin per position (rope_table)
-  std::vector<float> scratch;  // attention scratch for the longest sequence
+  std::vector<float> scratch;  // attention scratch, one slot per thread (attention_causal_spans)
+  std::vector<AttentionSpan> spans;  // (n_seqs) the batch's sequences for attention
   int64_t max_tokens = 0;
   int64_t max_seq_len = 0;
 };

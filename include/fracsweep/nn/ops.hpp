@@ -1,8 +1,10 @@
 #pragma once
 // Row-wise kernels of the Llama forward pass. Each has a plain twin in ops_ref.hpp that the
 // tests compare against (rope_table + rope_rows together against ref::rope_rows). Hot loops:
-// no allocation, no exceptions, no logging.
+// no allocation, no exceptions, no logging. Kernels on enough data run on the rank's OpenMP
+// threads (threads.hpp), split by rows or heads: results do not depend on the thread count.
 #include <cstdint>
+#include <vector>
 
 namespace fracsweep {
 
@@ -37,6 +39,24 @@ void attention_causal_rows(const float* q, int64_t q_stride, const float* k, con
                            int64_t len, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                            float* scratch);
 int64_t attention_scratch_floats(int64_t len, int64_t head_dim);
+
+// One causal attention problem of attention_causal_spans: queries of positions first .. len - 1
+// in rows q_row .. q_row + len - first - 1 of q and out; keys and values of positions 0 .. len - 1
+// in rows kv_row .. kv_row + len - 1 of k and v.
+struct AttentionSpan {
+  int64_t q_row = 0;
+  int64_t kv_row = 0;
+  int64_t first = 0;
+  int64_t len = 0;
+};
+// attention_causal_rows of every span (the sequences of a batch, or the new rows of a decoded
+// sequence), in parallel over (span, kv head). Each output row is bitwise the one
+// attention_causal_rows computes. scratch: grown to attention_scratch_floats(longest span,
+// head_dim) per thread on first use, reused afterwards.
+void attention_causal_spans(const float* q, int64_t q_stride, const float* k, const float* v,
+                            int64_t kv_stride, float* out, int64_t out_stride,
+                            const std::vector<AttentionSpan>& spans, int64_t n_heads,
+                            int64_t n_kv_heads, int64_t head_dim, std::vector<float>& scratch);
 
 // gate[i] = silu(gate[i]) * up[i] for i < n  (SwiGLU).
 void swiglu(float* gate, const float* up, int64_t n);
