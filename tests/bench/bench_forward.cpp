@@ -99,6 +99,16 @@ struct Projection {
   int64_t per_forward;
 };
 
+// The projection GEMMs of one Llama forward pass: shapes, and how many of each.
+std::vector<Projection> forward_projections(const fs::LlamaConfig& c) {
+  return {{"wq", c.dim, c.dim, 0.0f, c.n_layers},
+          {"wk, wv", c.kv_dim(), c.dim, 0.0f, 2 * c.n_layers},
+          {"wo (+x)", c.dim, c.dim, 1.0f, c.n_layers},
+          {"w1, w3", c.hidden_dim, c.dim, 0.0f, 2 * c.n_layers},
+          {"w2 (+x)", c.dim, c.hidden_dim, 1.0f, c.n_layers},
+          {"classifier", c.vocab_size, c.dim, 0.0f, 1}};
+}
+
 int parse_positive(const char* text, const char* what) {
   const int value = std::atoi(text);
   fs::check_input(value > 0,
@@ -160,13 +170,7 @@ int run(int argc, char** argv) {
   const double forward_flops = fs::llama_forward_flops(c, batch);
 
   // The forward's projections alone, on its buffers (contents do not change GEMM speed).
-  const std::vector<Projection> projections = {
-      {"wq", c.dim, c.dim, 0.0f, c.n_layers},
-      {"wk, wv", c.kv_dim(), c.dim, 0.0f, 2 * c.n_layers},
-      {"wo (+x)", c.dim, c.dim, 1.0f, c.n_layers},
-      {"w1, w3", c.hidden_dim, c.dim, 0.0f, 2 * c.n_layers},
-      {"w2 (+x)", c.dim, c.hidden_dim, 1.0f, c.n_layers},
-      {"classifier", c.vocab_size, c.dim, 0.0f, 1}};
+  const std::vector<Projection> projections = forward_projections(c);
   const int64_t widest_k = std::max(c.dim, c.hidden_dim);
   const int64_t widest_n = std::max(c.vocab_size, c.hidden_dim);
   const std::vector<float> a(static_cast<size_t>(n * widest_k), 0.5f);          // (n, k)
@@ -433,13 +437,7 @@ struct GemmCost {
 };
 
 GemmCost projection_gemms(const fs::LlamaConfig& c, int64_t n, int runs) {
-  const std::vector<Projection> projections = {
-      {"wq", c.dim, c.dim, 0.0f, c.n_layers},
-      {"wk, wv", c.kv_dim(), c.dim, 0.0f, 2 * c.n_layers},
-      {"wo (+x)", c.dim, c.dim, 1.0f, c.n_layers},
-      {"w1, w3", c.hidden_dim, c.dim, 0.0f, 2 * c.n_layers},
-      {"w2 (+x)", c.dim, c.hidden_dim, 1.0f, c.n_layers},
-      {"classifier", c.vocab_size, c.dim, 0.0f, 1}};
+  const std::vector<Projection> projections = forward_projections(c);
   const int64_t widest_k = std::max(c.dim, c.hidden_dim);
   const int64_t widest_n = std::max(c.vocab_size, c.hidden_dim);
   const std::vector<float> a(static_cast<size_t>(n * widest_k), 0.5f);          // (n, k)
