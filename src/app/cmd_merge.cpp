@@ -263,6 +263,14 @@ int command_merge(const std::vector<std::string>& args, MPI_Comm comm) {
     check_merge_paths(inputs, out);
     std::vector<StoredResults> shards;
     for (const std::string& path : inputs) shards.push_back(read_results(path));
+    // An adaptive run is never sharded (run refuses --shard), and its /adaptive table is the
+    // searches' state, which rows from several files cannot rebuild: nothing to merge.
+    for (const StoredResults& shard : shards) {
+      check_input(!parse_job_text(shard.job_text, shard.job_path).adaptive,
+                  in_file(shard.source_path,
+                          "holds an adaptive search ([sweep] adaptive), which runs whole and is "
+                          "never sharded: there is nothing to merge; use the file itself"));
+    }
     check_shards(shards, vm.count("allow-partial") > 0);
     std::sort(shards.begin(), shards.end(), [](const StoredResults& a, const StoredResults& b) {
       return a.provenance.shard_index < b.provenance.shard_index;

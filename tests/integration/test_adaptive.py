@@ -199,3 +199,12 @@ def test_bad_adaptive_runs_are_refused(shared_dir, run_fracsweep, tmp_path, extr
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and str(job) in result.stderr
     assert not out.exists() and not os.path.exists(f"{out}.journal")
+
+
+def test_merge_refuses_an_adaptive_file(reference, run_fracsweep, tmp_path):
+    _, out, _ = reference
+    merged = tmp_path / "merged.h5"
+    result = run_fracsweep(["merge", "--out", merged, out], ranks=1)
+    assert result.returncode == 2, result.stderr
+    assert "holds an adaptive search" in result.stderr and str(out) in result.stderr
+    assert not merged.exists()
