@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""Writes a random-weight bf16 Hugging Face Llama directory (config.json + model.safetensors) of
-a named shape, for memory and load measurements at real sizes without downloading a model.
+"""Writes a random-weight Llama of a named shape, for memory, load and speed measurements at real
+sizes without downloading a model: a bf16 Hugging Face directory (config.json +
+model.safetensors; the default) or a float32 llama2.c checkpoint (OUT_DIR/model.bin).
 
-    /usr/bin/python3 scripts/make-random-llama.py OUT_DIR {110M|1.1B} [--seed N]
+    /usr/bin/python3 scripts/make-random-llama.py OUT_DIR {110M|1.1B} [--seed N] [--format hf|llama2c]
 
 110M: dim 768, 12 layers, 12 heads, hidden 2048, vocab 32000 (tied embeddings);
 1.1B: dim 2048, 22 layers, 32 heads / 4 KV heads, hidden 5632, vocab 32000 (untied), as in
@@ -53,15 +54,60 @@ def random_bf16(rng, shape):
     return (values.view("<u4") >> 16).astype("<u2")
 
 
+def llama2c_tensors(s):
+    """Shapes of the llama2.c v0 file's tensors in file order (before freq_cis), each
+    layer-stacked tensor as one entry per layer."""
+    kv_dim = s["dim"] // s["heads"] * s["kv_heads"]
+    dim, hidden, layers = s["dim"], s["hidden"], s["layers"]
+    stacked = [(dim,), (dim, dim), (kv_dim, dim), (kv_dim, dim), (dim, dim),  # rms_att wq wk wv wo
+               (dim,), (hidden, dim), (dim, hidden), (hidden, dim)]  # rms_ffn w1 w2 w3
+    return [(s["vocab"], dim)] + [shape for shape in stacked for _ in range(layers)] + [(dim,)]
+
+
+def random_f32(rng, shape):
+    """float32 values: norms 1 + small noise, matrices uniform in +-1/sqrt(fan_in)."""
+    if len(shape) == 1:
+        return (1.0 + rng.uniform(-0.05, 0.05, size=shape)).astype("<f4")
+    bound = np.float32(1.0 / np.sqrt(shape[1]))
+    return rng.uniform(-bound, bound, size=shape).astype("<f4")
+
+
+def write_llama2c(out, s, seed, seq_len=2048):
+    """llama2.c v0: 7 int32 header fields (vocab negative when the classifier is not tied), the
+    tensors, the legacy freq_cis block (seq_len x head_dim floats), then the classifier."""
+    rng = np.random.default_rng(seed)
+    head_dim = s["dim"] // s["heads"]
+    vocab = s["vocab"] if s["tied"] else -s["vocab"]
+    path = out / "model.bin"
+    floats = 0
+    with open(path, "wb") as f:
+        f.write(struct.pack("<7i", s["dim"], s["hidden"], s["layers"], s["heads"], s["kv_heads"],
+                            vocab, seq_len))
+        for shape in llama2c_tensors(s):
+            values = random_f32(rng, shape)
+            f.write(values.tobytes())
+            floats += values.size
+        f.write(np.zeros(seq_len * head_dim, dtype="<f4").tobytes())
+        if not s["tied"]:
+            values = random_f32(rng, (s["vocab"], s["dim"]))
+            f.write(values.tobytes())
+            floats += values.size
+    print(f"{path}: {floats / 1e9:.2f}B float32 parameters, {path.stat().st_size / 2**30:.2f} GiB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir")
     parser.add_argument("shape", choices=sorted(SHAPES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=["hf", "llama2c"], default="hf")
     args = parser.parse_args()
     s = SHAPES[args.shape]
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.format == "llama2c":
+        write_llama2c(out, s, args.seed)
+        return
     shapes = tensor_shapes(s)
     header, offset = {}, 0
     for name, shape in shapes.items():

@@ -42,6 +42,19 @@ def fracsweep_pids(root):
             if (name.endswith(b"/fracsweep") or name == b"fracsweep") and descends(pid)]
 
 
+def status_kib(pid, field):
+    """A memory field of /proc/PID/status in KiB (e.g. VmHWM, the process's peak RSS); 0 when
+    the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def pss_kib(pid):
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -53,37 +66,57 @@ def pss_kib(pid):
     return 0
 
 
-def main():
-    command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+class Measurement:
+    """What measure() saw: the command's exit status and stderr lines, the node's peak PSS sum
+    over the run and during the trials, and the largest peak RSS (VmHWM) of one rank, in KiB."""
+
+    def __init__(self):
+        self.returncode = None
+        self.lines = []
+        self.peak_pss = self.peak_pss_trials = self.peak_rank_rss = 0
+        self.ranks = 0
+
+
+def measure(command, quiet=False):
+    """Runs `command` (a launcher of fracsweep ranks) and samples its ranks every 0.2 s; `quiet`
+    discards its standard output."""
+    result = Measurement()
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                               stdout=subprocess.DEVNULL if quiet else None)
     trials_started = threading.Event()
-    lines = []
 
     def read_stderr():
         for line in process.stderr:
-            lines.append(line.rstrip())
+            result.lines.append(line.rstrip())
             if re.search(r"\d+/\d+ trials", line):
                 trials_started.set()
 
     reader = threading.Thread(target=read_stderr)
     reader.start()
-    peak = peak_trials = 0
-    ranks = 0
     while process.poll() is None:
         pids = fracsweep_pids(process.pid)
         total = sum(pss_kib(p) for p in pids)
-        ranks = max(ranks, len(pids))
-        peak = max(peak, total)
+        result.ranks = max(result.ranks, len(pids))
+        result.peak_pss = max(result.peak_pss, total)
+        result.peak_rank_rss = max([result.peak_rank_rss] + [status_kib(p, "VmHWM") for p in pids])
         if trials_started.is_set():
-            peak_trials = max(peak_trials, total)
+            result.peak_pss_trials = max(result.peak_pss_trials, total)
         time.sleep(0.2)
     reader.join()
-    for line in lines:
+    result.returncode = process.returncode
+    return result
+
+
+def main():
+    command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    result = measure(command)
+    for line in result.lines:
         if "trials/s" not in line:
             print(line)
-    print(f"node PSS peak: {peak / 1024:.0f} MiB over the run, {peak_trials / 1024:.0f} MiB "
-          f"during the trials ({ranks} rank processes)")
-    return process.returncode
+    print(f"node PSS peak: {result.peak_pss / 1024:.0f} MiB over the run, "
+          f"{result.peak_pss_trials / 1024:.0f} MiB during the trials ({result.ranks} rank "
+          f"processes); largest rank peak RSS {result.peak_rank_rss / 1024:.0f} MiB")
+    return result.returncode
 
 
 if __name__ == "__main__":

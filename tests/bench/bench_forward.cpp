@@ -14,6 +14,11 @@
 //
 //   fracsweep_bench --greedy MODEL.bin [110M] [1.1B] [kernels=auto]
 //
+// One layout of scripts/bench-shapes.py: the same at THREADS threads, on a random-weight Llama of
+// a named shape only:
+//
+//   fracsweep_bench --shape {110M|1.1B} THREADS [runs=3] [kernels=auto]
+//
 // Thread scaling of the forward pass: at 1 and 2 threads per rank, in one process, the share of
 // a forward pass spent outside BLIS (1 - the projection GEMMs timed alone / the forward) and the
 // forward's FLOP rate over the GEMMs' (wall time, median of N runs), on stories260K's evaluation
@@ -361,6 +366,27 @@ fs::LlamaConfig llama_shape(int64_t dim, int64_t layers, int64_t heads, int64_t 
   return config;
 }
 
+// The real shapes of scripts/make-random-llama.py: 110M (dim 768, 12 layers, 12 heads, hidden
+// 2048) and 1.1B (TinyLlama: dim 2048, 22 layers, 32 heads / 4 KV heads, hidden 5632).
+fs::LlamaConfig named_shape(const std::string& name) {
+  if (name == "110M") return llama_shape(768, 12, 12, 12, 2048);
+  if (name == "1.1B") return llama_shape(2048, 22, 32, 4, 5632);
+  throw fs::InputError("unknown shape '" + name + "'; expected 110M or 1.1B");
+}
+
+// 8 x 256 token ids below 32000, as one trial of the real-shape jobs.
+fs::TokenBatch real_shape_batch() {
+  fs::TokenBatch batch;
+  for (int s = 0; s < 8; ++s) {
+    std::vector<int32_t> sequence(256);
+    for (int64_t t = 0; t < 256; ++t) {
+      sequence[static_cast<size_t>(t)] = static_cast<int32_t>((s * 977 + t * 131) % 32000);
+    }
+    batch.append(sequence);
+  }
+  return batch;
+}
+
 // Times the baseline's 256-token greedy continuation after BOS (id 1) both ways, and one trial's
 // forward pass over 8 x 256 tokens; prints the ratios (one run each).
 void bench_greedy(const fs::Model& model, bool with_reference) {
@@ -455,9 +481,10 @@ GemmCost projection_gemms(const fs::LlamaConfig& c, int64_t n, int runs) {
   return cost;
 }
 
-// At 1 and 2 threads: forward wall time, GEMMs alone, the share outside BLIS and the rate ratio.
+// At each thread count: forward wall time, GEMMs alone, the share outside BLIS and the rate
+// ratio.
 void bench_thread_scaling(const fs::Model& model, const fs::TokenBatch& batch, int runs,
-                          fs::BlisKernels kernels) {
+                          fs::BlisKernels kernels, const std::vector<int>& thread_counts) {
   const fs::LlamaConfig& c = model.config;
   int64_t longest = 0;
   for (int64_t s = 0; s < batch.n_seqs(); ++s) {
@@ -476,7 +503,7 @@ void bench_thread_scaling(const fs::Model& model, const fs::TokenBatch& batch, i
       static_cast<long long>(batch.n_seqs()), static_cast<long long>(n), runs);
   std::printf("%8s %12s %12s %14s %14s %16s\n", "threads", "forward ms", "GEMMs ms", "forward GF/s",
               "outside BLIS", "forward / GEMM");
-  for (const int threads : {1, 2}) {
+  for (const int threads : thread_counts) {
     fs::gemm_init(fs::GemmSetup{kernels, threads});
     const Timing forward =
         median_timing(runs, [&] { fs::llama_forward(model, batch, ws, logits.data()); });
@@ -523,19 +550,34 @@ int run_threads(int argc, char** argv) {
                              model.config.seq_len, argv[4])) {
     batch.append(sequence);
   }
-  bench_thread_scaling(model, batch, runs, kernels);
+  bench_thread_scaling(model, batch, runs, kernels, {1, 2});
   if (!with_110m) return fs::exit_ok;
-  const fs::Model big = random_llama(llama_shape(768, 12, 12, 12, 2048), "110M");
-  fs::TokenBatch big_batch;  // 8 x 256 tokens, as one trial of a 110M job
-  for (int s = 0; s < 8; ++s) {
-    std::vector<int32_t> sequence(256);
-    for (int64_t t = 0; t < 256; ++t) {
-      sequence[static_cast<size_t>(t)] = static_cast<int32_t>((s * 977 + t * 131) % 32000);
-    }
-    big_batch.append(sequence);
-  }
+  const fs::Model big = random_llama(named_shape("110M"), "110M");
   std::printf("\n");
-  bench_thread_scaling(big, big_batch, std::max(3, runs / 4), kernels);
+  bench_thread_scaling(big, real_shape_batch(), std::max(3, runs / 4), kernels, {1, 2});
+  return fs::exit_ok;
+}
+
+// One layout's side of scripts/bench-shapes.py: the forward pass and its projection GEMMs alone
+// on a random-weight Llama of a named shape at THREADS threads, in this one process (the script
+// starts T of these at once for T ranks x 1 thread).
+int run_shape(int argc, char** argv) {
+  if (argc < 4 || argc > 6) {
+    std::fprintf(stderr, "usage: %s --shape {110M|1.1B} THREADS [runs=3] [kernels]\n", argv[0]);
+    return fs::exit_bad_input;
+  }
+  const std::string shape = argv[2];
+  const int threads = parse_positive(argv[3], "threads");
+  const int runs = argc > 4 ? parse_positive(argv[4], "runs") : 3;
+  const fs::BlisKernels kernels =
+      argc > 5 ? fs::parse_blis_kernels(argv[5]) : fs::BlisKernels::automatic;
+  const fs::GemmInfo blis = fs::gemm_init(fs::GemmSetup{kernels, threads});
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::printf("BLIS %s, kernels %s (%s); this process may run on %d core(s)\n",
+              blis.blis_version.c_str(), blis.kernel_set.c_str(), blis.selected_by.c_str(),
+              fs::affinity_cores());
+  const fs::Model model = random_llama(named_shape(shape), shape);
+  bench_thread_scaling(model, real_shape_batch(), runs, kernels, {threads});
   return fs::exit_ok;
 }
 
@@ -545,6 +587,7 @@ int main(int argc, char** argv) {
   try {
     if (argc >= 3 && std::string(argv[1]) == "--greedy") return run_greedy(argc, argv);
     if (argc >= 2 && std::string(argv[1]) == "--threads") return run_threads(argc, argv);
+    if (argc >= 2 && std::string(argv[1]) == "--shape") return run_shape(argc, argv);
     return run(argc, argv);
   } catch (const fs::InputError& error) {
     std::fprintf(stderr, "fracsweep_bench: %s\n", error.what());
