@@ -115,8 +115,9 @@ void warn_about_compute(const GemmInfo& gemm) {
     std::fprintf(stderr,
                  "[fracsweep] warning: %d threads per rank but rank 0 may run on %d core(s) (its "
                  "CPU affinity mask): threads will wait for each other; under mpirun add "
-                 "--bind-to none or --map-by slot:PE=%d, or lower --threads\n",
-                 gemm.threads, cores, gemm.threads);
+                 "--bind-to none or --map-by slot:PE=%d, under srun --cpus-per-task=%d, or "
+                 "lower --threads\n",
+                 gemm.threads, cores, gemm.threads, gemm.threads);
   }
 }
 

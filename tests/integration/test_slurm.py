@@ -1,6 +1,6 @@
 """The slurm/ batch scripts on a real Slurm: munged, slurmctld and slurmd (Debian's slurm-wlm,
 installed here when missing) started directly on localhost with a private configuration (2 CPUs,
-proctrack/linuxproc, task/none), jobs submitted with sbatch, results compared with a plain
+proctrack/linuxproc, task/affinity: each task bound to its CPUs), jobs submitted with sbatch, results compared with a plain
 mpiexec run. The time-limit signal (SIGUSR1 to the batch shell, as --signal=B:USR1@S sends
 it) stops a sweep that then resumes in a resubmitted job. Only the daemons started here are
 stopped, by PID. Skips with a message where the daemons cannot be installed or started."""
@@ -97,7 +97,7 @@ SlurmdPidFile={root / 'slurmd.pid'}
 SlurmctldLogFile={root / 'slurmctld.log'}
 SlurmdLogFile={root / 'slurmd.log'}
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
@@ -208,6 +208,25 @@ def test_mpi_script(cluster, work, fracsweep_bin):
     with h5py.File(out, "r") as f:
         assert int(f.attrs["mpi_size"]) == 2
         assert f"job={job_id} " in f.attrs["sessions"]
+
+
+def test_mpi_script_hybrid_layout(cluster, work, fracsweep_bin):
+    """1 task x 2 CPUs: task/affinity binds the rank to the 2 CPUs Slurm gave its task, so its 2
+    threads (BLIS and OpenMP) run on 2 cores, not pinned to one (fracsweep warns when its
+    threads exceed its affinity mask), and the rows are the reference's."""
+    directory, jobs, references = work
+    out = directory / "hybrid.h5"
+    job_id = cluster.sbatch(["--ntasks=1", "--cpus-per-task=2", SLURM_DIR / "fracsweep-mpi.sbatch",
+                             jobs["small"], out], directory, batch_env(fracsweep_bin))
+    fields = cluster.wait_job(job_id)
+    text = (directory / f"fracsweep-{job_id}.log").read_text()
+    assert fields["JobState"] == "COMPLETED" and fields["ExitCode"] == "0:0", text
+    assert "1 tasks x 2 cpus" in text, text
+    assert "threads per rank but rank 0 may run on" not in text, text
+    assert_same_rows(references["small"], out)
+    with h5py.File(out, "r") as f:
+        assert int(f.attrs["mpi_size"]) == 1
+        assert int(f.attrs["blis_threads"]) == 2
 
 
 def test_array_script_with_merge(cluster, work, fracsweep_bin):
