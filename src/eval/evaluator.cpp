@@ -79,7 +79,8 @@ const EvalInputs& checked(const LlamaConfig& config, const EvalInputs& inputs) {
 }  // namespace
 
 LanguageModelEvaluator::LanguageModelEvaluator(const Model& model, const EvalInputs& inputs,
-                                               ForwardFactory make_forward)
+                                               ForwardFactory make_forward,
+                                               const std::function<void()>& greedy_done)
     : vocab_(model.config.vocab_size),
       config_(model.config),
       forward_(make_forward(model.config, capacity_tokens(checked(model.config, inputs)),
@@ -103,6 +104,7 @@ LanguageModelEvaluator::LanguageModelEvaluator(const Model& model, const EvalInp
     }
     greedy_first_row_ = batch_.n_tokens() + static_cast<int64_t>(inputs.greedy_prompt.size()) - 1;
     batch_.append(greedy_input);
+    if (greedy_done) greedy_done();
   }
   probe_kinds_ = inputs.probe_kinds;
   n_probe_kinds_ = static_cast<int64_t>(probe_kinds_.size());

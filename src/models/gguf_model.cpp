@@ -245,8 +245,8 @@ std::unique_ptr<OpenModel> open_gguf_model(const JobConfig& job, const ModelSpec
                                   config.seq_len, &sources);
   }  // the GGUF mapping is released here, before the baseline
   timer.done("weights");
-  auto evaluator =
-      std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
+  auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward,
+                                                            timer.at_end_of("greedy continuation"));
   timer.done("baseline");
   if (tokenizer) {
     open->baseline_text =

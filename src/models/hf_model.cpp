@@ -457,7 +457,8 @@ std::unique_ptr<OpenModel> open_hf_model(const JobConfig& job, const ModelSpec& 
   timer.done("weights");
   open->evaluator = std::make_unique<LanguageModelEvaluator>(
       open->model, inputs,
-      open->model.architecture == "llama" ? make_llama_forward : make_gpt2_forward);
+      open->model.architecture == "llama" ? make_llama_forward : make_gpt2_forward,
+      timer.at_end_of("greedy continuation"));
   timer.done("baseline");
   return open;
 }

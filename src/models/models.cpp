@@ -98,8 +98,8 @@ std::unique_ptr<OpenModel> open_llama2c_model(const JobConfig& job, const ModelS
   const EvalInputs inputs =
       language_eval_inputs(job, spec, tokenizer ? &*tokenizer : nullptr, llama2c_bos_id,
                            config.vocab_size, config.seq_len, &sources);
-  auto evaluator =
-      std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward);
+  auto evaluator = std::make_unique<LanguageModelEvaluator>(open->model, inputs, make_llama_forward,
+                                                            timer.at_end_of("greedy continuation"));
   timer.done("baseline");
   if (tokenizer) {
     open->baseline_text =

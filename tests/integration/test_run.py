@@ -2,6 +2,7 @@
 static scheduling), a file that h5py, xarray and pandas read, and provenance that tells the truth."""
 import json
 import math
+import re
 
 import h5py
 import numpy as np
@@ -131,6 +132,18 @@ def test_progress_on_rank_zero_only(runs):
     assert all(line.startswith("[fracsweep]") and "ETA" in line for line in lines)
     assert lines[-1].startswith("[fracsweep] 65/65 trials (100.0%)")
     assert "[rank" not in stderr
+
+
+def test_load_phases_announced_in_order(runs):
+    """Rank 0 prints each load phase once with its duration: the node file (several ranks share
+    the weights), weights, the greedy continuation (the job has greedy_tokens = 24), then the
+    baseline's forward pass."""
+    in_order = ["weights", "greedy continuation", "baseline", "ready"]
+    for label, expected in [("np1", in_order), ("np3", ["converted into the node file", *in_order])]:
+        stderr = runs[label][1].stderr
+        phases = re.findall(r"^\[fracsweep\] model 'stories260K': (.+) in [0-9.]+ s$", stderr,
+                            re.MULTILINE)
+        assert phases == expected, stderr
 
 
 def test_refuses_to_overwrite(tmp_path, shared_dir, run_fracsweep, runs):

@@ -2,6 +2,7 @@
 // Evaluators run a model on the job's evaluation inputs and score it against its unperturbed
 // self. The unperturbed outputs are computed once, at construction, and reused by every trial.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,7 +68,10 @@ class LanguageModelEvaluator : public Evaluator {
  public:
   // Computes the baseline of `model` as it is now (unperturbed). Throws InputError when a
   // sequence is longer than the model's seq_len or holds a token outside its vocabulary.
-  LanguageModelEvaluator(const Model& model, const EvalInputs& inputs, ForwardFactory make_forward);
+  // `greedy_done`, when set, is called once the greedy continuation is computed (before the
+  // baseline's forward pass), so loaders can report it as a phase of its own.
+  LanguageModelEvaluator(const Model& model, const EvalInputs& inputs, ForwardFactory make_forward,
+                         const std::function<void()>& greedy_done = {});
 
   const Baseline& baseline() const override { return baseline_; }
   TrialMetrics evaluate(const Model& model) override;

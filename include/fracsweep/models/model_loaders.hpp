@@ -6,6 +6,7 @@
 // check_* returns the model's tensor table (names, shapes, stored formats; offsets unset).
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <memory>
 
 #include "fracsweep/config/job.hpp"
@@ -51,6 +52,10 @@ class PhaseTimer {
     if (options_.phase_done)
       options_.phase_done(phase, std::chrono::duration<double>(now - start_).count());
     start_ = now;
+  }
+  // A callback that ends `phase` (a string literal), for work that reports from inside.
+  std::function<void()> at_end_of(const char* phase) {
+    return [this, phase] { done(phase); };
   }
 
  private:
