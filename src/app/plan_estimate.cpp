@@ -185,10 +185,11 @@ ContinuationEstimate estimate_continuation(const JobConfig& job, const Model& mo
   // it holds: the late steps read rows no call wrote (zeros, as allocated), at the same cost.
   const auto time_steps = [&](int64_t from) {
     return mean_seconds([&] {
-      for (int64_t p = from; p < from + steps; ++p) {
-        forward->decode(model, tokens.data() + p, 1, p, logits.data());
-      }
-    }) / static_cast<double>(steps);
+             for (int64_t p = from; p < from + steps; ++p) {
+               forward->decode(model, tokens.data() + p, 1, p, logits.data());
+             }
+           }) /
+           static_cast<double>(steps);
   };
   forward->decode(model, tokens.data(), prompt, 0, logits.data());  // the prompt, as the run
   estimate.step.first_position = static_cast<double>(prompt) + static_cast<double>(steps - 1) / 2;
@@ -254,9 +255,9 @@ ModelEstimate estimate_model(const JobConfig& job, const Grid& grid, int32_t m,
 
   // The line through the smallest and the largest k, each timed on a plain strategy.
   const std::vector<GridTrial> trials = model_trials(job, grid, m, model);
-  const auto [smallest, largest] = std::minmax_element(
-      trials.begin(), trials.end(),
-      [](const GridTrial& a, const GridTrial& b) { return a.k < b.k; });
+  const auto [smallest, largest] =
+      std::minmax_element(trials.begin(), trials.end(),
+                          [](const GridTrial& a, const GridTrial& b) { return a.k < b.k; });
   const GridTrial& large = trial_with_k(trials, largest->k, job);
   estimate.sampled.push_back(time_trial(session, plan_job, grid, large, stand_in, true));
   if (smallest->k != largest->k) {
@@ -285,7 +286,8 @@ ModelEstimate estimate_model(const JobConfig& job, const Grid& grid, int32_t m,
     estimate.sampled.push_back(time_trial(session, plan_job, grid, *first, stand_in, false));
     MeasuredPreparation preparation;
     preparation.strategy = job.strategy_texts[static_cast<size_t>(p)];
-    preparation.seconds = std::max(0.0, estimate.sampled.back().seconds - estimate.trial.at(first->k));
+    preparation.seconds =
+        std::max(0.0, estimate.sampled.back().seconds - estimate.trial.at(first->k));
     estimate.preparation = preparation;
   }
   for (size_t s = 0; s < job.strategies.size(); ++s) {

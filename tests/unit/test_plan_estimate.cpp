@@ -156,12 +156,13 @@ BOOST_AUTO_TEST_CASE(a_language_model_decodes_a_few_tokens_and_accounts_for_the_
   // Steps timed at positions 1..4 and 36..39: the run feeds BOS at 0, then 39 of its 40 tokens.
   BOOST_TEST(greedy.step.first_position == 2.5);
   BOOST_TEST(greedy.step.last_position == 37.5);
-  BOOST_TEST(greedy.extra_steps_s == greedy.step.steps_s(4, 40), boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(greedy.extra_steps_s == greedy.step.steps_s(4, 40),
+             boost::test_tools::tolerance(1e-12));
   BOOST_TEST(greedy.extra_steps_s > 0.0);
   BOOST_TEST(estimate.baseline_s() ==
                  estimate.measured_baseline_s + greedy.extra_steps_s + 2 * greedy.longer_pass_s,
              boost::test_tools::tolerance(1e-12));
-  BOOST_TEST(estimate.sampled.size() == 2u);  // no strategy needs a preparation
+  BOOST_TEST(estimate.sampled.size() == 2u);   // no strategy needs a preparation
   BOOST_TEST(estimate.sampled[0].k == 26003);  // round(0.1 x 260032)
   BOOST_TEST(estimate.sampled[1].k == 260);
 

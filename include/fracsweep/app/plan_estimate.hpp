@@ -60,16 +60,16 @@ struct DecodeStepCost {
 
 // The continuation beyond what the plan's baseline decoded, for one language model.
 struct ContinuationEstimate {
-  int64_t greedy_tokens = 0;   // the job's
-  int64_t decoded_tokens = 0;  // decoded by the plan's baseline (measured in baseline_s)
-  bool ended_early = false;    // the decoded continuation ended at its stop token: it is complete
-  int64_t prompt_tokens = 0;   // positions before the first step (an upper bound when a prompt
-                               // text is given: its bytes + 2)
-  DecodeStepCost step;         // timed_steps steps measured from position prompt_tokens, and
-  int64_t timed_steps = 0;     // as many ending at the continuation's last fed position
-  double longer_pass_s = 0;    // one teacher-forced pass over the whole continuation minus one
-                               // over the decoded part (measured, >= 0)
-  double extra_steps_s = 0;    // the decode steps beyond the decoded tokens (by `step`)
+  int64_t greedy_tokens = 0;     // the job's
+  int64_t decoded_tokens = 0;    // decoded by the plan's baseline (measured in baseline_s)
+  bool ended_early = false;      // the decoded continuation ended at its stop token: it is complete
+  int64_t prompt_tokens = 0;     // positions before the first step (an upper bound when a prompt
+                                 // text is given: its bytes + 2)
+  DecodeStepCost step;           // timed_steps steps measured from position prompt_tokens, and
+  int64_t timed_steps = 0;       // as many ending at the continuation's last fed position
+  double longer_pass_s = 0;      // one teacher-forced pass over the whole continuation minus one
+                                 // over the decoded part (measured, >= 0)
+  double extra_steps_s = 0;      // the decode steps beyond the decoded tokens (by `step`)
   double longer_pass_flops = 0;  // FLOPs the longer pass adds to a batch
   uint64_t buffer_bytes = 0;     // memory the whole continuation's rows took (measured): what
                                  // the run's evaluator holds beyond the plan's
@@ -102,8 +102,8 @@ struct TrialSpread {
 };
 
 struct ModelEstimate {
-  double load_s = 0;               // measured: opening minus the baseline phase
-  double measured_baseline_s = 0;  // measured: baseline with the decoded tokens
+  double load_s = 0;                                 // measured: opening minus the baseline phase
+  double measured_baseline_s = 0;                    // measured: baseline with the decoded tokens
   std::optional<ContinuationEstimate> continuation;  // language models with greedy_tokens > 0
   double baseline_s() const {
     return measured_baseline_s + (continuation ? continuation->extra_baseline_s() : 0.0);
