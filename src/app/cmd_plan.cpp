@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -7,11 +6,11 @@
 
 #include "fracsweep/app/adaptive_sweep.hpp"
 #include "fracsweep/app/commands.hpp"
+#include "fracsweep/app/plan_estimate.hpp"
 #include "fracsweep/app/sweep.hpp"
 #include "fracsweep/config/job.hpp"
 #include "fracsweep/grid/grid.hpp"
 #include "fracsweep/models/models.hpp"
-#include "fracsweep/nn/llama.hpp"
 #include "fracsweep/nn/threads.hpp"
 #include "fracsweep/par/node_memory.hpp"
 #include "fracsweep/par/progress.hpp"
@@ -24,29 +23,95 @@ namespace fracsweep {
 
 namespace {
 
-struct TrialCost {
-  double seconds = 0;    // mean wall time of a trial
-  double flops = 0;      // of one forward pass over the evaluation batch
-  uint64_t working = 0;  // bytes the session holds besides the model's values
-};
+// "0.42 s", "12.3 s", or "4:05" / "1:02:03" from two minutes on.
+std::string seconds_text(double seconds) {
+  if (seconds >= 120) return Progress::format_duration(seconds);
+  char text[32];
+  std::snprintf(text, sizeof text, seconds < 10 ? "%.2f s" : "%.1f s", seconds);
+  return text;
+}
 
-// Cost of model `m`'s trials, measured on a few of them spread over the grid.
-TrialCost measure_trial_cost(const JobConfig& job, const Grid& grid, int32_t m,
-                             const EvalSources& sources) {
-  const uint64_t anonymous_before = process_anonymous_bytes();
-  ModelSession session(job, m, sources);
-  const int64_t first = grid.model_begin(m), count = grid.model_end(m) - first;
-  const int64_t samples = std::min<int64_t>(5, count);
-  double total = 0;
-  for (int64_t i = 0; i < samples; ++i) {
-    const TrialSpec& spec = grid.trial(first + (count - 1) * i / std::max<int64_t>(1, samples - 1));
-    total += session.run_trial(job, spec, false, 0).row.wall_s;
+std::string milliseconds_text(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g ms", seconds * 1e3);
+  return text;
+}
+
+// The baseline line: what was measured, and what the rest of the continuation adds.
+void print_baseline(const ModelEstimate& estimate) {
+  if (!estimate.continuation) {
+    std::printf("  baseline %s measured (forward pass over the evaluation set)\n",
+                seconds_text(estimate.baseline_s()).c_str());
+    return;
   }
-  const uint64_t anonymous_after = process_anonymous_bytes();
-  const uint64_t held = anonymous_after > anonymous_before ? anonymous_after - anonymous_before : 0;
-  const uint64_t values = session.model().values.size() * sizeof(float);
-  return {total / static_cast<double>(samples), session.forward_flops(),
-          held > values ? held - values : 0};
+  const ContinuationEstimate& greedy = *estimate.continuation;
+  if (greedy.ended_early || greedy.decoded_tokens >= greedy.greedy_tokens) {
+    const std::string whole =
+        greedy.ended_early
+            ? "the whole greedy continuation: it ends after " +
+                  std::to_string(greedy.decoded_tokens) + " token(s), at the model's stop token"
+            : "all " + std::to_string(greedy.greedy_tokens) + " greedy tokens";
+    std::printf("  baseline %s measured (forward pass + %s)\n",
+                seconds_text(estimate.baseline_s()).c_str(), whole.c_str());
+    return;
+  }
+  const int64_t rest = greedy.greedy_tokens - greedy.decoded_tokens;
+  const int64_t first = greedy.prompt_tokens;  // the first timed step's position
+  const int64_t last = greedy.prompt_tokens + greedy.greedy_tokens - 1 - greedy.timed_steps;
+  std::printf(
+      "  baseline %s: %s measured (forward pass + %lld of %lld greedy tokens) + %s estimated "
+      "for the other %lld tokens: decode steps %s at positions %lld-%lld to %s at %lld-%lld "
+      "(mean of those timed; linear in the position in between) and 2 x %s for the longer "
+      "teacher-forced passes; "
+      "assumes the continuation runs all %lld tokens (it stops earlier at the model's stop "
+      "token)\n",
+      seconds_text(estimate.baseline_s()).c_str(),
+      seconds_text(estimate.measured_baseline_s).c_str(),
+      static_cast<long long>(greedy.decoded_tokens), static_cast<long long>(greedy.greedy_tokens),
+      seconds_text(greedy.extra_baseline_s()).c_str(), static_cast<long long>(rest),
+      milliseconds_text(greedy.step.first_s).c_str(), static_cast<long long>(first),
+      static_cast<long long>(first + greedy.timed_steps - 1),
+      milliseconds_text(greedy.step.last_s).c_str(), static_cast<long long>(last),
+      static_cast<long long>(last + greedy.timed_steps - 1),
+      milliseconds_text(greedy.longer_pass_s).c_str(),
+      static_cast<long long>(greedy.greedy_tokens));
+}
+
+// The trial lines: what was timed, the fitted line, its spread over the grid, what is not in it.
+void print_trials(const ModelEstimate& estimate, bool adaptive) {
+  std::string ks;
+  for (const SampledTrial& trial : estimate.sampled) {
+    ks += (ks.empty() ? "" : ", ") + std::to_string(trial.k);
+  }
+  std::string rows;
+  if (estimate.longer_trial_pass_s > 0) {
+    rows = " + " + milliseconds_text(estimate.longer_trial_pass_s) +
+           " for the continuation's rows the plan did not decode";
+  }
+  std::printf(
+      "  trials: timed %zu (k = %s); fit %s + %.3g us/site x k%s; over the %s: %s min, %s "
+      "mean, %s max per trial; %.2f GFLOP per forward pass\n",
+      estimate.sampled.size(), ks.c_str(), milliseconds_text(estimate.trial.fixed_s).c_str(),
+      estimate.trial.per_site_s * 1e6, rows.c_str(), adaptive ? "grid's amounts" : "grid",
+      milliseconds_text(estimate.spread.min_s).c_str(),
+      milliseconds_text(estimate.spread.mean_s).c_str(),
+      milliseconds_text(estimate.spread.max_s).c_str(), estimate.forward_flops * 1e-9);
+  if (estimate.preparation) {
+    const MeasuredPreparation& preparation = *estimate.preparation;
+    std::string also;
+    for (const std::string& text : preparation.also) also += ", " + text;
+    std::printf(
+        "  one-time preparation (ranking, gradient) measured: %s for %s%s (paid by every rank "
+        "that runs their trials)\n",
+        seconds_text(preparation.seconds).c_str(), preparation.strategy.c_str(), also.c_str());
+  }
+  for (const std::string& text : estimate.not_estimated) {
+    std::printf("  not estimated: %s (its trials counted at the fitted line)\n", text.c_str());
+  }
+  std::printf("  trial-seconds: %s (%s%lld trials by the fit%s)\n",
+              seconds_text(estimate.trial_seconds()).c_str(), adaptive ? "at most " : "",
+              static_cast<long long>(estimate.spread.trials),
+              estimate.preparation ? " + the preparation once" : "");
 }
 
 // The job as echo_job prints it, without the greedy continuation line when no model generates
@@ -91,6 +156,50 @@ void print_memory(const NodeMemory& memory, uint64_t available, const std::strin
       source.c_str());
 }
 
+// The job's figures, summed over its models.
+struct PlanTotals {
+  double trial_seconds = 0;     // every model's trials, preparations not counted
+  double one_rank_seconds = 0;  // the same with each preparation once: a 1-rank run's wall_s
+  double per_rank_seconds = 0;  // what every rank does besides its share of the trials
+  int64_t timed_trials = 0;
+  int64_t not_estimated = 0;  // strategies (per model) whose preparation or search is left out
+  bool decoding_estimated = false;
+
+  void add(const ModelEstimate& estimate) {
+    trial_seconds += estimate.spread.total_s;
+    one_rank_seconds += estimate.trial_seconds();
+    per_rank_seconds += estimate.load_s + estimate.baseline_s() + estimate.preparation_s();
+    timed_trials += static_cast<int64_t>(estimate.sampled.size());
+    not_estimated += static_cast<int64_t>(estimate.not_estimated.size());
+    decoding_estimated =
+        decoding_estimated || (estimate.continuation && estimate.continuation->timed_steps > 0);
+  }
+};
+
+// The totals and the wall time at `ranks` ranks: every rank loads each model and computes its
+// baseline itself (sweep.cpp's ModelSessions), pays each preparation once, and runs its share of
+// the trials.
+void print_totals(const PlanTotals& totals, int ranks, int threads) {
+  const std::string lower_bound =
+      totals.not_estimated == 0 ? std::string()
+                                : "; a lower bound: " + std::to_string(totals.not_estimated) +
+                                      " strateg" + (totals.not_estimated == 1 ? "y's" : "ies'") +
+                                      " preparation or search not estimated";
+  std::printf(
+      "estimate: %.*f trial-seconds in all (%s on 1 rank%s); before its trials every rank loads "
+      "each model and computes its baseline itself (%s per rank, with the preparations)\n",
+      totals.one_rank_seconds < 10 ? 3 : 1, totals.one_rank_seconds,
+      seconds_text(totals.one_rank_seconds).c_str(), lower_bound.c_str(),
+      seconds_text(totals.per_rank_seconds).c_str());
+  std::printf(
+      "wall estimate at %d rank(s) x %d thread(s): ~%s (an estimate from %lld timed trial(s)%s: "
+      "%s per rank, then 1/%d of the trial-seconds; each rank as fast as this process alone)\n",
+      ranks, threads, seconds_text(totals.per_rank_seconds + totals.trial_seconds / ranks).c_str(),
+      static_cast<long long>(totals.timed_trials),
+      totals.decoding_estimated ? " and a few decode steps" : "",
+      seconds_text(totals.per_rank_seconds).c_str(), ranks);
+}
+
 }  // namespace
 
 int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
@@ -119,7 +228,8 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
     const std::string share = vm["share-weights"].as<std::string>();
     check_input(share == "auto" || share == "off",
                 "fracsweep plan: --share-weights must be auto or off, found '" + share + "'");
-    const int threads = threads_from(vm, "plan", affinity_cores());
+    // As run's default: the cores here, divided among the node's ranks.
+    const int threads = threads_from(vm, "plan", std::max(1, affinity_cores() / ranks_per_node));
     const JobConfig job = parse_job_file(vm["job"].as<std::string>());
     check_job_inputs(job);
     NodeMemory memory = job_node_memory(job, ranks_per_node, share == "auto" && ranks_per_node > 1);
@@ -152,21 +262,26 @@ int command_plan(const std::vector<std::string>& args, MPI_Comm comm) {
       return;
     }
     warn_about_compute(gemm_init(GemmSetup{BlisKernels::automatic, threads}));
-    double total_seconds = 0;
+    PlanTotals totals;
     for (size_t m = 0; m < job.models.size(); ++m) {
       const auto model_idx = static_cast<int32_t>(m);
-      const TrialCost cost = measure_trial_cost(job, grid, model_idx, sources);
-      const int64_t trials = adaptive ? adaptive->trial_bound(model_idx)
-                                      : grid.model_end(model_idx) - grid.model_begin(model_idx);
-      total_seconds += cost.seconds * static_cast<double>(trials);
-      memory.per_rank_working = std::max(memory.per_rank_working, cost.working);
-      std::printf("model %s: %lld trials, ~%.1f ms/trial measured (%.2f GFLOP per forward pass)\n",
-                  job.models[m].name.c_str(), static_cast<long long>(trials), cost.seconds * 1e3,
-                  cost.flops * 1e-9);
+      const ModelEstimate estimate = estimate_model(
+          job, grid, model_idx, sources, adaptive ? adaptive->trial_bound(model_idx) : -1);
+      totals.add(estimate);
+      memory.per_rank_working = std::max(memory.per_rank_working, estimate.working);
+      std::printf("model %s: %s%lld trials\n  load %s measured\n", job.models[m].name.c_str(),
+                  adaptive ? "at most " : "", static_cast<long long>(estimate.spread.trials),
+                  seconds_text(estimate.load_s).c_str());
+      print_baseline(estimate);
+      print_trials(estimate, adaptive.has_value());
     }
-    std::printf("rough cost: %s on 1 rank, ~%s on %d ranks (%d thread(s) per rank, as measured)\n",
-                Progress::format_duration(total_seconds).c_str(),
-                Progress::format_duration(total_seconds / ranks).c_str(), ranks, threads);
+    print_totals(totals, ranks, threads);
+    if (ranks_per_node * threads > affinity_cores()) {
+      std::printf(
+          "note: %d rank(s) x %d thread(s) on a node exceed the %d core(s) this process may use: "
+          "the ranks will share cores and run slower than timed\n",
+          ranks_per_node, threads, affinity_cores());
+    }
     print_memory(memory, available, source);
     check_fits_node(job, memory, available, source, "fracsweep plan");
   });

@@ -47,7 +47,10 @@ def test_plan_claims_job(shared_dir, run_fracsweep):
     result = run_fracsweep(["plan", job, "--ranks", "2"], timeout=120)
     assert result.returncode == 0, result.stderr
     assert "= 1395 trials" in result.stdout
-    assert "ms/trial measured" in result.stdout and "rough cost" in result.stdout
+    # The largest k (0.25 of 260032) and the smallest (1e-5), then magnitude's ranking.
+    assert "trials: timed 3 (k = 65008, 3, 3)" in result.stdout
+    assert "(forward pass + 4 of 256 greedy tokens)" in result.stdout
+    assert "trial-seconds in all" in result.stdout and "wall estimate at 2 rank(s)" in result.stdout
 
 
 def test_plan_shows_a_greedy_continuation_only_for_language_models(shared_dir, run_fracsweep):
