@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -105,27 +106,39 @@ void WeightBuffer::append_at(const float* position, const std::vector<float>& ap
   point_at_private();
 }
 
-void WeightBuffer::release_pages(std::vector<int64_t>& offsets) {
-  if (memory_ != Memory::file_private || offsets.empty()) return;
-  const auto page_values =
-      static_cast<int64_t>(::sysconf(_SC_PAGESIZE)) / static_cast<int64_t>(sizeof(float));
-  for (int64_t& offset : offsets) offset /= page_values;  // value offset -> page index
-  std::sort(offsets.begin(), offsets.end());
-  const auto last_page = static_cast<int64_t>((size_ - 1) / static_cast<size_t>(page_values));
-  // One madvise per run of consecutive pages.
-  size_t i = 0;
-  while (i < offsets.size()) {
-    size_t j = i + 1;
-    while (j < offsets.size() && offsets[j] <= offsets[j - 1] + 1) ++j;
-    const int64_t first = offsets[i], end_page = std::min(offsets[j - 1], last_page) + 1;
-    char* start = reinterpret_cast<char*>(data_) + first * page_values * sizeof(float);
-    const auto bytes =
-        static_cast<size_t>(end_page - first) * static_cast<size_t>(page_values) * sizeof(float);
-    // The mapping's length is rounded up to whole pages, so the last page is covered too.
+int WeightBuffer::page_shift() const {
+  const auto page_values = static_cast<size_t>(::sysconf(_SC_PAGESIZE)) / sizeof(float);
+  check_invariant(std::has_single_bit(page_values), "the memory page size is not a power of two");
+  return std::countr_zero(page_values);
+}
+
+size_t WeightBuffer::page_count() const {
+  return size_ == 0 ? 0 : ((size_ - 1) >> page_shift()) + 1;
+}
+
+void WeightBuffer::release_marked_pages(const std::vector<uint64_t>& touched) {
+  const size_t page_bytes = (size_t{1} << page_shift()) * sizeof(float);
+  const size_t pages = page_count();
+  const auto marked = [&](size_t page) { return (touched[page / 64] >> (page % 64) & 1) != 0; };
+  // One madvise per run of consecutive pages. The mapping's length is rounded up to whole
+  // pages, so the last page is covered too.
+  size_t page = 0;
+  while (page < pages) {
+    if (touched[page / 64] == 0) {  // 64 pages untouched: skip the word
+      page = (page / 64 + 1) * 64;
+      continue;
+    }
+    if (!marked(page)) {
+      ++page;
+      continue;
+    }
+    size_t end_page = page + 1;
+    while (end_page < pages && marked(end_page)) ++end_page;
+    char* start = reinterpret_cast<char*>(data_) + page * page_bytes;
     check_invariant(
-        ::madvise(start, bytes, MADV_DONTNEED) == 0,
+        ::madvise(start, (end_page - page) * page_bytes, MADV_DONTNEED) == 0,
         std::string("madvise(MADV_DONTNEED) on model values failed: ") + std::strerror(errno));
-    i = j;
+    page = end_page;
   }
 }
 

@@ -74,6 +74,18 @@ Perturber::ScopeIndex& Perturber::scope_index(const Scope& scope) {
     index.tensor_ids.push_back(static_cast<int32_t>(t));
     index.prefix.push_back(index.prefix.back() + model_.tensors[t].count);
   }
+  // About 64 buckets per tensor: a site's walk from its bucket's slot rarely takes a step.
+  const int64_t n_scope = index.prefix.back();
+  const auto n_slots = static_cast<int64_t>(index.tensor_ids.size());
+  while ((n_scope >> index.bucket_shift) > 64 * n_slots) ++index.bucket_shift;
+  if (n_scope > 0) {
+    index.bucket_slot.resize(static_cast<size_t>(((n_scope - 1) >> index.bucket_shift) + 1));
+    for (size_t bucket = 0; bucket < index.bucket_slot.size(); ++bucket) {
+      index.bucket_slot[bucket] = static_cast<int32_t>(
+          last_at_or_below(index.prefix.data(), index.prefix.size() - 1,
+                           static_cast<int64_t>(bucket) << index.bucket_shift));
+    }
+  }
   return scopes_.emplace(key, std::move(index)).first->second;
 }
 
@@ -117,22 +129,33 @@ Perturber::SiteSource Perturber::site_source(const StrategySpec& strategy, int64
   if (strategy.deterministic()) return {&index, &ranking(index, strategy), std::nullopt};
   if (k == 0) return {&index, nullptr, std::nullopt};
   const KeyedRng rng(key_from_text(sites_key_text(strategy.scope, seed)));
-  return {&index, nullptr, KeyedPermutation(rng, n_scope, 0)};
+  return {&index, nullptr, KeyedPermutation(rng, n_scope, 0, k)};
 }
 
-void Perturber::site_offsets(const SiteSource& source, int64_t first, int64_t count,
-                             int64_t* out) const {
+size_t Perturber::slot_of(const ScopeIndex& scope, int64_t index) {
+  auto slot =
+      static_cast<size_t>(scope.bucket_slot[static_cast<size_t>(index >> scope.bucket_shift)]);
+  while (scope.prefix[slot + 1] <= index) ++slot;  // prefix[n_slots] = n_scope > index
+  return slot;
+}
+
+void Perturber::site_offsets(const SiteSource& source, int64_t first, int64_t count, int64_t* out,
+                             int32_t* tensors) const {
   if (source.ranked) {
     std::copy_n(source.ranked->begin() + first, count, out);
+    if (tensors) {
+      for (int64_t j = 0; j < count; ++j) tensors[j] = tensor_of(out[j]);
+    }
     return;
   }
   if (count == 0) return;
   source.permutation->evaluate(first, count, out);
   const std::vector<int64_t>& prefix = source.index->prefix;  // (n_in_scope_tensors + 1)
   for (int64_t j = 0; j < count; ++j) {  // in-scope index -> offset in Model::values
-    const size_t slot = last_at_or_below(prefix.data(), prefix.size() - 1, out[j]);
-    const TensorInfo& info = model_.tensors[static_cast<size_t>(source.index->tensor_ids[slot])];
-    out[j] = info.offset + (out[j] - prefix[slot]);
+    const size_t slot = slot_of(*source.index, out[j]);
+    const int32_t tensor = source.index->tensor_ids[slot];
+    out[j] = model_.tensors[static_cast<size_t>(tensor)].offset + (out[j] - prefix[slot]);
+    if (tensors) tensors[j] = tensor;
   }
 }
 
@@ -270,8 +293,9 @@ namespace {
 
 // The 16-bit variant of a strategy's new value: bit flips act on the stored pattern, computed
 // values are rounded to the stored type; the result is the exact widening.
-float new_stored16_value(StoredType type, const StrategySpec& s, const KeyedRng& values_rng,
-                         uint64_t i, float old, float float32_result) {
+template <typename Draws>
+float new_stored16_value(StoredType type, const StrategySpec& s, const Draws& draws, float old,
+                         float float32_result) {
   const int exponent_low = type == StoredType::bf16 ? 7 : 10;  // also the mantissa width
   const uint16_t pattern = float_to_stored16(type, old);
   auto flip = [&](int bit) {
@@ -287,12 +311,12 @@ float new_stored16_value(StoredType type, const StrategySpec& s, const KeyedRng&
       case BitClass::explicit_bit:
         return flip(s.bit);
       case BitClass::exponent:
-        return flip(exponent_low + static_cast<int>(values_rng.below(
-                                       static_cast<uint64_t>(15 - exponent_low), i, 1)));
+        return flip(exponent_low +
+                    static_cast<int>(draws.below(static_cast<uint64_t>(15 - exponent_low))));
       case BitClass::mantissa:
-        return flip(static_cast<int>(values_rng.below(static_cast<uint64_t>(exponent_low), i, 1)));
+        return flip(static_cast<int>(draws.below(static_cast<uint64_t>(exponent_low))));
       case BitClass::any:
-        return flip(static_cast<int>(values_rng.below(16, i, 1)));
+        return flip(static_cast<int>(draws.below(16)));
     }
   }
   if (s.kind == StrategyKind::signflip || (s.targeted() && s.action == TargetAction::signflip)) {
@@ -303,27 +327,24 @@ float new_stored16_value(StoredType type, const StrategySpec& s, const KeyedRng&
 
 }  // namespace
 
-float Perturber::new_value(const StrategySpec& s, const KeyedRng& values_rng, int64_t site_rank,
-                           int64_t offset, float old, const float* per_value) const {
+float Perturber::new_value(const StrategySpec& s, const SiteDraws& draws, int64_t offset,
+                           int32_t tensor, float old, const float* per_value) const {
   // The donor's working value is the exact widening of its stored pattern, which has this
   // tensor's format (add_donor): moving it moves the stored bits exactly.
   if (s.kind == StrategyKind::delta) return per_value[offset];
-  const StoredType stored = model_.tensors[static_cast<size_t>(tensor_of(offset))].stored;
+  const StoredType stored = model_.tensors[static_cast<size_t>(tensor)].stored;
   if (s.kind == StrategyKind::taylor) {  // the change its ranking predicted
     return targeted_change(s, stored, old, per_value[offset]).new_value;
   }
-  if (stored == StoredType::f32) return new_float32_value(s, values_rng, site_rank, offset, old);
+  if (stored == StoredType::f32) return new_float32_value(s, draws, tensor, old);
   // Bit flips draw from the stream themselves; the float32 result is only used by computed
   // strategies (and never draws for flips).
-  const float float32_result =
-      s.flips_bits() ? old : new_float32_value(s, values_rng, site_rank, offset, old);
-  return new_stored16_value(stored, s, values_rng, static_cast<uint64_t>(site_rank), old,
-                            float32_result);
+  const float float32_result = s.flips_bits() ? old : new_float32_value(s, draws, tensor, old);
+  return new_stored16_value(stored, s, draws, old, float32_result);
 }
 
-float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values_rng,
-                                   int64_t site_rank, int64_t offset, float old) const {
-  const auto i = static_cast<uint64_t>(site_rank);
+float Perturber::new_float32_value(const StrategySpec& s, const SiteDraws& draws, int32_t tensor,
+                                   float old) const {
   auto flip = [&](BitClass bits) {
     switch (bits) {
       case BitClass::sign:
@@ -333,11 +354,11 @@ float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values
       case BitClass::explicit_bit:
         return flip_bit(old, s.bit);
       case BitClass::exponent:
-        return flip_bit(old, 23 + static_cast<int>(values_rng.below(8, i, 1)));
+        return flip_bit(old, 23 + static_cast<int>(draws.below(8)));
       case BitClass::mantissa:
-        return flip_bit(old, static_cast<int>(values_rng.below(23, i, 1)));
+        return flip_bit(old, static_cast<int>(draws.below(23)));
       case BitClass::any:
-        return flip_bit(old, static_cast<int>(values_rng.below(32, i, 1)));
+        return flip_bit(old, static_cast<int>(draws.below(32)));
     }
     return old;
   };
@@ -353,15 +374,13 @@ float Perturber::new_float32_value(const StrategySpec& s, const KeyedRng& values
     case StrategyKind::gaussian: {
       double scale = s.sigma;
       if (s.relative_to == SigmaRelativeTo::abs) scale *= std::fabs(static_cast<double>(old));
-      if (s.relative_to == SigmaRelativeTo::std) {
-        scale *= stats_[static_cast<size_t>(tensor_of(offset))].std;
-      }
-      return static_cast<float>(static_cast<double>(old) + scale * values_rng.normal(i, 1));
+      if (s.relative_to == SigmaRelativeTo::std) scale *= stats_[static_cast<size_t>(tensor)].std;
+      return static_cast<float>(static_cast<double>(old) + scale * draws.normal());
     }
     case StrategyKind::random_value: {
-      const TensorStats& st = stats_[static_cast<size_t>(tensor_of(offset))];
-      return static_cast<float>(st.min + values_rng.uniform01(i, 1) *
-                                             (static_cast<double>(st.max) - st.min));
+      const TensorStats& st = stats_[static_cast<size_t>(tensor)];
+      return static_cast<float>(st.min +
+                                draws.uniform01() * (static_cast<double>(st.max) - st.min));
     }
     case StrategyKind::magnitude:
     case StrategyKind::wanda:
@@ -395,6 +414,12 @@ int64_t Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, 
       strategy.kind == StrategyKind::delta    ? donor(strategy.from_model).values.data()
       : strategy.kind == StrategyKind::taylor ? required_gradient(strategy.objective).data()
                                               : nullptr;
+  // Which lanes of the values stream the strategy reads (rng.hpp; perturb.hpp's recipe).
+  const bool draws_lane2 = strategy.kind == StrategyKind::gaussian;
+  const bool draws_lane1 =
+      draws_lane2 || strategy.kind == StrategyKind::random_value ||
+      (strategy.flips_bits() && strategy.bits != BitClass::sign &&
+       strategy.bits != BitClass::exponent_msb && strategy.bits != BitClass::explicit_bit);
   // The undo log is the only O(k) memory: sites are drawn chunk by chunk straight into it.
   undo.resize(static_cast<size_t>(k));  // (k) site rank order
   if (record) record->resize(static_cast<size_t>(k));
@@ -405,7 +430,8 @@ int64_t Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, 
   for (int64_t first = 0; first < k; first += sites_per_chunk) {
     const int64_t count = std::min(sites_per_chunk, k - first);
     int64_t offsets[sites_per_chunk];  // (count) offsets of site ranks first, first + 1, ...
-    site_offsets(source, first, count, offsets);
+    int32_t tensors[sites_per_chunk];  // (count) their tensors
+    site_offsets(source, first, count, offsets, tensors);
     // Every chunk logs its sites before any is written, even after a failure elsewhere, so the
     // undo log is complete (sites are distinct: no chunk sees another's new values).
     for (int64_t j = 0; j < count; ++j) {
@@ -416,12 +442,18 @@ int64_t Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, 
 #pragma omp atomic read
     failed_elsewhere = failed;
     if (failed_elsewhere) continue;
+    // (count) attempt-0 draws of the values stream at these ranks, lanes 1 and 2
+    uint64_t lane1[sites_per_chunk], lane2[sites_per_chunk];
+    const auto first_rank = static_cast<uint64_t>(first);
+    if (draws_lane1) values_rng.u64_range(first_rank, count, 1, lane1);
+    if (draws_lane2) values_rng.u64_range(first_rank, count, 2, lane2);
     try {
       for (int64_t j = 0; j < count; ++j) {
         const auto rank = static_cast<size_t>(first + j);
         const float old = undo[rank].old_value;
-        const float updated =
-            new_value(strategy, values_rng, first + j, offsets[j], old, per_value);
+        const SiteDraws draws{values_rng, first_rank + static_cast<uint64_t>(j),
+                              draws_lane1 ? lane1[j] : 0, draws_lane2 ? lane2[j] : 0};
+        const float updated = new_value(strategy, draws, offsets[j], tensors[j], old, per_value);
         model.values[static_cast<size_t>(offsets[j])] = updated;
         changed += std::bit_cast<uint32_t>(updated) != std::bit_cast<uint32_t>(old);
         if (record) (*record)[rank] = {offsets[j], old, updated};
@@ -437,9 +469,18 @@ int64_t Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, 
   return changed;
 }
 
-void Perturber::restore(Model& model, const std::vector<Touched>& undo) {
-  for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
-    model.values[static_cast<size_t>(it->offset)] = it->old_value;
+void Perturber::restore(Model& model, const std::vector<Touched>& undo, UndoOffsets offsets) {
+  if (offsets == UndoOffsets::may_repeat) {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+      model.values[static_cast<size_t>(it->offset)] = it->old_value;
+    }
+    return;
+  }
+  const auto count = static_cast<int64_t>(undo.size());
+#pragma omp parallel for schedule(static) if (count > sites_per_chunk)
+  for (int64_t i = 0; i < count; ++i) {
+    const Touched& site = undo[static_cast<size_t>(i)];
+    model.values[static_cast<size_t>(site.offset)] = site.old_value;
   }
 }
 

@@ -1,6 +1,7 @@
 #include "fracsweep/trial/session.hpp"
 
 #include <chrono>
+#include <ranges>
 
 #include "fracsweep/util/error.hpp"
 
@@ -39,6 +40,11 @@ TrialRow row_identity(const TrialSpec& spec, const TrialAxes& axes, int64_t k, i
   return row;
 }
 
+// Only a bfa path can write one parameter twice (it may flip several of its bits).
+UndoOffsets undo_offsets(const StrategySpec& strategy) {
+  return strategy.kind == StrategyKind::bfa ? UndoOffsets::may_repeat : UndoOffsets::distinct;
+}
+
 }  // namespace
 
 ModelSession::ModelSession(const JobConfig& job, int32_t model_idx, const EvalSources& sources,
@@ -68,7 +74,7 @@ TrialResult ModelSession::run_trial(const JobConfig& job, const TrialSpec& spec,
   int64_t k_changed = 0;
   {
     undo_.clear();
-    RestoreOnExit restore_bitwise(open_->model, undo_);
+    RestoreOnExit restore_bitwise(open_->model, undo_, undo_offsets(axes.strategy));
     // Sites (keyed RNG, a ranking, or a search), perturbed in place; old values go to undo_.
     k_changed = perturb(axes.strategy, k, axes.seed, result, record_sites);
     // One batched forward pass, compared with the cached unperturbed outputs.
@@ -107,9 +113,7 @@ int64_t ModelSession::perturb(const StrategySpec& strategy, int64_t k, int64_t s
 }
 
 void ModelSession::release_touched_pages() {
-  touched_offsets_.clear();
-  for (const Touched& site : undo_) touched_offsets_.push_back(site.offset);
-  open_->model.values.release_pages(touched_offsets_);
+  open_->model.values.release_pages(undo_ | std::views::transform(&Touched::offset));
 }
 
 ModelSummary ModelSession::summary() const {

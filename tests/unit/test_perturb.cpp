@@ -14,6 +14,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <random>
 #include <set>
 #include <string>
@@ -752,6 +753,87 @@ BOOST_AUTO_TEST_CASE(random_value_lies_within_the_finite_range_of_its_tensor) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(sites_map_to_offsets_across_tiny_and_empty_tensors) {
+  // Site rank i is permute(i) of the documented permutation, read as an in-scope index and
+  // mapped by walking the tensors here: tensors of 0, 1 and a few values sit between large
+  // ones, so many of the lookup's buckets hold several tensor starts.
+  std::vector<std::pair<std::string, std::vector<float>>> tensors;
+  int64_t n = 0;
+  for (int64_t count : {1, 5000, 0, 1, 1, 3, 7000, 0, 2, 40, 1, 9000}) {
+    tensors.emplace_back("t" + std::to_string(tensors.size()),
+                         std::vector<float>(static_cast<size_t>(count), 1.0f));
+    n += count;
+  }
+  Model model = make_model(tensors);
+  Perturber perturber(model, job_seed, "tiny-tensors");
+  const StrategySpec strategy = parse("zero exclude=t6");  // a scope with a gap
+  const int64_t n_scope = perturber.scope_size(strategy.scope);
+  BOOST_TEST_REQUIRE(n_scope == n - 7000);
+  const std::vector<int64_t> sites = perturber.select_sites(strategy, n_scope, 4);  // (n_scope)
+  const fracsweep::KeyedPermutation permutation(
+      fracsweep::KeyedRng(fracsweep::key_from_text(perturber.sites_key_text(strategy.scope, 4))),
+      n_scope, 0);
+  for (int64_t rank = 0; rank < n_scope; ++rank) {
+    int64_t index = permutation(rank), expected = -1;
+    for (const TensorInfo& t : model.tensors) {
+      if (t.name == "t6") continue;
+      if (index < t.count) {
+        expected = t.offset + index;
+        break;
+      }
+      index -= t.count;
+    }
+    BOOST_TEST_REQUIRE(sites[static_cast<size_t>(rank)] == expected, "rank " << rank);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(values_match_the_scalar_stream_over_many_chunks) {
+  // apply draws each chunk's values stream in lockstep (KeyedRng::u64_range); over every
+  // parameter of a 12008-value model (three chunks) the values must be the scalar stream's:
+  // below(32, i, 1) for bitflip, normal(i, 1) for gaussian, uniform01(i, 1) for random-value.
+  const Model pristine = statistical_model();
+  Model model = statistical_model();
+  Perturber perturber(model, job_seed, "stat");
+  const int64_t n = perturber.scope_size(Scope{});
+  const auto stream = [&](const std::string& text) {
+    return fracsweep::KeyedRng(fracsweep::key_from_text(perturber.values_key_text(parse(text), 9)));
+  };
+  const auto bits = apply_recorded(model, perturber, "bitflip", n, 9);
+  const fracsweep::KeyedRng bit_stream = stream("bitflip");
+  for (size_t i = 0; i < bits.size(); ++i) {
+    BOOST_TEST_REQUIRE(flipped_bit(bits[i]) == static_cast<int>(bit_stream.below(32, i, 1)));
+  }
+  model = statistical_model();
+  const auto noise = apply_recorded(model, perturber, "gaussian sigma=0.5 relative=abs", n, 9);
+  const fracsweep::KeyedRng noise_stream = stream("gaussian sigma=0.5 relative=abs");
+  for (size_t i = 0; i < noise.size(); ++i) {
+    const double old = noise[i].old_value;
+    BOOST_TEST_REQUIRE(
+        bits_of(noise[i].new_value) ==
+        bits_of(static_cast<float>(old + 0.5 * std::fabs(old) * noise_stream.normal(i, 1))));
+  }
+  model = statistical_model();
+  const auto uniform = apply_recorded(model, perturber, "random-value", n, 9);
+  const fracsweep::KeyedRng uniform_stream = stream("random-value");
+  std::map<std::string, std::pair<float, float>> range;  // finite min and max per tensor
+  for (const TensorInfo& t : pristine.tensors) {
+    float low = inf_f, high = -inf_f;
+    for (int64_t o = t.offset; o < t.offset + t.count; ++o) {
+      const float v = pristine.values[static_cast<size_t>(o)];
+      if (!std::isfinite(v)) continue;
+      low = std::min(low, v);
+      high = std::max(high, v);
+    }
+    range[t.name] = {low, high};
+  }
+  for (size_t i = 0; i < uniform.size(); ++i) {
+    const auto [low, high] = range.at(tensor_at(pristine, uniform[i].offset).name);
+    BOOST_TEST_REQUIRE(bits_of(uniform[i].new_value) ==
+                       bits_of(static_cast<float>(low + uniform_stream.uniform01(i, 1) *
+                                                            (static_cast<double>(high) - low))));
+  }
+}
+
 BOOST_AUTO_TEST_CASE(values_follow_the_documented_value_stream) {
   // Value at site rank i comes from stream V = key_from_text(values key text), counter i,
   // lane 1 — the recipe the Python analysis mirrors.
@@ -899,6 +981,36 @@ BOOST_AUTO_TEST_CASE(restore_is_bitwise_exact_and_record_matches_the_change) {
     }
   }
   BOOST_TEST(trials == static_cast<int64_t>(texts.size()) * 25 * 3);
+}
+
+BOOST_AUTO_TEST_CASE(parallel_restore_of_distinct_offsets_equals_the_serial_one) {
+  // 100003 values, every one logged once in a shuffled order, restored at 3 threads.
+  std::vector<float> values(100003);  // (100003)
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i) * 0.5f - 7.0f;
+  Model model = make_model({{"w", values}});
+  std::vector<int64_t> order(values.size());  // (100003) a shuffled 0, 1, ...
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937(5));
+  std::vector<Touched> undo;
+  for (int64_t offset : order) {
+    undo.push_back({offset, model.values[static_cast<size_t>(offset)]});
+    model.values[static_cast<size_t>(offset)] = nan_f;
+  }
+  const int threads_before = omp_get_max_threads();
+  omp_set_num_threads(3);
+  Perturber::restore(model, undo, fracsweep::UndoOffsets::distinct);
+  omp_set_num_threads(threads_before);
+  BOOST_TEST(std::memcmp(model.values.data(), values.data(), values.size() * sizeof(float)) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(restore_of_repeated_offsets_writes_the_value_before_the_first_change) {
+  // A bfa-like log: offset 2 changed three times, offset 0 twice.
+  Model model = make_model({{"w", {1.0f, 2.0f, 3.0f, 4.0f}}});
+  std::vector<Touched> undo = {{2, 3.0f}, {0, 1.0f}, {2, -3.0f}, {0, 5.0f}, {2, 8.0f}};
+  model.values[0] = 6.0f;
+  model.values[2] = 9.0f;
+  Perturber::restore(model, undo);  // UndoOffsets::may_repeat
+  BOOST_TEST((model.values == std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f}));
 }
 
 BOOST_AUTO_TEST_CASE(apply_refuses_a_model_it_was_not_built_for) {

@@ -141,6 +141,32 @@ BOOST_AUTO_TEST_CASE(normal_is_box_muller_on_lanes_lane_and_lane_plus_one) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(u64_range_and_the_from_draw_forms_equal_the_one_draw_functions) {
+  // Lockstep draws against u64 one by one, across the 32-bit carry of the index; below_from,
+  // uniform01_from and normal_from given those draws against below, uniform01 and normal
+  // (n = 7 and 2^63 + 1 reject some first draws: the retry must be the documented attempt 1).
+  const KeyedRng rng(key_from_text("test-rng-range"));
+  const uint64_t first = (uint64_t{1} << 32) - 700;
+  std::vector<uint64_t> lane3(1500), lane4(1500);  // (1500) draws at first + j
+  rng.u64_range(first, 1500, 3, lane3.data());
+  rng.u64_range(first, 1500, 4, lane4.data());
+  int64_t rejected = 0;
+  for (size_t j = 0; j < lane3.size(); ++j) {
+    const uint64_t i = first + j;
+    BOOST_TEST_REQUIRE(lane3[j] == rng.u64(i, 3, 0));
+    BOOST_TEST_REQUIRE(lane4[j] == rng.u64(i, 4, 0));
+    for (uint64_t n : {uint64_t{7}, uint64_t{16}, (uint64_t{1} << 63) + 1}) {
+      BOOST_TEST_REQUIRE(rng.below_from(n, lane3[j], i, 3) == rng.below(n, i, 3));
+    }
+    const uint64_t big = (uint64_t{1} << 63) + 1;  // rejects low words below 2^63 - 1
+    rejected +=
+        static_cast<uint64_t>(static_cast<unsigned __int128>(lane3[j]) * big) < (0 - big) % big;
+    BOOST_TEST_REQUIRE(KeyedRng::uniform01_from(lane3[j]) == rng.uniform01(i, 3));
+    BOOST_TEST_REQUIRE(KeyedRng::normal_from(lane3[j], lane4[j]) == rng.normal(i, 3));
+  }
+  BOOST_TEST(rejected > 500);  // about half: the retry path ran
+}
+
 // --- below: range and unbiasedness --------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(below_is_in_range_and_uniform_for_small_and_large_n) {
@@ -277,6 +303,92 @@ BOOST_AUTO_TEST_CASE(batched_evaluation_matches_the_plain_reference) {
       }
     }
   }
+}
+
+namespace {
+
+// n at and around the powers of two 2^10 .. 2^32 (b = 10 .. 33, odd and even; 2^j + 1 walks
+// about half its encryptions back into [0, n)), plus sizes of no particular form.
+std::vector<int64_t> table_test_sizes() {
+  std::vector<int64_t> sizes = {1, 2, 3, 700, 1000, 3000017, 130000000};
+  for (int power = 10; power <= 32; ++power) {
+    const int64_t two = int64_t{1} << power;
+    for (int64_t n : {two - 1, two, two + 1}) sizes.push_back(n);
+  }
+  return sizes;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(round_tables_give_the_plain_reference_values) {
+  // A permutation planned for n evaluations tabulates its rounds (from b = 10 to 33); its
+  // evaluate() must equal the one-index transcription and the untabulated evaluate().
+  const uint64_t key = key_from_text("test-perm-tables");
+  const KeyedRng rng(key);
+  for (int64_t n : table_test_sizes()) {
+    const KeyedPermutation direct(rng, n, 2);
+    const KeyedPermutation tabulated(rng, n, 2, n);
+    BOOST_TEST(!direct.tabulated());
+    BOOST_TEST(tabulated.tabulated() ==
+                   (n / KeyedPermutation::tabulate_factor >= tabulated.table_entries()),
+               "n = " << n);
+    for (int64_t first : {int64_t{0}, n / 3, n - std::min<int64_t>(n, 300)}) {
+      const int64_t count = std::min<int64_t>(300, n - first);     // spans 256-lane batches
+      std::vector<int64_t> looked_up(static_cast<size_t>(count));  // (count) tabulated
+      std::vector<int64_t> computed(static_cast<size_t>(count));   // (count) direct
+      tabulated.evaluate(first, count, looked_up.data());
+      direct.evaluate(first, count, computed.data());
+      BOOST_TEST_REQUIRE(looked_up == computed, "n = " << n << ", first = " << first);
+      for (int64_t j = 0; j < count; j += 7) {
+        BOOST_TEST_REQUIRE(
+            looked_up[static_cast<size_t>(j)] == reference_permute(key, n, 2, first + j),
+            "n = " << n << ", i = " << first + j);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(tables_are_used_from_the_documented_size_on) {
+  // b = 20: u = v = 10, 4 (2^10 + 2^10) = 8192 entries.
+  const KeyedRng rng(key_from_text("test-perm-table-rule"));
+  constexpr int64_t n = 1000003;
+  const KeyedPermutation permutation(rng, n, 0);
+  BOOST_TEST(permutation.table_entries() == 8192);
+  const int64_t threshold = KeyedPermutation::tabulate_factor * 8192;
+  BOOST_TEST(!KeyedPermutation(rng, n, 0, threshold - 1).tabulated());
+  BOOST_TEST(KeyedPermutation(rng, n, 0, threshold).tabulated());
+  // permutation_prefix tabulates from that k on: the prefixes still nest across the switch.
+  const std::vector<int64_t> longer = permutation_prefix(rng, n, threshold + 1000, 0);
+  for (int64_t k : {threshold - 1, threshold, threshold + 1}) {
+    const std::vector<int64_t> prefix = permutation_prefix(rng, n, k, 0);  // (k)
+    BOOST_TEST(std::equal(prefix.begin(), prefix.end(), longer.begin()), "k = " << k);
+  }
+  for (int64_t i : {int64_t{0}, threshold - 1, threshold + 999}) {
+    BOOST_TEST(longer[static_cast<size_t>(i)] == permutation(i));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(round_tables_do_not_depend_on_the_thread_count) {
+  // b = 31 and 32: tables of 2^15 and 2^16 entries per round, filled by several threads.
+  const KeyedRng rng(key_from_text("test-perm-table-threads"));
+  const int threads_before = omp_get_max_threads();
+  for (int64_t n : {(int64_t{1} << 30) + 5, int64_t{3000000000}}) {
+    std::vector<std::vector<int64_t>> by_threads;  // (2, 2000) per thread count
+    for (int threads : {1, 3}) {
+      omp_set_num_threads(threads);
+      const KeyedPermutation permutation(rng, n, 0, n);
+      BOOST_TEST_REQUIRE(permutation.tabulated());
+      std::vector<int64_t> values(2000);  // (2000) permute(n / 2), ...
+      permutation.evaluate(n / 2, 2000, values.data());
+      by_threads.push_back(values);
+    }
+    BOOST_TEST(by_threads[0] == by_threads[1], "n = " << n);
+    const KeyedPermutation direct(rng, n, 0);
+    for (size_t j = 0; j < 2000; j += 97) {
+      BOOST_TEST(by_threads[0][j] == direct(n / 2 + static_cast<int64_t>(j)));
+    }
+  }
+  omp_set_num_threads(threads_before);
 }
 
 BOOST_AUTO_TEST_CASE(full_prefix_is_a_permutation_for_small_and_odd_sizes) {

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "fracsweep/util/error.hpp"
+
 namespace fracsweep {
 
 // An open file descriptor, closed on destruction.
@@ -94,10 +96,24 @@ class WeightBuffer {
     append_at(position, std::vector<float>(first, last));  // a copy: [first, last) may move
   }
 
-  // After the values at `offsets` were written and then restored bitwise: drops this process's
-  // copies of the pages holding them (file_private; a no-op otherwise, where there is nothing to
-  // drop). Every value on those pages must equal the file's, since the pages are re-read from it.
-  void release_pages(std::vector<int64_t>& offsets);
+  // After the values at `offsets` (any range of int64_t value offsets, e.g. a view of an undo
+  // log's offsets: it is read once, never copied) were written and then restored bitwise: drops
+  // this process's copies of the pages holding them (file_private; a no-op otherwise, where
+  // there is nothing to drop). Every value on those pages must equal the file's, since the pages
+  // are re-read from it. Memory: one bit per page of the buffer.
+  template <typename Offsets>
+  void release_pages(const Offsets& offsets) {
+    if (memory_ != Memory::file_private) return;
+    std::vector<uint64_t> touched((page_count() + 63) / 64);  // (n_pages / 64) a bit per page
+    const int shift = page_shift();
+    for (const int64_t offset : offsets) {
+      check_invariant(offset >= 0 && static_cast<size_t>(offset) < size_,
+                      "release_pages: offset outside the model values");
+      const auto page = static_cast<uint64_t>(offset) >> shift;
+      touched[page / 64] |= uint64_t{1} << (page % 64);
+    }
+    release_marked_pages(touched);
+  }
 
   friend bool operator==(const WeightBuffer& a, const WeightBuffer& b);
   friend bool operator==(const WeightBuffer& a, const std::vector<float>& b);
@@ -119,6 +135,10 @@ class WeightBuffer {
     void construct(float* p, float value) { ::new (static_cast<void*>(p)) float(value); }
   };
   void check_private(const char* what) const;
+  int page_shift() const;     // log2 of the values per memory page
+  size_t page_count() const;  // pages the buffer spans, the last one partial or whole
+  // madvise(MADV_DONTNEED) over every run of consecutive pages whose bit is set in `touched`.
+  void release_marked_pages(const std::vector<uint64_t>& touched);
   void append_at(const float* position, const std::vector<float>& appended);
   void point_at_private() {
     data_ = own_.data();

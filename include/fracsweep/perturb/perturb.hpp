@@ -72,9 +72,17 @@ void check_strategy_fits(const StrategySpec& strategy, const std::vector<TensorI
 
 // One touched parameter: where, and its value before (restore writes it back bitwise).
 struct Touched {
+  // Leaves both fields unwritten, so resizing an undo log to k entries costs nothing (apply
+  // writes every entry at once; value-initialising them first took a pass over 16 bytes a site).
+  Touched() {}  // NOLINT(modernize-use-equals-default): `= default` would zero-fill in resize
+  Touched(int64_t offset_, float old_value_) : offset(offset_), old_value(old_value_) {}
   int64_t offset;  // index into Model::values
   float old_value;
 };
+
+// Whether an undo log may name an offset more than once: never for Perturber::apply (distinct
+// sites) and finetune; a bfa path may flip bits of one parameter repeatedly.
+enum class UndoOffsets { may_repeat, distinct };
 
 // Optional record of what a trial did (for --record-sites and tests).
 struct SiteRecord {
@@ -123,8 +131,11 @@ class Perturber {
   const std::vector<float>* gradient(const std::string& objective) const;  // nullptr: none yet
   bool has_input_norms() const { return !input_norms_.empty(); }
 
-  // Writes the touched values back bitwise, in reverse order.
-  static void restore(Model& model, const std::vector<Touched>& undo);
+  // Writes the touched values back bitwise, as if in reverse order: an offset logged more than
+  // once gets the value from before its first change. With distinct offsets the entries are
+  // independent and the OpenMP threads write them in parallel.
+  static void restore(Model& model, const std::vector<Touched>& undo,
+                      UndoOffsets offsets = UndoOffsets::may_repeat);
 
   // Key texts (documented in rng.hpp's mirror): sites and values streams of a trial.
   std::string sites_key_text(const Scope& scope, int64_t seed) const;
@@ -138,6 +149,10 @@ class Perturber {
   struct ScopeIndex {
     std::vector<int32_t> tensor_ids;  // (n_in_scope_tensors) model tensor indices, file order
     std::vector<int64_t> prefix;      // (n_in_scope_tensors + 1) in-scope elements before each
+    // Where slot_of starts: the slot (position in tensor_ids) holding in-scope index
+    // b << bucket_shift, for each bucket b of 2^bucket_shift indices.
+    int bucket_shift = 0;
+    std::vector<int32_t> bucket_slot;  // ((n_scope - 1) >> bucket_shift + 1)
     // Offsets sorted by a ranking's score, descending (NaN first), ties by lower offset, built
     // lazily per ranking: "magnitude", "wanda", "delta:MODEL", "taylor:LABEL", "gradient:OBJ".
     std::map<std::string, std::vector<int64_t>> ranked;
@@ -151,8 +166,13 @@ class Perturber {
   };
   SiteSource site_source(const StrategySpec& strategy, int64_t k, int64_t seed);
   // out[j] = offset of the site of rank first + j, 0 <= j < count (select_sites without the
-  // vector: callers draw O(1)-sized ranges on many threads).
-  void site_offsets(const SiteSource& source, int64_t first, int64_t count, int64_t* out) const;
+  // vector: callers draw O(1)-sized ranges on many threads); tensors[j] = its tensor's index
+  // in Model::tensors, unless `tensors` is null.
+  void site_offsets(const SiteSource& source, int64_t first, int64_t count, int64_t* out,
+                    int32_t* tensors = nullptr) const;
+  // The slot of `index` (in-scope index) in `scope`: the last slot whose prefix is <= index,
+  // found from its bucket (last_at_or_below over prefix is the plain reference).
+  static size_t slot_of(const ScopeIndex& scope, int64_t index);
   // Offsets of `index` sorted by `score` descending (NaN first), ties by lower offset.
   std::vector<int64_t> ranked_offsets(const ScopeIndex& index,
                                       const std::function<double(int64_t offset)>& score) const;
@@ -164,12 +184,25 @@ class Perturber {
   // Built on first use from the model's current values: apply() selects sites before it writes,
   // and every trial restores before the next, so these are always the unperturbed values.
   ScopeIndex& scope_index(const Scope& scope);
-  // New value of a site in the tensor's stored format; new_float32_value is the binary32 rule.
-  // per_value: the donor's values (delta) or the gradient (taylor), Model::values-indexed.
-  float new_value(const StrategySpec& strategy, const KeyedRng& values_rng, int64_t site_rank,
-                  int64_t offset, float old, const float* per_value) const;
-  float new_float32_value(const StrategySpec& strategy, const KeyedRng& values_rng,
-                          int64_t site_rank, int64_t offset, float old) const;
+  // The values stream at one site rank, with its attempt-0 draws on lanes 1 and 2 computed
+  // beforehand for a whole chunk (KeyedRng::u64_range; zero where the strategy draws none):
+  // below(n), uniform01() and normal() are the stream's below(n, i, 1), uniform01(i, 1) and
+  // normal(i, 1), bit for bit.
+  struct SiteDraws {
+    const KeyedRng& stream;
+    uint64_t site_rank;
+    uint64_t lane1, lane2;
+    uint64_t below(uint64_t n) const { return stream.below_from(n, lane1, site_rank, 1); }
+    double uniform01() const { return KeyedRng::uniform01_from(lane1); }
+    double normal() const { return KeyedRng::normal_from(lane1, lane2); }
+  };
+  // New value of a site (at `offset`, in tensor `tensor`) in the tensor's stored format;
+  // new_float32_value is the binary32 rule. per_value: the donor's values (delta) or the
+  // gradient (taylor), Model::values-indexed.
+  float new_value(const StrategySpec& strategy, const SiteDraws& draws, int64_t offset,
+                  int32_t tensor, float old, const float* per_value) const;
+  float new_float32_value(const StrategySpec& strategy, const SiteDraws& draws, int32_t tensor,
+                          float old) const;
   int32_t tensor_of(int64_t offset) const;
 
   const Model& model_;
@@ -187,14 +220,17 @@ class Perturber {
 // the scope ends, normally or by an exception.
 class RestoreOnExit {
  public:
-  RestoreOnExit(Model& model, const std::vector<Touched>& undo) : model_(model), undo_(undo) {}
-  ~RestoreOnExit() { Perturber::restore(model_, undo_); }
+  RestoreOnExit(Model& model, const std::vector<Touched>& undo,
+                UndoOffsets offsets = UndoOffsets::may_repeat)
+      : model_(model), undo_(undo), offsets_(offsets) {}
+  ~RestoreOnExit() { Perturber::restore(model_, undo_, offsets_); }
   RestoreOnExit(const RestoreOnExit&) = delete;
   RestoreOnExit& operator=(const RestoreOnExit&) = delete;
 
  private:
   Model& model_;
   const std::vector<Touched>& undo_;
+  UndoOffsets offsets_;
 };
 
 }  // namespace fracsweep

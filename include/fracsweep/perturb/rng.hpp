@@ -64,6 +64,16 @@ class KeyedRng {
   // Standard normal via Box-Muller on lanes `lane` and `lane + 1`.
   double normal(uint64_t index, uint32_t lane) const;
 
+  // Many draws at once: out[j] = u64(first + j, lane, 0) for 0 <= j < count, evaluated in
+  // lockstep so the compiler vectorises the Philox rounds (u64 is the plain reference).
+  void u64_range(uint64_t first, int64_t count, uint32_t lane, uint64_t* out) const;
+  // below, uniform01 and normal given their attempt-0 draws (`draw` = u64(index, lane, 0),
+  // `next_lane_draw` = u64(index, lane + 1, 0)): the functions above are these, so the values
+  // are the same bits.
+  uint64_t below_from(uint64_t n, uint64_t draw, uint64_t index, uint32_t lane) const;
+  static double uniform01_from(uint64_t draw);
+  static double normal_from(uint64_t draw, uint64_t next_lane_draw);
+
  private:
   uint64_t key_;
 };
@@ -72,21 +82,48 @@ class KeyedRng {
 // offline mirror can refuse files whose sites were drawn otherwise.
 constexpr const char* site_recipe_name = "feistel-v1";
 
-// The keyed pseudo-random permutation of [0, n) specified above, evaluated per index in O(1)
-// memory. Immutable: safe to share between threads.
+// The keyed pseudo-random permutation of [0, n) specified above, evaluated per index.
+// Immutable: safe to share between threads.
+//
+// Round tables: round r's function depends on B alone (the key, b, lane and r are fixed), and B
+// has v bits at even rounds and u bits at odd ones, so the whole round is a table of 2^v or 2^u
+// words: 4 (2^u + 2^v) words for the 8 rounds, e.g. 98,304 (384 KB) at n = 1.3e8. Filling them
+// costs one Philox block per entry, once; a lookup then replaces a Philox block per index and
+// round. A permutation built for `evaluations` indices at least tabulate_factor times the table
+// size fills them (on the OpenMP threads; the entries do not depend on their number), and
+// evaluate() looks them up; otherwise it evaluates the rounds directly. Both give the same values.
 class KeyedPermutation {
  public:
-  KeyedPermutation(const KeyedRng& rng, int64_t n, uint32_t lane);
+  // Tabulate from this many planned evaluations per table entry on. A cost estimate, not a
+  // measured break-even: filling costs one Philox block per entry, direct evaluation about 8
+  // per index, so at 2 evaluations per entry the fill is 1/16 of the direct work it replaces,
+  // and the tables take at most 2 bytes per evaluation.
+  static constexpr int64_t tabulate_factor = 2;
+
+  // `evaluations`: how many indices the caller will evaluate (e.g. a trial's k); 0 never
+  // tabulates.
+  KeyedPermutation(const KeyedRng& rng, int64_t n, uint32_t lane, int64_t evaluations = 0);
   int64_t size() const { return n_; }
   // permute(i) for 0 <= i < n: the plain one-index reference of evaluate.
   int64_t operator()(int64_t i) const;
   // out[j] = permute(first + j) for 0 <= j < count, first + count <= n. Evaluates 256
-  // indices in lockstep so the compiler vectorises the Philox rounds; serial (callers
-  // parallelise over ranges).
+  // indices in lockstep so the compiler vectorises the Philox rounds (or the table lookups);
+  // serial (callers parallelise over ranges).
   void evaluate(int64_t first, int64_t count, int64_t* out) const;
+  // Whether evaluate() looks the rounds up in tables.
+  bool tabulated() const { return !round_tables_.empty(); }
+  // Words in the 8 round tables: 4 (2^u + 2^v).
+  int64_t table_entries() const;
 
  private:
   uint64_t encrypt(uint64_t x) const;  // one pass of the Feistel network on [0, 2^b)
+  // Word 0 of round `round`'s Philox block at right part `right`, masked to the round's width.
+  uint32_t round_function(int round, uint32_t right) const;
+  // The lockstep batches and cycle-walking of evaluate, with `rounds(left, right, pending)`
+  // applying the 8 rounds to the first `pending` entries of the part arrays.
+  template <typename Rounds>
+  void evaluate_with(int64_t first, int64_t count, int64_t* out, const Rounds& rounds) const;
+  void fill_round_tables();
 
   KeyedRng rng_;
   int64_t n_;
@@ -94,6 +131,9 @@ class KeyedPermutation {
   int bits_;        // b
   int left_bits_;   // u
   int right_bits_;  // v
+  // (4 (2^u + 2^v)) round r's function at every B, from round_table_start_[r]; empty: direct
+  std::vector<uint32_t> round_tables_;
+  std::array<int64_t, 8> round_table_start_{};  // (8) where each round's table begins
 };
 
 // permute(0), ..., permute(k - 1) of KeyedPermutation(rng, n, lane), 0 <= k <= n: the first k

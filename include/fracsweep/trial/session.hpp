@@ -41,7 +41,6 @@ class ModelSession {
   std::unique_ptr<Perturber> perturber_;
   std::unique_ptr<AttackRunner> attacks_;  // bfa paths, finetune runs, saliency
   std::vector<Touched> undo_;              // (k) reused by every trial
-  std::vector<int64_t> touched_offsets_;   // (k) reused: the pages to release after a trial
 };
 
 }  // namespace fracsweep
