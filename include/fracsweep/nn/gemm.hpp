@@ -34,8 +34,20 @@ GemmInfo gemm_init(const GemmSetup& setup);
 GemmInfo gemm_info();
 BlisKernels parse_blis_kernels(const std::string& text);  // throws InputError
 
+// Rows of A up to which matmul_nt computes C row by row as matrix-vector products (BLIS's
+// bli_sgemv, which reads W where it lies) instead of one bli_sgemm (which packs all of W on
+// every call: BLIS 0.9's skx kernels have no small-m path, and decoding one token is m = 1).
+// Measured on the projections of the 110M and 1.1B Llamas (BLIS 0.9, AVX-512 AMD EPYC, 1
+// thread): with skx kernels the row path takes 0.10-0.20 of sgemm's time at m = 1, 0.18-0.31
+// at m = 4, and breaks even between m = 16 and 32; with haswell kernels 0.55-0.96 at m = 1 and
+// 0.9-1.1 at m = 4. Both kernel sets use the same (AVX2) sgemv kernels.
+constexpr int64_t gemv_max_rows = 4;
+
 // C (m x n) = A (m x k, row stride lda) * W^T, with W (n x k, row stride ldw) row-major;
-// C row stride ldc. beta = 0 overwrites C, beta = 1 accumulates.
+// C row stride ldc. beta = 0 overwrites C, beta = 1 accumulates. For m <= gemv_max_rows each
+// row of C is computed on its own (the same row of A gives the same row of C whatever m is),
+// over fixed blocks of W's rows shared out among the rank's threads: bitwise the same at every
+// thread count, like the GEMM path.
 void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
                int64_t ldw, float* c, int64_t ldc, float beta = 0.0f);
 
