@@ -226,8 +226,8 @@ void gemm_strided(const char* name, int64_t m, int64_t n, int64_t k, const float
             to_dim(b_row), to_dim(b_col), &beta, c, to_dim(ldc), 1);
 }
 
-// Bytes of W per block of matmul_nt's row path: a block stays in L2 while the rows of A pass
-// over it, so W is read from memory once however many rows there are.
+// Bytes of W per block of matmul_nt_decoding's row path: a block stays in L2 while the rows of A
+// pass over it, so W is read from memory once however many rows there are.
 constexpr int64_t gemv_block_bytes = int64_t{128} << 10;
 
 // W's rows per block: depends on k alone, never on the thread count. A multiple of 8, the
@@ -238,7 +238,8 @@ int64_t gemv_block_rows(int64_t k) {
   return std::max<int64_t>(8, gemv_block_bytes / row_bytes / 8 * 8);
 }
 
-// The one call of bli_sgemv: matmul_nt for 0 < m <= gemv_max_rows, C[i, block] = W[block, :] a_i
+// The one call of bli_sgemv: matmul_nt_decoding for 0 < m <= gemv_max_rows, C[i, block] = W[block,
+// :] a_i
 // + beta C[i, block] by one call per (block of W's rows, row i of A). Blocks go to the rank's
 // threads; each element of C is computed by exactly one call, whose operands do not depend on
 // the thread count. bli_sgemv runs on the calling thread (BLIS threads level 3 only).
@@ -265,12 +266,16 @@ void matmul_nt_rows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda
 void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
                int64_t ldw, float* c, int64_t ldc, float beta) {
   // B = W^T (k x n): element (p, j) is w[j*ldw + p], so row stride 1, column stride ldw.
-  const bool strides_cover = lda >= k && ldw >= k;
+  gemm_strided("matmul_nt", m, n, k, a, lda, 1, w, 1, ldw, c, ldc, beta, lda >= k && ldw >= k);
+}
+
+void matmul_nt_decoding(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                        const float* w, int64_t ldw, float* c, int64_t ldc, float beta) {
   if (m > gemv_max_rows) {
-    gemm_strided("matmul_nt", m, n, k, a, lda, 1, w, 1, ldw, c, ldc, beta, strides_cover);
+    matmul_nt(m, n, k, a, lda, w, ldw, c, ldc, beta);
     return;
   }
-  check_shape("matmul_nt", m, n, k, lda, 1, 1, ldw, ldc, strides_cover);
+  check_shape("matmul_nt_decoding", m, n, k, lda, 1, 1, ldw, ldc, lda >= k && ldw >= k);
   if (m == 0 || n == 0) return;
   matmul_nt_rows(m, n, k, a, lda, w, ldw, c, ldc, beta);
 }

@@ -81,9 +81,12 @@ struct NtShape {
   int64_t m, n, k, pad_a, pad_w, pad_c;
 };
 
-// matmul_nt against ref::matmul_nt (double accumulation) on `s`, for beta 0 and 1, with row
-// strides padded by s.pad_*; the padding of C must stay untouched.
-void check_matmul_nt(const NtShape& s) {
+using MatmulNt = void (*)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                          const float* w, int64_t ldw, float* c, int64_t ldc, float beta);
+
+// `matmul` (matmul_nt or matmul_nt_decoding) against ref::matmul_nt (double accumulation) on
+// `s`, for beta 0 and 1, with row strides padded by s.pad_*; the padding of C must stay untouched.
+void check_matmul_nt(MatmulNt matmul, const NtShape& s) {
   const int64_t lda = s.k + s.pad_a;
   const int64_t ldw = s.k + s.pad_w;
   const int64_t ldc = s.n + s.pad_c;
@@ -97,7 +100,7 @@ void check_matmul_nt(const NtShape& s) {
                      : random_floats(s.m * ldc, 3);
     std::vector<float> fast = initial;
     std::vector<float> plain = initial;
-    fs::matmul_nt(s.m, s.n, s.k, a.data(), lda, w.data(), ldw, fast.data(), ldc, beta);
+    matmul(s.m, s.n, s.k, a.data(), lda, w.data(), ldw, fast.data(), ldc, beta);
     fs::ref::matmul_nt(s.m, s.n, s.k, a.data(), lda, w.data(), ldw, plain.data(), ldc, beta);
     // Per element, float accumulation of k products stays within k * 2^-24 of the sum of
     // their magnitudes (plus |C| when accumulating); random signs make it far smaller.
@@ -135,11 +138,12 @@ BOOST_AUTO_TEST_CASE(matmul_nt_matches_reference) {
         NtShape{31, 29, 23, 1, 2, 3}, NtShape{300, 64, 64, 0, 0, 0}, NtShape{257, 32, 64, 0, 0, 0},
         NtShape{130, 172, 64, 0, 0, 0}, NtShape{130, 64, 172, 0, 0, 0},
         NtShape{100, 512, 64, 0, 0, 0}, NtShape{65, 33, 300, 7, 9, 11}}) {
-    check_matmul_nt(s);
+    check_matmul_nt(fs::matmul_nt, s);
   }
 }
 
-// The row path (m <= gemv_max_rows: one bli_sgemv per block of W's rows and row of A) at m = 1,
+// matmul_nt_decoding's row path (m <= gemv_max_rows: one bli_sgemv per block of W's rows and row
+// of A) at m = 1,
 // 2, 3 and the threshold +-1 (the GEMM path just above it), on odd n and k, padded strides,
 // n over several blocks with a tail that is not a multiple of 8 (k = 64: blocks of 512 rows;
 // k = 5001: blocks of 8), k = 1 and the decoding shapes of a small Llama (dim 48, hidden 136,
@@ -152,14 +156,14 @@ BOOST_AUTO_TEST_CASE(matmul_nt_row_path_matches_reference) {
           NtShape{m, 13, 23, 7, 9, 11}, NtShape{m, 48, 48, 0, 0, 0}, NtShape{m, 24, 48, 0, 0, 0},
           NtShape{m, 136, 48, 0, 0, 0}, NtShape{m, 48, 136, 0, 0, 0},
           NtShape{m, 97, 48, 0, 0, 0}}) {
-      check_matmul_nt(s);
+      check_matmul_nt(fs::matmul_nt_decoding, s);
     }
   }
 }
 
-// Each row of C from the row path is bitwise the same whatever m is (a decoded row does not
-// depend on how many rows were decoded with it) and, on both paths, whatever the thread count
-// (gemm_init's setup.threads): the blocks of W's rows are fixed by k, not by the threads.
+// Each row of C from matmul_nt_decoding's row path is bitwise the same whatever m is (a decoded row
+// does not depend on how many rows were decoded with it) and, on both paths, whatever the thread
+// count (gemm_init's setup.threads): the blocks of W's rows are fixed by k, not by the threads.
 BOOST_AUTO_TEST_CASE(matmul_nt_rows_do_not_depend_on_m_or_threads) {
   const fs::BlisKernels kernels = fs::BlisKernels::automatic;
   for (const NtShape& s : {NtShape{fs::gemv_max_rows, 1100, 64, 1, 2, 3},
@@ -174,8 +178,8 @@ BOOST_AUTO_TEST_CASE(matmul_nt_rows_do_not_depend_on_m_or_threads) {
       for (const int threads : {1, 2}) {
         fs::gemm_init(fs::GemmSetup{kernels, threads});
         results.push_back(initial);
-        fs::matmul_nt(s.m, s.n, s.k, a.data(), lda, w.data(), ldw, results.back().data(), ldc,
-                      beta);
+        fs::matmul_nt_decoding(s.m, s.n, s.k, a.data(), lda, w.data(), ldw, results.back().data(),
+                               ldc, beta);
       }
       fs::gemm_init(fs::GemmSetup{kernels, 1});
       BOOST_TEST((results[0] == results[1]), "m=" << s.m << " n=" << s.n << " k=" << s.k
@@ -183,7 +187,8 @@ BOOST_AUTO_TEST_CASE(matmul_nt_rows_do_not_depend_on_m_or_threads) {
       if (s.m > fs::gemv_max_rows) continue;
       for (int64_t i = 0; i < s.m; ++i) {  // row i alone, at m = 1
         std::vector<float> row(initial.begin() + i * ldc, initial.begin() + (i + 1) * ldc);
-        fs::matmul_nt(1, s.n, s.k, a.data() + i * lda, lda, w.data(), ldw, row.data(), ldc, beta);
+        fs::matmul_nt_decoding(1, s.n, s.k, a.data() + i * lda, lda, w.data(), ldw, row.data(), ldc,
+                               beta);
         BOOST_TEST(std::equal(row.begin(), row.end(), results[0].begin() + i * ldc),
                    "row " << i << " of m=" << s.m << " n=" << s.n << " k=" << s.k
                           << " beta=" << beta << " differs when computed alone");
@@ -256,4 +261,15 @@ BOOST_AUTO_TEST_CASE(matmul_nt_empty_and_bad_shapes) {
   BOOST_TEST(c[0] == 0.0f);
   BOOST_CHECK_THROW(fs::matmul_nt(2, 2, 3, a.data(), 2, a.data(), 3, c.data(), 2), fs::RunError);
   BOOST_CHECK_THROW(fs::matmul_nt(2, 2, 3, a.data(), 3, a.data(), 3, c.data(), 1), fs::RunError);
+  // The same for the decoding form (its row path).
+  c[0] = 5.0f;
+  fs::matmul_nt_decoding(0, 1, 1, a.data(), 1, a.data(), 1, c.data(), 1);
+  fs::matmul_nt_decoding(1, 0, 1, a.data(), 1, a.data(), 1, c.data(), 1);
+  BOOST_TEST(c[0] == 5.0f);
+  fs::matmul_nt_decoding(1, 1, 0, a.data(), 1, a.data(), 1, c.data(), 1);
+  BOOST_TEST(c[0] == 0.0f);
+  BOOST_CHECK_THROW(fs::matmul_nt_decoding(2, 2, 3, a.data(), 2, a.data(), 3, c.data(), 2),
+                    fs::RunError);
+  BOOST_CHECK_THROW(fs::matmul_nt_decoding(2, 2, 3, a.data(), 3, a.data(), 3, c.data(), 1),
+                    fs::RunError);
 }
