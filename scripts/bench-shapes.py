@@ -13,7 +13,9 @@ this one invocation:
   T ranks x 1 thread. Per layout and model format: load s and baseline s (rank 0's phase lines),
   median s/trial and trials/s (N over the busiest rank's summed trial wall time, from the
   results file), the trial's FLOP rate (the forward's FLOPs, counted as the engine counts them,
-  over the median trial time: metrics included), the largest peak RSS of one rank (VmHWM) and
+  over the median trial time: metrics included; summed over ranks), the share of a trial spent
+  outside BLIS (1 - the projection GEMMs' time alone, from fracsweep_bench in the same layout,
+  over the trial's), the largest peak RSS of one rank (VmHWM) and
   the node's peak PSS sum (scripts/node-memory.py: shared pages counted once). The llama2.c
   file is run in the 1 x T layout only (its trials are the same computation).
 * `fracsweep_bench --shape`: the forward pass and its projection GEMMs alone (bli_sgemm on the
@@ -120,10 +122,12 @@ def run_layout(fracsweep, job, ranks, threads, out, memory):
 
 
 def bench_forward(bench, shape, threads, processes, runs):
-    """(forward GFLOP/s, GEMM GFLOP/s) of `processes` fracsweep_bench --shape runs at once."""
+    """`processes` fracsweep_bench --shape runs at once: (forward GFLOP/s, GEMM GFLOP/s, the
+    projection GEMMs' seconds per forward pass), rates summed over the processes, seconds their
+    mean."""
     started = [subprocess.Popen([bench, "--shape", shape, str(threads), str(runs)],
                                 stdout=subprocess.PIPE, text=True) for _ in range(processes)]
-    forward = gemm = 0.0
+    forward = gemm = gemm_seconds = 0.0
     for process in started:
         output, _ = process.communicate()
         if process.returncode != 0:
@@ -132,7 +136,8 @@ def bench_forward(bench, shape, threads, processes, runs):
         forward_rate = float(row[3])
         forward += forward_rate
         gemm += forward_rate / float(row[-1])
-    return forward, gemm
+        gemm_seconds += float(row[2]) * 1e-3 / processes
+    return forward, gemm, gemm_seconds
 
 
 def main():
@@ -159,39 +164,38 @@ def main():
     print(f"# bench-shapes: {t} threads, {trials} trials per run, greedy_tokens {args.greedy}, "
           f"load average {load:.2f} at start, {time.strftime('%Y-%m-%d %H:%M')}\n")
     print("| shape | format | layout | load s | baseline s | s/trial | trials/s | "
-          "trial GFLOP/s | peak RSS/rank GiB | node PSS GiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    rates = []
+          "trial GFLOP/s | outside BLIS | peak RSS/rank GiB | node PSS GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    forward_rows, trial_rates = [], {}
     for shape in args.shapes:
         models = make_models(args.work, shape)
         flops = forward_flops(shape)
+        gemm_seconds = {}
+        for ranks, threads in [(1, t), (t, 1)]:
+            forward, gemm, seconds = bench_forward(bench, shape, threads, ranks, args.runs)
+            forward_rows.append((shape, f"{ranks}x{threads}", forward, gemm))
+            gemm_seconds[(ranks, threads)] = seconds
         for format_name, model in models.items():
             job = write_job(args.work, shape, model, format_name, trials, args.greedy)
             layouts = [(1, t), (t, 1)] if format_name == "hf bf16" else [(1, t)]
             for ranks, threads in layouts:
                 out = args.work / f"{job.stem}-{ranks}x{threads}.h5"
                 r = run_layout(fracsweep, job, ranks, threads, out, memory)
+                outside = 1.0 - gemm_seconds[(ranks, threads)] / r["s_per_trial"]
                 print(f"| {shape} | {format_name} | {ranks}x{threads} | {r['load']:.1f} | "
                       f"{r['baseline']:.1f} | {r['s_per_trial']:.2f} | {r['trials_per_s']:.3f} | "
-                      f"{flops / r['s_per_trial'] * 1e-9 * ranks:.1f} | {r['rank_rss_gib']:.2f} | "
-                      f"{r['node_pss_gib']:.2f} |", flush=True)
+                      f"{flops / r['s_per_trial'] * 1e-9 * ranks:.1f} | {100 * outside:.1f}% | "
+                      f"{r['rank_rss_gib']:.2f} | {r['node_pss_gib']:.2f} |", flush=True)
                 if format_name == "hf bf16":
-                    rates.append((shape, f"{ranks}x{threads}", r["trials_per_s"]))
-        for ranks, threads in [(1, t), (t, 1)]:
-            forward, gemm = bench_forward(bench, shape, threads, ranks, args.runs)
-            rates.append((shape, f"forward {ranks}x{threads}", (forward, gemm)))
+                    trial_rates[(shape, ranks)] = r["trials_per_s"]
     print("\n| shape | layout | forward GFLOP/s | sgemm GFLOP/s (same shapes) | forward / sgemm |")
     print("|---|---|---|---|---|")
-    for shape, layout, value in rates:
-        if layout.startswith("forward"):
-            forward, gemm = value
-            print(f"| {shape} | {layout.split()[1]} | {forward:.1f} | {gemm:.1f} | "
-                  f"{forward / gemm:.2f} |")
-    print("\n| shape | trials/s 1x%d | trials/s %dx1 | 1xT / Tx1 |" % (t, t))
+    for shape, layout, forward, gemm in forward_rows:
+        print(f"| {shape} | {layout} | {forward:.1f} | {gemm:.1f} | {forward / gemm:.2f} |")
+    print(f"\n| shape | trials/s 1x{t} | trials/s {t}x1 | 1x{t} / {t}x1 |")
     print("|---|---|---|---|")
     for shape in args.shapes:
-        by_layout = {layout: value for s, layout, value in rates if s == shape}
-        one, many = by_layout[f"1x{t}"], by_layout[f"{t}x1"]
+        one, many = trial_rates[(shape, 1)], trial_rates[(shape, t)]
         print(f"| {shape} | {one:.3f} | {many:.3f} | {one / many:.2f} |")
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 

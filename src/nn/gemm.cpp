@@ -6,11 +6,13 @@
 #include <blis.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <string>
 
+#include "fracsweep/nn/threads.hpp"
 #include "fracsweep/util/error.hpp"
 
 namespace fracsweep {
@@ -198,25 +200,65 @@ GemmInfo gemm_info() {
 
 namespace {
 
+// A caller's shape error (an internal error): negative sizes, a row stride that does not
+// cover its row, or C's narrower than n. `name` and the strides are for the message only.
+void check_shape(const char* name, int64_t m, int64_t n, int64_t k, int64_t a_row, int64_t a_col,
+                 int64_t b_row, int64_t b_col, int64_t ldc, bool strides_cover) {
+  // Called in hot loops: the message is built only on failure.
+  if (m >= 0 && n >= 0 && k >= 0 && strides_cover && ldc >= n) return;
+  throw RunError(std::string("internal error: ") + name + " shape m=" + std::to_string(m) +
+                 " n=" + std::to_string(n) + " k=" + std::to_string(k) + " with strides a=(" +
+                 std::to_string(a_row) + "," + std::to_string(a_col) + ") b=(" +
+                 std::to_string(b_row) + "," + std::to_string(b_col) +
+                 ") ldc=" + std::to_string(ldc) + " (row strides must cover the rows)");
+}
+
 // The one call of bli_sgemm: C (m x n) = A (m x k) * B (k x n) + beta C, every operand given by
-// its row and column strides, so that transposes are only a matter of strides. `name` and the
-// leading dimensions are for the message of a caller's shape error.
+// its row and column strides, so that transposes are only a matter of strides.
 void gemm_strided(const char* name, int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row,
                   int64_t a_col, const float* b, int64_t b_row, int64_t b_col, float* c,
                   int64_t ldc, float beta, bool strides_cover) {
-  // Called in hot loops: the message is built only on failure.
-  if (m < 0 || n < 0 || k < 0 || !strides_cover || ldc < n) {
-    throw RunError(std::string("internal error: ") + name + " shape m=" + std::to_string(m) +
-                   " n=" + std::to_string(n) + " k=" + std::to_string(k) + " with strides a=(" +
-                   std::to_string(a_row) + "," + std::to_string(a_col) + ") b=(" +
-                   std::to_string(b_row) + "," + std::to_string(b_col) +
-                   ") ldc=" + std::to_string(ldc) + " (row strides must cover the rows)");
-  }
+  check_shape(name, m, n, k, a_row, a_col, b_row, b_col, ldc, strides_cover);
   if (m == 0 || n == 0) return;
   float alpha = 1.0f;
   bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, to_dim(m), to_dim(n), to_dim(k), &alpha,
             const_cast<float*>(a), to_dim(a_row), to_dim(a_col), const_cast<float*>(b),
             to_dim(b_row), to_dim(b_col), &beta, c, to_dim(ldc), 1);
+}
+
+// Bytes of W per block of matmul_nt_decoding's row path: a block stays in L2 while the rows of A
+// pass over it, so W is read from memory once however many rows there are.
+constexpr int64_t gemv_block_bytes = int64_t{128} << 10;
+
+// W's rows per block: depends on k alone, never on the thread count. A multiple of 8, the
+// fusing factor of BLIS 0.9's sgemv kernels for skx, haswell and zen3 (bli_sdotxf_zen_int_8
+// takes 8 rows of W at a time; a call's last rows short of 8 go one by one through dotxv).
+int64_t gemv_block_rows(int64_t k) {
+  const int64_t row_bytes = static_cast<int64_t>(sizeof(float)) * std::max<int64_t>(k, 1);
+  return std::max<int64_t>(8, gemv_block_bytes / row_bytes / 8 * 8);
+}
+
+// The one call of bli_sgemv: matmul_nt_decoding for 0 < m <= gemv_max_rows, C[i, block] = W[block,
+// :] a_i
+// + beta C[i, block] by one call per (block of W's rows, row i of A). Blocks go to the rank's
+// threads; each element of C is computed by exactly one call, whose operands do not depend on
+// the thread count. bli_sgemv runs on the calling thread (BLIS threads level 3 only).
+void matmul_nt_rows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
+                    int64_t ldw, float* c, int64_t ldc, float beta) {
+  const int64_t block = gemv_block_rows(k);
+  const int64_t n_blocks = (n + block - 1) / block;
+#pragma omp parallel for schedule(static) if (worth_threads(n * k))
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int64_t first = b * block;
+    const int64_t rows = std::min(block, n - first);
+    float alpha = 1.0f;
+    float beta_c = beta;  // BLIS takes scalars by non-const pointer
+    for (int64_t i = 0; i < m; ++i) {
+      bli_sgemv(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, to_dim(rows), to_dim(k), &alpha,
+                const_cast<float*>(w + first * ldw), to_dim(ldw), 1,
+                const_cast<float*>(a + i * lda), 1, &beta_c, c + i * ldc + first, 1);
+    }
+  }
 }
 
 }  // namespace
@@ -225,6 +267,17 @@ void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, con
                int64_t ldw, float* c, int64_t ldc, float beta) {
   // B = W^T (k x n): element (p, j) is w[j*ldw + p], so row stride 1, column stride ldw.
   gemm_strided("matmul_nt", m, n, k, a, lda, 1, w, 1, ldw, c, ldc, beta, lda >= k && ldw >= k);
+}
+
+void matmul_nt_decoding(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                        const float* w, int64_t ldw, float* c, int64_t ldc, float beta) {
+  if (m > gemv_max_rows) {
+    matmul_nt(m, n, k, a, lda, w, ldw, c, ldc, beta);
+    return;
+  }
+  check_shape("matmul_nt_decoding", m, n, k, lda, 1, 1, ldw, ldc, lda >= k && ldw >= k);
+  if (m == 0 || n == 0) return;
+  matmul_nt_rows(m, n, k, a, lda, w, ldw, c, ldc, beta);
 }
 
 void matmul_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,

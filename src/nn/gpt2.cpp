@@ -91,26 +91,31 @@ std::vector<TensorInfo> gpt2_tensor_table(const LlamaConfig& c) {
 
 namespace {
 
+// The projections' C = A W^T: matmul_nt in the batched pass, matmul_nt_decoding when decoding.
+using MatmulNt = void (*)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                          const float* w, int64_t ldw, float* c, int64_t ldc, float beta);
+
 // The rest of a layer once attention has filled ws.att (n rows): x += c_proj(att), then
 // x += mlp.c_proj(gelu(mlp.c_fc(ln_2(x)))).
-void output_and_mlp(const LlamaConfig& c, const LayerWeights& layer, Gpt2Workspace& ws, int64_t n) {
+void output_and_mlp(const LlamaConfig& c, const LayerWeights& layer, Gpt2Workspace& ws, int64_t n,
+                    MatmulNt project) {
   const int64_t d = c.dim, h = c.hidden_dim;
-  matmul_nt(n, d, d, ws.att.data(), d, layer.attn_proj_weight, d, ws.x.data(), d, 1.0f);
+  project(n, d, d, ws.att.data(), d, layer.attn_proj_weight, d, ws.x.data(), d, 1.0f);
   add_bias_rows(ws.x.data(), layer.attn_proj_bias, n, d);
   layernorm_rows(ws.x.data(), layer.ln_2_weight, layer.ln_2_bias, ws.xn.data(), n, d, c.norm_eps);
-  matmul_nt(n, h, d, ws.xn.data(), d, layer.c_fc_weight, d, ws.hidden.data(), h);
+  project(n, h, d, ws.xn.data(), d, layer.c_fc_weight, d, ws.hidden.data(), h, 0.0f);
   add_bias_rows(ws.hidden.data(), layer.c_fc_bias, n, h);
   gelu_tanh(ws.hidden.data(), n * h);
-  matmul_nt(n, d, h, ws.hidden.data(), h, layer.mlp_proj_weight, h, ws.x.data(), d, 1.0f);
+  project(n, d, h, ws.hidden.data(), h, layer.mlp_proj_weight, h, ws.x.data(), d, 1.0f);
   add_bias_rows(ws.x.data(), layer.mlp_proj_bias, n, d);
 }
 
 // logits (n, vocab) of the n rows of the residual stream ws.x after the last layer (the head
 // is tied to wte).
 void classify(const LlamaConfig& c, const Gpt2Weights& w, Gpt2Workspace& ws, int64_t n,
-              float* logits) {
+              float* logits, MatmulNt project) {
   layernorm_rows(ws.x.data(), w.ln_f_weight, w.ln_f_bias, ws.xn.data(), n, c.dim, c.norm_eps);
-  matmul_nt(n, c.vocab_size, c.dim, ws.xn.data(), c.dim, w.wte, c.dim, logits, c.vocab_size);
+  project(n, c.vocab_size, c.dim, ws.xn.data(), c.dim, w.wte, c.dim, logits, c.vocab_size, 0.0f);
 }
 
 }  // namespace
@@ -145,9 +150,9 @@ void gpt2_forward(const Model& model, const TokenBatch& batch, Gpt2Workspace& ws
     const float* q = ws.qkv.data();  // (n, 3 dim): keys and values follow each query row
     attention_causal_spans(q, 3 * d, q + d, q + 2 * d, 3 * d, ws.att.data(), d, ws.spans, c.n_heads,
                            c.n_heads, c.head_dim(), ws.scratch);
-    output_and_mlp(c, layer, ws, n);
+    output_and_mlp(c, layer, ws, n, matmul_nt);
   }
-  classify(c, w, ws, n, logits);
+  classify(c, w, ws, n, logits, matmul_nt);
 }
 
 void gpt2_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t start,
@@ -167,7 +172,7 @@ void gpt2_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t s
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& layer = w.layers[floats(l)];
     layernorm_rows(ws.x.data(), layer.ln_1_weight, layer.ln_1_bias, ws.xn.data(), n, d, c.norm_eps);
-    matmul_nt(n, 3 * d, d, ws.xn.data(), d, layer.c_attn_weight, d, ws.qkv.data(), 3 * d);
+    matmul_nt_decoding(n, 3 * d, d, ws.xn.data(), d, layer.c_attn_weight, d, ws.qkv.data(), 3 * d);
     add_bias_rows(ws.qkv.data(), layer.c_attn_bias, n, 3 * d);
     for (int64_t r = 0; r < n; ++r) {  // the new rows' keys and values into the cache
       const float* row = ws.qkv.data() + r * 3 * d;
@@ -176,9 +181,9 @@ void gpt2_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t s
     }
     attention_causal_spans(ws.qkv.data(), 3 * d, cache.keys(l), cache.values(l), d, ws.att.data(),
                            d, ws.spans, c.n_heads, c.n_heads, c.head_dim(), ws.scratch);
-    output_and_mlp(c, layer, ws, n);
+    output_and_mlp(c, layer, ws, n, matmul_nt_decoding);
   }
-  classify(c, w, ws, n, logits);
+  classify(c, w, ws, n, logits, matmul_nt_decoding);
 }
 
 double gpt2_forward_flops(const LlamaConfig& c, const TokenBatch& batch) {

@@ -40,25 +40,30 @@ LlamaWorkspace::LlamaWorkspace(const LlamaConfig& config, int64_t max_tokens_, i
 
 namespace {
 
+// The projections' C = A W^T: matmul_nt in the batched pass, matmul_nt_decoding when decoding.
+using MatmulNt = void (*)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                          const float* w, int64_t ldw, float* c, int64_t ldc, float beta);
+
 // The rest of a layer once attention has filled ws.att (n rows): x += att wo^T, then the
 // feed-forward block x += (silu(xn w1^T) * (xn w3^T)) w2^T.
 void output_and_feed_forward(const LlamaConfig& c, const LayerWeights& layer, LlamaWorkspace& ws,
-                             int64_t n) {
+                             int64_t n, MatmulNt project) {
   const int64_t dim = c.dim;
   const int64_t hidden = c.hidden_dim;
-  matmul_nt(n, dim, dim, ws.att.data(), dim, layer.wo, dim, ws.x.data(), dim, 1.0f);
+  project(n, dim, dim, ws.att.data(), dim, layer.wo, dim, ws.x.data(), dim, 1.0f);
   rmsnorm_rows(ws.x.data(), layer.ffn_norm, ws.xn.data(), n, dim, c.norm_eps);
-  matmul_nt(n, hidden, dim, ws.xn.data(), dim, layer.w1, dim, ws.gate.data(), hidden);
-  matmul_nt(n, hidden, dim, ws.xn.data(), dim, layer.w3, dim, ws.up.data(), hidden);
+  project(n, hidden, dim, ws.xn.data(), dim, layer.w1, dim, ws.gate.data(), hidden, 0.0f);
+  project(n, hidden, dim, ws.xn.data(), dim, layer.w3, dim, ws.up.data(), hidden, 0.0f);
   swiglu(ws.gate.data(), ws.up.data(), n * hidden);
-  matmul_nt(n, dim, hidden, ws.gate.data(), hidden, layer.w2, hidden, ws.x.data(), dim, 1.0f);
+  project(n, dim, hidden, ws.gate.data(), hidden, layer.w2, hidden, ws.x.data(), dim, 1.0f);
 }
 
 // logits (n, vocab) of the n rows of the residual stream ws.x after the last layer.
 void classify(const LlamaConfig& c, const LlamaWeights& w, LlamaWorkspace& ws, int64_t n,
-              float* logits) {
+              float* logits, MatmulNt project) {
   rmsnorm_rows(ws.x.data(), w.norm_final, ws.xn.data(), n, c.dim, c.norm_eps);
-  matmul_nt(n, c.vocab_size, c.dim, ws.xn.data(), c.dim, w.classifier, c.dim, logits, c.vocab_size);
+  project(n, c.vocab_size, c.dim, ws.xn.data(), c.dim, w.classifier, c.dim, logits, c.vocab_size,
+          0.0f);
 }
 
 }  // namespace
@@ -99,9 +104,9 @@ void llama_forward(const Model& model, const TokenBatch& batch, LlamaWorkspace& 
     rope_rows(ws.k.data(), batch.positions.data(), ws.rope.data(), n, c.n_kv_heads, c.head_dim());
     attention_causal_spans(ws.q.data(), dim, ws.k.data(), ws.v.data(), kv_dim, ws.att.data(), dim,
                            ws.spans, c.n_heads, c.n_kv_heads, c.head_dim(), ws.scratch);
-    output_and_feed_forward(c, layer, ws, n);
+    output_and_feed_forward(c, layer, ws, n, matmul_nt);
   }
-  classify(c, w, ws, n, logits);
+  classify(c, w, ws, n, logits, matmul_nt);
 }
 
 void llama_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t start,
@@ -124,16 +129,16 @@ void llama_decode(const Model& model, const int32_t* tokens, int64_t n, int64_t 
     float* keys = cache.keys(l) + start * kv_dim;      // (n, kv_dim) the new rows' keys
     float* values = cache.values(l) + start * kv_dim;  // (n, kv_dim) the new rows' values
     rmsnorm_rows(ws.x.data(), layer.attn_norm, ws.xn.data(), n, dim, c.norm_eps);
-    matmul_nt(n, dim, dim, ws.xn.data(), dim, layer.wq, dim, ws.q.data(), dim);
-    matmul_nt(n, kv_dim, dim, ws.xn.data(), dim, layer.wk, dim, keys, kv_dim);
-    matmul_nt(n, kv_dim, dim, ws.xn.data(), dim, layer.wv, dim, values, kv_dim);
+    matmul_nt_decoding(n, dim, dim, ws.xn.data(), dim, layer.wq, dim, ws.q.data(), dim);
+    matmul_nt_decoding(n, kv_dim, dim, ws.xn.data(), dim, layer.wk, dim, keys, kv_dim);
+    matmul_nt_decoding(n, kv_dim, dim, ws.xn.data(), dim, layer.wv, dim, values, kv_dim);
     rope_rows(ws.q.data(), positions, ws.rope.data(), n, c.n_heads, c.head_dim());
     rope_rows(keys, positions, ws.rope.data(), n, c.n_kv_heads, c.head_dim());
     attention_causal_spans(ws.q.data(), dim, cache.keys(l), cache.values(l), kv_dim, ws.att.data(),
                            dim, ws.spans, c.n_heads, c.n_kv_heads, c.head_dim(), ws.scratch);
-    output_and_feed_forward(c, layer, ws, n);
+    output_and_feed_forward(c, layer, ws, n, matmul_nt_decoding);
   }
-  classify(c, w, ws, n, logits);
+  classify(c, w, ws, n, logits, matmul_nt_decoding);
 }
 
 void llama_forward_ref(const Model& model, const TokenBatch& batch, std::vector<float>& logits) {

@@ -10,9 +10,11 @@
 // Llamas of the shapes named (110M: dim 768, 12 layers, 12 heads, hidden 2048, vocab 32000;
 // 1.1B: dim 2048, 22 layers, 32 heads / 4 KV heads, hidden 5632; the growing prefix is skipped
 // at 1.1B, where it would take most of an hour), and the ratio to one trial's forward pass
-// (8 x 256 tokens):
+// (8 x 256 tokens). Also the memory-bandwidth floor of the 256 decoding steps (each reads every
+// weight once: weight bytes / this machine's streaming-read bandwidth at THREADS threads) and
+// the teacher-forced verification pass alone. CPU time at 1 thread, wall time at more:
 //
-//   fracsweep_bench --greedy MODEL.bin [110M] [1.1B] [kernels=auto]
+//   fracsweep_bench --greedy MODEL.bin [110M] [1.1B] [threads=1] [kernels=auto]
 //
 // One layout of scripts/bench-shapes.py: the same at THREADS threads, on a random-weight Llama of
 // a named shape only:
@@ -39,6 +41,7 @@
 #include <exception>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../unit/greedy_reference.hpp"
@@ -312,6 +315,49 @@ double seconds_of(const std::function<void()>& work) {
   return cpu_seconds() - start;
 }
 
+// Wall and process CPU seconds of one call of `work`.
+Timing timing_of(const std::function<void()>& work) {
+  const double cpu_start = cpu_seconds();
+  const auto start = std::chrono::steady_clock::now();
+  work();
+  return {std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+          cpu_seconds() - cpu_start};
+}
+
+// This machine's streaming-read bandwidth in bytes/s at `threads` threads: each sums its own
+// contiguous part of a 1 GiB buffer (far beyond any cache); best of 3 reads. At 1 thread per CPU
+// second (the unit of the 1-thread tables), at more per wall second.
+double streaming_read_bandwidth(int threads) {
+  constexpr int64_t lanes = 64;                              // independent partial sums per thread
+  constexpr int64_t n = (int64_t{1} << 28) / lanes * lanes;  // floats: 1 GiB
+  std::vector<float> buffer(static_cast<size_t>(n), 1.0f);   // (n) read-only after this
+  const int64_t part = n / lanes / threads * lanes;  // each thread's floats, a multiple of lanes
+  std::vector<float> sums(static_cast<size_t>(threads));  // (threads) kept so reads are not dead
+  const auto read_part = [&](int t) {
+    float partial[lanes] = {};
+    const float* x = buffer.data() + t * part;
+    for (int64_t i = 0; i < part; i += lanes) {
+      for (int64_t j = 0; j < lanes; ++j) partial[j] += x[i + j];
+    }
+    float total = 0.0f;
+    for (const float value : partial) total += value;
+    sums[static_cast<size_t>(t)] = total;
+  };
+  double best = 0.0;
+  for (int run = 0; run < 3; ++run) {
+    const Timing t = timing_of([&] {
+      std::vector<std::thread> workers;
+      for (int i = 1; i < threads; ++i) workers.emplace_back(read_part, i);
+      read_part(0);
+      for (std::thread& worker : workers) worker.join();
+    });
+    const double bytes = 4.0 * static_cast<double>(part * threads);
+    best = std::max(best, bytes / (threads == 1 ? t.cpu : t.wall));
+  }
+  if (sums[0] != static_cast<float>(part)) std::printf("(bandwidth check sum wrong)\n");
+  return best;
+}
+
 // A llama2c-layout Llama of `config` with cheap pseudo-random weights (uniform in
 // +-1/sqrt(fan_in), norms 1): only the speed of the forward pass matters here.
 fs::Model random_llama(const fs::LlamaConfig& config, const std::string& name) {
@@ -387,12 +433,23 @@ fs::TokenBatch real_shape_batch() {
   return batch;
 }
 
-// Times the baseline's 256-token greedy continuation after BOS (id 1) both ways, and one trial's
-// forward pass over 8 x 256 tokens; prints the ratios (one run each).
-void bench_greedy(const fs::Model& model, bool with_reference) {
+// Bytes of weights one decoding step reads: every matrix and norm once, and one row of the
+// token embeddings unless they are also the classifier.
+double decode_step_bytes(const fs::Model& model) {
+  const fs::LlamaConfig& c = model.config;
+  const double embedding_rows_skipped =
+      c.shared_classifier ? 0.0 : static_cast<double>((c.vocab_size - 1) * c.dim);
+  return 4.0 * (static_cast<double>(model.values.size()) - embedding_rows_skipped);
+}
+
+// Times the baseline's 256-token greedy continuation after BOS (id 1) both ways, the
+// verification pass alone and one trial's forward pass over 8 x 256 tokens; prints the ratios
+// and the bandwidth floor (one run each; CPU time at 1 thread, wall time at more).
+void bench_greedy(const fs::Model& model, bool with_reference, int threads, double bandwidth) {
   constexpr int64_t greedy_tokens = 256;
   const std::vector<int32_t> prompt = {1};
   const fs::LlamaConfig& c = model.config;
+  const auto seconds = [threads](const Timing& t) { return threads == 1 ? t.cpu : t.wall; };
   fs::EvalInputs inputs;  // sized for 8 x 256 tokens; the greedy continuation is timed below
   for (int s = 0; s < 8; ++s) {
     std::vector<int32_t> sequence(greedy_tokens);
@@ -403,10 +460,20 @@ void bench_greedy(const fs::Model& model, bool with_reference) {
   }
   inputs.greedy_tokens = 0;
   fs::LanguageModelEvaluator evaluator(model, inputs, fs::make_llama_forward);
-  const double trial_s = seconds_of([&] { evaluator.evaluate(model); });
+  const double trial_s = seconds(timing_of([&] { evaluator.evaluate(model); }));
   std::vector<int32_t> cached;
-  const double cached_s =
-      seconds_of([&] { cached = evaluator.greedy_continuation(model, prompt, greedy_tokens, -1); });
+  const double cached_s = seconds(
+      timing_of([&] { cached = evaluator.greedy_continuation(model, prompt, greedy_tokens, -1); }));
+  // The verification's teacher-forced pass over prompt + continuation (one batched forward).
+  std::vector<int32_t> forced_tokens = prompt;
+  forced_tokens.insert(forced_tokens.end(), cached.begin(), cached.end());
+  fs::TokenBatch forced;
+  forced.append(forced_tokens);
+  const auto forward = fs::make_llama_forward(c, forced.n_tokens(), forced.n_tokens());
+  std::vector<float> logits(static_cast<size_t>(forced.n_tokens() * c.vocab_size));  // (n, vocab)
+  const double verify_s = seconds(timing_of([&] { forward->run(model, forced, logits.data()); }));
+  const double step_bytes = decode_step_bytes(model);
+  const double floor_s = static_cast<double>(greedy_tokens) * step_bytes / bandwidth;
   std::printf("%s: dim %lld layers %lld heads %lld/%lld hidden %lld vocab %lld\n",
               model.path.c_str(), static_cast<long long>(c.dim), static_cast<long long>(c.n_layers),
               static_cast<long long>(c.n_heads), static_cast<long long>(c.n_kv_heads),
@@ -415,12 +482,19 @@ void bench_greedy(const fs::Model& model, bool with_reference) {
               static_cast<long long>(greedy_tokens), trial_s);
   std::printf("  greedy %lld tokens, KV cache + verification: %.3f s = %.2f trials\n",
               static_cast<long long>(cached.size()), cached_s, cached_s / trial_s);
+  std::printf("    of which the verification pass (%lld tokens, alone): %.3f s = %.2f trials\n",
+              static_cast<long long>(forced.n_tokens()), verify_s, verify_s / trial_s);
+  std::printf(
+      "  bandwidth floor of the decoding: %lld steps x %.3f GB / %.1f GB/s = %.3f s = %.2f "
+      "trials\n",
+      static_cast<long long>(greedy_tokens), step_bytes * 1e-9, bandwidth * 1e-9, floor_s,
+      floor_s / trial_s);
   if (!with_reference) return;
   std::vector<int32_t> growing;
-  const double growing_s = seconds_of([&] {
+  const double growing_s = seconds(timing_of([&] {
     growing =
         fs::test::greedy_growing_prefix(model, fs::make_llama_forward, prompt, greedy_tokens, -1);
-  });
+  }));
   std::printf("  greedy %lld tokens, growing prefix:          %.3f s = %.2f trials\n",
               static_cast<long long>(growing.size()), growing_s, growing_s / trial_s);
   std::printf("  growing prefix / KV cache: %.1fx; continuations %s\n", growing_s / cached_s,
@@ -430,27 +504,32 @@ void bench_greedy(const fs::Model& model, bool with_reference) {
 int run_greedy(int argc, char** argv) {
   fs::BlisKernels kernels = fs::BlisKernels::automatic;
   std::vector<std::string> shapes;
+  int threads = 1;
   for (int i = 3; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "110M" || arg == "1.1B") {
       shapes.push_back(arg);
+    } else if (!arg.empty() && std::isdigit(static_cast<unsigned char>(arg[0]))) {
+      threads = parse_positive(argv[i], "threads");
     } else {
       kernels = fs::parse_blis_kernels(arg);
     }
   }
-  const fs::GemmInfo blis = fs::gemm_init(fs::GemmSetup{kernels, 1});
+  const fs::GemmInfo blis = fs::gemm_init(fs::GemmSetup{kernels, threads});
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each result as it comes (runs are long)
-  std::printf("BLIS %s, kernels %s (%s), 1 thread; one run per measurement, CPU time\n\n",
-              blis.blis_version.c_str(), blis.kernel_set.c_str(), blis.selected_by.c_str());
-  bench_greedy(fs::load_llama2c(argv[2]), true);
+  const double bandwidth = streaming_read_bandwidth(threads);
+  std::printf(
+      "BLIS %s, kernels %s (%s), %d thread(s); one run per measurement, %s\n"
+      "streaming-read bandwidth at %d thread(s): %.1f GB/s (best of 3 reads of 1 GiB)\n\n",
+      blis.blis_version.c_str(), blis.kernel_set.c_str(), blis.selected_by.c_str(), threads,
+      threads == 1 ? "CPU time" : "wall time", threads, bandwidth * 1e-9);
+  bench_greedy(fs::load_llama2c(argv[2]), true, threads, bandwidth);
   for (const std::string& shape : shapes) {
     const bool small = shape == "110M";
-    const fs::LlamaConfig config =
-        small ? llama_shape(768, 12, 12, 12, 2048) : llama_shape(2048, 22, 32, 4, 5632);
     fs::Model model;
-    const double make_s = seconds_of([&] { model = random_llama(config, shape); });
+    const double make_s = seconds_of([&] { model = random_llama(named_shape(shape), shape); });
     std::printf("\n(%s random weights made in %.1f s)\n", shape.c_str(), make_s);
-    bench_greedy(model, small);
+    bench_greedy(model, small, threads, bandwidth);
   }
   return fs::exit_ok;
 }

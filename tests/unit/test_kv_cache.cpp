@@ -156,6 +156,29 @@ BOOST_AUTO_TEST_CASE(decoded_stories260K_rows_match_the_teacher_forced_rows,
   compare_decoded_rows(model, make_llama_forward, tokens, 30);
 }
 
+// Decoded logits are bitwise the same at 1 and 2 threads per rank: the one-row projections
+// (gemm.hpp's row path) split W into the same blocks whatever the thread count. The model is
+// wide enough for its projections to run on both threads (w1/w3: 384 x 128, classifier: 300 x
+// 128); the prefill of 3 rows takes the row path too.
+BOOST_AUTO_TEST_CASE(decoded_rows_do_not_depend_on_the_thread_count) {
+  const Model model = test::random_model(test::config_of(128, 384, 2, 4, 2, 300, false), 9);
+  const int64_t len = 24;
+  const int64_t vocab = model.config.vocab_size;
+  const std::vector<int32_t> tokens = test::random_tokens(len, vocab, 10);
+  std::vector<std::vector<float>> decoded;  // (threads 1, 2) x (len, vocab)
+  for (const int threads : {1, 2}) {
+    gemm_init(GemmSetup{BlisKernels::automatic, threads});
+    const auto forward = make_llama_forward(model.config, len, len);
+    std::vector<float>& logits = decoded.emplace_back(floats(len * vocab));
+    forward->decode(model, tokens.data(), 3, 0, logits.data());
+    for (int64_t t = 3; t < len; ++t) {
+      forward->decode(model, tokens.data() + t, 1, t, logits.data() + t * vocab);
+    }
+  }
+  gemm_init(GemmSetup{});
+  BOOST_TEST(std::memcmp(decoded[0].data(), decoded[1].data(), decoded[0].size() * 4) == 0);
+}
+
 // Decoding from a start below the last call's end rewinds: the rows are those of a fresh
 // sequence with the new tokens there.
 BOOST_AUTO_TEST_CASE(decoding_rewinds_to_an_earlier_position) {

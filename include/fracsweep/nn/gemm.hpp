@@ -34,10 +34,28 @@ GemmInfo gemm_init(const GemmSetup& setup);
 GemmInfo gemm_info();
 BlisKernels parse_blis_kernels(const std::string& text);  // throws InputError
 
+// Rows of A up to which matmul_nt_decoding computes C row by row as matrix-vector products
+// (BLIS's bli_sgemv, which reads W where it lies) instead of one bli_sgemm (which packs all of W
+// on every call: BLIS 0.9's skx kernels have no small-m path, and decoding one token is m = 1).
+// Measured on the projections of the 110M and 1.1B Llamas (BLIS 0.9, AVX-512 AMD EPYC, 1
+// thread): with skx kernels the row path takes 0.10-0.20 of sgemm's time at m = 1, 0.18-0.31
+// at m = 4, and breaks even between m = 16 and 32; with haswell kernels 0.55-0.96 at m = 1 and
+// 0.9-1.1 at m = 4. Both kernel sets use the same (AVX2) sgemv kernels.
+constexpr int64_t gemv_max_rows = 4;
+
 // C (m x n) = A (m x k, row stride lda) * W^T, with W (n x k, row stride ldw) row-major;
-// C row stride ldc. beta = 0 overwrites C, beta = 1 accumulates.
+// C row stride ldc. beta = 0 overwrites C, beta = 1 accumulates. A row of C does not depend on
+// m: a batch computed in chunks gives the same bits.
 void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
                int64_t ldw, float* c, int64_t ldc, float beta = 0.0f);
+
+// matmul_nt for incremental decoding, whose rows are verified by a batched pass (evaluator.hpp):
+// for m <= gemv_max_rows each row of C is computed on its own by matrix-vector products over
+// fixed blocks of W's rows shared out among the rank's threads (a row does not depend on m nor
+// on the thread count), otherwise it is matmul_nt. Those rows round differently from
+// matmul_nt's, so the batched passes never use it.
+void matmul_nt_decoding(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                        const float* w, int64_t ldw, float* c, int64_t ldc, float beta = 0.0f);
 
 // C (m x n) = A (m x k, row stride lda) * B (k x n, row stride ldb); C row stride ldc.
 // The backward pass of y = x W^T for the input: dx = dy W.
