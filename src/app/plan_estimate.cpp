@@ -244,7 +244,8 @@ ModelEstimate estimate_model(const JobConfig& job, const Grid& grid, int32_t m,
   double baseline_phase_s = 0;
   LoadOptions load;
   load.phase_done = [&baseline_phase_s](const char* phase, double seconds) {
-    if (std::string_view(phase) == "baseline") baseline_phase_s = seconds;
+    if (std::string_view(phase) == "baseline" || std::string_view(phase) == "greedy continuation")
+      baseline_phase_s += seconds;
   };
   const auto open_start = Clock::now();
   ModelSession session(plan_job, m, sources, load);
