@@ -260,7 +260,7 @@ class ModelSessions {
       std::fprintf(stderr, "[fracsweep] model '%s': loading %s and computing its baseline\n",
                    spec.name.c_str(), spec.path.c_str());
       load.phase_done = [&spec](const char* phase, double seconds) {
-        std::fprintf(stderr, "[fracsweep] model '%s': %s in %.1f s\n", spec.name.c_str(), phase,
+        std::fprintf(stderr, "[fracsweep] model '%s': %s in %.2f s\n", spec.name.c_str(), phase,
                      seconds);
       };
     }

@@ -83,27 +83,8 @@ namespace {
 constexpr int feistel_rounds = 8;        // see rng.hpp for why eight
 constexpr int64_t lockstep_width = 256;  // indices per vectorised batch (4 KB of state)
 
-// Block word 0 of Philox4x32-10: the Feistel round function needs at most 32 bits. Written
-// with scalar locals (no std::array) so a loop over lanes calling it vectorises.
-inline uint32_t philox_word0(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
-                             uint32_t k1) {
-  constexpr uint64_t multiplier0 = 0xD2511F53, multiplier1 = 0xCD9E8D57;
-  for (int round = 0; round < 10; ++round) {
-    const uint64_t product0 = multiplier0 * c0;
-    const uint64_t product1 = multiplier1 * c2;
-    const uint32_t next0 = static_cast<uint32_t>(product1 >> 32) ^ c1 ^ k0;
-    const uint32_t next2 = static_cast<uint32_t>(product0 >> 32) ^ c3 ^ k1;
-    c1 = static_cast<uint32_t>(product1);
-    c3 = static_cast<uint32_t>(product0);
-    c0 = next0;
-    c2 = next2;
-    k0 += 0x9E3779B9;
-    k1 += 0xBB67AE85;
-  }
-  return c0;
-}
-
-// Block words 0 and 1 of Philox4x32-10 as u64 composes them, written as philox_word0.
+// Block words 0 and 1 of Philox4x32-10 as u64 composes them. Written with scalar locals (no
+// std::array) so a loop over lanes calling it vectorises.
 inline uint64_t philox_words01(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
                                uint32_t k1) {
   constexpr uint64_t multiplier0 = 0xD2511F53, multiplier1 = 0xCD9E8D57;
@@ -120,6 +101,13 @@ inline uint64_t philox_words01(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c
     k1 += 0xBB67AE85;
   }
   return uint64_t{c0} | uint64_t{c1} << 32;
+}
+
+// Block word 0 of Philox4x32-10: the Feistel round function needs at most 32 bits (the
+// compiler drops the unused half).
+inline uint32_t philox_word0(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                             uint32_t k1) {
+  return static_cast<uint32_t>(philox_words01(c0, c1, c2, c3, k0, k1));
 }
 
 uint32_t low_bits_mask(int bits) {
