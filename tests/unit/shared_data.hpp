@@ -19,6 +19,14 @@ inline bool under_ci() {
   return ci && std::string(ci) == "true";
 }
 
+// The repository's root (jobs/, the built-in default model): FRACSWEEP_SOURCE_DIR, which ctest
+// sets, else three levels above this header.
+inline std::filesystem::path source_dir() {
+  const char* env = std::getenv("FRACSWEEP_SOURCE_DIR");
+  return env ? std::filesystem::path(env)
+             : std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+}
+
 // Path of `relative` under the shared root; fails the test when it does not exist.
 inline std::string shared_file(const std::string& relative) {
   std::string path = shared_root() + "/" + relative;

@@ -23,11 +23,6 @@ namespace utf = boost::unit_test;
 
 namespace {
 
-fs::path source_dir() {
-  const char* env = std::getenv("FRACSWEEP_SOURCE_DIR");
-  return env ? fs::path(env) : fs::path(__FILE__).parent_path().parent_path().parent_path();
-}
-
 // The digits MLP's learned parameters: fc1 (64x64 + 64), fc2 (10x64 + 10); all in scope.
 constexpr int64_t digits_parameters = 64 * 64 + 64 + 10 * 64 + 10;
 
@@ -65,11 +60,12 @@ BOOST_AUTO_TEST_CASE(decode_steps_sum_the_line_through_the_timed_positions) {
 }
 
 BOOST_AUTO_TEST_CASE(a_classifier_is_timed_at_its_smallest_and_largest_k_and_one_preparation) {
-  const fs::path model = source_dir() / "jobs/default/digits-mlp.json";
+  const fs::path model = test::source_dir() / "jobs/default/digits-mlp.json";
   const std::string text =
       "name = plan-digits\n[models]\nmodel = digits path=" + model.string() +
-      "\n[eval]\ninputs = " + (source_dir() / "jobs/default/digits-test-images.npy").string() +
-      "\nlabels = " + (source_dir() / "jobs/default/digits-test-labels.npy").string() +
+      "\n[eval]\ninputs = " +
+      (test::source_dir() / "jobs/default/digits-test-images.npy").string() +
+      "\nlabels = " + (test::source_dir() / "jobs/default/digits-test-labels.npy").string() +
       "\ninput_divisor = 16\n[sweep]\nfractions = 0.01 0.5\ncounts = 1 3\nseeds = 0-1\n"
       "strategy = magnitude then=zero\nstrategy = zero\nstrategy = gaussian sigma=0.5\n"
       "strategy = magnitude then=signflip\nstrategy = taylor then=zero\nstrategy = bfa\n";

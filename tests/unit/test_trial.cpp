@@ -26,12 +26,7 @@ namespace utf = boost::unit_test;
 
 namespace {
 
-fs::path source_dir() {
-  const char* env = std::getenv("FRACSWEEP_SOURCE_DIR");
-  return env ? fs::path(env) : fs::path(__FILE__).parent_path().parent_path().parent_path();
-}
-
-const fs::path digits_dir = source_dir() / "jobs" / "default";
+const fs::path digits_dir = test::source_dir() / "jobs" / "default";
 
 // The digits MLP's tensors as stored in digits-mlp.safetensors (independent of the loader):
 // fc1.weight (64, 64), fc1.bias (64), fc2.weight (10, 64), fc2.bias (10).
