@@ -239,9 +239,10 @@ int64_t gemv_block_rows(int64_t k) {
 }
 
 // The one call of bli_sgemv: matmul_nt_decoding for 0 < m <= gemv_max_rows,
-// C[i, block] = W[block, :] a_i + beta C[i, block], one call per (block of W's rows, row i of A). Blocks go to the rank's
-// threads; each element of C is computed by exactly one call, whose operands do not depend on
-// the thread count. bli_sgemv runs on the calling thread (BLIS threads level 3 only).
+// C[i, block] = W[block, :] a_i + beta C[i, block], one call per (block of W's rows, row i of A).
+// Blocks go to the rank's threads; each element of C is computed by exactly one call, whose
+// operands do not depend on the thread count. bli_sgemv runs on the calling thread (BLIS threads
+// level 3 only).
 void matmul_nt_rows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* w,
                     int64_t ldw, float* c, int64_t ldc, float beta) {
   const int64_t block = gemv_block_rows(k);
