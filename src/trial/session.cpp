@@ -1,7 +1,6 @@
 #include "fracsweep/trial/session.hpp"
 
 #include <chrono>
-#include <ranges>
 
 #include "fracsweep/util/error.hpp"
 
@@ -113,7 +112,7 @@ int64_t ModelSession::perturb(const StrategySpec& strategy, int64_t k, int64_t s
 }
 
 void ModelSession::release_touched_pages() {
-  open_->model.values.release_pages(undo_ | std::views::transform(&Touched::offset));
+  open_->model.values.release_pages(undo_, [](const Touched& site) { return site.offset; });
 }
 
 ModelSummary ModelSession::summary() const {

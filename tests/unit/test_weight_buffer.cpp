@@ -92,7 +92,7 @@ BOOST_AUTO_TEST_CASE(restore_and_release_give_the_shared_page_back) {
   for (const int64_t s : sites) values[static_cast<size_t>(s)] = std::nanf("");
   for (const int64_t s : sites) values[static_cast<size_t>(s)] = static_cast<float>(s);  // restore
   std::vector<int64_t> offsets = sites;
-  values.release_pages(offsets);
+  values.release_pages(offsets, [](int64_t offset) { return offset; });
   for (size_t i = 0; i < n; ++i) BOOST_REQUIRE(values[i] == static_cast<float>(i));
 
   // Released pages read the file again: a write through a shared mapping now shows through,
@@ -131,7 +131,7 @@ BOOST_AUTO_TEST_CASE(release_returns_the_private_copies_to_the_system) {
   }
   const long anonymous_written = rollup_kib("Anonymous");
   BOOST_TEST(anonymous_written - anonymous_before >= static_cast<long>(pages * 4) * 9 / 10);
-  values.release_pages(offsets);
+  values.release_pages(offsets, [](int64_t offset) { return offset; });
   const long anonymous_released = rollup_kib("Anonymous");
   BOOST_TEST(anonymous_released - anonymous_before <= static_cast<long>(pages * 4) / 10);
   for (size_t i = 0; i < n; i += 997) BOOST_REQUIRE(values[i] == static_cast<float>(i));
@@ -149,7 +149,8 @@ BOOST_AUTO_TEST_CASE(private_memory_behaves_like_a_vector) {
   values.insert(values.end(), values.begin(), values.begin() + 2);  // from itself
   BOOST_TEST((values == std::vector<float>{1.0f, 2.0f, 3.0f, 0.0f, 0.0f, 6.0f, 1.0f, 2.0f}));
   std::vector<int64_t> offsets = {0};
-  values.release_pages(offsets);  // nothing to release in private memory
+  // Nothing to release in private memory.
+  values.release_pages(offsets, [](int64_t offset) { return offset; });
   BOOST_TEST(values[0] == 1.0f);
   const WeightBuffer copy = values;
   values[0] = 9.0f;

@@ -96,17 +96,19 @@ class WeightBuffer {
     append_at(position, std::vector<float>(first, last));  // a copy: [first, last) may move
   }
 
-  // After the values at `offsets` (any range of int64_t value offsets, e.g. a view of an undo
-  // log's offsets: it is read once, never copied) were written and then restored bitwise: drops
+  // After the values at the offsets of `items` were written and then restored bitwise: drops
   // this process's copies of the pages holding them (file_private; a no-op otherwise, where
-  // there is nothing to drop). Every value on those pages must equal the file's, since the pages
-  // are re-read from it. Memory: one bit per page of the buffer.
-  template <typename Offsets>
-  void release_pages(const Offsets& offsets) {
+  // there is nothing to drop). `offset_of(item)` gives an item's int64_t value offset, so an
+  // undo log is read in place, never copied (std::views::transform would do, but clang 14
+  // cannot compile libstdc++ 12's views). Every value on those pages must equal the file's,
+  // since the pages are re-read from it. Memory: one bit per page of the buffer.
+  template <typename Items, typename OffsetOf>
+  void release_pages(const Items& items, OffsetOf offset_of) {
     if (memory_ != Memory::file_private) return;
     std::vector<uint64_t> touched((page_count() + 63) / 64);  // (n_pages / 64) a bit per page
     const int shift = page_shift();
-    for (const int64_t offset : offsets) {
+    for (const auto& item : items) {
+      const int64_t offset = offset_of(item);
       check_invariant(offset >= 0 && static_cast<size_t>(offset) < size_,
                       "release_pages: offset outside the model values");
       const auto page = static_cast<uint64_t>(offset) >> shift;
