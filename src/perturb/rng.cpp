@@ -116,10 +116,10 @@ uint32_t low_bits_mask(int bits) {
 
 }  // namespace
 
-void KeyedRng::u64_range(uint64_t first, int64_t count, uint32_t lane, uint64_t* out) const {
+void KeyedRng::u64_at(const uint64_t* indices, int64_t count, uint32_t lane, uint64_t* out) const {
   const auto key0 = static_cast<uint32_t>(key_), key1 = static_cast<uint32_t>(key_ >> 32);
   for (int64_t j = 0; j < count; ++j) {  // vectorised: no branch, no cross-lane step
-    const uint64_t index = first + static_cast<uint64_t>(j);
+    const uint64_t index = indices[j];
     out[j] = philox_words01(static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), lane,
                             0, key0, key1);
   }
@@ -182,6 +182,24 @@ uint64_t KeyedPermutation::encrypt(uint64_t x) const {
   return uint64_t{left} << right_bits_ | right;
 }
 
+uint64_t KeyedPermutation::decrypt(uint64_t x) const {
+  auto left = static_cast<uint32_t>(x >> right_bits_);
+  auto right = static_cast<uint32_t>(x & low_bits_mask(right_bits_));
+  for (int round = feistel_rounds - 1; round >= 0; --round) {
+    const uint32_t before = right ^ round_function(round, left);
+    right = left;
+    left = before;
+  }
+  return uint64_t{left} << right_bits_ | right;
+}
+
+int64_t KeyedPermutation::inverse(int64_t x) const {
+  check_invariant(x >= 0 && x < n_, "permuted index outside [0, n)");
+  uint64_t i = decrypt(static_cast<uint64_t>(x));
+  while (i >= static_cast<uint64_t>(n_)) i = decrypt(i);
+  return static_cast<int64_t>(i);
+}
+
 int64_t KeyedPermutation::operator()(int64_t i) const {
   check_invariant(i >= 0 && i < n_, "permutation index outside [0, n)");
   uint64_t x = encrypt(static_cast<uint64_t>(i));
@@ -226,15 +244,30 @@ void KeyedPermutation::evaluate_with(int64_t first, int64_t count, int64_t* out,
 void KeyedPermutation::evaluate(int64_t first, int64_t count, int64_t* out) const {
   check_invariant(first >= 0 && count >= 0 && first <= n_ - count,
                   "permutation range outside [0, n)");
+  evaluate_or_invert<true>(first, count, out);
+}
+
+void KeyedPermutation::invert(int64_t first, int64_t count, int64_t* out) const {
+  check_invariant(first >= 0 && count >= 0 && first <= n_ - count, "permuted range outside [0, n)");
+  evaluate_or_invert<false>(first, count, out);
+}
+
+template <bool forward>
+void KeyedPermutation::evaluate_or_invert(int64_t first, int64_t count, int64_t* out) const {
+  // Forward round r: A, B = B, A xor F_r(B); in reverse (r = 7 .. 0): A, B = B xor F_r(A), A.
+  // Either way one part is xored with F_r of the other and the parts swap places.
   if (tabulated()) {
     evaluate_with(first, count, out, [this](uint32_t* left, uint32_t* right, int64_t pending) {
-      for (int round = 0; round < feistel_rounds; ++round) {
+      for (int step = 0; step < feistel_rounds; ++step) {
+        const int round = forward ? step : feistel_rounds - 1 - step;
         const uint32_t* table =  // (2^width of B) this round's function
             round_tables_.data() + round_table_start_[static_cast<size_t>(round)];
+        uint32_t* input = forward ? right : left;
+        uint32_t* mixed = forward ? left : right;
         for (int64_t j = 0; j < pending; ++j) {
-          const uint32_t next = left[j] ^ table[right[j]];
-          left[j] = right[j];
-          right[j] = next;
+          const uint32_t next = mixed[j] ^ table[input[j]];
+          mixed[j] = input[j];
+          input[j] = next;
         }
       }
     });
@@ -245,14 +278,17 @@ void KeyedPermutation::evaluate(int64_t first, int64_t count, int64_t* out) cons
   const auto width_word = static_cast<uint32_t>(bits_);
   const uint32_t left_mask = low_bits_mask(left_bits_), right_mask = low_bits_mask(right_bits_);
   evaluate_with(first, count, out, [&](uint32_t* left, uint32_t* right, int64_t pending) {
-    for (int round = 0; round < feistel_rounds; ++round) {
+    for (int step = 0; step < feistel_rounds; ++step) {
+      const int round = forward ? step : feistel_rounds - 1 - step;
       const uint32_t output_mask = round % 2 == 0 ? left_mask : right_mask;
+      uint32_t* input = forward ? right : left;
+      uint32_t* mixed = forward ? left : right;
       for (int64_t j = 0; j < pending; ++j) {  // vectorised: no branch, no cross-lane step
-        const uint32_t mixed =
-            philox_word0(right[j], width_word, lane_, static_cast<uint32_t>(round), key0, key1);
-        const uint32_t next = left[j] ^ (mixed & output_mask);
-        left[j] = right[j];
-        right[j] = next;
+        const uint32_t function =
+            philox_word0(input[j], width_word, lane_, static_cast<uint32_t>(round), key0, key1);
+        const uint32_t next = mixed[j] ^ (function & output_mask);
+        mixed[j] = input[j];
+        input[j] = next;
       }
     }
   });

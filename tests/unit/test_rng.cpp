@@ -141,18 +141,22 @@ BOOST_AUTO_TEST_CASE(normal_is_box_muller_on_lanes_lane_and_lane_plus_one) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(u64_range_and_the_from_draw_forms_equal_the_one_draw_functions) {
-  // Lockstep draws against u64 one by one, across the 32-bit carry of the index; below_from,
-  // uniform01_from and normal_from given those draws against below, uniform01 and normal
-  // (n = 7 and 2^63 + 1 reject some first draws: the retry must be the documented attempt 1).
+BOOST_AUTO_TEST_CASE(u64_at_and_the_from_draw_forms_equal_the_one_draw_functions) {
+  // Lockstep draws against u64 one by one, at indices across the 32-bit carry in a scrambled
+  // order; below_from, uniform01_from and normal_from given those draws against below,
+  // uniform01 and normal (n = 7 and 2^63 + 1 reject some first draws: the retry must be the
+  // documented attempt 1).
   const KeyedRng rng(key_from_text("test-rng-range"));
-  const uint64_t first = (uint64_t{1} << 32) - 700;
-  std::vector<uint64_t> lane3(1500), lane4(1500);  // (1500) draws at first + j
-  rng.u64_range(first, 1500, 3, lane3.data());
-  rng.u64_range(first, 1500, 4, lane4.data());
+  std::vector<uint64_t> indices(1500);  // (1500) around 2^32, scrambled
+  for (size_t j = 0; j < indices.size(); ++j) {
+    indices[j] = (uint64_t{1} << 32) - 700 + (j * 7 % indices.size());
+  }
+  std::vector<uint64_t> lane3(1500), lane4(1500);  // (1500) draws at indices[j]
+  rng.u64_at(indices.data(), 1500, 3, lane3.data());
+  rng.u64_at(indices.data(), 1500, 4, lane4.data());
   int64_t rejected = 0;
   for (size_t j = 0; j < lane3.size(); ++j) {
-    const uint64_t i = first + j;
+    const uint64_t i = indices[j];
     BOOST_TEST_REQUIRE(lane3[j] == rng.u64(i, 3, 0));
     BOOST_TEST_REQUIRE(lane4[j] == rng.u64(i, 4, 0));
     for (uint64_t n : {uint64_t{7}, uint64_t{16}, (uint64_t{1} << 63) + 1}) {
@@ -343,6 +347,32 @@ BOOST_AUTO_TEST_CASE(round_tables_give_the_plain_reference_values) {
         BOOST_TEST_REQUIRE(
             looked_up[static_cast<size_t>(j)] == reference_permute(key, n, 2, first + j),
             "n = " << n << ", i = " << first + j);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(inverse_undoes_the_permutation_tabulated_or_not) {
+  // inverse(permute(i)) = i at the table sizes (b = 10 .. 33 around every power of two);
+  // invert() (lockstep, direct and tabulated) equals the one-index inverse.
+  const KeyedRng rng(key_from_text("test-perm-inverse"));
+  for (int64_t n : table_test_sizes()) {
+    const KeyedPermutation direct(rng, n, 1);
+    const KeyedPermutation tabulated(rng, n, 1, n);
+    for (int64_t first : {int64_t{0}, n / 3, n - std::min<int64_t>(n, 300)}) {
+      const int64_t count = std::min<int64_t>(300, n - first);     // spans 256-lane batches
+      std::vector<int64_t> ranks(static_cast<size_t>(count));      // (count) direct
+      std::vector<int64_t> looked_up(static_cast<size_t>(count));  // (count) tabulated
+      direct.invert(first, count, ranks.data());
+      tabulated.invert(first, count, looked_up.data());
+      BOOST_TEST_REQUIRE(looked_up == ranks, "n = " << n << ", first = " << first);
+      for (int64_t j = 0; j < count; ++j) {
+        const auto x = first + j;
+        BOOST_TEST_REQUIRE(ranks[static_cast<size_t>(j)] == direct.inverse(x), "n = " << n);
+        if (j % 17 == 0) {
+          BOOST_TEST_REQUIRE(direct(ranks[static_cast<size_t>(j)]) == x, "n = " << n);
+          BOOST_TEST_REQUIRE(direct.inverse(direct(x)) == x, "n = " << n);
+        }
       }
     }
   }

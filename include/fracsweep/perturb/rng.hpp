@@ -30,6 +30,9 @@
 //           bijection of [0, n); the mean walk over [0, n) is 2^b / n encryptions, < 2 for
 //           n > 2^9 and never more than 1024 in all for a whole small permutation).
 //   permutation_prefix(n, k) = permute(0), ..., permute(k - 1).
+//   inverse(x), x in [0, n): the i with permute(i) = x: decrypt (the rounds in reverse order,
+//           r = 7, ..., 0: A, B = B xor F_r(A), A) walked the same way, x = decrypt(x) while
+//           x >= n; the cycle of x under encrypt is the cycle under decrypt, reversed.
 // This is FF1's alternating Feistel layout (NIST SP 800-38G) in base 2 with xor: the parts
 // differ by at most one bit, so the domain is the smallest power of two >= n, not of four.
 // Rounds: Luby-Rackoff needs 4 for a strong pseudorandom permutation, but only far below the
@@ -64,9 +67,9 @@ class KeyedRng {
   // Standard normal via Box-Muller on lanes `lane` and `lane + 1`.
   double normal(uint64_t index, uint32_t lane) const;
 
-  // Many draws at once: out[j] = u64(first + j, lane, 0) for 0 <= j < count, evaluated in
+  // Many draws at once: out[j] = u64(indices[j], lane, 0) for 0 <= j < count, evaluated in
   // lockstep so the compiler vectorises the Philox rounds (u64 is the plain reference).
-  void u64_range(uint64_t first, int64_t count, uint32_t lane, uint64_t* out) const;
+  void u64_at(const uint64_t* indices, int64_t count, uint32_t lane, uint64_t* out) const;
   // below, uniform01 and normal given their attempt-0 draws (`draw` = u64(index, lane, 0),
   // `next_lane_draw` = u64(index, lane + 1, 0)): the functions above are these, so the values
   // are the same bits.
@@ -110,19 +113,29 @@ class KeyedPermutation {
   // indices in lockstep so the compiler vectorises the Philox rounds (or the table lookups);
   // serial (callers parallelise over ranges).
   void evaluate(int64_t first, int64_t count, int64_t* out) const;
-  // Whether evaluate() looks the rounds up in tables.
+  // permute^-1(x) for 0 <= x < n: the plain one-index reference of invert.
+  int64_t inverse(int64_t x) const;
+  // out[j] = inverse(first + j) for 0 <= j < count, first + count <= n: the rank of every
+  // entry of a range of the permuted domain, as evaluate (lockstep, tables when built; serial).
+  void invert(int64_t first, int64_t count, int64_t* out) const;
+  // Whether evaluate() and invert() look the rounds up in tables.
   bool tabulated() const { return !round_tables_.empty(); }
   // Words in the 8 round tables: 4 (2^u + 2^v).
   int64_t table_entries() const;
 
  private:
   uint64_t encrypt(uint64_t x) const;  // one pass of the Feistel network on [0, 2^b)
+  uint64_t decrypt(uint64_t x) const;  // its inverse
   // Word 0 of round `round`'s Philox block at right part `right`, masked to the round's width.
   uint32_t round_function(int round, uint32_t right) const;
-  // The lockstep batches and cycle-walking of evaluate, with `rounds(left, right, pending)`
-  // applying the 8 rounds to the first `pending` entries of the part arrays.
+  // The lockstep batches and cycle-walking of evaluate and invert, with `rounds(left, right,
+  // pending)` applying the 8 rounds (or their inverses) to the first `pending` entries of the
+  // part arrays.
   template <typename Rounds>
   void evaluate_with(int64_t first, int64_t count, int64_t* out, const Rounds& rounds) const;
+  // The lockstep 8 rounds forward (evaluate) or in reverse (invert), tabulated or direct.
+  template <bool forward>
+  void evaluate_or_invert(int64_t first, int64_t count, int64_t* out) const;
   void fill_round_tables();
 
   KeyedRng rng_;
