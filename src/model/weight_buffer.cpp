@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "fracsweep/util/error.hpp"
+#include "fracsweep/util/huge_pages.hpp"
 
 namespace fracsweep {
 
@@ -30,6 +31,7 @@ void WeightBuffer::Unmap::operator()(float* address) const {
 }
 
 WeightBuffer::WeightBuffer(size_t n) : own_(n) {
+  advise_huge_pages(own_.data(), n * sizeof(float));  // the loader writes every value next
   point_at_private();
 }
 

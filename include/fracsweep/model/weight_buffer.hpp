@@ -61,7 +61,7 @@ class WeightBuffer {
   };
 
   WeightBuffer() = default;
-  // `n` values of private memory, uninitialised.
+  // `n` values of private memory, uninitialised, advised onto huge pages (util/huge_pages.hpp).
   explicit WeightBuffer(size_t n);
   // The first `n` floats of the file `fd` (whose size must be at least n floats), mapped as
   // `memory` (file_shared or file_private). Throws RunError naming `path` when mmap fails.
