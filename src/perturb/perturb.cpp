@@ -5,10 +5,12 @@
 #include <charconv>
 #include <cmath>
 #include <exception>
+#include <numeric>
 #include <sstream>
 
 #include "fracsweep/perturb/saliency.hpp"
 #include "fracsweep/util/error.hpp"
+#include "fracsweep/util/huge_pages.hpp"
 
 namespace fracsweep {
 
@@ -24,6 +26,16 @@ size_t last_at_or_below(const int64_t* starts, size_t count, int64_t value) {
     count -= half;
   }
   return base;
+}
+
+// Grows `undo` to hold `k` entries in fresh storage on huge pages (util/huge_pages.hpp): a
+// large trial's undo log (16 bytes a site, 1.7 GB at f = 1 of a 110M model) otherwise takes
+// one page fault per 4 KB on its first use, seconds in all here.
+void reserve_undo_log(std::vector<Touched>& undo, size_t k) {
+  if (undo.capacity() >= k) return;
+  std::vector<Touched>().swap(undo);
+  undo.reserve(k);
+  advise_huge_pages(undo.data(), k * sizeof(Touched));
 }
 
 // Site ranks per task of the parallel loops over a trial's sites: small enough that a chunk's
@@ -150,11 +162,16 @@ void Perturber::site_offsets(const SiteSource& source, int64_t first, int64_t co
   }
   if (count == 0) return;
   source.permutation->evaluate(first, count, out);
-  const std::vector<int64_t>& prefix = source.index->prefix;  // (n_in_scope_tensors + 1)
-  for (int64_t j = 0; j < count; ++j) {  // in-scope index -> offset in Model::values
-    const size_t slot = slot_of(*source.index, out[j]);
-    const int32_t tensor = source.index->tensor_ids[slot];
-    out[j] = model_.tensors[static_cast<size_t>(tensor)].offset + (out[j] - prefix[slot]);
+  to_model_offsets(*source.index, count, out, tensors);
+}
+
+void Perturber::to_model_offsets(const ScopeIndex& scope, int64_t count, int64_t* indices,
+                                 int32_t* tensors) const {
+  for (int64_t j = 0; j < count; ++j) {
+    const size_t slot = slot_of(scope, indices[j]);
+    const int32_t tensor = scope.tensor_ids[slot];
+    indices[j] =
+        model_.tensors[static_cast<size_t>(tensor)].offset + (indices[j] - scope.prefix[slot]);
     if (tensors) tensors[j] = tensor;
   }
 }
@@ -402,6 +419,72 @@ float Perturber::new_float32_value(const StrategySpec& s, const SiteDraws& draws
   return old;
 }
 
+namespace {
+
+// The first exception thrown on any thread of a parallel loop, rethrown after the loop.
+class FirstFailure {
+ public:
+  bool seen() const {
+    int seen = 0;
+#pragma omp atomic read
+    seen = seen_;
+    return seen != 0;
+  }
+  void capture() {
+#pragma omp critical(fracsweep_first_failure)
+    if (!failure_) failure_ = std::current_exception();
+#pragma omp atomic write
+    seen_ = 1;
+  }
+  void rethrow_if_any() const {
+    if (failure_) std::rethrow_exception(failure_);
+  }
+
+ private:
+  std::exception_ptr failure_;
+  int seen_ = 0;  // whether failure_ is set, read without the critical section
+};
+
+}  // namespace
+
+struct Perturber::ChunkWriter {
+  const Perturber& perturber;
+  Model& model;
+  const StrategySpec& strategy;
+  const KeyedRng& values;         // the trial's values stream
+  const float* per_value;         // the donor's values (delta), the gradient (taylor) or null
+  bool draws_lane1, draws_lane2;  // which lanes of the stream the strategy reads
+
+  bool draws() const { return draws_lane1 || draws_lane2; }
+
+  void log(const int64_t* offsets, int64_t count, Touched* undo) const {
+    for (int64_t j = 0; j < count; ++j) {
+      undo[j] = {offsets[j], model.values[static_cast<size_t>(offsets[j])]};
+    }
+  }
+
+  // `ranks` may be null when the strategy draws nothing.
+  int64_t write(const int64_t* offsets, const int32_t* tensors, const uint64_t* ranks,
+                int64_t count, const Touched* undo, SiteRecord* record) const {
+    uint64_t lane1[sites_per_chunk];  // (count) attempt-0 draws of the stream at `ranks`, lane 1
+    uint64_t lane2[sites_per_chunk];  // (count) lane 2
+    if (draws_lane1) values.u64_at(ranks, count, 1, lane1);
+    if (draws_lane2) values.u64_at(ranks, count, 2, lane2);
+    int64_t changed = 0;
+    for (int64_t j = 0; j < count; ++j) {
+      const float old = undo[j].old_value;
+      const Perturber::SiteDraws draws{values, ranks ? ranks[j] : 0, draws_lane1 ? lane1[j] : 0,
+                                       draws_lane2 ? lane2[j] : 0};
+      const float updated =
+          perturber.new_value(strategy, draws, offsets[j], tensors[j], old, per_value);
+      model.values[static_cast<size_t>(offsets[j])] = updated;
+      changed += std::bit_cast<uint32_t>(updated) != std::bit_cast<uint32_t>(old);
+      if (record) record[j] = {offsets[j], old, updated};
+    }
+    return changed;
+  }
+};
+
 int64_t Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
                          std::vector<Touched>& undo, std::vector<SiteRecord>* record) {
   check_invariant(&model == &model_, "Perturber applied to a model it was not built for");
@@ -420,52 +503,108 @@ int64_t Perturber::apply(Model& model, const StrategySpec& strategy, int64_t k, 
       draws_lane2 || strategy.kind == StrategyKind::random_value ||
       (strategy.flips_bits() && strategy.bits != BitClass::sign &&
        strategy.bits != BitClass::exponent_msb && strategy.bits != BitClass::explicit_bit);
+  const ChunkWriter writer{*this, model, strategy, values_rng, per_value, draws_lane1, draws_lane2};
   // The undo log is the only O(k) memory: sites are drawn chunk by chunk straight into it.
-  undo.resize(static_cast<size_t>(k));  // (k) site rank order
+  reserve_undo_log(undo, static_cast<size_t>(k));
+  undo.resize(static_cast<size_t>(k));  // (k) site rank or offset order
   if (record) record->resize(static_cast<size_t>(k));
+  const int64_t n_scope = source.index->prefix.back();
+  const bool in_offset_order =
+      source.permutation && !record &&
+      (visits_ == SiteVisits::in_offset_order ||
+       (visits_ == SiteVisits::automatic && k * offset_order_from >= n_scope));
+  return in_offset_order
+             ? write_in_offset_order(source, k, writer, undo.data())
+             : write_by_rank(source, k, writer, undo.data(), record ? record->data() : nullptr);
+}
+
+int64_t Perturber::write_by_rank(const SiteSource& source, int64_t k, const ChunkWriter& writer,
+                                 Touched* undo, SiteRecord* record) const {
   int64_t changed = 0;
-  std::exception_ptr failure;  // the first error of any thread, rethrown after the loop
-  int failed = 0;              // whether `failure` is set, read without the critical section
+  FirstFailure failure;
 #pragma omp parallel for schedule(static) reduction(+ : changed) if (k > sites_per_chunk)
   for (int64_t first = 0; first < k; first += sites_per_chunk) {
     const int64_t count = std::min(sites_per_chunk, k - first);
     int64_t offsets[sites_per_chunk];  // (count) offsets of site ranks first, first + 1, ...
     int32_t tensors[sites_per_chunk];  // (count) their tensors
+    uint64_t ranks[sites_per_chunk];   // (count) first, first + 1, ...
     site_offsets(source, first, count, offsets, tensors);
+    for (int64_t j = 0; j < count; ++j) ranks[j] = static_cast<uint64_t>(first + j);
     // Every chunk logs its sites before any is written, even after a failure elsewhere, so the
     // undo log is complete (sites are distinct: no chunk sees another's new values).
-    for (int64_t j = 0; j < count; ++j) {
-      undo[static_cast<size_t>(first + j)] = {offsets[j],
-                                              model.values[static_cast<size_t>(offsets[j])]};
-    }
-    int failed_elsewhere = 0;
-#pragma omp atomic read
-    failed_elsewhere = failed;
-    if (failed_elsewhere) continue;
-    // (count) attempt-0 draws of the values stream at these ranks, lanes 1 and 2
-    uint64_t lane1[sites_per_chunk], lane2[sites_per_chunk];
-    const auto first_rank = static_cast<uint64_t>(first);
-    if (draws_lane1) values_rng.u64_range(first_rank, count, 1, lane1);
-    if (draws_lane2) values_rng.u64_range(first_rank, count, 2, lane2);
+    writer.log(offsets, count, undo + first);
+    if (failure.seen()) continue;
     try {
-      for (int64_t j = 0; j < count; ++j) {
-        const auto rank = static_cast<size_t>(first + j);
-        const float old = undo[rank].old_value;
-        const SiteDraws draws{values_rng, first_rank + static_cast<uint64_t>(j),
-                              draws_lane1 ? lane1[j] : 0, draws_lane2 ? lane2[j] : 0};
-        const float updated = new_value(strategy, draws, offsets[j], tensors[j], old, per_value);
-        model.values[static_cast<size_t>(offsets[j])] = updated;
-        changed += std::bit_cast<uint32_t>(updated) != std::bit_cast<uint32_t>(old);
-        if (record) (*record)[rank] = {offsets[j], old, updated};
-      }
+      changed += writer.write(offsets, tensors, ranks, count, undo + first,
+                              record ? record + first : nullptr);
     } catch (...) {
-#pragma omp critical(perturber_apply_failure)
-      if (!failure) failure = std::current_exception();
-#pragma omp atomic write
-      failed = 1;
+      failure.capture();
     }
   }
-  if (failure) std::rethrow_exception(failure);
+  failure.rethrow_if_any();
+  return changed;
+}
+
+int64_t Perturber::write_in_offset_order(const SiteSource& source, int64_t k,
+                                         const ChunkWriter& writer, Touched* undo) const {
+  const KeyedPermutation& permutation = *source.permutation;
+  const int64_t n_scope = permutation.size();
+  const int64_t n_chunks = (n_scope + sites_per_chunk - 1) / sites_per_chunk;
+  const bool every_index = k == n_scope;  // then every chunk is all sites, ranks or not
+  const bool needs_ranks = !every_index || writer.draws();
+  // (n_chunks + 1) where each chunk's sites start in the undo log; the last entry is k
+  std::vector<int64_t> starts(static_cast<size_t>(n_chunks + 1), 0);
+  if (every_index) {
+    for (int64_t c = 0; c < n_chunks; ++c) starts[static_cast<size_t>(c)] = c * sites_per_chunk;
+    starts.back() = n_scope;
+  } else {  // a first pass counts each chunk's sites
+#pragma omp parallel for schedule(static) if (n_chunks > 1)
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const int64_t first = c * sites_per_chunk;
+      const int64_t count = std::min(sites_per_chunk, n_scope - first);
+      int64_t ranks[sites_per_chunk];  // (count) ranks of in-scope indices first, first + 1, ...
+      permutation.invert(first, count, ranks);
+      int64_t sites = 0;
+      for (int64_t j = 0; j < count; ++j) sites += ranks[j] < k;
+      starts[static_cast<size_t>(c + 1)] = sites;
+    }
+    std::partial_sum(starts.begin(), starts.end(), starts.begin());
+  }
+  check_invariant(starts.back() == k, "offset-order visits found other than k sites");
+  int64_t changed = 0;
+  FirstFailure failure;
+#pragma omp parallel for schedule(static) reduction(+ : changed) if (n_chunks > 1)
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const int64_t first = c * sites_per_chunk;
+    const int64_t count = std::min(sites_per_chunk, n_scope - first);
+    int64_t
+        offsets[sites_per_chunk];  // (sites) in-scope indices of this chunk's sites, then offsets
+    int32_t tensors[sites_per_chunk];  // (sites) their tensors
+    uint64_t ranks[sites_per_chunk];   // (sites) their site ranks
+    int64_t sites = 0;
+    if (needs_ranks) {
+      permutation.invert(first, count, offsets);  // (count) the rank of each in-scope index
+      for (int64_t j = 0; j < count; ++j) {       // keeps ranks below k; sites <= j: read first
+        const int64_t rank = offsets[j];
+        ranks[sites] = static_cast<uint64_t>(rank);
+        offsets[sites] = first + j;
+        sites += rank < k;
+      }
+    } else {
+      for (int64_t j = 0; j < count; ++j) offsets[j] = first + j;
+      sites = count;
+    }
+    to_model_offsets(*source.index, sites, offsets, tensors);
+    Touched* log = undo + starts[static_cast<size_t>(c)];
+    writer.log(offsets, sites, log);  // before any write, even after a failure elsewhere
+    if (failure.seen()) continue;
+    try {
+      changed += writer.write(offsets, tensors, needs_ranks ? ranks : nullptr, sites, log, nullptr);
+    } catch (...) {
+      failure.capture();
+    }
+  }
+  failure.rethrow_if_any();
   return changed;
 }
 

@@ -528,6 +528,80 @@ BOOST_AUTO_TEST_CASE(apply_does_not_depend_on_the_thread_count) {
   BOOST_TEST(written[0] == written[1]);
 }
 
+BOOST_AUTO_TEST_CASE(offset_order_visits_write_what_rank_order_visits_write) {
+  // One trial visited by rank (the plain reference) and in offset order at 1 and 3 threads,
+  // for k from one site to the whole scope (scopes of 12008 and 6008 values: several chunks):
+  // the same values bit for bit at the same sites, the same change count, an undo log naming
+  // each site once, in ascending offsets, with its old value, and an exact restore.
+  const Model pristine = statistical_model();
+  Model model = statistical_model();
+  Perturber perturber(model, job_seed, "stats");
+  const int threads_before = omp_get_max_threads();
+  for (const std::string text :
+       {"gaussian sigma=0.5 relative=std", "bitflip", "bitflip bits=exponent", "zero",
+        "random-value", "signflip exclude=small"}) {
+    const StrategySpec strategy = parse(text);
+    const int64_t n = perturber.scope_size(strategy.scope);
+    for (int64_t k : {int64_t{1}, int64_t{4097}, n / 2 - 1, n / 2, n - 1, n}) {
+      perturber.set_site_visits(Perturber::SiteVisits::by_rank);
+      std::vector<Touched> undo;
+      const int64_t changed_by_rank = perturber.apply(model, strategy, k, 3, undo);
+      const std::vector<float> written(model.values.begin(), model.values.end());  // (n_values)
+      std::vector<int64_t> sites;  // (k) ascending offsets
+      for (const Touched& site : undo) sites.push_back(site.offset);
+      std::sort(sites.begin(), sites.end());
+      Perturber::restore(model, undo, fracsweep::UndoOffsets::distinct);
+      perturber.set_site_visits(Perturber::SiteVisits::in_offset_order);
+      for (int threads : {1, 3}) {
+        omp_set_num_threads(threads);
+        const int64_t changed = perturber.apply(model, strategy, k, 3, undo);
+        const std::string where =
+            text + ", k = " + std::to_string(k) + ", " + std::to_string(threads) + " threads";
+        BOOST_TEST_REQUIRE(changed == changed_by_rank, where);
+        BOOST_TEST_REQUIRE(
+            std::memcmp(model.values.data(), written.data(), written.size() * sizeof(float)) == 0,
+            where);
+        BOOST_TEST_REQUIRE(undo.size() == sites.size(), where);
+        for (size_t i = 0; i < undo.size(); ++i) {
+          BOOST_TEST_REQUIRE(undo[i].offset == sites[i], where);
+          BOOST_TEST_REQUIRE(
+              bits_of(undo[i].old_value) == bits_of(pristine.values[static_cast<size_t>(sites[i])]),
+              where);
+        }
+        Perturber::restore(model, undo, fracsweep::UndoOffsets::distinct);
+        BOOST_TEST_REQUIRE(std::memcmp(model.values.data(), pristine.values.data(),
+                                       written.size() * sizeof(float)) == 0,
+                           where);
+      }
+    }
+  }
+  omp_set_num_threads(threads_before);
+}
+
+BOOST_AUTO_TEST_CASE(large_k_is_visited_in_offset_order_unless_a_record_is_asked_for) {
+  // automatic: by rank below n_scope / offset_order_from sites, in offset order from there on,
+  // and by rank whenever the sites are recorded (the record is in site rank order).
+  Model model = statistical_model();
+  Perturber perturber(model, job_seed, "stats");
+  const StrategySpec strategy = parse("gaussian sigma=0.1");
+  const int64_t n = perturber.scope_size(strategy.scope);
+  const int64_t from = (n + Perturber::offset_order_from - 1) / Perturber::offset_order_from;
+  const auto undo_offsets = [&](int64_t k, bool recorded) {
+    std::vector<Touched> undo;
+    std::vector<SiteRecord> record;
+    perturber.apply(model, strategy, k, 4, undo, recorded ? &record : nullptr);
+    Perturber::restore(model, undo, fracsweep::UndoOffsets::distinct);
+    std::vector<int64_t> offsets;  // (k)
+    for (const Touched& site : undo) offsets.push_back(site.offset);
+    return offsets;
+  };
+  BOOST_TEST(undo_offsets(from - 1, false) == perturber.select_sites(strategy, from - 1, 4));
+  const std::vector<int64_t> visited = undo_offsets(from, false);  // (from)
+  BOOST_TEST(std::is_sorted(visited.begin(), visited.end()));
+  BOOST_TEST(visited != perturber.select_sites(strategy, from, 4));
+  BOOST_TEST(undo_offsets(from, true) == perturber.select_sites(strategy, from, 4));
+}
+
 BOOST_AUTO_TEST_CASE(sites_are_k_distinct_in_scope_offsets) {
   Model model = named_model();
   Perturber perturber(model, job_seed, "toy");
@@ -788,7 +862,7 @@ BOOST_AUTO_TEST_CASE(sites_map_to_offsets_across_tiny_and_empty_tensors) {
 }
 
 BOOST_AUTO_TEST_CASE(values_match_the_scalar_stream_over_many_chunks) {
-  // apply draws each chunk's values stream in lockstep (KeyedRng::u64_range); over every
+  // apply draws each chunk's values stream in lockstep (KeyedRng::u64_at); over every
   // parameter of a 12008-value model (three chunks) the values must be the scalar stream's:
   // below(32, i, 1) for bitflip, normal(i, 1) for gaussian, uniform01(i, 1) for random-value.
   const Model pristine = statistical_model();

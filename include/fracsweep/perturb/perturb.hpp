@@ -109,14 +109,25 @@ class Perturber {
   // Sites of a trial: offsets into Model::values, site rank order.
   std::vector<int64_t> select_sites(const StrategySpec& strategy, int64_t k, int64_t seed);
 
-  // Perturbs `k` sites of `model` in place and sets `undo` to what it touched (site rank
-  // order). When `record` is non-null it receives every site with old and new value. Returns
+  // Perturbs `k` sites of `model` in place and sets `undo` to what it touched. When `record`
+  // is non-null it receives every site with old and new value, in site rank order. `undo` is
+  // in site rank order too, unless the sites were visited in offset order (SiteVisits). Returns
   // how many sites now hold a different bit pattern (a zero written over a zero changes nothing).
   // Runs on the OpenMP threads; results do not depend on their number. Memory beyond `undo`
   // (and `record`) is O(1) per thread. On an error `undo` still lists every site with its old
   // value (some untouched), so restore is exact.
   int64_t apply(Model& model, const StrategySpec& strategy, int64_t k, int64_t seed,
                 std::vector<Touched>& undo, std::vector<SiteRecord>* record = nullptr);
+
+  // How apply visits a random strategy's sites. By rank (the plain reference): the i-th site
+  // is permute(i), at a random address, so a large k spends its time on cache and TLB misses.
+  // In offset order: every in-scope index x is visited in order and is a site when its rank
+  // permute^-1(x) is below k (two passes over the scope unless k is all of it), so the
+  // values are read and written sequentially. Both write the same value at the same site;
+  // automatic takes offset order from k >= n_scope / offset_order_from on, without a record.
+  enum class SiteVisits { automatic, by_rank, in_offset_order };
+  static constexpr int64_t offset_order_from = 2;
+  void set_site_visits(SiteVisits visits) { visits_ = visits; }
 
   // Makes `donor` (a second checkpoint of the same architecture, called `name` in the job) the
   // source of `delta from=name` values. Throws InputError unless its tensors have the model's
@@ -173,6 +184,10 @@ class Perturber {
   // The slot of `index` (in-scope index) in `scope`: the last slot whose prefix is <= index,
   // found from its bucket (last_at_or_below over prefix is the plain reference).
   static size_t slot_of(const ScopeIndex& scope, int64_t index);
+  // In place: in-scope indices -> offsets in Model::values; tensors[j] = each one's tensor
+  // index in Model::tensors, unless `tensors` is null.
+  void to_model_offsets(const ScopeIndex& scope, int64_t count, int64_t* indices,
+                        int32_t* tensors) const;
   // Offsets of `index` sorted by `score` descending (NaN first), ties by lower offset.
   std::vector<int64_t> ranked_offsets(const ScopeIndex& index,
                                       const std::function<double(int64_t offset)>& score) const;
@@ -185,7 +200,7 @@ class Perturber {
   // and every trial restores before the next, so these are always the unperturbed values.
   ScopeIndex& scope_index(const Scope& scope);
   // The values stream at one site rank, with its attempt-0 draws on lanes 1 and 2 computed
-  // beforehand for a whole chunk (KeyedRng::u64_range; zero where the strategy draws none):
+  // beforehand for a whole chunk (KeyedRng::u64_at; zero where the strategy draws none):
   // below(n), uniform01() and normal() are the stream's below(n, i, 1), uniform01(i, 1) and
   // normal(i, 1), bit for bit.
   struct SiteDraws {
@@ -204,6 +219,15 @@ class Perturber {
   float new_float32_value(const StrategySpec& strategy, const SiteDraws& draws, int32_t tensor,
                           float old) const;
   int32_t tensor_of(int64_t offset) const;
+  // apply's work on one chunk of sites (offsets, tensors and site ranks, `count` entries):
+  // log() copies their old values into the undo log, write() their new values into `model`
+  // (and `record`), returning how many changed bits.
+  struct ChunkWriter;
+  // apply's two ways through the sites (SiteVisits): `undo` (and `record`) hold k entries.
+  int64_t write_by_rank(const SiteSource& source, int64_t k, const ChunkWriter& writer,
+                        Touched* undo, SiteRecord* record) const;
+  int64_t write_in_offset_order(const SiteSource& source, int64_t k, const ChunkWriter& writer,
+                                Touched* undo) const;
 
   const Model& model_;
   uint64_t job_seed_;
@@ -214,6 +238,7 @@ class Perturber {
   std::map<std::string, const Model*> donors_;           // delta sources by model name
   std::map<std::string, std::vector<float>> gradients_;  // (n_values) per objective
   std::vector<float> input_norms_;                       // (n_values) wanda; empty: none
+  SiteVisits visits_ = SiteVisits::automatic;
 };
 
 // Undoes a perturbation (Perturber::restore of `undo`, as it is when the scope ends) however
