@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Benchmark at real shapes: random-weight Llamas of named shapes, run by the real engine.
 
-    /usr/bin/python3 scripts/bench-shapes.py [--shapes 110M 1.1B] [--threads T] [--trials N]
-                                             [--greedy G] [--work DIR] [--build DIR]
+    /usr/bin/python3 scripts/bench-shapes.py [--shapes [110M] [1.1B]] [--threads T] [--trials N]
+                                             [--greedy G] [--job JOB.ini ...] [--work DIR]
+                                             [--build DIR]
 
 Per shape it writes (once, kept in --work) a bf16 Hugging Face directory and a float32 llama2.c
 checkpoint with scripts/make-random-llama.py, and 8 x 256 random token ids. Then, measured in
@@ -11,16 +12,18 @@ this one invocation:
 * `fracsweep run` of a job of N trials (gaussian sigma=0.1 relative=std at f = 1e-4: the
   forward pass and metrics dominate) in two layouts on the same cores: 1 rank x T threads and
   T ranks x 1 thread. Per layout and model format: load s and baseline s (rank 0's phase lines),
-  median s/trial and trials/s (N over the busiest rank's summed trial wall time, from the
-  results file), the trial's FLOP rate (the forward's FLOPs, counted as the engine counts them,
-  over the median trial time: metrics included; summed over ranks), the share of a trial spent
-  outside BLIS (1 - the projection GEMMs' time alone, from fracsweep_bench in the same layout,
-  over the trial's), the largest peak RSS of one rank (VmHWM) and
-  the node's peak PSS sum (scripts/node-memory.py: shared pages counted once). The llama2.c
-  file is run in the 1 x T layout only (its trials are the same computation).
+  median s/trial and trials/s (each rank's trials over its summed trial wall time, summed over
+  the ranks; from the results file), the trial's FLOP rate (the forward's FLOPs, counted as the
+  engine counts them, over the median trial time: metrics included; summed over ranks), the
+  share of a trial spent outside BLIS (1 - the projection GEMMs' time alone, from
+  fracsweep_bench in the same layout, over the trial's), the largest peak RSS of one rank
+  (VmHWM) and the node's peak PSS sum (scripts/node-memory.py: shared pages counted once). The
+  llama2.c file is run in the 1 x T layout only (its trials are the same computation).
 * `fracsweep_bench --shape`: the forward pass and its projection GEMMs alone (bli_sgemm on the
   same shapes), one process at T threads, then T processes at 1 thread at once; forward
   GFLOP/s, GEMM GFLOP/s and their ratio (T x 1: the processes' rates summed).
+* Each `--job` (e.g. jobs/stories260K-claims.ini) run whole in the same two layouts: its
+  trials/s (as above) at 1 x T and T x 1, and the ratio.
 
 Run it on a quiet machine (uptime): another job's threads on the same cores skew every ratio.
 1.1B needs ~10 GB of memory and ~7 GB of disk in --work.
@@ -110,12 +113,14 @@ def run_layout(fracsweep, job, ranks, threads, out, memory):
     with h5py.File(out, "r") as f:
         wall = f["trials/wall_s"][()]
         rank = f["trials/rank"][()]
-    busiest = max(wall[rank == r].sum() for r in np.unique(rank))
+    # Each rank's trials over its summed trial time, summed over ranks: the layout's throughput,
+    # whichever rank the scheduler gave more trials (a few trials split 3:1 otherwise halve it).
+    rate = sum((rank == r).sum() / wall[rank == r].sum() for r in np.unique(rank))
     return {
         "load": sum(s for p, s in phases.items() if p not in ("baseline", "ready")),
         "baseline": phases.get("baseline", float("nan")),
         "s_per_trial": float(np.median(wall)),
-        "trials_per_s": len(wall) / busiest,
+        "trials_per_s": float(rate),
         "rank_rss_gib": result.peak_rank_rss / 2**20,
         "node_pss_gib": result.peak_pss / 2**20,
     }
@@ -142,12 +147,14 @@ def bench_forward(bench, shape, threads, processes, runs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=["110M", "1.1B"])
+    parser.add_argument("--shapes", nargs="*", choices=sorted(SHAPES), default=["110M", "1.1B"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--trials", type=int, default=None,
                         help="trials per run (default: 2 per rank of the T x 1 layout)")
     parser.add_argument("--greedy", type=int, default=0, help="greedy_tokens of the job")
     parser.add_argument("--runs", type=int, default=3, help="timed forward passes per bench")
+    parser.add_argument("--job", type=Path, action="append", default=[],
+                        help="a job file to run whole at 1 x T and T x 1 (repeatable)")
     parser.add_argument("--work", type=Path,
                         default=Path(os.environ.get("TMPDIR", "/tmp")) / "fracsweep-bench-shapes")
     parser.add_argument("--build", type=Path, default=REPO / "build")
@@ -188,15 +195,21 @@ def main():
                       f"{r['rank_rss_gib']:.2f} | {r['node_pss_gib']:.2f} |", flush=True)
                 if format_name == "hf bf16":
                     trial_rates[(shape, ranks)] = r["trials_per_s"]
-    print("\n| shape | layout | forward GFLOP/s | sgemm GFLOP/s (same shapes) | forward / sgemm |")
-    print("|---|---|---|---|---|")
+    if forward_rows:
+        print("\n| shape | layout | forward GFLOP/s | sgemm GFLOP/s (same shapes) | forward / sgemm |")
+        print("|---|---|---|---|---|")
     for shape, layout, forward, gemm in forward_rows:
         print(f"| {shape} | {layout} | {forward:.1f} | {gemm:.1f} | {forward / gemm:.2f} |")
-    print(f"\n| shape | trials/s 1x{t} | trials/s {t}x1 | 1x{t} / {t}x1 |")
+    for job in args.job:
+        for ranks in (1, t):
+            out = args.work / f"{job.stem}-{ranks}x{t // ranks}.h5"
+            trial_rates[(job.name, ranks)] = run_layout(fracsweep, job.resolve(), ranks, t // ranks,
+                                                        out, memory)["trials_per_s"]
+    print(f"\n| shape or job | trials/s 1x{t} | trials/s {t}x1 | 1x{t} / {t}x1 |")
     print("|---|---|---|---|")
-    for shape in args.shapes:
-        one, many = trial_rates[(shape, 1)], trial_rates[(shape, t)]
-        print(f"| {shape} | {one:.3f} | {many:.3f} | {one / many:.2f} |")
+    for name in args.shapes + [job.name for job in args.job]:
+        one, many = trial_rates[(name, 1)], trial_rates[(name, t)]
+        print(f"| {name} | {one:.3f} | {many:.3f} | {one / many:.2f} |")
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
