@@ -16,7 +16,8 @@ size_t advise_huge_pages(const void* data, size_t bytes) {
   const HugePageSpan span = huge_page_span(reinterpret_cast<uintptr_t>(data), bytes);
   if (span.bytes == 0) return 0;
   // NOLINTNEXTLINE(performance-no-int-to-ptr): madvise takes the span's address
-  const bool advised = ::madvise(reinterpret_cast<void*>(span.first), span.bytes, MADV_HUGEPAGE) == 0;
+  const bool advised =
+      ::madvise(reinterpret_cast<void*>(span.first), span.bytes, MADV_HUGEPAGE) == 0;
   return advised ? span.bytes : 0;
 }
 

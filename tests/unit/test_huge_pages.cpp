@@ -50,7 +50,7 @@ BOOST_AUTO_TEST_CASE(span_is_the_whole_huge_pages_inside_the_buffer) {
   BOOST_TEST(huge_page_span(mb2 - 4096, mb2 + 4096).first == mb2);  // the page just fits
   BOOST_TEST(huge_page_span(mb2 - 4096, mb2 + 4096).bytes == mb2);
   BOOST_TEST(huge_page_span(mb2 - 4096, mb2 + 4095).bytes == 0u);  // one byte short
-  BOOST_TEST(huge_page_span(mb2 + 4096, mb2).bytes == 0u);  // no whole page inside
+  BOOST_TEST(huge_page_span(mb2 + 4096, mb2).bytes == 0u);         // no whole page inside
   BOOST_TEST(huge_page_span(3 * mb2, 0).bytes == 0u);
 }
 
