@@ -8,8 +8,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$repo/build}
 bash "$repo/scripts/build.sh"
 cd "$build"
-# The single-process unit tests two at a time; test_threads (up to 3 threads) and every test
-# that starts MPI ranks alone, so no test waits for a core another test holds.
+# The single-process tests side by side; test_threads (up to 3 threads) and every suite that
+# starts MPI ranks (PROCESSORS 3, tests/CMakeLists.txt) alone, so no test waits for a core
+# another test holds.
 ctest --output-on-failure --timeout 1200 -L unit -E '^unit\.test_threads$' -j"$(nproc)" "$@"
 ctest --output-on-failure --timeout 1200 -R '^unit\.test_threads$' "$@"
-ctest --output-on-failure --timeout 1200 -LE unit "$@"
+ctest --output-on-failure --timeout 1200 -LE unit -j"$(nproc)" "$@"
